@@ -1,0 +1,50 @@
+"""One exception tree for prelabel. Every message is one line a user can act on.
+
+    PrelabelError                 base; the CLI prints it as one red line, exit code 2
+     ├── ConfigError              a flag, setting or environment variable is wrong or missing
+     ├── DatasetError             a dataset cannot be found, read or parsed, or a split is unknown
+     ├── BrokerError              Redis does not answer, or answered with an error
+     ├── EndpointError            the LLM endpoint cannot be reached or refuses the key
+     ├── RunError                 a run is unknown, or stopped (quota, auth, cancel)
+     └── ItemError                one item could not be labeled; recorded with the item, never raised
+                                  past the worker
+"""
+
+from __future__ import annotations
+
+
+class PrelabelError(Exception):
+    """Base of every error prelabel raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PrelabelError):
+    """A flag, setting or environment variable is wrong or missing."""
+
+
+class DatasetError(PrelabelError):
+    """A dataset cannot be found, read or parsed."""
+
+
+class BrokerError(PrelabelError):
+    """Redis does not answer, or answered with an error."""
+
+
+class EndpointError(PrelabelError):
+    """The LLM endpoint cannot be reached, or refused the request for good."""
+
+
+class RunError(PrelabelError):
+    """A run is unknown, or stopped before all of its items were done."""
+
+
+class ItemError(PrelabelError):
+    """One item could not be labeled. Its message becomes the item's `error` field."""

@@ -1,0 +1,60 @@
+"""Every Redis key prelabel writes, in one place, so the data layout reads at a glance.
+
+Per run (`{run}` is the run id):
+
+    prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps
+    prelabel:run:{run}:counters        hash    done, failed, requests, prompt_tokens,
+                                               completion_tokens, rate_limited, retries
+    prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record
+    prelabel:run:{run}:results         hash    item id -> ItemResult JSON (written once, HSETNX)
+    prelabel:runs                      zset    run ids by creation time
+
+Shared by every run against one account (endpoint, model, key fingerprint):
+
+    prelabel:bucket:{account}          hash    requests and tokens levels, last refill time
+    prelabel:bucket:{account}:pause    string  server time (µs) before which nothing is admitted
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "prelabel"
+RUNS = f"{PREFIX}:runs"
+
+
+@dataclass(frozen=True, slots=True)
+class RunKeys:
+    """The keys of one run."""
+
+    run_id: str
+
+    @property
+    def meta(self) -> str:
+        return f"{PREFIX}:run:{self.run_id}"
+
+    @property
+    def counters(self) -> str:
+        return f"{self.meta}:counters"
+
+    @property
+    def results(self) -> str:
+        return f"{self.meta}:results"
+
+    def shard(self, n: int) -> str:
+        return f"{self.meta}:shard:{n}"
+
+
+@dataclass(frozen=True, slots=True)
+class BucketKeys:
+    """The keys of one account's shared rate-limit bucket."""
+
+    account: str
+
+    @property
+    def bucket(self) -> str:
+        return f"{PREFIX}:bucket:{self.account}"
+
+    @property
+    def pause(self) -> str:
+        return f"{self.bucket}:pause"

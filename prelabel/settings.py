@@ -1,0 +1,67 @@
+"""Settings read from the environment, validated once, passed down explicitly.
+
+Conventional variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `REDIS_URL`, `KILI_API_KEY`,
+`KILI_API_ENDPOINT`) are read under their usual names; prelabel's own settings use the
+`PRELABEL_` prefix. CLI flags override both.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Secrets are `SecretStr`: they never show in `repr` or logs."""
+
+    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL, validation_alias=AliasChoices("PRELABEL_REDIS_URL", "REDIS_URL")
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PRELABEL_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str = Field(
+        DEFAULT_BASE_URL,
+        validation_alias=AliasChoices("PRELABEL_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    kili_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PRELABEL_KILI_API_KEY", "KILI_API_KEY")
+    )
+    kili_api_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("PRELABEL_KILI_API_ENDPOINT", "KILI_API_ENDPOINT")
+    )
+    #: Celery queue the producer fills and workers consume.
+    queue: str = "prelabel"
+    #: LLM calls one worker process keeps in flight (in flight ≈ RPM/60 × latency in seconds).
+    inflight: int = Field(16, ge=1, le=2048)
+    #: Seconds an LLM call may take before it is abandoned and retried.
+    request_timeout: float = Field(60.0, gt=0)
+    #: Attempts per LLM call (429, 5xx, timeouts) before the item is failed.
+    max_attempts: int = Field(6, ge=1)
+
+
+def is_local_endpoint(base_url: str) -> bool:
+    """True for endpoints on this machine (the simulator, a local vLLM or Ollama)."""
+    host = urlsplit(base_url).hostname or ""
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def api_key_for(settings: Settings, base_url: str) -> str:
+    """The API key to send to `base_url`; local endpoints accept a placeholder."""
+    if settings.openai_api_key is not None:
+        return settings.openai_api_key.get_secret_value()
+    if is_local_endpoint(base_url):
+        return "sk-local-no-key"
+    from prelabel.errors import ConfigError
+
+    raise ConfigError(
+        f"OPENAI_API_KEY is not set, and {base_url} is not a local endpoint: "
+        "export OPENAI_API_KEY (workers read it from their environment)"
+    )

@@ -1,0 +1,50 @@
+"""Fixtures that start and stop real services: Redis (the machine's, or an embedded one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from prelabel.connections import answers, embedded_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+CONLL_DIR = ROOT.parent / "shared" / "data" / "conll2003"
+SAMPLE_CONLL = ROOT / "producer" / "samples" / "sample.conll"
+
+#: Tests use their own database so that they never touch a user's data in db 0.
+TEST_DB = 15
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis: REDIS_URL's server (database 15) when it answers, else an embedded one."""
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    url = f"{base}/{TEST_DB}"
+    if answers(url):
+        yield url
+        return
+    with embedded_redis() as embedded:
+        yield embedded.rsplit("/", 1)[0] + f"/{TEST_DB}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on a flushed test database."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def conll_test_path() -> Path:
+    """The shared CoNLL-2003 test split; tests that need it skip when it is absent."""
+    path = CONLL_DIR / "test.txt"
+    if not path.exists():
+        pytest.skip(f"CoNLL-2003 test split not found at {path} (../shared/data is absent)")
+    return path
