@@ -1,13 +1,13 @@
 """One exception tree for prelabel. Every message is one line a user can act on.
 
-    PrelabelError                 base; the CLI prints it as one red line, exit code 2
-     ├── ConfigError              a flag, setting or environment variable is wrong or missing
-     ├── DatasetError             a dataset cannot be found, read or parsed, or a split is unknown
-     ├── BrokerError              Redis does not answer, or answered with an error
-     ├── EndpointError            the LLM endpoint cannot be reached or refuses the key
-     ├── RunError                 a run is unknown, or stopped (quota, auth, cancel)
-     └── ItemError                one item could not be labeled; recorded with the item, never raised
-                                  past the worker
+PrelabelError                 base; the CLI prints it as one red line, exit code 2
+ ├── ConfigError              a flag, setting or environment variable is wrong or missing
+ ├── DatasetError             a dataset cannot be found, read or parsed, or a split is unknown
+ ├── BrokerError              Redis does not answer, or answered with an error
+ ├── EndpointError            the LLM endpoint cannot be reached or refuses the key
+ ├── RunError                 a run is unknown, or stopped (quota, auth, cancel)
+ └── ItemError                one item could not be labeled; recorded with the item, never raised
+                              past the worker
 """
 
 from __future__ import annotations

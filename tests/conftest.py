@@ -48,3 +48,43 @@ def conll_test_path() -> Path:
     if not path.exists():
         pytest.skip(f"CoNLL-2003 test split not found at {path} (../shared/data is absent)")
     return path
+
+
+@pytest.fixture(scope="session")
+def gold_path() -> Path:
+    """Gold data for end-to-end runs: the shared CoNLL-2003 test split, else the shipped sample."""
+    shared = CONLL_DIR / "test.txt"
+    return shared if shared.exists() else SAMPLE_CONLL
+
+
+@pytest.fixture(scope="session")
+def simulator_url(gold_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `prelabel simulate` subprocess answering from `gold_path`, at zero noise."""
+    from prelabel import launch
+
+    port = launch.free_port()
+    log = tmp_path_factory.mktemp("simulator") / "simulator.log"
+    proc = launch.start_simulator(port, gold_path, log=log)
+    yield f"http://127.0.0.1:{port}/v1"
+    launch.stop([proc])
+
+
+@pytest.fixture(scope="module")
+def fleet_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Two real `celery worker` subprocesses on a queue of their own; yields their environment."""
+    import uuid
+
+    from prelabel import launch
+
+    queue = f"prelabel-test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "REDIS_URL": redis_url, "PRELABEL_QUEUE": queue}
+    env.pop("OPENAI_API_KEY", None)
+    logs = tmp_path_factory.mktemp("workers")
+    procs = [
+        launch.start_worker(
+            concurrency=1, env=env, log=logs / f"worker{i}.log", hostname=f"{queue}-{i}@%h"
+        )
+        for i in range(2)
+    ]
+    yield env
+    launch.stop(procs)

@@ -1,0 +1,341 @@
+"""Scores for predicted BIO tags against gold tags: entity-level (the CoNLL number) and
+token-level (the seed's number), plus the run's figures, as JSON-serialisable models.
+
+Entity-level scores are what CoNLL results quote: an entity counts only if its type and both
+boundaries match (seqeval, strict mode, IOB2). Token-level scores are kept because the project's
+seed reported them (scikit-learn on flat tags, `O` included); they read much higher, so every
+place that shows them carries `TOKEN_LEVEL_LABEL`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2, Entities
+from sklearn.metrics import precision_recall_fscore_support
+
+from prelabel.errors import DatasetError
+
+ENTITY_LEVEL_LABEL = "entity-level (seqeval, strict IOB2): the F1 that CoNLL results use"
+TOKEN_LEVEL_LABEL = (
+    "token-level, includes O; reads higher than the entity-level F1 that CoNLL results use"
+)
+
+#: A span as `(type, start, end)`, token indices, `end` exclusive.
+Span = tuple[str, int, int]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TypeScores(_Frozen):
+    """Entity-level scores of one type (or an average): `support` gold, `predicted`, `tp`."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    predicted: int
+    tp: int
+
+
+class SpanCounts(_Frozen):
+    """Entity counts of one type, computed from spans without seqeval (a cross-check)."""
+
+    tp: int
+    gold: int
+    pred: int
+
+
+class EntityScores(_Frozen):
+    """Entity-level strict scores: per type, micro and macro averages, and own span counts."""
+
+    label: str = ENTITY_LEVEL_LABEL
+    per_type: dict[str, TypeScores]
+    micro: TypeScores
+    macro: TypeScores
+    span_counts: dict[str, SpanCounts]
+
+
+class LabelScores(_Frozen):
+    """Token-level scores of one label; `support` is the number of gold tokens with it."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class TokenScores(_Frozen):
+    """The seed's token-level table. Read `label` before comparing it with anything."""
+
+    label: str = TOKEN_LEVEL_LABEL
+    per_tag: dict[str, LabelScores]
+    per_type: dict[str, LabelScores]
+    weighted: LabelScores
+    weighted_by_type: LabelScores
+
+
+class RunFigures(_Frozen):
+    """What a run cost and how it went; `failed` items are not in the scores."""
+
+    items: int = 0
+    labeled: int = 0
+    failed: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    unaligned_mentions: int = 0
+    wall_seconds: float = 0.0
+    model: str = ""
+    prompt_version: str = ""
+    dataset: str = ""
+    split: str = ""
+    simulator: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # `items_per_second` is written to JSON for readers but is derived, so a round trip
+        # through `model_dump` must not trip `extra="forbid"`.
+        if isinstance(data, dict) and "items_per_second" in data:
+            data = {k: v for k, v in data.items() if k != "items_per_second"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def items_per_second(self) -> float:
+        """Items finished (labeled or failed) per second of wall time; 0 when not timed."""
+        done = self.labeled + self.failed
+        return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class Evaluation(_Frozen):
+    """Everything a report shows: both score tables and the run's figures."""
+
+    entity: EntityScores
+    token: TokenScores
+    figures: RunFigures
+    evaluated_items: int
+    evaluated_tokens: int
+
+
+def _check_tags(tags: Sequence[str], where: str) -> None:
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            continue
+        if len(tag) < 3 or tag[0] not in "BI" or tag[1] != "-":
+            raise DatasetError(
+                f"{where}, token {i}: tag {tag!r} is not BIO; expected O, B-TYPE or I-TYPE"
+            )
+
+
+def _check_pairs(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> None:
+    if len(gold) != len(pred):
+        raise DatasetError(
+            f"{len(gold)} gold sequences but {len(pred)} predicted ones; "
+            "pass the same items, in the same order, to both"
+        )
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        if len(g) != len(p):
+            raise DatasetError(
+                f"item {i}: {len(g)} gold tags but {len(p)} predicted ones; "
+                "the predictions do not belong to these records"
+            )
+        _check_tags(g, f"item {i} (gold)")
+        _check_tags(p, f"item {i} (prediction)")
+
+
+def to_iob2(tags: Sequence[str]) -> list[str]:
+    """Rewrite IOB1 (or loose BIO) tags as IOB2: an `I-X` that opens an entity becomes `B-X`.
+
+    An `I-X` opens an entity when it follows `O`, the start of the sentence, or a tag of another
+    type. IOB2 input comes back unchanged.
+    """
+    out: list[str] = []
+    prev = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def spans(tags: Sequence[str]) -> set[Span]:
+    """The entities of one tag sequence as `(type, start, end)`, read the way `to_iob2` reads.
+
+    Written without seqeval on purpose: it is the independent count that checks seqeval's.
+    """
+    found: set[Span] = set()
+    start, kind = -1, ""
+    for i, tag in enumerate([*tags, "O"]):
+        continues = tag.startswith("I-") and start >= 0 and tag[2:] == kind
+        if continues:
+            continue
+        if start >= 0:
+            found.add((kind, start, i))
+            start, kind = -1, ""
+        if tag != "O":
+            start, kind = i, tag[2:]
+    return found
+
+
+def span_counts(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+) -> dict[str, SpanCounts]:
+    """Per type: true positives (same type, same boundaries), gold and predicted entities."""
+    tp: Counter[str] = Counter()
+    n_gold: Counter[str] = Counter()
+    n_pred: Counter[str] = Counter()
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = spans(g), spans(p)
+        n_gold.update(s[0] for s in gs)
+        n_pred.update(s[0] for s in ps)
+        tp.update(s[0] for s in gs & ps)
+    return {
+        t: SpanCounts(tp=tp[t], gold=n_gold[t], pred=n_pred[t])
+        for t in sorted(n_gold.keys() | n_pred.keys())
+    }
+
+
+def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> EntityScores:
+    """Entity-level strict scores (seqeval, IOB2) per type, with micro and macro averages.
+
+    Input may be IOB1 or IOB2; both sides go through `to_iob2` first. Types are those found in
+    either side. Undefined ratios (no gold or no predicted entity) count as 0.
+    """
+    _check_pairs(gold, pred)
+    g2 = [to_iob2(s) for s in gold]
+    p2 = [to_iob2(s) for s in pred]
+    own = span_counts(g2, p2)
+    if not own:
+        # seqeval averages over an empty set of types with a numpy warning; nothing to score.
+        zero = TypeScores(precision=0.0, recall=0.0, f1=0.0, support=0, predicted=0, tp=0)
+        return EntityScores(per_type={}, micro=zero, macro=zero, span_counts={})
+
+    report: dict[str, dict[str, Any]] = classification_report(
+        g2, p2, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+    )
+    # seqeval's report has no tp or predicted counts; take them from seqeval's own entities,
+    # the same ones its report is built from.
+    ent_gold, ent_pred = Entities(g2, IOB2), Entities(p2, IOB2)
+    per_type: dict[str, TypeScores] = {}
+    for t in sorted(ent_gold.unique_tags | ent_pred.unique_tags):
+        row = report[t]
+        g_t, p_t = ent_gold.filter(t), ent_pred.filter(t)
+        per_type[t] = TypeScores(
+            precision=float(row["precision"]),
+            recall=float(row["recall"]),
+            f1=float(row["f1-score"]),
+            support=int(row["support"]),
+            predicted=len(p_t),
+            tp=len(g_t & p_t),
+        )
+    support = sum(s.support for s in per_type.values())
+    predicted = sum(s.predicted for s in per_type.values())
+    tp = sum(s.tp for s in per_type.values())
+
+    def average(key: str) -> TypeScores:
+        row = report[key]
+        return TypeScores(
+            precision=float(row["precision"]),
+            recall=float(row["recall"]),
+            f1=float(row["f1-score"]),
+            support=support,
+            predicted=predicted,
+            tp=tp,
+        )
+
+    return EntityScores(
+        per_type=per_type, micro=average("micro avg"), macro=average("macro avg"), span_counts=own
+    )
+
+
+def _tag_type(tag: str) -> str:
+    return "O" if tag == "O" else tag[2:]
+
+
+def _label_table(
+    gold: list[str], pred: list[str], labels: list[str]
+) -> tuple[dict[str, LabelScores], LabelScores]:
+    if not gold:
+        empty = LabelScores(precision=0.0, recall=0.0, f1=0.0, support=0)
+        return {}, empty
+    p, r, f, s = precision_recall_fscore_support(
+        gold, pred, labels=labels, average=None, zero_division=0
+    )
+    table = {
+        label: LabelScores(
+            precision=float(p[i]), recall=float(r[i]), f1=float(f[i]), support=int(s[i])
+        )
+        for i, label in enumerate(labels)
+    }
+    wp, wr, wf, _ = precision_recall_fscore_support(
+        gold, pred, labels=labels, average="weighted", zero_division=0
+    )
+    weighted = LabelScores(precision=float(wp), recall=float(wr), f1=float(wf), support=len(gold))
+    return table, weighted
+
+
+def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> TokenScores:
+    """The seed's token-level table: scikit-learn on flat tags, `O` included.
+
+    Its numbers read higher than entity-level F1; show `TOKEN_LEVEL_LABEL` with them.
+
+    `per_tag` scores each B-/I- tag and `O`; `per_type` merges B-X and I-X into X. `weighted`
+    averages `per_tag` by gold support (the seed's headline number), `weighted_by_type` averages
+    `per_type`. Tags go through `to_iob2` first so that B-/I- mean the same on both sides.
+    """
+    _check_pairs(gold, pred)
+    flat_gold = [t for s in gold for t in to_iob2(s)]
+    flat_pred = [t for s in pred for t in to_iob2(s)]
+    types = sorted({_tag_type(t) for t in flat_gold + flat_pred} - {"O"})
+    tag_labels = [f"{prefix}-{t}" for t in types for prefix in "BI"] + ["O"]
+    per_tag, weighted = _label_table(flat_gold, flat_pred, tag_labels)
+    per_type, weighted_by_type = _label_table(
+        [_tag_type(t) for t in flat_gold], [_tag_type(t) for t in flat_pred], [*types, "O"]
+    )
+    return TokenScores(
+        per_tag=per_tag, per_type=per_type, weighted=weighted, weighted_by_type=weighted_by_type
+    )
+
+
+def evaluate(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], figures: RunFigures
+) -> Evaluation:
+    """Score the evaluable items (labeled, with gold tags); `figures.failed` reports the rest."""
+    return Evaluation(
+        entity=entity_scores(gold, pred),
+        token=token_scores(gold, pred),
+        figures=figures,
+        evaluated_items=len(gold),
+        evaluated_tokens=sum(len(s) for s in gold),
+    )
+
+
+__all__ = [
+    "ENTITY_LEVEL_LABEL",
+    "TOKEN_LEVEL_LABEL",
+    "EntityScores",
+    "Evaluation",
+    "LabelScores",
+    "RunFigures",
+    "Span",
+    "SpanCounts",
+    "TokenScores",
+    "TypeScores",
+    "entity_scores",
+    "evaluate",
+    "span_counts",
+    "spans",
+    "to_iob2",
+    "token_scores",
+]

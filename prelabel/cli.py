@@ -1,0 +1,298 @@
+"""`prelabel`: the command line. Every user mistake ends as one red line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from prelabel.errors import ConfigError, PrelabelError
+from prelabel.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="prelabel",
+    help=(
+        "Pre-label datasets with LLMs, at scale, overnight.\n\n"
+        "A run loads a dataset, cuts it into shards and enqueues them on Redis; "
+        "`prelabel worker` processes call an OpenAI-compatible endpoint under one shared "
+        "rate limit; the results are collected into predictions.jsonl, predictions.conll "
+        "and an evaluation report.\n\n"
+        "Environment: OPENAI_API_KEY (workers), OPENAI_BASE_URL, REDIS_URL "
+        "(default redis://127.0.0.1:6379/0). Flags override them."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="A Hugging Face hub name (e.g. conll2003) or a local CoNLL file or folder, "
+        "or a JSONL, CSV or Parquet file.",
+    ),
+]
+SplitOpt = Annotated[str, typer.Option(help="Split to label: train, valid (dev) or test.")]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, the simulator). "
+        "Default: $OPENAI_BASE_URL, else https://api.openai.com/v1.",
+    ),
+]
+RedisOpt = Annotated[
+    str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+]
+
+
+def _settings(redis_url: str | None = None, base_url: str | None = None) -> Settings:
+    overrides: dict[str, str] = {}
+    if redis_url:
+        overrides["REDIS_URL"] = redis_url
+    if base_url:
+        overrides["OPENAI_BASE_URL"] = base_url
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting: {exc}".splitlines()[0]) from None
+
+
+@app.command()
+def run(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
+    split: SplitOpt = "test",
+    limit: Annotated[int | None, typer.Option(help="Label only the first N items.")] = None,
+    base_url: BaseUrlOpt = None,
+    rpm: Annotated[
+        int | None, typer.Option(help="Requests/min cap shared by every worker.")
+    ] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens/min cap shared by every worker.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
+    batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
+    max_tokens: Annotated[int, typer.Option(help="Completion token limit per request.")] = 512,
+    entity_types: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
+    tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
+    tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
+    out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Label a dataset: enqueue it, follow it with a progress bar, collect it into --out.
+
+    Exits 0 when the run completed, even if some items failed (they are in
+    predictions.jsonl with their reasons), and 1 when the run stopped early.
+    """
+    from producer.loading import DatasetSpec
+    from producer.pipeline import RunOptions, run_pipeline
+
+    settings = _settings(redis_url, base_url)
+    spec = DatasetSpec(
+        source=dataset,
+        split=split,
+        limit=limit,
+        text_field=text_field,
+        tokens_field=tokens_field,
+        tags_field=tags_field,
+        entity_types=tuple(t.strip() for t in entity_types.split(",")) if entity_types else None,
+    )
+    options = RunOptions(
+        model=model,
+        base_url=settings.openai_base_url,
+        rpm=rpm,
+        tpm=tpm,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+    outcome = run_pipeline(settings, spec, options, out, console)
+    _print_outcome(outcome)
+    if outcome.status != "completed":
+        reason = escape(str(outcome.error))
+        err_console.print(
+            f"[bold red]error:[/] run {outcome.run_id} {outcome.status}: {reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def _print_outcome(outcome: object) -> None:
+    from evaluation import render_tables
+    from producer.pipeline import RunOutcome
+
+    assert isinstance(outcome, RunOutcome)
+    for table in render_tables(outcome.collected.evaluation):
+        console.print(table)
+    console.print("files:")
+    for path in outcome.collected.files:
+        console.print(f"  {path}")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(help="Worker processes (Celery prefork pool size).", min=1)
+    ] = 2,
+    inflight: Annotated[
+        int | None,
+        typer.Option(
+            help="LLM calls each process keeps in flight (≈ RPM/60 × latency in seconds "
+            "÷ processes). Default: $PRELABEL_INFLIGHT or 16."
+        ),
+    ] = None,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    redis_url: RedisOpt = None,
+) -> None:
+    """Start a Celery worker that labels shards. Reads REDIS_URL and OPENAI_API_KEY."""
+    from prelabel.connections import connect
+
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    if inflight:
+        os.environ["PRELABEL_INFLIGHT"] = str(inflight)
+    settings = _settings()
+    connect(settings.redis_url)
+    from workers.app import make_app
+
+    celery_app = make_app(settings)
+    argv = [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--queues={settings.queue}",
+        f"--loglevel={loglevel}",
+        "--events",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8000,
+    gold: Annotated[
+        str | None,
+        typer.Option(help="Gold dataset the oracle answers from (same forms as --dataset)."),
+    ] = None,
+    split: SplitOpt = "test",
+    rpm: Annotated[int | None, typer.Option(help="Requests/min cap, enforced with 429s.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens/min cap, enforced with 429s.")] = None,
+    latency_ms: Annotated[float, typer.Option(help="Mean response latency.")] = 0.0,
+    noise: Annotated[float, typer.Option(help="Share of gold mentions dropped/mislabeled.")] = 0.0,
+    fail_rate: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang.")] = 0.0,
+    malformed_rate: Annotated[float, typer.Option(help="Share of answers not JSON.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for noise and faults.")] = 0,
+) -> None:
+    """Start prelabel's OpenAI-compatible simulator: answers NER prompts from gold data.
+
+    A test and demo double, never a model: reports say when its answers were used.
+    """
+    from producer.loading import DatasetSpec, load_dataset_records
+    from simulator import Oracle, SimulatorConfig, serve
+
+    records = []
+    if gold:
+        records = load_dataset_records(DatasetSpec(source=gold, split=split)).records
+    config = SimulatorConfig(
+        port=port,
+        rpm=rpm,
+        tpm=tpm,
+        latency_ms=latency_ms,
+        noise=noise,
+        fail_rate=fail_rate,
+        timeout_rate=timeout_rate,
+        malformed_rate=malformed_rate,
+        seed=seed,
+    )
+    serve(config, Oracle(records, noise=noise, seed=seed))
+
+
+@app.command()
+def demo(
+    limit: Annotated[int, typer.Option(help="Sentences to label.")] = 500,
+    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
+    noise: Annotated[float, typer.Option(help="Simulator noise (0 gives F1 = 100%).")] = 0.0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
+) -> None:
+    """Run the whole pipeline here: Redis (embedded if none answers), the simulator,
+    two workers, a labeled sample and its evaluation; then stop what it started."""
+    from prelabel import launch
+    from prelabel.connections import answers, embedded_redis
+    from producer.loading import DatasetSpec
+    from producer.pipeline import RunOptions, run_pipeline
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
+    sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
+    data = shared if shared.exists() else sample
+    base = Settings()
+    with ExitStack() as stack:
+        redis_url = base.redis_url
+        if not answers(redis_url):
+            redis_url = stack.enter_context(embedded_redis())
+            console.print(f"no Redis at {base.redis_url}: started an embedded one at {redis_url}")
+        queue = f"prelabel-demo-{os.getpid()}"
+        env = {**os.environ, "REDIS_URL": redis_url, "PRELABEL_QUEUE": queue}
+        logs = Path(tempfile.mkdtemp(prefix="prelabel-demo-"))
+        port = launch.free_port()
+        extra = ["--noise", str(noise), "--latency-ms", "20"]
+        sim = launch.start_simulator(port, data, extra=extra, env=env, log=logs / "sim.log")
+        procs = [sim]
+        stack.callback(launch.stop, procs)
+        for i in range(workers):
+            procs.append(
+                launch.start_worker(
+                    concurrency=1, env=env, log=logs / f"worker{i}.log", hostname=f"demo{i}@%h"
+                )
+            )
+        console.print(f"simulator on port {port}, {workers} workers (logs in {logs})")
+        settings = Settings(REDIS_URL=redis_url, queue=queue)
+        options = RunOptions(model="gpt-4o-mini", base_url=f"http://127.0.0.1:{port}/v1")
+        spec = DatasetSpec(source=str(data), split="test", limit=limit)
+        outcome = run_pipeline(settings, spec, options, out, console)
+        _print_outcome(outcome)
+        if outcome.status != "completed":
+            raise PrelabelError(f"demo run {outcome.run_id} {outcome.status}: {outcome.error}")
+
+
+def main() -> None:
+    """Entry point: runs the app, turning PrelabelError into one red line."""
+    try:
+        app(standalone_mode=False)
+    except PrelabelError as exc:
+        err_console.print(
+            f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,125 @@
+"""A run's data in Redis: its configuration, shards, counters and results (layout: keys.py).
+
+The producer writes a run, workers read it and commit results (workers/results.py),
+the collector and the CLI read it back. All of it expires once a run is collected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, TypeVar
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from prelabel.errors import BrokerError, RunError
+from prelabel.keys import RUNS, RunKeys
+from prelabel.model import ItemResult, Record, RunConfig
+
+T = TypeVar("T")
+
+RunStatus = Literal["running", "completed", "failed", "cancelled"]
+
+#: Counters a run keeps; `labeled + failed` reaches `total` when the run is done.
+COUNTERS = (
+    "labeled",
+    "failed",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "rate_limited",
+    "retries",
+    "unaligned",
+)
+
+
+class RunStore:
+    """Synchronous access to runs, for the producer, the collector and the CLI."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def create(self, config: RunConfig, shards: Sequence[Sequence[Record]]) -> None:
+        """Write a new run: its config, its shards and zeroed counters, in one transaction."""
+        keys = RunKeys(config.run_id)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(
+                keys.meta,
+                mapping={
+                    "config": config.model_dump_json(),
+                    "status": "running",
+                    "created_at": config.created_at,
+                },
+            )
+            for n, shard in enumerate(shards):
+                pipe.set(keys.shard(n), json.dumps([r.model_dump(mode="json") for r in shard]))
+            pipe.hset(keys.counters, mapping=dict.fromkeys(COUNTERS, 0))
+            pipe.zadd(RUNS, {config.run_id: config.created_at})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerError(f"could not write run {config.run_id} to Redis: {exc}") from None
+
+    def config(self, run_id: str) -> RunConfig:
+        raw = self._get(lambda: self.redis.hget(RunKeys(run_id).meta, "config"))
+        if raw is None:
+            raise RunError(f"run {run_id!r} is not in Redis: check the id with `prelabel runs`")
+        return RunConfig.model_validate_json(raw)
+
+    def status(self, run_id: str) -> tuple[RunStatus, str | None]:
+        """The run's status and, when it failed, why."""
+        raw = self._get(lambda: self.redis.hmget(RunKeys(run_id).meta, ["status", "error"]))
+        status, error = raw
+        if status is None:
+            raise RunError(f"run {run_id!r} is not in Redis: check the id with `prelabel runs`")
+        return _text(status), _text(error) if error else None  # type: ignore[return-value]
+
+    def set_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        mapping: dict[FieldT, EncodableT] = {"status": status, "updated_at": time.time()}
+        if error:
+            mapping["error"] = error
+        self._get(lambda: self.redis.hset(RunKeys(run_id).meta, mapping=mapping))
+
+    def counters(self, run_id: str) -> dict[str, int]:
+        raw = self._get(lambda: self.redis.hgetall(RunKeys(run_id).counters))
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    def shard(self, run_id: str, n: int) -> list[Record]:
+        raw = self._get(lambda: self.redis.get(RunKeys(run_id).shard(n)))
+        if raw is None:
+            raise RunError(f"shard {n} of run {run_id!r} is not in Redis")
+        return [Record.model_validate(r) for r in json.loads(raw)]
+
+    def records(self, run_id: str) -> Iterator[Record]:
+        """Every record of the run, in shard order."""
+        for n in range(self.config(run_id).shards):
+            yield from self.shard(run_id, n)
+
+    def results(self, run_id: str) -> dict[str, ItemResult]:
+        """Committed results by item id."""
+        out: dict[str, ItemResult] = {}
+        for item_id, raw in self.redis.hscan_iter(RunKeys(run_id).results, count=1000):
+            out[_text(item_id)] = ItemResult.model_validate_json(raw)
+        return out
+
+    def expire(self, run_id: str, seconds: int) -> None:
+        """Let a collected run's data expire."""
+        keys = RunKeys(run_id)
+        shards = self.config(run_id).shards
+        pipe = self.redis.pipeline()
+        for key in (keys.meta, keys.counters, keys.results, *map(keys.shard, range(shards))):
+            pipe.expire(key, seconds)
+        self._get(pipe.execute)
+
+    @staticmethod
+    def _get(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except redis.RedisError as exc:
+            raise BrokerError(f"Redis error: {exc}") from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,141 @@
+"""CoNLL files and the IOB tag scheme: decoding, sentence splitting, IOB1 to IOB2.
+
+A CoNLL file holds one token per line, columns separated by whitespace, the token first and
+the NER tag last (CoNLL-2003 has four: `token POS chunk NER`). Blank lines end sentences and
+`-DOCSTART-` lines separate documents. Everything here is pure except `decode_lines`, which
+reads the file so that an encoding error can name its line and byte offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prelabel.errors import DatasetError
+
+DOCSTART = "-DOCSTART-"
+OUTSIDE = "O"
+
+
+@dataclass(frozen=True)
+class ConllSentence:
+    """One sentence of a CoNLL file; `line` is the 1-based line of its first token."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    line: int
+
+
+class TagError(ValueError):
+    """A tag sequence breaks the IOB scheme; the message says which tag and where."""
+
+
+def decode_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield `(line number, text)` for each line of a UTF-8 file, without its line ending.
+
+    Decoding line by line is exact for UTF-8 (a newline byte never occurs inside a multibyte
+    character), and lets the error name the line and the byte offset of the first bad byte.
+    """
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = raw[e.start]
+                raise DatasetError(
+                    f"{path}:{number}: not UTF-8 (byte 0x{bad:02x} at byte offset "
+                    f"{offset + e.start}); re-save the file as UTF-8"
+                ) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a BOM is not part of the first token
+            offset += len(raw)
+            yield number, line.rstrip("\r\n")
+
+
+def parse_conll(lines: Iterator[tuple[int, str]], path: Path) -> list[ConllSentence]:
+    """Split numbered CoNLL lines into sentences: token from the first column, tag from the last.
+
+    A last sentence without a trailing blank line (a truncated file) is kept. A token line
+    with a single column has no tag to read, which means the file is not what we think it
+    is, so it stops the load rather than being guessed at.
+    """
+    sentences: list[ConllSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    first_line = 0
+
+    def flush() -> None:
+        if tokens:
+            sentences.append(ConllSentence(tuple(tokens), tuple(tags), first_line))
+            tokens.clear()
+            tags.clear()
+
+    for number, line in lines:
+        columns = line.split()
+        if not columns:
+            flush()
+            continue
+        if columns[0] == DOCSTART:
+            flush()
+            continue
+        if len(columns) < 2:
+            raise DatasetError(
+                f"{path}:{number}: one column {columns[0]!r} where a token and its NER tag "
+                "were expected; give CoNLL lines as `token ... TAG` (the tag in the last column)"
+            )
+        if not tokens:
+            first_line = number
+        tokens.append(columns[0])
+        tags.append(columns[-1])
+    flush()
+    return sentences
+
+
+def read_conll(path: Path) -> list[ConllSentence]:
+    """Read a UTF-8 CoNLL file into sentences; raise `DatasetError` if it holds none."""
+    sentences = parse_conll(decode_lines(path), path)
+    if not sentences:
+        raise DatasetError(
+            f"{path}: no sentences found (the file is empty or holds only blank and "
+            "-DOCSTART- lines); point to a CoNLL file with `token ... TAG` lines"
+        )
+    return sentences
+
+
+def tag_type(tag: str) -> str | None:
+    """The entity type of a valid IOB tag (`B-PER` gives `PER`), None for `O`."""
+    return None if tag == OUTSIDE else tag[2:]
+
+
+def to_iob2(tags: Sequence[str], allowed: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Check IOB tags and return them in IOB2, where every entity starts with `B-`.
+
+    IOB1 (as in the original CoNLL-2003 release) starts an entity with `I-` and uses `B-`
+    only between two adjacent entities of one type; an `I-X` that follows `O` or another
+    type therefore opens an entity and becomes `B-X`. IOB2 input comes back unchanged.
+    Raises `TagError` for a tag that is not `O`, `B-X` or `I-X`, or whose type is not in
+    `allowed` when that is given.
+    """
+    out: list[str] = []
+    previous_type: str | None = None
+    for i, tag in enumerate(tags):
+        if tag == OUTSIDE:
+            out.append(tag)
+            previous_type = None
+            continue
+        prefix, sep, kind = tag.partition("-")
+        if prefix not in ("B", "I") or not sep or not kind:
+            raise TagError(f"unknown tag {tag!r} at token {i} (expected O, B-TYPE or I-TYPE)")
+        if allowed is not None and kind not in allowed:
+            raise TagError(
+                f"tag {tag!r} at token {i} has type {kind!r}, not one of the entity types "
+                f"{', '.join(sorted(allowed))}"
+            )
+        if prefix == "I" and previous_type != kind:
+            out.append(f"B-{kind}")
+        else:
+            out.append(tag)
+        previous_type = kind
+    return tuple(out)

@@ -1,0 +1,575 @@
+"""Load a dataset's items as `Record`s, from the Hugging Face hub or a local file or folder.
+
+Every source becomes a `datasets.Dataset` first (the hub and JSONL/CSV/Parquet through
+`datasets.load_dataset`, CoNLL through our own reader and `Dataset.from_dict`), so that one
+function turns rows into records for all of them. Items that cannot be used (tag count off,
+unknown tags, empty sentences) are listed in `LoadedDataset.skipped` with a reason; problems
+with the whole source raise `DatasetError` with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+from datasets.exceptions import DatasetsError
+from pyarrow import ArrowException
+from pydantic import BaseModel, ConfigDict, Field
+
+from prelabel.errors import DatasetError
+from prelabel.model import Record
+from producer.conll import TagError, decode_lines, read_conll, to_iob2
+
+Format = Literal["auto", "conll", "jsonl", "csv", "parquet"]
+
+
+class DatasetSpec(BaseModel):
+    """What to load: a hub name or a local path, which split, and how to read its fields.
+
+    The field names apply to JSONL, CSV, Parquet and hub datasets; a CoNLL file always gives
+    tokens and string tags, and ids from the sentence index. An existing local path wins over
+    a hub dataset of the same name.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1)
+    split: str = Field("test", min_length=1)
+    limit: int | None = Field(None, ge=1)
+    format: Format = "auto"
+    text_field: str = "text"
+    tokens_field: str = "tokens"
+    tags_field: str = "ner_tags"
+    id_field: str | None = None
+    tag_names: tuple[str, ...] | None = None
+    entity_types: tuple[str, ...] | None = None
+
+
+class LoadedDataset(BaseModel):
+    """The records of one split, the entity tags they use, and the items that were skipped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: list[Record]
+    entity_tags: tuple[str, ...]
+    source: str
+    split: str
+    skipped: list[tuple[str, str]] = Field(default_factory=list)
+
+
+# Split names as people spell them, mapped to one name each; CoNLL-2003's original release
+# calls its validation and test files eng.testa and eng.testb.
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "valid": "validation",
+    "validation": "validation",
+    "dev": "validation",
+    "testa": "validation",
+    "test": "test",
+    "testb": "test",
+}
+_PACKAGED_EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_CONLL_EXTENSIONS = frozenset(
+    {".txt", ".conll", ".conllx", ".iob", ".iob2", ".bio", ".tsv"}
+    | {".train", ".testa", ".testb", ".dev", ".test", ".valid"}
+)
+_FORMAT_LABELS = {"conll": "CoNLL", "jsonl": "JSONL", "csv": "CSV", "parquet": "Parquet"}
+_BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
+_NAME_PARTS = re.compile(r"[._\-\s]+")
+_SPLIT_IN_MESSAGE = re.compile(r"(?:Should be one of|Available splits:) (\[[^\]]*\])")
+#: Words (with inner hyphens and apostrophes) and single punctuation marks.
+_WORD = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
+_BATCH = 1000
+
+
+def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
+    """Load one split of a dataset as records; raise `DatasetError` when the source is unusable."""
+    path = Path(spec.source).expanduser()
+    if path.exists():
+        try:
+            table, description = _local_table(path, spec)
+        except OSError as e:
+            raise DatasetError(
+                f"{path}: cannot be read ({e.strerror or e}); check that it exists and is readable"
+            ) from None
+    elif _looks_like_path(spec.source):
+        raise DatasetError(
+            f"{spec.source}: no such file or folder; check the path "
+            "(a Hugging Face hub dataset is named without a file extension)"
+        )
+    else:
+        table = _hub_table(spec.source, spec.split)
+        description = f"{spec.source} {spec.split} (Hugging Face hub)"
+    fields = table.fields or _resolve_fields(table.ds, table.origin, spec)
+    records, skipped, seen = _build_records(table, fields, spec)
+    if not records and not skipped:
+        raise DatasetError(f"{table.origin}: split {spec.split!r} has no rows; pick another split")
+    if not records:
+        where, reason = skipped[0]
+        raise DatasetError(
+            f"{table.origin}: none of the {len(skipped)} items could be used "
+            f"(first: {where}: {reason}); fix the data or the field and tag options"
+        )
+    if spec.entity_types is not None:
+        entity_tags = spec.entity_types
+    else:
+        entity_tags = tuple(sorted(seen | table.declared_types | _types_of(fields.tag_names)))
+    return LoadedDataset(
+        records=records,
+        entity_tags=entity_tags,
+        source=description,
+        split=spec.split,
+        skipped=skipped,
+    )
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Which columns hold what; `tokens` wins over `text` when a table has both."""
+
+    tokens: str | None
+    text: str | None
+    tags: str | None
+    id: str | None
+    tag_names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A source as a `datasets.Dataset`, with what messages need to point at its rows."""
+
+    ds: datasets.Dataset
+    origin: str
+    where: Callable[[int], str]
+    fields: _Fields | None = None  # known up front for CoNLL; resolved from the spec otherwise
+    declared_types: frozenset[str] = frozenset()
+
+
+class _Skip(Exception):
+    """An item that cannot be used; the message is the reason recorded in `skipped`."""
+
+
+def _looks_like_path(source: str) -> bool:
+    # Hub names look like "conll2003" or "org/name": no extension, at most one slash.
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or "\\" in source
+        or Path(source).suffix.lower() in _PACKAGED_EXTENSIONS.keys() | _CONLL_EXTENSIONS
+    )
+
+
+# --- local files --------------------------------------------------------------------------
+
+
+def _local_table(path: Path, spec: DatasetSpec) -> tuple[_Table, str]:
+    file = _split_file(path, spec.split, spec.format) if path.is_dir() else path
+    fmt = _format_of(file, spec.format)
+    table = _conll_table(file, spec.split) if fmt == "conll" else _packaged_table(file, fmt)
+    name = path.name if path.is_dir() else _name_of_file(file)
+    return table, f"{name} {spec.split} (local {_FORMAT_LABELS[fmt]}, {file})"
+
+
+def _format_of(file: Path, requested: Format) -> Format:
+    if requested != "auto":
+        return requested
+    return _PACKAGED_EXTENSIONS.get(file.suffix.lower(), "conll")
+
+
+def _name_of_file(file: Path) -> str:
+    # "conll2003/test.txt" is the conll2003 dataset; "reviews.jsonl" is the reviews dataset.
+    return file.parent.name if _split_of_name(file.name) else file.stem
+
+
+def _split_of_name(name: str) -> str | None:
+    for part in _NAME_PARTS.split(name.lower()):
+        if part in _SPLIT_ALIASES:
+            return _SPLIT_ALIASES[part]
+    return None
+
+
+def _split_file(folder: Path, split: str, requested: Format) -> Path:
+    """The one data file of `folder` that holds `split` (`valid`, `dev` and `testa` agree)."""
+    known = _PACKAGED_EXTENSIONS.keys() | _CONLL_EXTENSIONS
+    files = sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and (requested != "auto" or f.suffix.lower() in known)
+    )
+    want = _SPLIT_ALIASES.get(split.lower(), split.lower())
+    matches = [
+        f
+        for f in files
+        if _split_of_name(f.name) == want or want in _NAME_PARTS.split(f.name.lower())
+    ]
+    if len(matches) > 1:
+        names = ", ".join(f.name for f in matches)
+        raise DatasetError(
+            f"{folder}: several files hold split {split!r} ({names}); point to one file instead"
+        )
+    if not matches:
+        found = ", ".join(f"{_split_of_name(f.name) or f.stem} ({f.name})" for f in files)
+        raise DatasetError(
+            f"{folder}: no file for split {split!r}; splits found: {found or 'none'}; "
+            "pass one of them as the split, or point to a file"
+        )
+    return matches[0]
+
+
+def _conll_table(path: Path, split: str) -> _Table:
+    sentences = read_conll(path)
+    ds = datasets.Dataset.from_dict(
+        {
+            "id": [f"{split}-{i:06d}" for i in range(len(sentences))],
+            "tokens": [list(s.tokens) for s in sentences],
+            "ner_tags": [list(s.tags) for s in sentences],
+        },
+        features=datasets.Features(
+            {
+                "id": datasets.Value("string"),
+                "tokens": datasets.List(datasets.Value("string")),
+                "ner_tags": datasets.List(datasets.Value("string")),
+            }
+        ),
+    )
+    lines = [s.line for s in sentences]
+    # The file declares its types through every sentence, not only the first `limit` ones.
+    declared = _types_of(tag for s in sentences for tag in s.tags)
+    return _Table(
+        ds=ds,
+        origin=str(path),
+        where=lambda i: f"{path}:{lines[i]}",
+        fields=_Fields(tokens="tokens", text=None, tags="ner_tags", id="id", tag_names=None),
+        declared_types=declared,
+    )
+
+
+def _packaged_table(path: Path, fmt: Format) -> _Table:
+    if fmt == "parquet":
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path}: the file is empty; point to a Parquet file with rows")
+    else:
+        # Read every line, not just up to the first one with text: this is where a bad byte
+        # gets its line number, which `datasets` would not give.
+        blank = True
+        for _, line in decode_lines(path):
+            blank = blank and not line.strip()
+        if blank:
+            raise DatasetError(
+                f"{path}: the file is empty; point to a {_FORMAT_LABELS[fmt]} file with rows"
+            )
+    # keep_default_na=False: a CSV text or token "NA" or "null" is a word, not a missing value.
+    options: dict[str, Any] = {"keep_default_na": False} if fmt == "csv" else {}
+    try:
+        with _quiet_progress():
+            loaded = datasets.load_dataset(
+                _BUILDERS[fmt], data_files=str(path), split="train", **options
+            )
+    except (DatasetsError, ArrowException, ValueError, OSError) as e:
+        raise _unreadable(path, fmt, e) from None
+    if not isinstance(loaded, datasets.Dataset) or len(loaded) == 0:
+        raise DatasetError(f"{path}: no rows; point to a {_FORMAT_LABELS[fmt]} file with rows")
+    return _Table(ds=loaded, origin=str(path), where=lambda i: f"{path} row {i + 1}")
+
+
+def _unreadable(path: Path, fmt: Format, error: Exception) -> DatasetError:
+    """One line for a file `datasets` could not parse, naming the bad line when we can find it."""
+    if fmt == "jsonl":
+        for number, line in decode_lines(path):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as e:
+                msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                return DatasetError(
+                    f"{path}:{number}: not valid JSON ({msg}); "
+                    "give one JSON object per line, or fix or remove that line"
+                )
+            if not isinstance(value, dict):
+                return DatasetError(
+                    f"{path}:{number}: a JSON {type(value).__name__}, not an object; "
+                    "give one JSON object per line"
+                )
+    cause = error.__cause__ or error
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    return DatasetError(
+        f"{path}: cannot be read as {_FORMAT_LABELS[fmt]} ({reason}); "
+        "check the file, or set the format explicitly"
+    )
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    # A local file loads in moments; datasets' progress bars would only clutter the CLI.
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+# --- the hub ------------------------------------------------------------------------------
+
+
+def _hub_table(name: str, split: str) -> _Table:
+    try:
+        loaded = datasets.load_dataset(name, split=split)
+    except ValueError as e:
+        available = _SPLIT_IN_MESSAGE.search(str(e))
+        if available is None:
+            raise _hub_error(name, e) from None
+        try:
+            splits = ", ".join(str(s) for s in ast.literal_eval(available.group(1)))
+        except (ValueError, SyntaxError):
+            splits = available.group(1)
+        raise DatasetError(
+            f"{name}: no split {split!r}; available splits: {splits}; pass one of them"
+        ) from None
+    # The hub fails in many ways (offline mode, DNS, a closed HTTP client, 404, gated repos);
+    # to the user each means the same: this name cannot be loaded here.
+    except Exception as e:
+        raise _hub_error(name, e) from None
+    if not isinstance(loaded, datasets.Dataset):
+        raise DatasetError(f"{name}: split {split!r} did not load as one table; pass a split")
+    return _Table(ds=loaded, origin=name, where=lambda i: f"{name} {split} row {i}")
+
+
+def _hub_error(name: str, error: BaseException) -> DatasetError:
+    return DatasetError(
+        f"cannot load dataset {name!r} from the Hugging Face hub: {_hub_reason(error)}; "
+        "pass a local file or folder (CoNLL, JSONL, CSV, Parquet) instead"
+    )
+
+
+def _hub_reason(error: BaseException) -> str:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    if "OfflineModeIsEnabled" in text or "offline mode" in text.lower():
+        return "offline mode is on (HF_HUB_OFFLINE)"
+    # Network first: a failed download also leaves a "not cached" FileNotFoundError behind.
+    network = ("Connect", "client has been closed", "Name or service", "name resolution", "Timeout")
+    if any(k in text for k in network):
+        return "the hub cannot be reached (no network?)"
+    missing = ("DatasetNotFoundError", "RepositoryNotFoundError", "GatedRepoError", "doesn't exist")
+    if any(k in text for k in missing):
+        return "no such dataset on the hub, or it is private or gated"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return first[:160]
+
+
+# --- rows to records ----------------------------------------------------------------------
+
+
+def _resolve_fields(ds: datasets.Dataset, origin: str, spec: DatasetSpec) -> _Fields:
+    columns: list[str] = list(ds.column_names)
+    listed = ", ".join(columns)
+    tokens = spec.tokens_field if spec.tokens_field in columns else None
+    text = spec.text_field if spec.text_field in columns and tokens is None else None
+    if tokens is None and text is None:
+        raise DatasetError(
+            f"{origin}: no {spec.tokens_field!r} or {spec.text_field!r} field "
+            f"(fields: {listed}); name yours with tokens_field or text_field"
+        )
+    tags = spec.tags_field if spec.tags_field in columns else None
+    if tags is None and "tags_field" in spec.model_fields_set:
+        raise DatasetError(
+            f"{origin}: no tags field {spec.tags_field!r} (fields: {listed}); "
+            "name the right one with tags_field"
+        )
+    if spec.id_field is not None and spec.id_field not in columns:
+        raise DatasetError(
+            f"{origin}: no id field {spec.id_field!r} (fields: {listed}); "
+            "name the right one with id_field, or leave it out for index ids"
+        )
+    names = spec.tag_names if spec.tag_names is not None else _class_names(ds, tags)
+    if tags is not None and names is None and _holds_integers(ds, tags):
+        raise DatasetError(
+            f"{origin}: field {tags!r} holds integer tags and the data does not name them; "
+            "pass tag_names in index order (e.g. O,B-PER,I-PER,...)"
+        )
+    return _Fields(tokens=tokens, text=text, tags=tags, id=spec.id_field, tag_names=names)
+
+
+def _class_names(ds: datasets.Dataset, column: str | None) -> tuple[str, ...] | None:
+    feature = getattr(ds.features.get(column), "feature", None) if column else None
+    if isinstance(feature, datasets.ClassLabel):
+        return tuple(str(n) for n in feature.names)
+    return None
+
+
+def _holds_integers(ds: datasets.Dataset, column: str) -> bool:
+    feature = getattr(ds.features.get(column), "feature", None)
+    return isinstance(feature, datasets.Value) and str(feature.dtype).startswith(("int", "uint"))
+
+
+def _build_records(
+    table: _Table, fields: _Fields, spec: DatasetSpec
+) -> tuple[list[Record], list[tuple[str, str]], set[str]]:
+    """Turn rows into records until `spec.limit` records are made; list the items skipped."""
+    allowed = frozenset(spec.entity_types) if spec.entity_types is not None else None
+    wanted = [c for c in (fields.id, fields.tokens, fields.text, fields.tags) if c]
+    ds = table.ds.select_columns(list(dict.fromkeys(wanted)))
+    records: list[Record] = []
+    skipped: list[tuple[str, str]] = []
+    seen_types: set[str] = set()
+    seen_ids: set[str] = set()
+    index = 0
+    for batch in ds.iter(batch_size=_BATCH):
+        for row in range(len(batch[wanted[0]])):
+            i, index = index, index + 1
+            given = batch[fields.id][row] if fields.id else f"{spec.split}-{i:06d}"
+            rid = "" if given is None else str(given)
+            try:
+                if not rid.strip():
+                    raise _Skip(f"no id in field {fields.id!r}")
+                if rid in seen_ids:
+                    raise _Skip(f"duplicate id {rid!r}")
+                record = _record(rid, {c: batch[c][row] for c in wanted}, fields, allowed, table)
+            except _Skip as e:
+                skipped.append((f"{table.where(i)} ({rid})", str(e)))
+                continue
+            seen_ids.add(rid)
+            records.append(record)
+            seen_types |= _types_of(record.gold_tags)
+            if spec.limit is not None and len(records) >= spec.limit:
+                return records, skipped, seen_types
+    return records, skipped, seen_types
+
+
+def _record(
+    rid: str, row: dict[str, Any], fields: _Fields, allowed: frozenset[str] | None, table: _Table
+) -> Record:
+    if fields.tokens is not None:
+        tokens = _str_list(row[fields.tokens], "tokens")
+        if not any(t.strip() for t in tokens):
+            raise _Skip("empty sentence")
+        for k, token in enumerate(tokens):
+            if not token.strip():
+                raise _Skip(f"token {k} is empty or whitespace")
+        gold = _gold_tags(row, fields, len(tokens), allowed, table.origin)
+        return Record.from_tokens(rid, tokens, gold)
+    assert fields.text is not None
+    text = row[fields.text]
+    if text is None:
+        raise _Skip("no text")
+    if not isinstance(text, str):
+        raise _Skip(f"text is a {type(text).__name__}, not a string")
+    if not text.strip():
+        raise _Skip("empty sentence")
+    # Keep the original text and the tokens' true offsets in it, so that spans found in the
+    # text are spans of the source, not of a re-joined copy.
+    spans = word_spans(text)
+    return Record(
+        id=rid,
+        tokens=tuple(token for token, _, _ in spans),
+        text=text,
+        offsets=tuple((start, end) for _, start, end in spans),
+        gold_tags=_gold_tags(row, fields, len(spans), allowed, table.origin),
+    )
+
+
+def _gold_tags(
+    row: dict[str, Any],
+    fields: _Fields,
+    count: int,
+    allowed: frozenset[str] | None,
+    origin: str,
+) -> tuple[str, ...] | None:
+    value = row[fields.tags] if fields.tags is not None else None
+    # No tags (null, or a blank CSV cell) means an unlabeled item, not a mismatch.
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    names = fields.tag_names
+    tags: list[str] = []
+    for item in _as_list(value, "tags"):
+        if isinstance(item, str) and item.strip().isdigit() and names is not None:
+            item = int(item)
+        if isinstance(item, int) and not isinstance(item, bool):
+            if names is None:
+                raise DatasetError(
+                    f"{origin}: field {fields.tags!r} holds integer tags and the data does not "
+                    "name them; pass tag_names in index order (e.g. O,B-PER,I-PER,...)"
+                )
+            if not 0 <= item < len(names):
+                raise _Skip(f"tag id {item} is out of range for {len(names)} tag names")
+            tags.append(names[item])
+        elif isinstance(item, str):
+            tags.append(item.strip())
+        else:
+            raise _Skip(f"tag {item!r} is neither a string nor an integer")
+    if len(tags) != count:
+        unit = "tokens" if fields.tokens else "tokens (text split into words and punctuation)"
+        raise _Skip(f"{len(tags)} tags for {count} {unit}")
+    try:
+        return to_iob2(tags, allowed)
+    except TagError as e:
+        raise _Skip(str(e)) from None
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """Split raw text into words and punctuation marks, each with its `(start, end)` in `text`.
+
+    Words keep inner hyphens and apostrophes ("pre-war", "O'Neil"); every other non-space
+    character is a token of its own, so only whitespace falls between tokens.
+    """
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def _str_list(value: object, what: str) -> list[str]:
+    items = _as_list(value, what)
+    if not all(isinstance(item, str) for item in items):
+        raise _Skip(f"{what} must all be strings")
+    return [str(item) for item in items]
+
+
+def _as_list(value: object, what: str) -> list[object]:
+    """A list from a list, a JSON/Python list literal (as CSV stores one), or spaced words."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    if value is None:
+        raise _Skip(f"no {what}")
+    if not isinstance(value, str):
+        raise _Skip(f"{what} is a {type(value).__name__}, not a list")
+    stripped = value.strip()
+    if not stripped.startswith("["):
+        return list(stripped.split())
+    parsed: object
+    try:
+        parsed = json.loads(stripped)
+    except ValueError:
+        try:
+            parsed = ast.literal_eval(stripped)  # literals only: never runs code
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise _Skip(f"cannot parse the {what} list {stripped[:40]!r}") from None
+    if not isinstance(parsed, list):
+        raise _Skip(f"{what} {stripped[:40]!r} is not a list")
+    return list(parsed)
+
+
+def _types_of(tags: Sequence[str] | Iterator[str] | None) -> frozenset[str]:
+    """Entity types named by IOB tags; anything that is not `B-X`/`I-X` names none."""
+    if tags is None:
+        return frozenset()
+    return frozenset(t[2:] for t in tags if t[:2] in ("B-", "I-") and len(t) > 2)

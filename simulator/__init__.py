@@ -1,0 +1,11 @@
+"""An OpenAI-compatible LLM simulator that answers ner-v1 prompts from gold labels.
+
+Every test, demo and benchmark of prelabel talks to it through the real `openai` client. It
+enforces RPM/TPM caps like OpenAI (429s with the same headers and error codes), and injects
+seeded faults: latency, server errors, hangs, malformed content, noisy answers.
+"""
+
+from simulator.oracle import Oracle
+from simulator.server import SimulatorConfig, build_app, serve, serve_in_thread
+
+__all__ = ["Oracle", "SimulatorConfig", "build_app", "serve", "serve_in_thread"]

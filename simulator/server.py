@@ -1,0 +1,420 @@
+"""The simulator's HTTP server: OpenAI's chat completions API in front of the oracle.
+
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON).
+Every response carries `x-prelabel-simulator: 1`; completions carry
+`system_fingerprint: "prelabel-simulator"`.
+
+A chat request goes through, in order: the API key (401 `invalid_api_key`), the quota (429
+`insufficient_quota`), the body (400), the RPM/TPM caps (429 `rate_limit_exceeded`), then
+the faults, drawn from one RNG seeded with `seed` (three draws per admitted request, so that
+changing one rate does not shift the others' sequence): a 500/502/503 with `fail_rate`, a hang
+of `hang_seconds` with `timeout_rate` (the answer is sent afterwards, if the client is still
+there), and broken content with `malformed_rate`. `latency_ms` delays each answer by a gamma
+draw of that mean (30% spread). As a real model does, an answer longer than `max_tokens`
+(or `max_completion_tokens`) is cut there with `finish_reason: "length"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from prelabel.errors import ConfigError
+from simulator.limits import (
+    DEFAULT_MAX_TOKENS,
+    RateLimiter,
+    count_prompt_tokens,
+    count_tokens,
+    encoding,
+)
+from simulator.oracle import Oracle
+
+FINGERPRINT = "prelabel-simulator"
+#: Listed by `/v1/models`; chat accepts any model name and echoes it back.
+MODELS = ("prelabel-oracle", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1")
+#: Relative spread (coefficient of variation) of the latency draws.
+LATENCY_SPREAD = 0.3
+#: How many unknown sentences `/stats` keeps as examples, to debug a wire-format mismatch.
+UNKNOWN_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How the simulator listens, limits and misbehaves. Rates are probabilities in [0, 1]."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rpm: int | None = None
+    tpm: int | None = None
+    latency_ms: float = 0.0
+    noise: float = 0.0
+    fail_rate: float = 0.0
+    timeout_rate: float = 0.0
+    malformed_rate: float = 0.0
+    hang_seconds: float = 30.0
+    quota_exhausted: bool = False
+    require_key: str | None = field(default=None, repr=False)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            cap = getattr(self, name)
+            if cap is not None and cap <= 0:
+                raise ConfigError(f"simulator --{name} must be a positive integer (got {cap})")
+        for name in ("noise", "fail_rate", "timeout_rate", "malformed_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"simulator {flag} must be between 0 and 1 (got {rate})")
+        for name in ("latency_ms", "hang_seconds"):
+            value = getattr(self, name)
+            if value < 0:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"simulator {flag} must be zero or more (got {value})")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"simulator --port must be between 0 and 65535 (got {self.port})")
+
+
+@dataclass
+class Stats:
+    """What the simulator has served since it started (read from `/stats`)."""
+
+    requests: int = 0
+    unknown_sentences: int = 0
+    rate_limited: int = 0
+    faults: int = 0
+    sentences: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unknown_examples: list[str] = field(default_factory=list)
+
+
+STATS_KEY = web.AppKey("stats", Stats)
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _mask(key: str) -> str:
+    return key[:3] + "*" * 4 + key[-4:] if len(key) > 8 else "*" * len(key)
+
+
+def _malform(content: str, rng: random.Random) -> str:
+    """Content a careless model would send: prose, or the JSON fenced inside prose."""
+    if rng.random() < 0.5:
+        return (
+            "Here is the JSON you asked for:\n```json\n"
+            + content
+            + "\n```\nLet me know if you need anything else."
+        )
+    lines = ["Sure! Here are the named entities I found in the text:"]
+    _bullets(json.loads(content), "", lines)
+    return "\n".join(lines)
+
+
+def _bullets(value: Any, indent: str, lines: list[str]) -> None:
+    for key, item in value.items():
+        if isinstance(item, dict):
+            lines.append(f"{indent}- Sentence {key}:")
+            _bullets(item, indent + "  ", lines)
+        else:
+            lines.append(f"{indent}- {key}: {', '.join(item) if item else 'none'}")
+
+
+class _Handlers:
+    """The routes, sharing the config, oracle, limiter, fault RNG and counters."""
+
+    def __init__(self, config: SimulatorConfig, oracle: Oracle) -> None:
+        self.config = config
+        self.oracle = oracle
+        self.limiter = RateLimiter(config.rpm, config.tpm)
+        self.rng = random.Random(config.seed)
+        self.stats = Stats()
+        self.ids = itertools.count(1)
+        self.auth = None if config.require_key is None else f"Bearer {config.require_key}"
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        """OpenAI's 401 when a key is required and the request does not carry it."""
+        given = request.headers.get("Authorization")
+        if self.auth is None or given == self.auth:
+            return None
+        return _error(
+            401,
+            f"Incorrect API key provided: {_mask((given or '').removeprefix('Bearer '))}. "
+            "Pass the key the simulator was started with (--require-key).",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+
+    async def chat(self, request: web.Request) -> web.Response:
+        config, stats = self.config, self.stats
+        stats.requests += 1
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        if config.quota_exhausted:
+            return _error(
+                429,
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
+        try:
+            body = await request.json()
+            messages, model, max_tokens = _parse(body)
+            prompt_tokens = count_prompt_tokens(messages)
+        except ValueError as exc:
+            return _error(400, str(exc), "invalid_request_error", None)
+
+        admission = self.limiter.admit(prompt_tokens + (max_tokens or DEFAULT_MAX_TOKENS))
+        headers = admission.headers
+        if not admission.admitted:
+            stats.rate_limited += 1
+            unit = "RPM" if admission.kind == "requests" else "TPM"
+            return _error(
+                429,
+                f"Rate limit reached for {model} in organization org-prelabel-simulator on "
+                f"{admission.kind} per min ({unit}): Limit {admission.limit}, "
+                f"Requested {admission.requested}. "
+                f"Please try again in {headers['retry-after-ms']}ms.",
+                str(admission.kind),
+                "rate_limit_exceeded",
+                headers,
+            )
+
+        fail, hang, malformed = self.rng.random(), self.rng.random(), self.rng.random()
+        if fail < config.fail_rate:
+            stats.faults += 1
+            return _error(
+                self.rng.choice((500, 502, 503)),
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+                headers,
+            )
+        if hang < config.timeout_rate:
+            stats.faults += 1
+            await asyncio.sleep(config.hang_seconds)
+        if config.latency_ms > 0:
+            shape = 1.0 / LATENCY_SPREAD**2
+            await asyncio.sleep(self.rng.gammavariate(shape, config.latency_ms / shape) / 1000)
+
+        try:
+            reply = self.oracle.respond(messages)
+        except ValueError as exc:
+            return _error(400, str(exc), "invalid_request_error", None, headers)
+        content = reply.content
+        if malformed < config.malformed_rate:
+            stats.faults += 1
+            content = _malform(content, self.rng)
+        completion_tokens = count_tokens(content)
+        finish_reason = "stop"
+        if max_tokens is not None and completion_tokens > max_tokens:
+            o200k = encoding()
+            content = o200k.decode(o200k.encode_ordinary(content)[:max_tokens])
+            completion_tokens, finish_reason = max_tokens, "length"
+
+        stats.sentences += reply.sentences
+        stats.unknown_sentences += len(reply.unknown)
+        room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
+        if reply.unknown and room > 0:
+            stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
+        stats.prompt_tokens += prompt_tokens
+        stats.completion_tokens += completion_tokens
+        return web.json_response(
+            {
+                "id": f"chatcmpl-sim{next(self.ids):012x}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+            headers=headers,
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": FINGERPRINT}
+            for name in MODELS
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def stats_route(self, request: web.Request) -> web.Response:
+        return web.json_response(asdict(self.stats) | {"gold_sentences": len(self.oracle)})
+
+
+def _parse(body: Any) -> tuple[list[dict[str, Any]], str, int | None]:
+    """The messages, model and max tokens of a chat request body; ValueError when invalid."""
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty list")
+    if not all(isinstance(m, dict) for m in messages):
+        raise ValueError("each message must be an object")
+    if body.get("stream"):
+        raise ValueError("the simulator does not support 'stream'")
+    model = body.get("model", MODELS[0])
+    if not isinstance(model, str):
+        raise ValueError("'model' must be a string")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise ValueError("'max_tokens' must be a positive integer")
+    return messages, model, max_tokens
+
+
+async def _mark(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["x-prelabel-simulator"] = "1"
+
+
+def build_app(config: SimulatorConfig, oracle: Oracle) -> web.Application:
+    """The simulator's aiohttp application (not yet listening)."""
+    encoding()  # load the tokenizer now rather than during the first request
+    handlers = _Handlers(config, oracle)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATS_KEY] = handlers.stats
+    app.router.add_post("/v1/chat/completions", handlers.chat)
+    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/stats", handlers.stats_route)
+    app.on_response_prepare.append(_mark)
+    return app
+
+
+async def _start(config: SimulatorConfig, oracle: Oracle) -> tuple[web.AppRunner, str]:
+    """Start listening; returns the runner and the base URL (with the real port if 0)."""
+    app = build_app(config, oracle)
+    # A short shutdown timeout so that hanging requests do not hold a stop for hang_seconds;
+    # handler cancellation frees a hanging handler as soon as its client gives up.
+    runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"simulator cannot listen on {config.host}:{config.port} ({exc.strerror}); "
+            "pick another --port or stop what is using it"
+        ) from exc
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}/v1"
+
+
+def _announce(base_url: str, oracle: Oracle) -> None:
+    print(f"simulator listening on {base_url} ({len(oracle)} gold sentences)", flush=True)
+
+
+def serve(config: SimulatorConfig, oracle: Oracle) -> None:
+    """Run the simulator until SIGINT or SIGTERM, announcing its URL on one stdout line."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner, base_url = await _start(config, oracle)
+        try:
+            _announce(base_url, oracle)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+@dataclass(frozen=True)
+class RunningSimulator:
+    """A simulator serving from a background thread: its base URL and live counters."""
+
+    base_url: str
+    stats: Stats
+
+
+@contextmanager
+def serve_in_thread(config: SimulatorConfig, oracle: Oracle) -> Iterator[RunningSimulator]:
+    """Serve from a background thread (for tests and benchmarks); stops on exit.
+
+    Use `port=0` for a free port; the base URL says which one was taken.
+    """
+    started: dict[str, Any] = {}
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            runner, base_url = await _start(config, oracle)
+        except BaseException as exc:
+            started["error"] = exc
+            ready.set()
+            return
+        started["running"] = RunningSimulator(base_url, runner.app[STATS_KEY])
+        ready.set()
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(main(),), name="simulator", daemon=True
+    )
+    thread.start()
+    ready.wait()
+    try:
+        if "error" in started:
+            raise started["error"]
+        yield started["running"]
+    finally:
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        loop.close()
+
+
+__all__ = [
+    "FINGERPRINT",
+    "MODELS",
+    "RunningSimulator",
+    "SimulatorConfig",
+    "Stats",
+    "build_app",
+    "serve",
+    "serve_in_thread",
+]

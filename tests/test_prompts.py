@@ -1,0 +1,221 @@
+"""Prompts: the ner-v1 wire format, a stable system prompt, and a strict answer schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import bpe_openai
+import pytest
+
+from prelabel.model import EntityType, Ontology, Record
+from workers.parsing import parse_answer, parse_batch_answer
+from workers.prompts import build_messages, response_format
+
+CONLL = Ontology()
+CUSTOM = Ontology(
+    types=(
+        EntityType(name="DRUG", tag="DRG", description="medicines and active substances"),
+        EntityType(name="DISEASE", tag="DIS", description="illnesses and symptoms"),
+    )
+)
+RECORDS = [
+    Record.from_tokens(
+        "a", ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
+    ),
+    Record.from_tokens("b", ["Peter", "Blackburn"]),
+    Record.from_tokens("c", ["BRUSSELS", "1996-08-22"]),
+]
+
+
+def system(records: list[Record], ontology: Ontology = CONLL) -> str:
+    return build_messages(records, ontology)[0]["content"]
+
+
+def test_messages_are_one_system_then_one_user_message() -> None:
+    messages = build_messages(RECORDS[:1], CONLL)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert all(set(m) == {"role", "content"} and m["content"] for m in messages)
+
+
+def test_single_record_user_content_is_its_text() -> None:
+    messages = build_messages(RECORDS[:1], CONLL)
+    assert messages[1]["content"] == "EU rejects German call to boycott British lamb ."
+
+
+def test_batch_user_content_is_numbered_lines() -> None:
+    messages = build_messages(RECORDS, CONLL)
+    assert messages[1]["content"] == (
+        "1: EU rejects German call to boycott British lamb .\n"
+        "2: Peter Blackburn\n"
+        "3: BRUSSELS 1996-08-22"
+    )
+
+
+def test_batch_lines_stay_one_per_record_when_a_text_holds_a_line_break() -> None:
+    odd = Record(id="n", tokens=("a", "b"), text="a\nb", offsets=((0, 1), (2, 3)))
+    content = build_messages([odd, RECORDS[1]], CONLL)[1]["content"]
+    assert content.splitlines() == ["1: a b", "2: Peter Blackburn"]
+
+
+def test_system_prompt_is_the_same_for_every_request_of_a_mode() -> None:
+    assert system(RECORDS[:1]) == system(RECORDS[1:2]) == system(RECORDS[2:])
+    assert system(RECORDS[:2]) == system(RECORDS) == system(RECORDS[1:])
+    # A fresh but equal ontology (as decoded from a RunConfig) gives the same prompt.
+    copy = Ontology.model_validate_json(CONLL.model_dump_json())
+    assert system(RECORDS, copy) == system(RECORDS)
+
+
+def test_batched_system_prompt_explains_numbered_lines() -> None:
+    assert system(RECORDS) != system(RECORDS[:1])
+    assert "line number" in system(RECORDS)
+    assert "line number" not in system(RECORDS[:1])
+
+
+@pytest.mark.parametrize("ontology", [CONLL, CUSTOM], ids=["conll", "custom"])
+@pytest.mark.parametrize("size", [1, 3])
+def test_system_prompt_lists_every_type_with_its_description(ontology: Ontology, size: int) -> None:
+    prompt = system(RECORDS[:size], ontology)
+    for entity_type in ontology.types:
+        assert f"{entity_type.name}: {entity_type.description}" in prompt
+    assert "expert annotator for named entity recognition" in prompt
+    assert "JSON only" in prompt
+
+
+def test_custom_ontology_prompt_does_not_mention_conll_types() -> None:
+    for size in (1, 3):
+        prompt = system(RECORDS[:size], CUSTOM)
+        assert not re.search(r"PERSON|LOCATION|ORGANIZATION|MISCELLANEOUS", prompt)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_system_prompt_is_compact(size: int) -> None:
+    encoding = bpe_openai.get_encoding("o200k_base")
+    assert len(encoding.encode(system(RECORDS[:size]))) < 300
+
+
+def test_prompt_examples_are_valid_answers() -> None:
+    # The example closes the system prompt; it must obey the prompt's own rules.
+    single = system(RECORDS[:1]).splitlines()[-1]
+    assert parse_answer(single, CONLL)["LOCATION"] == ["Paris", "Berlin", "Paris"]
+    assert validate(json.loads(single), response_format(CONLL, 1)) == []
+    batched = system(RECORDS).splitlines()[-1]
+    assert parse_batch_answer(batched, 1, CONLL) == [parse_answer(single, CONLL)]
+    assert validate(json.loads(batched)["1"], response_format(CONLL, 1)) == []
+
+
+def test_build_messages_needs_a_record() -> None:
+    with pytest.raises(ValueError, match="at least one record"):
+        build_messages([], CONLL)
+
+
+# --- response_format ------------------------------------------------------------------------
+
+
+def validate(instance: Any, fmt: dict[str, Any]) -> list[str]:
+    """Errors of `instance` against the format's schema (an empty list when it is valid)."""
+    schema = fmt["json_schema"]["schema"]
+    try:
+        import jsonschema
+    except ImportError:
+        return subset_errors(instance, schema)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(instance)]
+
+
+#: The keywords `subset_errors` understands; the schemas must use no others.
+KEYWORDS = {"type", "properties", "required", "additionalProperties", "items"}
+
+
+def subset_errors(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """A JSON Schema check for the keywords in KEYWORDS, for when jsonschema is absent."""
+    unknown = set(schema) - KEYWORDS
+    if unknown:
+        return [f"{path}: schema keywords {sorted(unknown)} are not checked here"]
+    kind = schema.get("type")
+    if kind == "string":
+        return [] if isinstance(instance, str) else [f"{path}: not a string"]
+    if kind == "array":
+        if not isinstance(instance, list):
+            return [f"{path}: not an array"]
+        return [
+            e
+            for i, x in enumerate(instance)
+            for e in subset_errors(x, schema["items"], f"{path}[{i}]")
+        ]
+    if kind == "object":
+        if not isinstance(instance, dict):
+            return [f"{path}: not an object"]
+        errors = [
+            f"{path}: {key} is required"
+            for key in schema.get("required", [])
+            if key not in instance
+        ]
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            errors += [f"{path}: {key} is not allowed" for key in instance if key not in properties]
+        for key, sub in properties.items():
+            if key in instance:
+                errors += subset_errors(instance[key], sub, f"{path}.{key}")
+        return errors
+    return [f"{path}: type {kind!r} is not checked here"]
+
+
+def sentence(**mentions: list[str]) -> dict[str, list[str]]:
+    return {"PERSON": [], "ORGANIZATION": [], "LOCATION": [], "MISCELLANEOUS": [], **mentions}
+
+
+def test_single_response_format_is_strict_json_schema() -> None:
+    fmt = response_format(CONLL, 1)
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["strict"] is True
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", fmt["json_schema"]["name"])
+    assert validate(sentence(ORGANIZATION=["EU"], MISCELLANEOUS=["German", "British"]), fmt) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"PERSON": [], "ORGANIZATION": [], "LOCATION": []},
+        {**sentence(), "FOOD": []},
+        sentence(PERSON=[1]),  # type: ignore[list-item]
+        sentence(PERSON="Peter"),  # type: ignore[arg-type]
+        {"1": sentence()},
+    ],
+    ids=["missing-type", "extra-type", "number-item", "lone-string", "batched-shape"],
+)
+def test_single_response_format_rejects_other_shapes(bad: Any) -> None:
+    assert validate(bad, response_format(CONLL, 1)) != []
+
+
+def test_batch_response_format_requires_every_line() -> None:
+    fmt = response_format(CONLL, 3)
+    good = {"1": sentence(PERSON=["Ann"]), "2": sentence(), "3": sentence(LOCATION=["Rome"])}
+    assert validate(good, fmt) == []
+    assert validate({"1": sentence(), "2": sentence()}, fmt) != []
+    assert validate({**good, "4": sentence()}, fmt) != []
+    assert validate({**good, "2": {"PERSON": []}}, fmt) != []
+
+
+@pytest.mark.parametrize("size", [1, 4])
+def test_every_object_in_the_schema_is_strict(size: int) -> None:
+    # OpenAI's strict mode wants every property required and no additional properties.
+    def objects(node: Any) -> list[dict[str, Any]]:
+        if not isinstance(node, dict):
+            return []
+        found = [node] if node.get("type") == "object" else []
+        for value in node.values():
+            found += objects(value)
+        return found
+
+    schemas = objects(response_format(CONLL, size)["json_schema"]["schema"])
+    assert len(schemas) == (1 if size == 1 else 1 + size)
+    for schema in schemas:
+        assert schema["additionalProperties"] is False
+        assert set(schema["required"]) == set(schema["properties"])
+
+
+def test_response_format_needs_a_positive_batch_size() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        response_format(CONLL, 0)

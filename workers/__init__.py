@@ -1,0 +1,1 @@
+"""Celery workers: label shards of a run through an OpenAI-compatible endpoint."""

@@ -1,0 +1,46 @@
+"""The Celery application, configured for long runs on Redis without loss (see NOTES.md).
+
+Workers, the producer and Flower all build the app from the same settings, so that the
+broker transport options (visibility timeout above all) agree everywhere.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from prelabel.settings import Settings
+
+#: A shard's task may run this long before its soft limit asks it to stop.
+SOFT_TIME_LIMIT = 50 * 60
+#: Hard limit: a stuck task is killed (and acked) after this.
+TIME_LIMIT = SOFT_TIME_LIMIT + 5 * 60
+#: An unacked message is redelivered after this; keep it well above TIME_LIMIT.
+VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    """A Celery app on `settings.redis_url`, with prelabel's tasks registered."""
+    settings = settings or Settings()
+    app = Celery("prelabel", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_soft_time_limit=SOFT_TIME_LIMIT,
+        task_time_limit=TIME_LIMIT,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+#: The app `celery -A workers.app worker` and Flower load.
+app = make_app()

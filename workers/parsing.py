@@ -1,0 +1,178 @@
+"""Read a model's answer into mentions per type, repairing the usual sloppiness.
+
+Models wrap JSON in code fences or prose, answer in Python-style quotes, give a lone
+string for a list or `null` for none, and change the casing of type names. All of that is
+repaired here. What cannot be repaired becomes an `ItemError` with a one-line reason, so
+that the worker can retry the item or record why it failed.
+
+Keys that are not ontology types are kept under their own name: alignment reports their
+mentions as unaligned, rather than losing them without a trace.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from prelabel.errors import ItemError
+from prelabel.model import Ontology
+
+#: Candidate objects tried per answer; a sane answer needs one or two.
+_MAX_CANDIDATES = 32
+#: A quoted string (kept as is) or a bare JSON literal (rewritten for `ast.literal_eval`).
+_LITERALS = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|\b(null|true|false)\b""")
+_PYTHON_LITERAL = {"null": "None", "true": "True", "false": "False"}
+_MISSING = object()
+
+
+def parse_answer(content: str, ontology: Ontology) -> dict[str, list[str]]:
+    """Mentions per type NAME from a single-sentence answer.
+
+    Every ontology type is a key (`[]` when the model gave none), in ontology order; keys
+    the ontology does not know follow under their own name. Raises `ItemError` when the
+    answer cannot be read.
+    """
+    return _mentions_by_type(_extract_object(content), ontology)
+
+
+def parse_batch_answer(
+    content: str, size: int, ontology: Ontology
+) -> list[dict[str, list[str]] | ItemError]:
+    """One entry per line number 1..`size` of a batched answer: its mentions, or why not.
+
+    A missing or unreadable line gives an `ItemError` in its slot, so that the caller can
+    retry just those items; keys beyond the batch are ignored. When the whole answer is
+    unreadable, every slot holds that same error.
+    """
+    try:
+        answer = _extract_object(content)
+    except ItemError as error:
+        return [error] * size
+    by_line = {str(key).strip(): value for key, value in answer.items()}
+    results: list[dict[str, list[str]] | ItemError] = []
+    for line in range(1, size + 1):
+        value = by_line.get(str(line), _MISSING)
+        if value is _MISSING:
+            results.append(ItemError(f"line {line} is missing from the batched answer"))
+        elif not isinstance(value, Mapping):
+            results.append(
+                ItemError(f"line {line} is not a JSON object: {_snippet(json.dumps(value))}")
+            )
+        else:
+            try:
+                results.append(_mentions_by_type(value, ontology))
+            except ItemError as error:
+                results.append(ItemError(f"line {line}: {error}"))
+    return results
+
+
+def _extract_object(content: str) -> Mapping[Any, Any]:
+    """The first `{...}` in `content` that reads as an object, as JSON or as a Python literal."""
+    if not content.strip():
+        raise ItemError("answer is empty")
+    # Code fences and prose around the object need no special case: they lie outside it.
+    tried = 0
+    start = content.find("{")
+    while start != -1 and tried < _MAX_CANDIDATES:
+        end = _matching_brace(content, start)
+        if end is not None:
+            tried += 1
+            value = _decode(content[start : end + 1])
+            if isinstance(value, Mapping):
+                return value
+        start = content.find("{", start + 1)
+    raise ItemError(f"answer is not JSON: {_snippet(content)}")
+
+
+def _matching_brace(text: str, start: int) -> int | None:
+    """The index of the `}` closing the `{` at `start`, skipping quoted strings."""
+    depth = 0
+    quote = ""
+    i = start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _decode(text: str) -> object:
+    """JSON, else a Python literal (single quotes, trailing commas), else `None`."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    python = _LITERALS.sub(lambda m: m.group(1) or _PYTHON_LITERAL[m.group(2)], text)
+    try:
+        return ast.literal_eval(python)
+    # literal_eval reports bad input through many exception types, deep nesting included.
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _mentions_by_type(answer: Mapping[Any, Any], ontology: Ontology) -> dict[str, list[str]]:
+    names = {t.name: t.name for t in ontology.types}
+    # Models echo names in other casings, or the dataset's tags (PER for PERSON).
+    aliases = {t.name.casefold(): t.name for t in ontology.types}
+    for t in ontology.types:
+        aliases.setdefault(t.tag.casefold(), t.name)
+    mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
+    for key, value in answer.items():
+        given = str(key).strip()
+        name = names.get(given) or aliases.get(given.casefold(), given)
+        mentions.setdefault(name, []).extend(_mention_list(name, value))
+    return mentions
+
+
+def _mention_list(name: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return [str(value)]
+    if not isinstance(value, list | tuple):
+        raise ItemError(
+            f"answer for {name} is a {_kind(value)}, not a list of mentions: "
+            f"{_snippet(repr(value))}"
+        )
+    mentions: list[str] = []
+    for item in value:
+        if item is None:
+            continue
+        if isinstance(item, str | int | float) and not isinstance(item, bool):
+            mentions.append(str(item))
+        else:
+            raise ItemError(
+                f"answer for {name} holds a {_kind(item)} where a mention string belongs: "
+                f"{_snippet(repr(item))}"
+            )
+    return mentions
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "JSON object"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, bool):
+        return "boolean"
+    return type(value).__name__
+
+
+def _snippet(text: str) -> str:
+    """The start of `text` on one line, for error messages."""
+    return " ".join(text.split())[:80]

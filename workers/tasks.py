@@ -1,0 +1,27 @@
+"""Celery tasks. A task carries only ids: the records wait in Redis, secrets never travel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prelabel.settings import Settings
+from workers.app import app
+from workers.labeler import label_shard as _label_shard
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "prelabel.label_shard"
+
+
+@app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
+def label_shard(run_id: str, shard: int) -> int:
+    """Label one shard of a run; returns how many items it committed."""
+    committed = asyncio.run(_label_shard(Settings(), run_id, shard))
+    log.info("run %s shard %d: %d items committed", run_id, shard, committed)
+    return committed
+
+
+def shard_task_id(run_id: str, shard: int) -> str:
+    """Deterministic per (run, shard), so a re-enqueue is recognisable as the same work."""
+    return f"{run_id}:shard:{shard}"
