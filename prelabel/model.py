@@ -163,3 +163,10 @@ class RunConfig(_Frozen):
     total: int = 0
     shards: int = 0
     created_at: float = 0.0
+
+
+#: Header on every simulator response, so reports can say the answers were not a model's.
+SIMULATOR_HEADER = "x-prelabel-simulator"
+#: Header naming a request's item ids (a JSON list). Sent to local endpoints only: it lets
+#: the simulator tell apart identical sentences whose gold labels differ.
+ITEM_IDS_HEADER = "x-prelabel-item-ids"

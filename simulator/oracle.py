@@ -81,28 +81,47 @@ class Oracle:
         if not 0.0 <= noise <= 1.0:
             raise ConfigError(f"oracle noise must be between 0 and 1 (got {noise}); fix --noise")
         gold: dict[str, list[tuple[str, str]]] = {}
+        by_id: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        conflicting: set[str] = set()
         for record in records:
-            # Records without gold tags cannot be answered; a repeated text keeps its first
-            # gold, since a prompt carries only the text and cannot tell the copies apart.
-            if record.gold_tags is None or record.text in gold:
-                continue
-            gold[record.text] = _mentions(record)
+            if record.gold_tags is None:
+                continue  # nothing to answer from
+            mentions = _mentions(record)
+            by_id[record.id] = (record.text, mentions)
+            # A repeated text keeps its first gold for requests that name no item; a text
+            # whose copies disagree is answered per item when the request names its items.
+            first = gold.setdefault(record.text, mentions)
+            if first != mentions:
+                conflicting.add(record.text)
         if ontology is None:
             ontology = Ontology.from_tags(sorted({tag for ms in gold.values() for tag, _ in ms}))
         self.ontology = ontology
         self.noise = noise
         self.seed = seed
-        by_tag = ontology.by_tag()
         self._names: tuple[str, ...] = tuple(t.name for t in ontology.types)
-        self._answers: dict[str, Answer] = {}
-        self._json: dict[str, str] = {}
-        for text, mentions in gold.items():
-            # Gold types the ontology does not list are never asked for, so they are left out.
-            named = [(by_tag[tag].name, m) for tag, m in mentions if tag in by_tag]
-            answer = self._build(named, random.Random(f"{seed}:{text}") if noise else None)
-            self._answers[text] = answer
-            self._json[text] = json.dumps(answer, ensure_ascii=False)
+        self._answers: dict[str, Answer] = {
+            text: self._named(text, mentions) for text, mentions in gold.items()
+        }
+        self._json = {text: json.dumps(a, ensure_ascii=False) for text, a in self._answers.items()}
+        self._by_id: dict[str, tuple[str, Answer]] = {
+            item: (text, self._named(text, mentions))
+            for item, (text, mentions) in by_id.items()
+            if text in conflicting
+        }
         self._empty_json = json.dumps(self.empty(), ensure_ascii=False)
+
+    def _named(self, text: str, mentions: list[tuple[str, str]]) -> Answer:
+        # Gold types the ontology does not list are never asked for, so they are left out.
+        by_tag = self.ontology.by_tag()
+        named = [(by_tag[tag].name, m) for tag, m in mentions if tag in by_tag]
+        return self._build(named, random.Random(f"{self.seed}:{text}") if self.noise else None)
+
+    def _find(self, text: str, item_id: str | None) -> Answer | None:
+        if item_id is not None:
+            known = self._by_id.get(item_id)
+            if known is not None and known[0] == text:
+                return known[1]
+        return self._answers.get(text)
 
     def __len__(self) -> int:
         """The number of distinct gold sentences the oracle knows."""
@@ -117,19 +136,28 @@ class Oracle:
         answer = self._answers.get(text)
         return None if answer is None else {k: list(v) for k, v in answer.items()}
 
-    def answer(self, messages: Sequence[Mapping[str, Any]]) -> str:
+    def answer(self, messages: Sequence[Mapping[str, Any]], item_ids: Sequence[str] = ()) -> str:
         """The JSON answer to a chat request's messages (see `respond`)."""
-        return self.respond(messages).content
+        return self.respond(messages, item_ids).content
 
-    def respond(self, messages: Sequence[Mapping[str, Any]]) -> OracleReply:
+    def respond(
+        self, messages: Sequence[Mapping[str, Any]], item_ids: Sequence[str] = ()
+    ) -> OracleReply:
         """Answer the last user message: one sentence, or K>1 lines `"{i}: {text}"`.
 
+        `item_ids`, when the request names its items (prelabel sends them to local endpoints
+        only), picks the right gold for a text whose copies in the dataset disagree; the
+        sentence text must still match, so a wrong line never gets another line's answer.
         Raises ValueError when there is no user message.
         """
         text = _last_user_text(messages).strip("\n")
         lines = text.split("\n")
         numbered = [_NUMBERED.match(line.rstrip("\r")) for line in lines] if len(lines) > 1 else []
         if not numbered or not all(numbered):
+            if item_ids and item_ids[0] in self._by_id:
+                chosen = self._find(text, item_ids[0])
+                if chosen is not None:
+                    return OracleReply(json.dumps(chosen, ensure_ascii=False), 1, [])
             found = self._json.get(text)
             return OracleReply(
                 content=self._empty_json if found is None else found,
@@ -138,10 +166,10 @@ class Oracle:
             )
         batch: dict[str, Answer] = {}
         unknown: list[str] = []
-        for match in numbered:
+        for i, match in enumerate(numbered):
             assert match is not None  # all(numbered) above
             key, sentence = match.group(1), match.group(2)
-            answer = self._answers.get(sentence)
+            answer = self._find(sentence, item_ids[i] if i < len(item_ids) else None)
             if answer is None:
                 unknown.append(sentence)
                 answer = self.empty()

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from prelabel.errors import ConfigError
+from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER
 from simulator.limits import (
     DEFAULT_MAX_TOKENS,
     RateLimiter,
@@ -219,7 +220,7 @@ class _Handlers:
             await asyncio.sleep(self.rng.gammavariate(shape, config.latency_ms / shape) / 1000)
 
         try:
-            reply = self.oracle.respond(messages)
+            reply = self.oracle.respond(messages, _item_ids(request))
         except ValueError as exc:
             return _error(400, str(exc), "invalid_request_error", None, headers)
         content = reply.content
@@ -278,6 +279,18 @@ class _Handlers:
         return web.json_response(asdict(self.stats) | {"gold_sentences": len(self.oracle)})
 
 
+def _item_ids(request: web.Request) -> list[str]:
+    """Item ids the client named in `x-prelabel-item-ids` (a JSON list), if any."""
+    raw = request.headers.get(ITEM_IDS_HEADER)
+    if not raw:
+        return []
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
 def _parse(body: Any) -> tuple[list[dict[str, Any]], str, int | None]:
     """The messages, model and max tokens of a chat request body; ValueError when invalid."""
     if not isinstance(body, dict):
@@ -301,7 +314,7 @@ def _parse(body: Any) -> tuple[list[dict[str, Any]], str, int | None]:
 
 
 async def _mark(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["x-prelabel-simulator"] = "1"
+    response.headers[SIMULATOR_HEADER] = "1"
 
 
 def build_app(config: SimulatorConfig, oracle: Oracle) -> web.Application:

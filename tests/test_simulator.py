@@ -604,3 +604,22 @@ def test_serve_announces_and_stops_on_sigterm() -> None:
             proc.wait()
     assert proc.returncode == 0
     assert out.strip() == "stopped"
+
+
+def test_item_ids_pick_the_gold_of_identical_sentences_that_disagree() -> None:
+    first = Record.from_tokens("a", ["CENTRAL", "DIVISION"], ["O", "O"])
+    second = Record.from_tokens("b", ["CENTRAL", "DIVISION"], ["B-MISC", "I-MISC"])
+    other = Record.from_tokens("c", ["Paris"], ["B-LOC"])
+    oracle = Oracle([first, second, other], ontology=Ontology(types=CONLL_TYPES))
+    single = [{"role": "user", "content": first.text}]
+    assert json.loads(oracle.answer(single))["MISCELLANEOUS"] == []
+    assert json.loads(oracle.answer(single, ["b"]))["MISCELLANEOUS"] == ["CENTRAL DIVISION"]
+    assert json.loads(oracle.answer(single, ["a"]))["MISCELLANEOUS"] == []
+    batch = [{"role": "user", "content": f"1: {other.text}\n2: {first.text}"}]
+    answer = json.loads(oracle.answer(batch, ["c", "b"]))
+    assert answer["1"]["LOCATION"] == ["Paris"]
+    assert answer["2"]["MISCELLANEOUS"] == ["CENTRAL DIVISION"]
+    # An id whose text is not the line's text never lends its answer to another line.
+    swapped = json.loads(oracle.answer(batch, ["b", "c"]))
+    assert swapped["1"]["LOCATION"] == ["Paris"]
+    assert swapped["2"]["MISCELLANEOUS"] == []

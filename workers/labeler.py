@@ -76,7 +76,7 @@ class ShardLabeler:
         messages = build_messages(batch, ontology)
         prompt_tokens = count_message_tokens(messages, self.config.model)
         try:
-            completion = await self.caller.complete(messages, prompt_tokens)
+            completion = await self.caller.complete(messages, prompt_tokens, [r.id for r in batch])
         except ItemError as exc:
             return [self._failed(r, exc.message) for r in batch]
         except RunStopped as exc:

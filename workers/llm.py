@@ -6,6 +6,7 @@ through the bucket first, so no retry can bypass the fleet's rate limit.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,11 +22,11 @@ from tenacity import (
 )
 
 from prelabel.errors import ItemError, RunError
-from prelabel.model import RunConfig
+from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig
+from prelabel.settings import is_local_endpoint
 from workers.ratelimit import TokenBucket
 from workers.results import ResultSink
 
-SIMULATOR_HEADER = "x-prelabel-simulator"
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
 
 
@@ -92,8 +93,11 @@ class ChatCaller:
         self.sink = sink
         self.config = config
         self.max_attempts = max_attempts
+        self._local = is_local_endpoint(config.base_url)
 
-    async def complete(self, messages: list[dict[str, str]], prompt_tokens: int) -> Completion:
+    async def complete(
+        self, messages: list[dict[str, str]], prompt_tokens: int, item_ids: list[str]
+    ) -> Completion:
         """The model's answer to `messages`; raises ItemError or RunStopped when it cannot."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -106,7 +110,7 @@ class ChatCaller:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         await self.sink.spend(retries=1)
-                    return await self._once(messages, prompt_tokens)
+                    return await self._once(messages, prompt_tokens, item_ids)
         except _RateLimited:
             raise ItemError(
                 f"still rate limited after {self.max_attempts} attempts: lower --rpm/--tpm"
@@ -115,8 +119,11 @@ class ChatCaller:
             raise ItemError(f"endpoint failed {self.max_attempts} times: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, messages: list[dict[str, str]], prompt_tokens: int) -> Completion:
+    async def _once(
+        self, messages: list[dict[str, str]], prompt_tokens: int, item_ids: list[str]
+    ) -> Completion:
         cfg = self.config
+        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
         reserved = prompt_tokens + cfg.max_tokens
         await self.bucket.acquire(tokens=reserved)
         try:
@@ -126,6 +133,7 @@ class ChatCaller:
                 max_tokens=cfg.max_tokens,
                 temperature=cfg.temperature,
                 response_format={"type": "json_object"},
+                extra_headers=headers,
             )
         except openai.RateLimitError as exc:
             await self.sink.spend(requests=1, rate_limited=1)
