@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from producer import DatasetSpec, load_dataset_records
+
 pytestmark = pytest.mark.slow
 
 
@@ -35,6 +37,7 @@ def test_run_labels_every_item_and_scores_the_oracle_perfectly(
     fleet_env: dict[str, str], simulator_url: str, gold_path: Path, tmp_path: Path, batch_size: int
 ) -> None:
     out = tmp_path / "out"
+    n = min(120, len(load_dataset_records(DatasetSpec(source=str(gold_path))).records))
     proc = prelabel(
         "run",
         "--dataset",
@@ -42,7 +45,7 @@ def test_run_labels_every_item_and_scores_the_oracle_perfectly(
         "--split",
         "test",
         "--limit",
-        "120",
+        str(n),
         "--model",
         "gpt-4o-mini",
         "--base-url",
@@ -58,8 +61,8 @@ def test_run_labels_every_item_and_scores_the_oracle_perfectly(
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
     rows = read_jsonl(out / "predictions.jsonl")
-    assert len(rows) == 120
-    assert len({r["id"] for r in rows}) == 120
+    assert len(rows) == n
+    assert len({r["id"] for r in rows}) == n
     assert all(r["status"] == "labeled" for r in rows)
     for row in rows:
         assert row["tags"] == row["gold_tags"]
@@ -68,14 +71,14 @@ def test_run_labels_every_item_and_scores_the_oracle_perfectly(
 
     report = json.loads((out / "report.json").read_text())
     assert report["entity"]["micro"]["f1"] == pytest.approx(1.0)
-    assert report["figures"]["items"] == 120
+    assert report["figures"]["items"] == n
     assert report["figures"]["simulator"] is True
-    shards = [25, 25, 25, 25, 20]
+    shards = [min(25, n - start) for start in range(0, n, 25)]
     expected_requests = sum(-(-n // batch_size) for n in shards)
     assert report["figures"]["requests"] == expected_requests
 
     conll = (out / "predictions.conll").read_text().strip().split("\n\n")
-    assert len(conll) == 120
+    assert len(conll) == n
     md = (out / "report.md").read_text()
     assert "simulator" in md.lower()
     assert "Entity-level" in proc.stdout
