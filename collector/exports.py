@@ -5,15 +5,14 @@ that conlleval reads. Pure: they take rows and a path; the collector gathers the
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from prelabel.errors import ConfigError, DatasetError, RunError
+from prelabel.errors import DatasetError, RunError
+from prelabel.files import write_atomic
 from prelabel.model import Entity, ItemResult, ItemStatus, Record, Unaligned, Usage
 
 _WHITESPACE = re.compile(r"\s+")
@@ -77,27 +76,6 @@ class PredictionRow(BaseModel):
             ) from exc
 
 
-def _write_atomic(path: Path, lines: Iterable[str]) -> None:
-    # A reader (or a crash) never sees half a file: write beside it, then rename over it.
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-                for line in lines:
-                    out.write(line)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {path}: {exc.strerror}; check the output directory"
-        ) from exc
-
-
 def write_predictions_jsonl(path: Path, rows: Iterable[PredictionRow]) -> int:
     """Write one JSON object per row (UTF-8, non-ASCII kept as is), atomically; return the count."""
     count = 0
@@ -108,7 +86,7 @@ def write_predictions_jsonl(path: Path, rows: Iterable[PredictionRow]) -> int:
             count += 1
             yield json.dumps(row.model_dump(mode="json"), ensure_ascii=False) + "\n"
 
-    _write_atomic(path, lines())
+    write_atomic(path, lines())
     return count
 
 
@@ -163,7 +141,7 @@ def write_conll(path: Path, rows: Iterable[PredictionRow]) -> int:
                 yield f"{_conll_token(token)} {g} {p}\n"
             yield "\n"
 
-    _write_atomic(path, lines())
+    write_atomic(path, lines())
     return count
 
 

@@ -5,14 +5,13 @@ report.json for programs. All three carry the same numbers and the same labels.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.table import Table
 
 from prelabel.errors import ConfigError
+from prelabel.files import write_atomic
 
 from .metrics import Evaluation, LabelScores, RunFigures, TypeScores
 
@@ -163,32 +162,14 @@ def report_markdown(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # Readers (a CI job, a dashboard) never see a half-written report.
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {path}: {exc.strerror}; check the output directory"
-        ) from exc
-
-
 def write_report_md(ev: Evaluation, path: Path) -> None:
     """Write report.md (Markdown tables, readable in a terminal and in a PR)."""
-    _write_atomic(path, report_markdown(ev))
+    write_atomic(path, report_markdown(ev))
 
 
 def write_report_json(ev: Evaluation, path: Path) -> None:
     """Write report.json: `Evaluation.model_dump(mode="json")`, labels included."""
-    _write_atomic(path, json.dumps(ev.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(ev.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
 
 
 def read_report_json(path: Path) -> Evaluation:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from prelabel.errors import ConfigError, PrelabelError
-from prelabel.settings import Settings
+from prelabel.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -58,16 +59,19 @@ RedisOpt = Annotated[
 ]
 
 
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
+    return f"{where}: {err['msg']}"
+
+
 def _settings(redis_url: str | None = None, base_url: str | None = None) -> Settings:
     overrides: dict[str, str] = {}
     if redis_url:
         overrides["REDIS_URL"] = redis_url
     if base_url:
         overrides["OPENAI_BASE_URL"] = base_url
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise ConfigError(f"invalid setting: {exc}".splitlines()[0]) from None
+    return load_settings(**overrides)
 
 
 @app.command()
@@ -103,15 +107,20 @@ def run(
     from producer.pipeline import RunOptions, run_pipeline
 
     settings = _settings(redis_url, base_url)
-    spec = DatasetSpec(
-        source=dataset,
-        split=split,
-        limit=limit,
-        text_field=text_field,
-        tokens_field=tokens_field,
-        tags_field=tags_field,
-        entity_types=tuple(t.strip() for t in entity_types.split(",")) if entity_types else None,
-    )
+    try:
+        spec = DatasetSpec(
+            source=dataset,
+            split=split,
+            limit=limit,
+            text_field=text_field,
+            tokens_field=tokens_field,
+            tags_field=tags_field,
+            entity_types=tuple(t.strip() for t in entity_types.split(",") if t.strip())
+            if entity_types
+            else None,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
     options = RunOptions(
         model=model,
         base_url=settings.openai_base_url,
@@ -233,8 +242,11 @@ def demo(
     noise: Annotated[float, typer.Option(help="Simulator noise (0 gives F1 = 100%).")] = 0.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
 ) -> None:
-    """Run the whole pipeline here: Redis (embedded if none answers), the simulator,
-    two workers, a labeled sample and its evaluation; then stop what it started."""
+    """Run the whole pipeline on this machine, then stop what it started.
+
+    Uses Redis at REDIS_URL (or starts an embedded one), starts the simulator and two
+    workers, labels a sample of CoNLL-2003 and prints its evaluation.
+    """
     from prelabel import launch
     from prelabel.connections import answers, embedded_redis
     from producer.loading import DatasetSpec
@@ -243,7 +255,7 @@ def demo(
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
     sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
     data = shared if shared.exists() else sample
-    base = Settings()
+    base = load_settings()
     with ExitStack() as stack:
         redis_url = base.redis_url
         if not answers(redis_url):
@@ -264,7 +276,7 @@ def demo(
                 )
             )
         console.print(f"simulator on port {port}, {workers} workers (logs in {logs})")
-        settings = Settings(REDIS_URL=redis_url, queue=queue)
+        settings = load_settings(REDIS_URL=redis_url, queue=queue)
         options = RunOptions(model="gpt-4o-mini", base_url=f"http://127.0.0.1:{port}/v1")
         spec = DatasetSpec(source=str(data), split="test", limit=limit)
         outcome = run_pipeline(settings, spec, options, out, console)

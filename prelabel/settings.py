@@ -65,3 +65,27 @@ def api_key_for(settings: Settings, base_url: str) -> str:
         f"OPENAI_API_KEY is not set, and {base_url} is not a local endpoint: "
         "export OPENAI_API_KEY (workers read it from their environment)"
     )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and `overrides`, by variable name), or one clear error."""
+    from pydantic import ValidationError
+
+    from prelabel.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = _ENV_NAMES.get(field, f"PRELABEL_{field.upper()}")
+        raise ConfigError(f"{name} is invalid: {err['msg']}; fix the environment") from None
+
+
+_ENV_NAMES = {
+    "redis_url": "REDIS_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "kili_api_key": "KILI_API_KEY",
+    "kili_api_endpoint": "KILI_API_ENDPOINT",
+}

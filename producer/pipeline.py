@@ -11,6 +11,8 @@ from rich.console import Console
 
 from collector import Collected, collect
 from prelabel.connections import connect
+from prelabel.errors import ConfigError
+from prelabel.files import write_atomic
 from prelabel.model import Ontology
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
@@ -51,6 +53,10 @@ def run_pipeline(
     """Label `spec` with `options` through the workers, and collect it into `out_dir`."""
     store = RunStore(connect(settings.redis_url))
     dataset = load_dataset_records(spec)
+    if not dataset.entity_tags:
+        raise ConfigError(
+            f"{dataset.source} declares no entity types: pass --entity-types (e.g. PER,ORG,LOC)"
+        )
     check_endpoint(settings, options.base_url)
     console.print(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
@@ -80,8 +86,11 @@ def run_pipeline(
     out = out_dir or Path("runs") / config.run_id
     collected = collect(store, config.run_id, out, wall_seconds=time.monotonic() - started)
     if dataset.skipped:
-        skipped = out / "skipped.jsonl"
-        with skipped.open("w", encoding="utf-8") as fh:
-            for where, reason in dataset.skipped:
-                fh.write(json.dumps({"item": where, "reason": reason}, ensure_ascii=False) + "\n")
+        write_atomic(
+            out / "skipped.jsonl",
+            (
+                json.dumps({"item": where, "reason": reason}, ensure_ascii=False) + "\n"
+                for where, reason in dataset.skipped
+            ),
+        )
     return RunOutcome(config.run_id, status, error, collected, dataset)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from prelabel.settings import Settings
+from prelabel.settings import Settings, load_settings
 
 #: A shard's task may run this long before its soft limit asks it to stop.
 SOFT_TIME_LIMIT = 50 * 60
@@ -20,7 +20,7 @@ VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
 
 def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app on `settings.redis_url`, with prelabel's tasks registered."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     app = Celery("prelabel", broker=settings.redis_url, include=["workers.tasks"])
     app.conf.update(
         task_default_queue=settings.queue,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from prelabel.settings import Settings
+from prelabel.settings import load_settings
 from workers.app import app
 from workers.labeler import label_shard as _label_shard
 
@@ -17,7 +17,7 @@ TASK_NAME = "prelabel.label_shard"
 @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
 def label_shard(run_id: str, shard: int) -> int:
     """Label one shard of a run; returns how many items it committed."""
-    committed = asyncio.run(_label_shard(Settings(), run_id, shard))
+    committed = asyncio.run(_label_shard(load_settings(), run_id, shard))
     log.info("run %s shard %d: %d items committed", run_id, shard, committed)
     return committed
 
