@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONLL_DIR = ROOT.parent / "shared" / "data" / "conll2003"
 SAMPLE_CONLL = ROOT / "producer" / "samples" / "sample.conll"
 
-#: Tests use their own database so that they never touch a user's data in db 0.
-TEST_DB = 15
+#: Tests use their own database so that they never touch a user's data in db 0
+#: (PRELABEL_TEST_DB picks another, so that two test sessions can share one server).
+TEST_DB = int(os.environ.get("PRELABEL_TEST_DB", "15"))
 
 
 @pytest.fixture(scope="session")

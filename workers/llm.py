@@ -13,6 +13,7 @@ from typing import Any, cast
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat.completion_create_params import ResponseFormat
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -27,6 +28,8 @@ from prelabel.settings import is_local_endpoint
 from workers.ratelimit import TokenBucket
 from workers.results import ResultSink
 
+#: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
+JSON_MODE: dict[str, Any] = {"type": "json_object"}
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
 
 
@@ -96,7 +99,11 @@ class ChatCaller:
         self._local = is_local_endpoint(config.base_url)
 
     async def complete(
-        self, messages: list[dict[str, str]], prompt_tokens: int, item_ids: list[str]
+        self,
+        messages: list[dict[str, str]],
+        prompt_tokens: int,
+        item_ids: list[str],
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """The model's answer to `messages`; raises ItemError or RunStopped when it cannot."""
         retrying = AsyncRetrying(
@@ -110,7 +117,9 @@ class ChatCaller:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         await self.sink.spend(retries=1)
-                    return await self._once(messages, prompt_tokens, item_ids)
+                    return await self._once(
+                        messages, prompt_tokens, item_ids, response_format or JSON_MODE
+                    )
         except _RateLimited:
             raise ItemError(
                 f"still rate limited after {self.max_attempts} attempts: lower --rpm/--tpm"
@@ -120,7 +129,11 @@ class ChatCaller:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(
-        self, messages: list[dict[str, str]], prompt_tokens: int, item_ids: list[str]
+        self,
+        messages: list[dict[str, str]],
+        prompt_tokens: int,
+        item_ids: list[str],
+        response_format: dict[str, Any],
     ) -> Completion:
         cfg = self.config
         headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
@@ -132,7 +145,7 @@ class ChatCaller:
                 messages=cast("list[ChatCompletionMessageParam]", messages),
                 max_tokens=cfg.max_tokens,
                 temperature=cfg.temperature,
-                response_format={"type": "json_object"},
+                response_format=cast("ResponseFormat", response_format),
                 extra_headers=headers,
             )
         except openai.RateLimitError as exc:
