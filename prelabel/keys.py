@@ -7,7 +7,18 @@ Per run (`{run}` is the run id):
                                                completion_tokens, rate_limited, retries
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record
     prelabel:run:{run}:results         hash    item id -> ItemResult JSON (written once, HSETNX)
+    prelabel:run:{run}:done            set     shards whose every item is committed
+    prelabel:run:{run}:attempts        hash    shard -> how many times a task started on it
+    prelabel:run:{run}:leases          zset    shard -> server time (s) its lease runs out;
+                                               a worker heartbeats it while labeling the shard
+    prelabel:run:{run}:budget          hash    reserved and spent tokens and micro-dollars
     prelabel:runs                      zset    run ids by creation time
+
+Shared by all runs:
+
+    prelabel:cache:{digest}            string  a completed answer, by hash of (endpoint, model,
+                                               messages, parameters); expires
+    prelabel:reconciler                string  lock held by the one reconciler acting now
 
 Shared by every run against one account (endpoint, model, key fingerprint):
 
@@ -43,6 +54,29 @@ class RunKeys:
 
     def shard(self, n: int) -> str:
         return f"{self.meta}:shard:{n}"
+
+    @property
+    def done(self) -> str:
+        return f"{self.meta}:done"
+
+    @property
+    def attempts(self) -> str:
+        return f"{self.meta}:attempts"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.meta}:leases"
+
+    @property
+    def budget(self) -> str:
+        return f"{self.meta}:budget"
+
+
+RECONCILER_LOCK = f"{PREFIX}:reconciler"
+
+
+def cache_key(digest: str) -> str:
+    return f"{PREFIX}:cache:{digest}"
 
 
 @dataclass(frozen=True, slots=True)

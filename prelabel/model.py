@@ -163,6 +163,14 @@ class RunConfig(_Frozen):
     total: int = 0
     shards: int = 0
     created_at: float = 0.0
+    #: Reuse answers cached for identical requests (a rerun or a resume never pays twice).
+    cache: bool = True
+    #: Stop admitting calls once the run has spent this much (None: no budget).
+    budget_usd: float | None = Field(None, gt=0)
+    budget_tokens: int | None = Field(None, gt=0)
+    #: USD per million prompt and completion tokens, resolved when the run is created.
+    price_input: float | None = None
+    price_output: float | None = None
 
 
 #: Header on every simulator response, so reports can say the answers were not a model's.

@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0)
     #: Attempts per LLM call (429, 5xx, timeouts) before the item is failed.
     max_attempts: int = Field(6, ge=1)
+    #: Seconds a shard's lease lasts without a heartbeat before the reconciler re-enqueues it.
+    lease_seconds: float = Field(30.0, gt=0)
+    #: Seconds between two passes of the reconciler (in workers and in `prelabel run`).
+    reconcile_interval: float = Field(15.0, gt=0)
+    #: Times a shard may start before it is failed (a shard that kills its worker again and
+    #: again is not looped forever).
+    max_shard_attempts: int = Field(4, ge=1)
+    #: Seconds a run's data stays in Redis after it is collected.
+    run_ttl: int = Field(7 * 24 * 3600, ge=60)
+    #: Seconds a cached answer stays in Redis.
+    cache_ttl: int = Field(30 * 24 * 3600, ge=60)
 
 
 def is_local_endpoint(base_url: str) -> bool:

@@ -20,7 +20,7 @@ from prelabel.model import ItemResult, Record, RunConfig
 
 T = TypeVar("T")
 
-RunStatus = Literal["running", "completed", "failed", "cancelled"]
+RunStatus = Literal["running", "completed", "failed", "cancelled", "stopped"]
 
 #: Counters a run keeps; `labeled + failed` reaches `total` when the run is done.
 COUNTERS = (

@@ -82,7 +82,7 @@ def run_pipeline(
         f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
         f"model {config.model} at {config.base_url}"
     )
-    status, error = follow(store, config, console)
+    status, error = follow(store, config, console, settings)
     out = out_dir or Path("runs") / config.run_id
     collected = collect(store, config.run_id, out, wall_seconds=time.monotonic() - started)
     if dataset.skipped:

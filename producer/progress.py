@@ -15,14 +15,27 @@ from rich.progress import (
 )
 
 from prelabel.model import RunConfig
+from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
+from producer.reconciler import reconcile
 
 
 def follow(
-    store: RunStore, config: RunConfig, console: Console, *, poll: float = 0.25
+    store: RunStore,
+    config: RunConfig,
+    console: Console,
+    settings: Settings,
+    *,
+    poll: float = 0.25,
 ) -> tuple[RunStatus, str | None]:
-    """Poll the run's counters until it is done or stopped; returns its final status."""
+    """Poll the run's counters until it is done or stopped; returns its final status.
+
+    While it waits it also runs the reconciler, so that a run recovers lost shards even
+    when no worker is up to do it.
+    """
     total = config.total
+    suspects: set[tuple[str, int]] = set()
+    next_pass = time.monotonic() + settings.reconcile_interval
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -48,4 +61,7 @@ def follow(
             if done >= total:
                 store.set_status(config.run_id, "completed")
                 return "completed", None
+            if time.monotonic() >= next_pass:
+                reconcile(store.redis, settings, suspects)
+                next_pass = time.monotonic() + settings.reconcile_interval
             time.sleep(poll)

@@ -6,9 +6,15 @@ broker transport options (visibility timeout above all) agree everywhere.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from prelabel.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from producer.reconciler import ReconcilerThread
 
 #: A shard's task may run this long before its soft limit asks it to stop.
 SOFT_TIME_LIMIT = 50 * 60
@@ -41,6 +47,24 @@ def make_app(settings: Settings | None = None) -> Celery:
     )
     return app
 
+
+def _start_reconciler(sender: object = None, **_: object) -> None:
+    """Each worker's main process runs the fleet's reconciler (one acts at a time)."""
+    from producer.reconciler import ReconcilerThread
+
+    global _reconciler
+    _reconciler = ReconcilerThread(load_settings())
+    _reconciler.start()
+
+
+def _stop_reconciler(sender: object = None, **_: object) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()
+
+
+_reconciler: ReconcilerThread | None = None
+worker_ready.connect(_start_reconciler, weak=False)
+worker_shutdown.connect(_stop_reconciler, weak=False)
 
 #: The app `celery -A workers.app worker` and Flower load.
 app = make_app()

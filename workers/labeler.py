@@ -9,11 +9,15 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.errors import ConfigError, ItemError
+from prelabel.errors import ItemError
+from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, Record, RunConfig, Usage
-from prelabel.settings import Settings, api_key_for
+from prelabel.settings import Settings
 from prelabel.store import RunStore
 from workers.alignment import align
+from workers.budget import Budget, BudgetReached
+from workers.cache import ResponseCache
+from workers.calls import GuardedCaller
 from workers.llm import ChatCaller, Completion, RunStopped
 from workers.parsing import parse_answer, parse_batch_answer
 from workers.prompts import build_messages
@@ -45,9 +49,16 @@ class ShardLabeler:
             account_id(config.base_url, config.model, api_key),
             Caps(rpm=config.rpm, tpm=config.tpm),
         )
-        self.caller = ChatCaller(client, bucket, self.sink, config, settings.max_attempts)
+        self.caller = GuardedCaller(
+            ChatCaller(client, bucket, self.sink, config, settings.max_attempts),
+            ResponseCache(redis, settings.cache_ttl, enabled=config.cache),
+            Budget(redis, config),
+            self.sink,
+            config,
+        )
+        self.redis = redis
         self._inflight = asyncio.Semaphore(settings.inflight)
-        self._stopped: RunStopped | None = None
+        self._stopped: RunStopped | BudgetReached | None = None
 
     async def label(self, records: Sequence[Record]) -> int:
         """Label what is not committed yet; returns how many items this call committed."""
@@ -61,9 +72,9 @@ class ShardLabeler:
         return sum(counts)
 
     async def _label_batch(self, batch: Sequence[Record]) -> int:
-        if self._stopped is not None:
-            return 0
         async with self._inflight:
+            if self._stopped is not None or not await self._running():
+                return 0
             results = await self._attempt(batch)
         committed = 0
         for result in results:
@@ -76,12 +87,13 @@ class ShardLabeler:
         messages = build_messages(batch, ontology)
         prompt_tokens = count_message_tokens(messages, self.config.model)
         try:
-            completion = await self.caller.complete(messages, prompt_tokens, [r.id for r in batch])
+            reply = await self.caller.complete(messages, prompt_tokens, [r.id for r in batch])
         except ItemError as exc:
             return [self._failed(r, exc.message) for r in batch]
-        except RunStopped as exc:
+        except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
             return []
+        completion = reply.completion
         if len(batch) == 1:
             answers: list[dict[str, list[str]] | ItemError]
             try:
@@ -113,12 +125,19 @@ class ShardLabeler:
                     prompt_version=self.config.prompt_version,
                 )
             )
+        if results and all(r.status == "labeled" for r in results):
+            await self.caller.remember(reply)
         if retry:
             half = max(1, len(retry) // 2)
             for part in (retry[:half], retry[half:]):
                 if part:
                     results.extend(await self._attempt(part))
         return results
+
+    async def _running(self) -> bool:
+        """False once the run is cancelled or stopped (checked before every call)."""
+        status = await self.redis.hget(RunKeys(self.config.run_id).meta, "status")
+        return status in (b"running", None)
 
     def _failed(self, record: Record, reason: str, usage: Usage | None = None) -> ItemResult:
         log.warning("item %s failed: %s", record.id, reason)
@@ -139,40 +158,3 @@ def _share(completion: Completion, n: int) -> Usage:
         completion_tokens=completion.completion_tokens // n,
         requests=1 if n == 1 else 0,
     )
-
-
-async def label_shard(settings: Settings, run_id: str, shard: int) -> int:
-    """Label shard `shard` of run `run_id`; returns the number of items committed."""
-    from prelabel.connections import connect
-
-    store = RunStore(connect(settings.redis_url))
-    status, _ = store.status(run_id)
-    if status != "running":
-        log.info("run %s is %s: shard %d skipped", run_id, status, shard)
-        return 0
-    config = store.config(run_id)
-    records = store.shard(run_id, shard)
-    try:
-        api_key = api_key_for(settings, config.base_url)
-    except ConfigError as exc:
-        store.set_status(run_id, "failed", exc.message)
-        log.error("run %s stopped: %s", run_id, exc.message)
-        return 0
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    client = AsyncOpenAI(
-        base_url=config.base_url,
-        api_key=api_key,
-        max_retries=0,
-        timeout=settings.request_timeout,
-    )
-    try:
-        labeler = ShardLabeler(settings, config, client, redis, store)
-        try:
-            return await labeler.label(records)
-        except RunStopped as exc:
-            store.set_status(run_id, "failed", exc.message)
-            log.error("run %s stopped: %s", run_id, exc.message)
-            return 0
-    finally:
-        await client.close()
-        await redis.aclose()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from prelabel.settings import load_settings
 from workers.app import app
-from workers.labeler import label_shard as _label_shard
+from workers.shard import label_shard as _label_shard
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,17 @@ TASK_NAME = "prelabel.label_shard"
 @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
 def label_shard(run_id: str, shard: int) -> int:
     """Label one shard of a run; returns how many items it committed."""
-    committed = asyncio.run(_label_shard(load_settings(), run_id, shard))
+    settings = load_settings()
+    try:
+        committed = asyncio.run(_label_shard(settings, run_id, shard))
+    except SoftTimeLimitExceeded:
+        # The hard limit would ack the task and lose the rest: hand the shard on instead.
+        # What was committed stays committed; the next task skips it.
+        from producer.runs import enqueue
+
+        log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
+        enqueue(settings, run_id, [shard])
+        return 0
     log.info("run %s shard %d: %d items committed", run_id, shard, committed)
     return committed
 

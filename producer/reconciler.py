@@ -1,0 +1,152 @@
+"""Put lost shards back in work: those whose worker died (lease ran out), and those that
+are nowhere (not done, not leased, not in the queue: lost with Redis data or a purge).
+
+One pass runs at a time across the fleet (a Redis lock). Workers run it in a thread of
+their main process, and `prelabel run` runs it while it follows a run, so a run recovers
+whether or not anybody watches it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Iterable
+from typing import cast
+
+import redis
+
+from prelabel.keys import RECONCILER_LOCK, RUNS, RunKeys
+from prelabel.settings import Settings
+from prelabel.store import RunStore
+from producer.runs import enqueue
+from workers.tasks import shard_task_id
+
+log = logging.getLogger(__name__)
+
+#: Kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash.
+UNACKED = "unacked"
+
+
+def reconcile(
+    client: redis.Redis, settings: Settings, suspects: set[tuple[str, int]] | None = None
+) -> list[tuple[str, int]]:
+    """One pass over every running run; returns the (run, shard) pairs it re-enqueued.
+
+    A shard found nowhere is re-enqueued only if it was already nowhere in the caller's
+    previous pass (`suspects`, updated in place): a message is briefly in neither the
+    queue nor the unacked hash while a worker takes it, and that must not cause a copy.
+    """
+    token = secrets.token_hex(8)
+    lock_ms = int(settings.reconcile_interval * 2000)
+    if not client.set(RECONCILER_LOCK, token, nx=True, px=lock_ms):
+        return []  # another reconciler is acting now
+    store = RunStore(client)
+    requeued: list[tuple[str, int]] = []
+    try:
+        now = _server_time(client)
+        nowhere: dict[str, list[int]] = {}
+        for run_id in _running_runs(client, store):
+            expired, unleased = _shard_states(client, store, run_id, now)
+            if expired:
+                enqueue(settings, run_id, expired)
+                requeued += [(run_id, n) for n in expired]
+            if unleased:
+                nowhere[run_id] = unleased
+        if nowhere:
+            queued = _queued_task_ids(client, settings.queue)
+            missing = {
+                (run_id, n)
+                for run_id, shards in nowhere.items()
+                for n in shards
+                if shard_task_id(run_id, n) not in queued
+            }
+            confirmed = missing if suspects is None else missing & suspects
+            if suspects is not None:
+                suspects.clear()
+                suspects.update(missing - confirmed)
+            for run_id, n in sorted(confirmed):
+                enqueue(settings, run_id, [n])
+                requeued.append((run_id, n))
+        elif suspects is not None:
+            suspects.clear()
+    finally:
+        # Release only our own lock (a slow pass may have outlived it).
+        if client.get(RECONCILER_LOCK) == token.encode():
+            client.delete(RECONCILER_LOCK)
+    for run_id, shard in requeued:
+        log.warning("run %s: shard %d was lost, re-enqueued", run_id, shard)
+    return requeued
+
+
+def _server_time(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1e6
+
+
+def _running_runs(client: redis.Redis, store: RunStore) -> Iterable[str]:
+    for raw in cast("list[bytes]", client.zrange(RUNS, 0, -1)):
+        run_id = raw.decode()
+        status = client.hget(RunKeys(run_id).meta, "status")
+        if status == b"running":
+            yield run_id
+
+
+def _shard_states(
+    client: redis.Redis, store: RunStore, run_id: str, now: float
+) -> tuple[list[int], list[int]]:
+    """Shards whose lease ran out (their lease is dropped), and shards with no lease at all."""
+    keys = RunKeys(run_id)
+    shards = store.config(run_id).shards
+    done = {int(m) for m in client.smembers(keys.done)}
+    pairs = cast("list[tuple[bytes, float]]", client.zrange(keys.leases, 0, -1, withscores=True))
+    leases = {int(m): score for m, score in pairs}
+    expired = [n for n, until in leases.items() if until < now and n not in done]
+    if expired:
+        client.zrem(keys.leases, *map(str, expired))
+    unleased = [n for n in range(shards) if n not in done and n not in leases]
+    return expired, unleased
+
+
+def _queued_task_ids(client: redis.Redis, queue: str) -> set[str]:
+    """Ids of the tasks waiting in `queue` or delivered and not yet acknowledged."""
+    ids: set[str] = set()
+    for raw in client.lrange(queue, 0, -1):
+        ids.add(_task_id(raw))
+    for raw in client.hvals(UNACKED):
+        try:
+            message = json.loads(raw)[0]
+        except (ValueError, IndexError, TypeError):
+            continue
+        ids.add(_task_id(json.dumps(message)))
+    return ids
+
+
+def _task_id(raw: bytes | str) -> str:
+    try:
+        message = json.loads(raw)
+        return str(message.get("headers", {}).get("id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+class ReconcilerThread(threading.Thread):
+    """Runs `reconcile` every `settings.reconcile_interval` seconds until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="prelabel-reconciler", daemon=True)
+        self.settings = settings
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
+        suspects: set[tuple[str, int]] = set()
+        while not self._stop_event.wait(self.settings.reconcile_interval):
+            try:
+                reconcile(client, self.settings, suspects)
+            except redis.RedisError as exc:  # Redis restarting: try again next time
+                log.warning("reconciler: %s", exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()

@@ -1,0 +1,81 @@
+"""Every LLM call of a run passes here: the answer cache first, then the run's budget,
+then the endpoint (through ChatCaller and the shared bucket)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from prelabel.model import ITEM_IDS_HEADER, RunConfig
+from prelabel.settings import is_local_endpoint
+from workers.budget import Budget
+from workers.cache import ResponseCache, request_digest
+from workers.llm import ChatCaller, Completion
+from workers.results import ResultSink
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """A completion, where it came from, and the digest to remember it under."""
+
+    completion: Completion
+    digest: str
+    cached: bool
+
+
+class GuardedCaller:
+    """Cache, then budget, then the endpoint."""
+
+    def __init__(
+        self,
+        caller: ChatCaller,
+        cache: ResponseCache,
+        budget: Budget,
+        sink: ResultSink,
+        config: RunConfig,
+    ) -> None:
+        self.caller = caller
+        self.cache = cache
+        self.budget = budget
+        self.sink = sink
+        self.config = config
+        self._local = is_local_endpoint(config.base_url)
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        prompt_tokens: int,
+        item_ids: list[str],
+        response_format: dict[str, Any] | None = None,
+    ) -> Answer:
+        """An answer to `messages`; raises BudgetReached, ItemError or RunStopped."""
+        cfg = self.config
+        # The item ids header reaches local endpoints only, and changes the oracle's answer
+        # for identical sentences with different gold: it is part of the request's identity.
+        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
+        params = {
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "response_format": response_format,
+        }
+        digest = request_digest(cfg.base_url, cfg.model, messages, params, headers)
+        hit = await self.cache.get(digest)
+        if hit is not None:
+            await self.sink.spend(cache_hits=1)
+            return Answer(Completion(**hit), digest, cached=True)
+        await self.budget.reserve(prompt_tokens, cfg.max_tokens)
+        used_prompt = used_completion = 0
+        try:
+            completion = await self.caller.complete(
+                messages, prompt_tokens, item_ids, response_format=response_format
+            )
+            used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+        finally:
+            await self.budget.settle(prompt_tokens, cfg.max_tokens, used_prompt, used_completion)
+        return Answer(completion, digest, cached=False)
+
+    async def remember(self, answer: Answer) -> None:
+        """Cache an answer that gave usable results (failures are never cached)."""
+        if not answer.cached:
+            await self.cache.put(answer.digest, dataclasses.asdict(answer.completion))
