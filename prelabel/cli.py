@@ -96,6 +96,29 @@ def run(
     tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
     tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
     out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Follow the run and collect it (default), or print its id and return at "
+            "once; `prelabel collect RUN` gets it later.",
+        ),
+    ] = True,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(help="Stop admitting calls once the run has spent this many dollars."),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(help="Stop admitting calls once the run has spent this many tokens."),
+    ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Reuse answers cached for identical requests, so reruns never pay twice.",
+        ),
+    ] = True,
     redis_url: RedisOpt = None,
 ) -> None:
     """Label a dataset: enqueue it, follow it with a progress bar, collect it into --out.
@@ -129,8 +152,14 @@ def run(
         shard_size=shard_size,
         batch_size=batch_size,
         max_tokens=max_tokens,
+        cache=cache,
+        budget_usd=budget_usd,
+        budget_tokens=budget_tokens,
     )
-    outcome = run_pipeline(settings, spec, options, out, console)
+    outcome = run_pipeline(settings, spec, options, out, console, wait=wait)
+    if not wait:
+        console.print(outcome.run_id, highlight=False)
+        return
     _print_outcome(outcome)
     if outcome.status != "completed":
         reason = escape(str(outcome.error))
@@ -143,15 +172,74 @@ def run(
 
 
 def _print_outcome(outcome: object) -> None:
-    from evaluation import render_tables
     from producer.pipeline import RunOutcome
 
     assert isinstance(outcome, RunOutcome)
-    for table in render_tables(outcome.collected.evaluation):
+    if outcome.collected is not None:
+        _print_collected(outcome.collected)
+
+
+def _print_collected(collected: object) -> None:
+    from collector import Collected
+    from evaluation import render_tables
+
+    assert isinstance(collected, Collected)
+    for table in render_tables(collected.evaluation):
         console.print(table)
     console.print("files:")
-    for path in outcome.collected.files:
+    for path in collected.files:
         console.print(f"  {path}")
+
+
+RunArg = Annotated[str, typer.Argument(help="The run id (`prelabel run` printed it).")]
+
+
+@app.command()
+def resume(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+    """Re-enqueue what a run has not done yet: a stopped, failed or interrupted run goes on.
+
+    Items already labeled are skipped, so a resume pays only for what is left.
+    """
+    from prelabel.connections import connect
+    from prelabel.store import RunStore
+    from producer.control import resume as resume_run
+
+    settings = _settings(redis_url)
+    shards = resume_run(settings, RunStore(connect(settings.redis_url)), run_id)
+    console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
+
+
+@app.command()
+def cancel(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+    """Stop a run cleanly: calls in flight finish and are kept, no new ones start."""
+    from prelabel.connections import connect
+    from prelabel.store import RunStore
+    from producer.control import cancel as cancel_run
+
+    settings = _settings(redis_url)
+    cancel_run(RunStore(connect(settings.redis_url)), run_id)
+    console.print(f"run {run_id}: cancelled (`prelabel resume {run_id}` takes it up again)")
+
+
+@app.command()
+def collect(
+    run_id: RunArg,
+    out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
+    partial: Annotated[
+        bool, typer.Option(help="Collect a run still in work: what is done so far.")
+    ] = False,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Collect a run into files (predictions, CoNLL, reports), e.g. after `run --no-wait`."""
+    from prelabel.connections import connect
+    from prelabel.store import RunStore
+    from producer.control import collect_run
+
+    settings = _settings(redis_url)
+    store = RunStore(connect(settings.redis_url))
+    _print_collected(
+        collect_run(settings, store, run_id, out or Path("runs") / run_id, partial=partial)
+    )
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -41,8 +41,14 @@ class RunStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def create(self, config: RunConfig, shards: Sequence[Sequence[Record]]) -> None:
-        """Write a new run: its config, its shards and zeroed counters, in one transaction."""
+    def create(
+        self,
+        config: RunConfig,
+        shards: Sequence[Sequence[Record]],
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Write a new run: its config, its shards, zeroed counters and the input items
+        that could not be read (with their reasons), in one transaction."""
         keys = RunKeys(config.run_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
@@ -52,6 +58,7 @@ class RunStore:
                     "config": config.model_dump_json(),
                     "status": "running",
                     "created_at": config.created_at,
+                    "skipped": json.dumps(list(skipped)),
                 },
             )
             for n, shard in enumerate(shards):
@@ -97,6 +104,27 @@ class RunStore:
         for n in range(self.config(run_id).shards):
             yield from self.shard(run_id, n)
 
+    def skipped(self, run_id: str) -> list[tuple[str, str]]:
+        """Input items that could not be read, as (where, reason)."""
+        raw = self._get(lambda: self.redis.hget(RunKeys(run_id).meta, "skipped"))
+        return [(str(w), str(r)) for w, r in json.loads(raw)] if raw else []
+
+    def shards_done(self, run_id: str) -> set[int]:
+        return {int(m) for m in self._get(lambda: self.redis.smembers(RunKeys(run_id).done))}
+
+    def reset_attempts(self, run_id: str) -> None:
+        self._get(lambda: self.redis.delete(RunKeys(run_id).attempts))
+
+    def run_ids(self) -> list[str]:
+        """Runs still in Redis, oldest first (ids of expired runs are dropped on the way)."""
+        raw = cast("list[bytes]", self._get(lambda: self.redis.zrange(RUNS, 0, -1)))
+        ids = [_text(r) for r in raw]
+        alive = [i for i in ids if self.redis.exists(RunKeys(i).meta)]
+        gone = set(ids) - set(alive)
+        if gone:
+            self._get(lambda: self.redis.zrem(RUNS, *gone))
+        return alive
+
     def results(self, run_id: str) -> dict[str, ItemResult]:
         """Committed results by item id."""
         out: dict[str, ItemResult] = {}
@@ -109,7 +137,16 @@ class RunStore:
         keys = RunKeys(run_id)
         shards = self.config(run_id).shards
         pipe = self.redis.pipeline()
-        for key in (keys.meta, keys.counters, keys.results, *map(keys.shard, range(shards))):
+        for key in (
+            keys.meta,
+            keys.counters,
+            keys.results,
+            keys.done,
+            keys.attempts,
+            keys.leases,
+            keys.budget,
+            *map(keys.shard, range(shards)),
+        ):
             pipe.expire(key, seconds)
         self._get(pipe.execute)
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from collector import Collected, collect
+from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.files import write_atomic
-from prelabel.model import Ontology
+from prelabel.model import Ontology, RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
+from producer.control import collect_run
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from producer.progress import follow
-from producer.runs import check_endpoint, start_run
+from producer.runs import check_endpoint, new_run_id, start_run
 
 
 @dataclass(frozen=True)
@@ -32,14 +31,19 @@ class RunOptions:
     shard_size: int = 50
     batch_size: int = 1
     max_tokens: int = 512
+    cache: bool = True
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """How a run ended, and what was collected (None when the caller did not wait)."""
+
     run_id: str
     status: RunStatus
     error: str | None
-    collected: Collected
+    collected: Collected | None
     dataset: LoadedDataset
 
 
@@ -49,8 +53,13 @@ def run_pipeline(
     options: RunOptions,
     out_dir: Path | None,
     console: Console,
+    *,
+    wait: bool = True,
 ) -> RunOutcome:
-    """Label `spec` with `options` through the workers, and collect it into `out_dir`."""
+    """Label `spec` with `options` through the workers, and collect it into `out_dir`.
+
+    With `wait=False` it returns once the run is enqueued; `prelabel collect` gets it later.
+    """
     store = RunStore(connect(settings.redis_url))
     dataset = load_dataset_records(spec)
     if not dataset.entity_tags:
@@ -62,35 +71,38 @@ def run_pipeline(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
         + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else "")
     )
-    started = time.monotonic()
-    config = start_run(
-        settings,
-        store,
-        dataset.records,
+    config = RunConfig(
+        run_id=new_run_id(),
         model=options.model,
         base_url=options.base_url,
+        rpm=options.rpm,
+        tpm=options.tpm,
+        max_tokens=options.max_tokens,
+        batch_size=options.batch_size,
+        shard_size=options.shard_size,
         ontology=Ontology.from_tags(dataset.entity_tags),
         dataset=dataset.source,
         split=dataset.split,
-        rpm=options.rpm,
-        tpm=options.tpm,
-        shard_size=options.shard_size,
-        batch_size=options.batch_size,
-        max_tokens=options.max_tokens,
+        total=len(dataset.records),
+        shards=-(-len(dataset.records) // options.shard_size),
+        created_at=time.time(),
+        cache=options.cache,
+        budget_usd=options.budget_usd,
+        budget_tokens=options.budget_tokens,
     )
+    if config.budget_usd is not None and config.price_input is None:
+        raise ConfigError(
+            f"no price is known for model {config.model!r}, so --budget-usd cannot be "
+            "enforced: add its price to the price table, or use --budget-tokens"
+        )
+    start_run(settings, store, dataset.records, config, dataset.skipped)
     console.print(
         f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
         f"model {config.model} at {config.base_url}"
     )
+    if not wait:
+        return RunOutcome(config.run_id, "running", None, None, dataset)
     status, error = follow(store, config, console, settings)
     out = out_dir or Path("runs") / config.run_id
-    collected = collect(store, config.run_id, out, wall_seconds=time.monotonic() - started)
-    if dataset.skipped:
-        write_atomic(
-            out / "skipped.jsonl",
-            (
-                json.dumps({"item": where, "reason": reason}, ensure_ascii=False) + "\n"
-                for where, reason in dataset.skipped
-            ),
-        )
+    collected = collect_run(settings, store, config.run_id, out, partial=True)
     return RunOutcome(config.run_id, status, error, collected, dataset)

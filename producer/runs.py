@@ -10,7 +10,7 @@ import openai
 from kombu.exceptions import OperationalError
 
 from prelabel.errors import BrokerError, EndpointError
-from prelabel.model import Ontology, Record, RunConfig
+from prelabel.model import Record, RunConfig
 from prelabel.settings import Settings, api_key_for
 from prelabel.store import RunStore
 from workers.app import make_app
@@ -50,39 +50,15 @@ def start_run(
     settings: Settings,
     store: RunStore,
     records: Sequence[Record],
-    *,
-    model: str,
-    base_url: str,
-    ontology: Ontology,
-    dataset: str,
-    split: str,
-    rpm: int | None = None,
-    tpm: int | None = None,
-    shard_size: int = 50,
-    batch_size: int = 1,
-    max_tokens: int = 512,
-) -> RunConfig:
-    """Write the run to Redis and enqueue its shards; returns its configuration."""
-    shards = shard(records, shard_size)
-    config = RunConfig(
-        run_id=new_run_id(),
-        model=model,
-        base_url=base_url,
-        rpm=rpm,
-        tpm=tpm,
-        max_tokens=max_tokens,
-        batch_size=batch_size,
-        shard_size=shard_size,
-        ontology=ontology,
-        dataset=dataset,
-        split=split,
-        total=len(records),
-        shards=len(shards),
-        created_at=time.time(),
-    )
-    store.create(config, shards)
+    config: RunConfig,
+    skipped: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Write the run to Redis (with the input items that could not be read) and enqueue it."""
+    shards = shard(records, config.shard_size)
+    if len(shards) != config.shards:
+        raise ValueError(f"config says {config.shards} shards, records make {len(shards)}")
+    store.create(config, shards, skipped)
     enqueue(settings, config.run_id, range(len(shards)))
-    return config
 
 
 def enqueue(settings: Settings, run_id: str, shards: Sequence[int] | range) -> None:

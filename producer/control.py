@@ -1,0 +1,78 @@
+"""Control a run after it started: resume it, cancel it, collect it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from collector import Collected, collect
+from prelabel.errors import RunError
+from prelabel.files import write_atomic
+from prelabel.keys import RunKeys
+from prelabel.settings import Settings
+from prelabel.store import RunStore
+from producer.runs import enqueue
+
+
+def resume(settings: Settings, store: RunStore, run_id: str) -> list[int]:
+    """Re-enqueue every shard of `run_id` that is not done; returns those shards.
+
+    Committed items are skipped by the workers, so a resume pays only for what is left.
+    A stopped, failed or cancelled run is set running again, with fresh attempt counts.
+    """
+    config = store.config(run_id)
+    status, _ = store.status(run_id)
+    if status == "completed":
+        raise RunError(f"run {run_id} is already completed: collect it with `prelabel collect`")
+    todo = [n for n in range(config.shards) if n not in store.shards_done(run_id)]
+    store.reset_attempts(run_id)
+    store.set_status(run_id, "running")
+    enqueue(settings, run_id, todo)
+    return todo
+
+
+def cancel(store: RunStore, run_id: str) -> None:
+    """Stop a run: workers finish the calls in flight, commit them, and take no new ones."""
+    status, _ = store.status(run_id)
+    if status != "running":
+        raise RunError(f"run {run_id} is {status}, not running: nothing to cancel")
+    store.set_status(run_id, "cancelled", "cancelled by the user")
+
+
+def collect_run(
+    settings: Settings, store: RunStore, run_id: str, out_dir: Path, *, partial: bool = False
+) -> Collected:
+    """Collect a run into `out_dir`; a run still in work needs `partial`.
+
+    Once collected, the run's data expires after `settings.run_ttl` seconds.
+    """
+    config = store.config(run_id)
+    counters = store.counters(run_id)
+    done = counters.get("labeled", 0) + counters.get("failed", 0)
+    status, _ = store.status(run_id)
+    if done < config.total and status == "running" and not partial:
+        raise RunError(
+            f"run {run_id} is still in work ({done} of {config.total} items): wait for it, "
+            "or pass --partial to collect what is done so far"
+        )
+    collected = collect(store, run_id, out_dir, wall_seconds=_wall(store, run_id))
+    skipped = store.skipped(run_id)
+    if skipped:
+        write_atomic(
+            out_dir / "skipped.jsonl",
+            (
+                json.dumps({"item": where, "reason": reason}, ensure_ascii=False) + "\n"
+                for where, reason in skipped
+            ),
+        )
+    store.expire(run_id, settings.run_ttl)
+    return collected
+
+
+def _wall(store: RunStore, run_id: str) -> float:
+    """Seconds from the run's creation to its end (or to now, for a run still in work)."""
+    raw = store.redis.hmget(RunKeys(run_id).meta, ["created_at", "updated_at", "status"])
+    created = float(raw[0]) if raw[0] else 0.0
+    ended = float(raw[1]) if raw[1] and raw[2] != b"running" else time.time()
+    return max(ended - created, 0.0)
