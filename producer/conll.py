@@ -25,17 +25,21 @@ class ConllSentence:
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
     line: int
+    #: Why the sentence cannot be used (a line that is not UTF-8), or None.
+    error: str | None = None
 
 
 class TagError(ValueError):
     """A tag sequence breaks the IOB scheme; the message says which tag and where."""
 
 
-def decode_lines(path: Path) -> Iterator[tuple[int, str]]:
+def decode_lines(path: Path, bad: dict[int, str] | None = None) -> Iterator[tuple[int, str]]:
     """Yield `(line number, text)` for each line of a UTF-8 file, without its line ending.
 
     Decoding line by line is exact for UTF-8 (a newline byte never occurs inside a multibyte
     character), and lets the error name the line and the byte offset of the first bad byte.
+    Without `bad`, a line that is not UTF-8 stops the read; with it, the line's reason is
+    recorded there by line number and the line is yielded with replacement characters.
     """
     offset = 0
     with path.open("rb") as f:
@@ -43,18 +47,23 @@ def decode_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                bad = raw[e.start]
-                raise DatasetError(
-                    f"{path}:{number}: not UTF-8 (byte 0x{bad:02x} at byte offset "
+                reason = (
+                    f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at byte offset "
                     f"{offset + e.start}); re-save the file as UTF-8"
-                ) from None
+                )
+                if bad is None:
+                    raise DatasetError(reason) from None
+                bad[number] = reason
+                line = raw.decode("utf-8", errors="replace")
             if number == 1:
                 line = line.removeprefix("\ufeff")  # a BOM is not part of the first token
             offset += len(raw)
             yield number, line.rstrip("\r\n")
 
 
-def parse_conll(lines: Iterator[tuple[int, str]], path: Path) -> list[ConllSentence]:
+def parse_conll(
+    lines: Iterator[tuple[int, str]], path: Path, bad: dict[int, str] | None = None
+) -> list[ConllSentence]:
     """Split numbered CoNLL lines into sentences: token from the first column, tag from the last.
 
     A last sentence without a trailing blank line (a truncated file) is kept. A token line
@@ -65,12 +74,15 @@ def parse_conll(lines: Iterator[tuple[int, str]], path: Path) -> list[ConllSente
     tokens: list[str] = []
     tags: list[str] = []
     first_line = 0
+    errors: list[str] = []
 
     def flush() -> None:
         if tokens:
-            sentences.append(ConllSentence(tuple(tokens), tuple(tags), first_line))
+            error = errors[0] if errors else None
+            sentences.append(ConllSentence(tuple(tokens), tuple(tags), first_line, error))
             tokens.clear()
             tags.clear()
+        errors.clear()
 
     for number, line in lines:
         columns = line.split()
@@ -87,6 +99,8 @@ def parse_conll(lines: Iterator[tuple[int, str]], path: Path) -> list[ConllSente
             )
         if not tokens:
             first_line = number
+        if bad and number in bad:
+            errors.append(bad[number])
         tokens.append(columns[0])
         tags.append(columns[-1])
     flush()
@@ -94,8 +108,13 @@ def parse_conll(lines: Iterator[tuple[int, str]], path: Path) -> list[ConllSente
 
 
 def read_conll(path: Path) -> list[ConllSentence]:
-    """Read a UTF-8 CoNLL file into sentences; raise `DatasetError` if it holds none."""
-    sentences = parse_conll(decode_lines(path), path)
+    """Read a UTF-8 CoNLL file into sentences; raise `DatasetError` if it holds none.
+
+    A sentence with a line that is not UTF-8 is returned with its `error` set, so that it
+    is skipped with its reason and the rest of the file is still labeled.
+    """
+    bad: dict[int, str] = {}
+    sentences = parse_conll(decode_lines(path, bad), path, bad)
     if not sentences:
         raise DatasetError(
             f"{path}: no sentences found (the file is empty or holds only blank and "

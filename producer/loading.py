@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +117,7 @@ def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
         description = f"{spec.source} {spec.split} (Hugging Face hub)"
     fields = table.fields or _resolve_fields(table.ds, table.origin, spec)
     records, skipped, seen = _build_records(table, fields, spec)
+    skipped = table.unreadable + skipped
     if not records and not skipped:
         raise DatasetError(f"{table.origin}: split {spec.split!r} has no rows; pick another split")
     if not records:
@@ -158,6 +159,8 @@ class _Table:
     where: Callable[[int], str]
     fields: _Fields | None = None  # known up front for CoNLL; resolved from the spec otherwise
     declared_types: frozenset[str] = frozenset()
+    #: Items that could not even be read into the table (a line that is not UTF-8).
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _Skip(Exception):
@@ -232,10 +235,13 @@ def _split_file(folder: Path, split: str, requested: Format) -> Path:
 
 
 def _conll_table(path: Path, split: str) -> _Table:
-    sentences = read_conll(path)
+    numbered = list(enumerate(read_conll(path)))
+    unreadable = [(f"{path}:{s.line} ({split}-{i:06d})", s.error) for i, s in numbered if s.error]
+    ids = [f"{split}-{i:06d}" for i, s in numbered if not s.error]
+    sentences = [s for _, s in numbered if not s.error]
     ds = datasets.Dataset.from_dict(
         {
-            "id": [f"{split}-{i:06d}" for i in range(len(sentences))],
+            "id": ids,
             "tokens": [list(s.tokens) for s in sentences],
             "ner_tags": [list(s.tags) for s in sentences],
         },
@@ -256,6 +262,7 @@ def _conll_table(path: Path, split: str) -> _Table:
         where=lambda i: f"{path}:{lines[i]}",
         fields=_Fields(tokens="tokens", text=None, tags="ner_tags", id="id", tag_names=None),
         declared_types=declared,
+        unreadable=unreadable,
     )
 
 

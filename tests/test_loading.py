@@ -460,11 +460,27 @@ def test_conll_without_sentences(tmp_path: Path) -> None:
     assert str(path) in message and "no sentences" in message
 
 
-@pytest.mark.parametrize("name", ["bad.txt", "bad.jsonl", "bad.csv"])
+def test_a_conll_sentence_that_is_not_utf8_is_skipped_and_the_rest_is_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bad.txt"
+    lines = [b"a X X O\n", b"\n", b"caf\xe9 X X O\n", b"bar X X B-LOC\n", b"\n", b"z X X O\n"]
+    path.write_bytes(b"".join(lines))
+    offset = len(lines[0]) + len(lines[1]) + lines[2].index(b"\xe9")
+
+    loaded = load_dataset_records(DatasetSpec(source=str(path)))
+
+    assert [r.id for r in loaded.records] == ["test-000000", "test-000002"]
+    ((where, reason),) = loaded.skipped
+    assert where == f"{path}:3 (test-000001)"
+    assert reason.startswith(f"{path}:3: not UTF-8")
+    assert f"byte 0xe9 at byte offset {offset}" in reason
+
+
+@pytest.mark.parametrize("name", ["bad.jsonl", "bad.csv"])
 def test_non_utf8_bytes_name_the_line_and_byte(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     lines = {
-        ".txt": [b"a X X O\n", b"\n", b"caf\xe9 X X O\n"],
         ".jsonl": [b'{"text": "ok"}\n', b"\n", b'{"text": "caf\xe9"}\n'],
         ".csv": [b"text\n", b"ok\n", b"caf\xe9\n"],
     }[path.suffix]
