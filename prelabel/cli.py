@@ -95,6 +95,10 @@ def run(
     text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
     tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
     tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
+    id_field: Annotated[
+        str | None,
+        typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
     wait: Annotated[
         bool,
@@ -138,6 +142,7 @@ def run(
             text_field=text_field,
             tokens_field=tokens_field,
             tags_field=tags_field,
+            id_field=id_field,
             entity_types=tuple(t.strip() for t in entity_types.split(",") if t.strip())
             if entity_types
             else None,

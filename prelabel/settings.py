@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     run_ttl: int = Field(7 * 24 * 3600, ge=60)
     #: Seconds a cached answer stays in Redis.
     cache_ttl: int = Field(30 * 24 * 3600, ge=60)
+    #: The model's context window in tokens: a request that cannot fit (prompt + max_tokens)
+    #: is split, and a single sentence that cannot fit fails with that reason.
+    context_tokens: int = Field(128_000, ge=256)
 
 
 def is_local_endpoint(base_url: str) -> bool:

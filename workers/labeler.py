@@ -86,6 +86,16 @@ class ShardLabeler:
         ontology = self.config.ontology
         messages = build_messages(batch, ontology)
         prompt_tokens = count_message_tokens(messages, self.config.model)
+        if prompt_tokens + self.config.max_tokens > self.settings.context_tokens:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                return await self._attempt(batch[:half]) + await self._attempt(batch[half:])
+            reason = (
+                f"the request needs {prompt_tokens} prompt tokens + {self.config.max_tokens} "
+                f"for the answer, more than the model's context of "
+                f"{self.settings.context_tokens} (PRELABEL_CONTEXT_TOKENS)"
+            )
+            return [self._failed(batch[0], reason)]
         try:
             reply = await self.caller.complete(messages, prompt_tokens, [r.id for r in batch])
         except ItemError as exc:
