@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -59,6 +60,8 @@ class ShardLabeler:
         self.redis = redis
         self._inflight = asyncio.Semaphore(settings.inflight)
         self._stopped: RunStopped | BudgetReached | None = None
+        self._status_read_at = float("-inf")
+        self._is_running = True
 
     async def label(self, records: Sequence[Record]) -> int:
         """Label what is not committed yet; returns how many items this call committed."""
@@ -145,9 +148,12 @@ class ShardLabeler:
         return results
 
     async def _running(self) -> bool:
-        """False once the run is cancelled or stopped (checked before every call)."""
-        status = await self.redis.hget(RunKeys(self.config.run_id).meta, "status")
-        return status in (b"running", None)
+        """False once the run is cancelled or stopped (read at most every half second)."""
+        now = time.monotonic()
+        if now - self._status_read_at > 0.5:
+            status = await self.redis.hget(RunKeys(self.config.run_id).meta, "status")
+            self._status_read_at, self._is_running = now, status in (b"running", None)
+        return self._is_running
 
     def _failed(self, record: Record, reason: str, usage: Usage | None = None) -> ItemResult:
         log.warning("item %s failed: %s", record.id, reason)
