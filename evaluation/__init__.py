@@ -1,19 +1,30 @@
-"""Score predicted tags against gold: entity-level (CoNLL's number), token-level (the seed's),
-and report them as rich tables, report.md and report.json.
+"""Score predicted tags against gold: entity-level (CoNLL's number) with bootstrap intervals,
+token-level (the seed's, labelled as such), an error analysis, and reports: rich tables,
+report.md, report.json and report.html (`evaluation.outputs.write_reports`; kept out of this
+namespace so that importing the package does not import matplotlib).
 """
 
+from .analysis import (
+    CostQuality,
+    Evaluation,
+    Item,
+    Losses,
+    LossExample,
+    evaluate,
+    evaluate_items,
+)
+from .bootstrap import EntityIntervals, Interval, PairedComparison, ScoreIntervals
+from .errors import ErrorAnalysis, ItemDiff, SpanError, SpanRef
 from .metrics import (
     ENTITY_LEVEL_LABEL,
     TOKEN_LEVEL_LABEL,
     EntityScores,
-    Evaluation,
     LabelScores,
     RunFigures,
     SpanCounts,
     TokenScores,
     TypeScores,
     entity_scores,
-    evaluate,
     span_counts,
     spans,
     to_iob2,
@@ -30,15 +41,28 @@ from .report import (
 __all__ = [
     "ENTITY_LEVEL_LABEL",
     "TOKEN_LEVEL_LABEL",
+    "CostQuality",
+    "EntityIntervals",
     "EntityScores",
+    "ErrorAnalysis",
     "Evaluation",
+    "Interval",
+    "Item",
+    "ItemDiff",
     "LabelScores",
+    "LossExample",
+    "Losses",
+    "PairedComparison",
     "RunFigures",
+    "ScoreIntervals",
     "SpanCounts",
+    "SpanError",
+    "SpanRef",
     "TokenScores",
     "TypeScores",
     "entity_scores",
     "evaluate",
+    "evaluate_items",
     "read_report_json",
     "render_tables",
     "report_markdown",

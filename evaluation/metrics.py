@@ -9,13 +9,15 @@ place that shows them carries `TOKEN_LEVEL_LABEL`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2, Entities
+from seqeval.scheme import IOB2
 from sklearn.metrics import precision_recall_fscore_support
 
 from prelabel.errors import DatasetError
@@ -93,7 +95,18 @@ class RunFigures(_Frozen):
     rate_limited: int = 0
     retries: int = 0
     unaligned_mentions: int = 0
+    #: Mentions the model proposed for labeled items, placed or not: the unalignable rate is
+    #: `unaligned_mentions / mentions_proposed`, an alignment figure, not a model error.
+    mentions_proposed: int = 0
+    #: Input items that could not be read (listed in skipped.jsonl with their reasons).
+    skipped: int = 0
+    #: Failed items by reason (the reason's first clause), most frequent first.
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+    #: Answers reused from the cache instead of paid for.
+    cache_hits: int = 0
     wall_seconds: float = 0.0
+    #: What the run cost in US dollars, when known (None: unknown, shown as "n/a").
+    cost_usd: float | None = None
     model: str = ""
     prompt_version: str = ""
     dataset: str = ""
@@ -115,16 +128,6 @@ class RunFigures(_Frozen):
         """Items finished (labeled or failed) per second of wall time; 0 when not timed."""
         done = self.labeled + self.failed
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-
-class Evaluation(_Frozen):
-    """Everything a report shows: both score tables and the run's figures."""
-
-    entity: EntityScores
-    token: TokenScores
-    figures: RunFigures
-    evaluated_items: int
-    evaluated_tokens: int
 
 
 def _check_tags(tags: Sequence[str], where: str) -> None:
@@ -224,20 +227,23 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     report: dict[str, dict[str, Any]] = classification_report(
         g2, p2, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
     )
-    # seqeval's report has no tp or predicted counts; take them from seqeval's own entities,
-    # the same ones its report is built from.
-    ent_gold, ent_pred = Entities(g2, IOB2), Entities(p2, IOB2)
+    # seqeval's report has no tp or predicted counts. Ours come from `spans`, which reads
+    # tags as seqeval's strict IOB2 chunker does (a property test holds them equal); asking
+    # seqeval for its entities again would double its cost. Any disagreement stops here.
     per_type: dict[str, TypeScores] = {}
-    for t in sorted(ent_gold.unique_tags | ent_pred.unique_tags):
+    for t, counts in own.items():
         row = report[t]
-        g_t, p_t = ent_gold.filter(t), ent_pred.filter(t)
+        if int(row["support"]) != counts.gold or not math.isclose(
+            float(row["precision"]), counts.tp / counts.pred if counts.pred else 0.0
+        ):
+            raise RuntimeError(f"seqeval and prelabel's span counts disagree on type {t}")
         per_type[t] = TypeScores(
             precision=float(row["precision"]),
             recall=float(row["recall"]),
             f1=float(row["f1-score"]),
             support=int(row["support"]),
-            predicted=len(p_t),
-            tp=len(g_t & p_t),
+            predicted=counts.pred,
+            tp=counts.tp,
         )
     support = sum(s.support for s in per_type.values())
     predicted = sum(s.predicted for s in per_type.values())
@@ -269,9 +275,12 @@ def _label_table(
     if not gold:
         empty = LabelScores(precision=0.0, recall=0.0, f1=0.0, support=0)
         return {}, empty
-    p, r, f, s = precision_recall_fscore_support(
-        gold, pred, labels=labels, average=None, zero_division=0
-    )
+    # Integer codes: scikit-learn's checks on string labels cost more than the scoring.
+    index = {label: i for i, label in enumerate(labels)}
+    g = np.fromiter((index[t] for t in gold), dtype=np.int64, count=len(gold))
+    q = np.fromiter((index[t] for t in pred), dtype=np.int64, count=len(pred))
+    codes = list(range(len(labels)))
+    p, r, f, s = precision_recall_fscore_support(g, q, labels=codes, average=None, zero_division=0)
     table = {
         label: LabelScores(
             precision=float(p[i]), recall=float(r[i]), f1=float(f[i]), support=int(s[i])
@@ -279,7 +288,7 @@ def _label_table(
         for i, label in enumerate(labels)
     }
     wp, wr, wf, _ = precision_recall_fscore_support(
-        gold, pred, labels=labels, average="weighted", zero_division=0
+        g, q, labels=codes, average="weighted", zero_division=0
     )
     weighted = LabelScores(precision=float(wp), recall=float(wr), f1=float(wf), support=len(gold))
     return table, weighted
@@ -308,24 +317,10 @@ def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
     )
 
 
-def evaluate(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], figures: RunFigures
-) -> Evaluation:
-    """Score the evaluable items (labeled, with gold tags); `figures.failed` reports the rest."""
-    return Evaluation(
-        entity=entity_scores(gold, pred),
-        token=token_scores(gold, pred),
-        figures=figures,
-        evaluated_items=len(gold),
-        evaluated_tokens=sum(len(s) for s in gold),
-    )
-
-
 __all__ = [
     "ENTITY_LEVEL_LABEL",
     "TOKEN_LEVEL_LABEL",
     "EntityScores",
-    "Evaluation",
     "LabelScores",
     "RunFigures",
     "Span",
@@ -333,7 +328,6 @@ __all__ = [
     "TokenScores",
     "TypeScores",
     "entity_scores",
-    "evaluate",
     "span_counts",
     "spans",
     "to_iob2",

@@ -1,5 +1,6 @@
 """Show an Evaluation: rich tables for the terminal, report.md for a terminal or a PR, and
-report.json for programs. All three carry the same numbers and the same labels.
+report.json for programs. All of them carry the same numbers and the same labels (the rows
+come from `tables`); report.html is in `html.py`.
 """
 
 from __future__ import annotations
@@ -13,73 +14,42 @@ from rich.table import Table
 from prelabel.errors import ConfigError
 from prelabel.files import write_atomic
 
-from .metrics import Evaluation, LabelScores, RunFigures, TypeScores
+from .analysis import Evaluation
+from .tables import (
+    CONFUSION_PNG,
+    COST_TITLE,
+    ENTITY_HEADER,
+    ENTITY_TITLE,
+    ERRORS_HEADER,
+    ERRORS_TITLE,
+    F1_PNG,
+    FIGURES_TITLE,
+    FREQUENT_HEADER,
+    KIND_HELP,
+    LOSSES_TITLE,
+    SCORE_HEADER,
+    TOKEN_TITLE,
+    bracketed,
+    confusion_rows,
+    cost_rows,
+    describe,
+    entity_rows,
+    error_rows,
+    figure_rows,
+    frequent_rows,
+    header_facts,
+    interval,
+    loss_rows,
+    marked_spans,
+    method_note,
+    pct,
+    tag_rows,
+    token_rows,
+    worst_diffs,
+)
 
-ENTITY_TITLE = "Entity-level (seqeval, strict IOB2)"
-TOKEN_TITLE = "Token-level (seed's method, includes O — reads higher than entity-level F1)"
-FIGURES_TITLE = "Run figures"
-
-_SCORE_HEADER = ("type", "P %", "R %", "F1 %", "support")
-# Entity rows also show predicted and correct counts, so P and R can be checked by hand.
-_ENTITY_HEADER = (*_SCORE_HEADER, "predicted", "tp")
-
-
-def _pct(x: float) -> str:
-    # Percentages, because published CoNLL figures (e.g. 94.6) are quoted that way.
-    return f"{100 * x:.2f}"
-
-
-def entity_rows(ev: Evaluation) -> list[tuple[str, ...]]:
-    """Rows of the entity-level table: each type, then the micro and macro averages."""
-
-    def row(name: str, s: TypeScores) -> tuple[str, ...]:
-        scores = (_pct(s.precision), _pct(s.recall), _pct(s.f1))
-        return (name, *scores, str(s.support), str(s.predicted), str(s.tp))
-
-    rows = [row(t, s) for t, s in ev.entity.per_type.items()]
-    rows.append(row("micro avg", ev.entity.micro))
-    rows.append(row("macro avg", ev.entity.macro))
-    return rows
-
-
-def token_rows(ev: Evaluation) -> list[tuple[str, ...]]:
-    """Rows of the token-level table: each type (B-/I- merged) and O, then weighted averages."""
-
-    def row(name: str, s: LabelScores) -> tuple[str, ...]:
-        return (name, _pct(s.precision), _pct(s.recall), _pct(s.f1), str(s.support))
-
-    rows = [row(t, s) for t, s in ev.token.per_type.items()]
-    rows.append(row("weighted avg (B-/I-/O tags)", ev.token.weighted))
-    rows.append(row("weighted avg (types + O)", ev.token.weighted_by_type))
-    return rows
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02.0f}s"
-    if minutes:
-        return f"{minutes}m{secs:04.1f}s"
-    return f"{secs:.1f}s"
-
-
-def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
-    """The run's figures as (name, value) rows, in the order the report shows them."""
-    return [
-        ("items", str(f.items)),
-        ("labeled", str(f.labeled)),
-        ("failed", str(f.failed)),
-        ("requests", str(f.requests)),
-        ("prompt tokens", str(f.prompt_tokens)),
-        ("completion tokens", str(f.completion_tokens)),
-        ("429s", str(f.rate_limited)),
-        ("retries", str(f.retries)),
-        ("unaligned mentions", str(f.unaligned_mentions)),
-        ("wall time", _duration(f.wall_seconds)),
-        ("items/s", f"{f.items_per_second:.2f}"),
-        ("answers from", "prelabel simulator" if f.simulator else f"model {f.model}"),
-    ]
+#: Worst items shown in report.md (report.json holds the diffs of every item with an error).
+MD_WORST = 10
 
 
 def _score_table(
@@ -94,82 +64,186 @@ def _score_table(
     return table
 
 
+def _pairs_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
 def render_tables(ev: Evaluation) -> list[Table]:
-    """The entity-level table, the token-level table (labelled as such) and the run figures."""
+    """Terminal tables: entity-level with intervals, errors by kind, token-level (labelled as
+    such), what was lost before scoring, and the run's figures with cost against quality.
+    """
     entity = _score_table(
         ENTITY_TITLE,
         f"{ev.evaluated_items} items; {ev.entity.label}",
-        _ENTITY_HEADER,
+        ENTITY_HEADER,
         entity_rows(ev),
         averages=2,
     )
-    token = _score_table(
-        TOKEN_TITLE,
-        f"{ev.evaluated_tokens} tokens; {ev.token.label}",
-        _SCORE_HEADER,
-        token_rows(ev),
-        averages=2,
+    tables = [entity]
+    errors = error_rows(ev)
+    if errors:
+        tables.append(
+            _score_table(
+                ERRORS_TITLE,
+                "boundary = right type, wrong span; type = right span, wrong type",
+                ERRORS_HEADER,
+                errors,
+                averages=1,
+            )
+        )
+    tables.append(
+        _score_table(
+            TOKEN_TITLE,
+            f"{ev.evaluated_tokens} tokens; {ev.token.label}",
+            SCORE_HEADER,
+            token_rows(ev),
+            averages=2,
+        )
     )
-    figures = Table(title=FIGURES_TITLE, title_justify="left", show_header=False)
-    figures.add_column("figure")
-    figures.add_column("value", justify="right")
-    for name, value in figure_rows(ev.figures):
-        figures.add_row(name, value)
-    return [entity, token, figures]
+    tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
+    tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures) + cost_rows(ev)))
+    return tables
 
 
-def _md_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     align = ["---"] + ["---:"] * (len(header) - 1)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+
+    def cells(row: Sequence[str]) -> str:
+        return " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row)
+
+    return ["| " + cells(header) + " |", "| " + " | ".join(align) + " |"] + [
+        "| " + cells(row) + " |" for row in rows
+    ]
+
+
+def _md_errors(ev: Evaluation) -> list[str]:
+    if ev.errors is None:
+        return []
+    e = ev.errors
+    lines = [f"## {ERRORS_TITLE}", ""]
+    lines += [f"- **{kind}**: {text}" for kind, text in KIND_HELP.items()]
+    lines += ["", *_md_table(ERRORS_HEADER, error_rows(ev)), ""]
+    for title, confusion in (
+        ("Confusion between types, span-level (paired entities)", e.span_confusion),
+        ("Confusion between types, token-level (B-/I- merged, O included)", e.token_confusion),
+    ):
+        header, rows = confusion_rows(confusion)
+        lines += [f"### {title}", "", *_md_table(header, rows), ""]
+    lines += ["### Most frequent false positives", "", "_predicted, not in gold as such_", ""]
+    lines += [*_md_table(FREQUENT_HEADER, frequent_rows(e.false_positives)), ""]
+    lines += ["### Most frequent false negatives", "", "_in gold, not predicted as such_", ""]
+    lines += [*_md_table(FREQUENT_HEADER, frequent_rows(e.false_negatives)), ""]
+    worst = worst_diffs(ev)[:MD_WORST]
+    if worst:
+        lines += ["### Worst items", "", "`✗` marks a span that is part of an error.", ""]
+    for diff in worst:
+        wrong_gold, wrong_pred = marked_spans(diff)
+        lines += [
+            f"**{diff.id}** — {len(diff.errors)} errors, {diff.tp} correct",
+            "",
+            "```text",
+            "gold: " + bracketed(diff.tokens, diff.gold, wrong_gold),
+            "pred: " + bracketed(diff.tokens, diff.pred, wrong_pred),
+            "```",
+            "",
+            *(f"- {describe(x.kind, x.gold, x.pred)}" for x in diff.errors),
+            "",
+        ]
     return lines
 
 
-def report_markdown(ev: Evaluation) -> str:
-    """report.md's text: what was run, both score tables with their labels, the run figures."""
-    f = ev.figures
-    answered = "the prelabel simulator (not a real model)" if f.simulator else f"model `{f.model}`"
-    lines = [
-        "# prelabel evaluation",
+def _md_losses(ev: Evaluation) -> list[str]:
+    losses = ev.losses
+    lines = [f"## {LOSSES_TITLE}", "", *_md_table(("what", "count"), loss_rows(ev)), ""]
+    examples = [(x.id, x.reason) for x in losses.failed_examples] + [
+        (x.id, f'{x.type} "{x.mention}": {x.reason}') for x in losses.unaligned_examples
+    ]
+    if examples:
+        lines += ["Examples:", ""]
+        lines += [f"- `{item}`: {reason}" for item, reason in examples]
+        lines.append("")
+    return lines
+
+
+def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
+    """report.md's text. With `images`, it links the charts written beside it
+    (`f1_by_type.png`, `confusion.png`).
+    """
+    micro = ev.entity.micro
+    ci = ev.intervals.micro.f1 if ev.intervals is not None and ev.intervals.resamples else None
+    lines = ["# prelabel evaluation", ""]
+    if ev.figures.simulator:
+        lines += [
+            "> **Answers came from the prelabel simulator**, which replays gold labels: these "
+            "numbers test the plumbing, not a model.",
+            "",
+        ]
+    facts = header_facts(ev)
+    lines += [f"- {name}: `{value}`" for name, value in facts[:4]]
+    lines += [f"- {name}: {value}" for name, value in facts[4:]]
+    lines += [
         "",
-        f"- model: `{f.model or 'unknown'}`",
-        f"- prompt version: `{f.prompt_version or 'unknown'}`",
-        f"- dataset: `{f.dataset or 'unknown'}`, split: `{f.split or 'unknown'}`",
-        f"- answers from: {answered}",
-        f"- evaluated: {ev.evaluated_items} items ({ev.evaluated_tokens} tokens); "
-        f"failed items, not scored: {f.failed}",
-        "",
-        f"**Entity-level micro F1: {_pct(ev.entity.micro.f1)}** "
-        f"(P {_pct(ev.entity.micro.precision)}, R {_pct(ev.entity.micro.recall)})",
+        f"**Entity-level micro F1: {pct(micro.f1)}** "
+        f"(95% CI {interval(ci)}; P {pct(micro.precision)}, R {pct(micro.recall)})",
         "",
         f"## {ENTITY_TITLE}",
         "",
         f"_{ev.entity.label}_",
         "",
-        *_md_table(_ENTITY_HEADER, entity_rows(ev)),
+        *_md_table(ENTITY_HEADER, entity_rows(ev)),
         "",
+    ]
+    if images:
+        lines += [f"![entity-level F1 by type, with 95% intervals]({F1_PNG})", ""]
+    lines += _md_errors(ev)
+    if images and ev.errors is not None:
+        lines += [f"![confusion between types]({CONFUSION_PNG})", ""]
+    lines += _md_losses(ev)
+    lines += [
         f"## {TOKEN_TITLE}",
         "",
         f"_{ev.token.label}_",
         "",
-        *_md_table(_SCORE_HEADER, token_rows(ev)),
+        *_md_table(SCORE_HEADER, token_rows(ev)),
+        "",
+        "Per B-/I- tag (scikit-learn):",
+        "",
+        *_md_table(("tag", *SCORE_HEADER[1:]), tag_rows(ev)),
+        "",
+        f"## {COST_TITLE}",
+        "",
+        *_md_table(("figure", "value"), cost_rows(ev)),
         "",
         f"## {FIGURES_TITLE}",
         "",
-        *_md_table(("figure", "value"), figure_rows(f)),
+        *_md_table(("figure", "value"), figure_rows(ev.figures)),
+        "",
+        "## Method",
+        "",
+        method_note(ev),
         "",
     ]
     return "\n".join(lines)
 
 
-def write_report_md(ev: Evaluation, path: Path) -> None:
+def write_report_md(ev: Evaluation, path: Path, *, images: bool = False) -> None:
     """Write report.md (Markdown tables, readable in a terminal and in a PR)."""
-    write_atomic(path, report_markdown(ev))
+    write_atomic(path, report_markdown(ev, images=images))
+
+
+def report_json(ev: Evaluation) -> str:
+    """report.json's text: `Evaluation.model_dump(mode="json")`, labels included."""
+    return json.dumps(ev.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_report_json(ev: Evaluation, path: Path) -> None:
-    """Write report.json: `Evaluation.model_dump(mode="json")`, labels included."""
-    write_atomic(path, json.dumps(ev.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+    """Write report.json (see `report_json`)."""
+    write_atomic(path, report_json(ev))
 
 
 def read_report_json(path: Path) -> Evaluation:
@@ -181,3 +255,16 @@ def read_report_json(path: Path) -> Evaluation:
     except ValueError as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"{path} is not a prelabel report.json ({first})") from exc
+
+
+__all__ = [
+    "ENTITY_TITLE",
+    "FIGURES_TITLE",
+    "TOKEN_TITLE",
+    "read_report_json",
+    "render_tables",
+    "report_json",
+    "report_markdown",
+    "write_report_json",
+    "write_report_md",
+]

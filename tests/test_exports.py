@@ -244,3 +244,56 @@ def test_rich_tables_render(evaluation):
     for table in render_tables(real):
         console.print(table)
     assert "prelabel simulator" not in console.export_text()
+
+
+def test_collect_writes_predictions_and_every_report(redis_client, tmp_path):
+    from collector import collect
+    from prelabel.keys import RunKeys
+    from prelabel.model import RunConfig
+    from prelabel.store import RunStore
+
+    records = [
+        Record.from_tokens("t-0", ["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
+        Record.from_tokens(
+            "t-1", ["Acme", "Corp", "hired", "Bob"], ["B-ORG", "I-ORG", "O", "B-PER"]
+        ),
+        Record.from_tokens("t-2", ["Nothing", "here"], ["O", "O"]),
+    ]
+    config = RunConfig(
+        run_id="collect-test",
+        model="gpt-test",
+        base_url="http://x",
+        dataset="tiny",
+        split="test",
+        total=3,
+        shards=1,
+    )
+    store = RunStore(redis_client)
+    store.create(config, [records])
+    keys = RunKeys(config.run_id)
+    results = {
+        "t-0": ItemResult(
+            id="t-0", status="labeled", tags=("B-PER", "O", "B-LOC"), model="gpt-test"
+        ),
+        "t-1": ItemResult(
+            id="t-1", status="labeled", tags=("B-ORG", "O", "O", "B-PER"), model="gpt-test"
+        ),
+    }
+    for item_id, result in results.items():
+        redis_client.hset(keys.results, item_id, result.model_dump_json())
+    redis_client.hset(keys.counters, "simulated", 1)
+
+    collected = collect(store, config.run_id, tmp_path / "out", wall_seconds=2.0)
+
+    names = {p.name for p in collected.files}
+    assert {"predictions.jsonl", "predictions.conll", "report.json", "report.md"} <= names
+    assert {"report.html", "f1_by_type.png", "confusion.png"} <= names
+    assert all(p.exists() for p in collected.files)
+    ev = collected.evaluation
+    assert collected.missing == 1
+    assert (ev.evaluated_items, ev.losses.failed) == (2, 1)  # t-2 stopped early: not scored
+    assert ev.errors is not None and ev.errors.kinds["boundary"] == 1
+    assert ev.figures.simulator is True
+    assert read_report_json(tmp_path / "out" / "report.json") == ev
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "prelabel simulator" in html and "data:image/png;base64," in html

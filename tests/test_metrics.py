@@ -216,3 +216,40 @@ def test_spans_read_tags_like_conlleval(tags):
     assert spans(tags) == theirs
     assert spans(to_iob2(tags)) == spans(tags)
     assert to_iob2(to_iob2(tags)) == to_iob2(tags)
+
+
+def test_evaluate_items_scores_only_labeled_items_with_gold():
+    from evaluation import Item, evaluate_items
+    from prelabel.model import Unaligned
+
+    items = [
+        Item("a", ("Paris", "is", "nice"), ("B-LOC", "O", "O"), ("B-LOC", "O", "O")),
+        Item("b", ("New", "York"), ("B-LOC", "I-LOC"), ("O", "O"), unaligned=(
+            Unaligned(type="LOC", mention="new  york", reason="not found"),
+            Unaligned(type="PER", mention="Bob", reason="not found"),
+        )),
+        Item("c", ("Bob",), ("B-PER",), None, error="timeout"),
+        Item("d", ("Bob",), ("B-PER",), None, error="timeout"),
+        Item("e", ("Ann",), None, ("B-PER",)),
+    ]  # fmt: skip
+    ev = evaluate_items(items, RunFigures(), resamples=50)
+    assert (ev.evaluated_items, ev.entity.micro.support, ev.entity.micro.tp) == (2, 2, 1)
+    losses = ev.losses
+    assert (losses.failed, losses.failed_reasons) == (2, {"timeout": 2})
+    assert [x.id for x in losses.failed_examples] == ["c", "d"]
+    assert (losses.unaligned, losses.unaligned_items, losses.without_gold) == (2, 1, 1)
+    # "new  york" is the missed "New York" once whitespace and case are set aside; Bob is not.
+    assert losses.unaligned_missed == 1
+    assert losses.unaligned_reasons == {"not found": 2}
+    assert ev.errors is not None and ev.errors.worst == ("b",)
+
+
+def test_cost_against_quality():
+    from evaluation.analysis import cost_quality
+
+    paid = cost_quality(0.9, RunFigures(prompt_tokens=1500, completion_tokens=500, cost_usd=0.5))
+    assert (paid.f1_points, paid.tokens) == (pytest.approx(90.0), 2000)
+    assert paid.f1_per_dollar == pytest.approx(180.0)
+    assert paid.f1_per_1k_tokens == pytest.approx(45.0)
+    unknown = cost_quality(0.9, RunFigures())
+    assert (unknown.cost_usd, unknown.f1_per_dollar, unknown.f1_per_1k_tokens) == (None, None, None)

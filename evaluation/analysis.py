@@ -1,0 +1,218 @@
+"""The whole evaluation of a run in one value: scores with their intervals, the error
+analysis, what was lost before the model was ever judged, and what the quality cost.
+
+`evaluate_items` is the entry point for a run's items (labeled, failed, with or without
+gold); `evaluate` scores tag sequences that are already paired.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from prelabel.model import Unaligned
+
+from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals, item_counts
+from .errors import ErrorAnalysis, analyse, item_diff
+from .metrics import EntityScores, RunFigures, TokenScores, entity_scores, token_scores
+
+#: How many failed items and unaligned mentions a report lists by name.
+EXAMPLES = 20
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LossExample(_Frozen):
+    """One item lost before scoring (failed), or one mention lost in alignment."""
+
+    id: str
+    reason: str
+    type: str = ""
+    mention: str = ""
+
+
+class Losses(_Frozen):
+    """What the model was never judged on: failed items, and mentions the aligner could not
+    place. Apart from model errors on purpose: they are plumbing, prompt or data problems.
+
+    `unaligned_missed` counts unaligned mentions whose text is a gold entity of the same item
+    that the prediction missed: recall lost to alignment rather than to the model.
+    """
+
+    failed: int = 0
+    failed_reasons: dict[str, int] = {}
+    failed_examples: tuple[LossExample, ...] = ()
+    unaligned: int = 0
+    unaligned_items: int = 0
+    unaligned_reasons: dict[str, int] = {}
+    unaligned_examples: tuple[LossExample, ...] = ()
+    unaligned_missed: int = 0
+    without_gold: int = 0
+
+
+class CostQuality(_Frozen):
+    """Quality against spend: micro F1 points per dollar and per thousand tokens."""
+
+    f1_points: float
+    tokens: int
+    cost_usd: float | None
+    f1_per_dollar: float | None
+    f1_per_1k_tokens: float | None
+
+
+class Evaluation(_Frozen):
+    """Everything a report shows: both score tables, their intervals, the error analysis,
+    the losses that are not model errors, the run's figures and its cost against quality.
+    """
+
+    entity: EntityScores
+    token: TokenScores
+    figures: RunFigures
+    evaluated_items: int
+    evaluated_tokens: int
+    intervals: EntityIntervals | None = None
+    errors: ErrorAnalysis | None = None
+    losses: Losses = Losses()
+    cost: CostQuality | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item of a run, whatever file it came from. `pred` is None for a failed item,
+    `gold` None for an item without gold labels.
+    """
+
+    id: str
+    tokens: tuple[str, ...]
+    gold: tuple[str, ...] | None
+    pred: tuple[str, ...] | None
+    error: str | None = None
+    unaligned: tuple[Unaligned, ...] = ()
+
+
+def cost_quality(f1: float, figures: RunFigures) -> CostQuality:
+    """Micro F1 (in points) per dollar and per 1,000 tokens; None where the cost is unknown."""
+    points = 100 * f1
+    tokens = figures.prompt_tokens + figures.completion_tokens
+    cost = figures.cost_usd
+    return CostQuality(
+        f1_points=points,
+        tokens=tokens,
+        cost_usd=cost,
+        f1_per_dollar=points / cost if cost else None,
+        f1_per_1k_tokens=points / (tokens / 1000) if tokens else None,
+    )
+
+
+def evaluate(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    figures: RunFigures,
+    *,
+    ids: Sequence[str] | None = None,
+    tokens: Sequence[Sequence[str]] | None = None,
+    losses: Losses | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Evaluation:
+    """Score paired tag sequences (IOB1 or IOB2): entity-level with bootstrap intervals,
+    token-level, and the error analysis. `ids` and `tokens` name items and spans in the
+    error analysis (default: item indices and token positions).
+    """
+    entity = entity_scores(gold, pred)
+    token = token_scores(gold, pred)
+    names = list(ids) if ids is not None else [str(i) for i in range(len(gold))]
+    words = (
+        [list(t) for t in tokens]
+        if tokens is not None
+        else [[f"#{k}" for k in range(len(g))] for g in gold]
+    )
+    types = list(entity.per_type)
+    intervals = bootstrap_intervals(
+        item_counts(gold, pred, types), types, resamples=resamples, seed=seed
+    )
+    return Evaluation(
+        entity=entity,
+        token=token,
+        figures=figures,
+        evaluated_items=len(gold),
+        evaluated_tokens=sum(len(s) for s in gold),
+        intervals=intervals,
+        errors=analyse(names, words, gold, pred),
+        losses=losses if losses is not None else Losses(),
+        cost=cost_quality(entity.micro.f1, figures),
+    )
+
+
+def _folded(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def losses_of(items: Sequence[Item]) -> Losses:
+    """Failed items and alignment losses of a run's items, with reasons and examples."""
+    failed = [i for i in items if i.pred is None]
+    with_unaligned = [i for i in items if i.unaligned]
+    missed_by_aligner = 0
+    for item in with_unaligned:
+        if item.pred is None or item.gold is None:
+            continue
+        diff = item_diff(item.id, item.tokens, item.gold, item.pred)
+        missed = Counter(_folded(e.gold.text) for e in diff.errors if e.gold is not None)
+        for u in item.unaligned:
+            key = _folded(u.mention)
+            if missed[key] > 0:
+                missed[key] -= 1
+                missed_by_aligner += 1
+    reasons = Counter(i.error or "no reason recorded" for i in failed)
+    unaligned = [(i.id, u) for i in with_unaligned for u in i.unaligned]
+    return Losses(
+        failed=len(failed),
+        failed_reasons=dict(reasons.most_common()),
+        failed_examples=tuple(
+            LossExample(id=i.id, reason=i.error or "no reason recorded") for i in failed[:EXAMPLES]
+        ),
+        unaligned=len(unaligned),
+        unaligned_items=len(with_unaligned),
+        unaligned_reasons=dict(Counter(u.reason for _, u in unaligned).most_common()),
+        unaligned_examples=tuple(
+            LossExample(id=i, reason=u.reason, type=u.type, mention=u.mention)
+            for i, u in unaligned[:EXAMPLES]
+        ),
+        unaligned_missed=missed_by_aligner,
+        without_gold=sum(i.pred is not None and i.gold is None for i in items),
+    )
+
+
+def evaluate_items(
+    items: Sequence[Item], figures: RunFigures, *, resamples: int = RESAMPLES, seed: int = 0
+) -> Evaluation:
+    """Evaluate a run's items: score those labeled with gold, report the rest as losses."""
+    scored = [i for i in items if i.pred is not None and i.gold is not None]
+    return evaluate(
+        [list(i.gold or ()) for i in scored],
+        [list(i.pred or ()) for i in scored],
+        figures,
+        ids=[i.id for i in scored],
+        tokens=[list(i.tokens) for i in scored],
+        losses=losses_of(items),
+        resamples=resamples,
+        seed=seed,
+    )
+
+
+__all__ = [
+    "CostQuality",
+    "Evaluation",
+    "Item",
+    "LossExample",
+    "Losses",
+    "cost_quality",
+    "evaluate",
+    "evaluate_items",
+    "losses_of",
+]

@@ -1,0 +1,154 @@
+"""`prelabel evaluate` and `prelabel compare`: plain functions with typer annotations,
+registered in prelabel/cli.py. User mistakes raise `PrelabelError`s (one red line, exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from prelabel.errors import ConfigError
+
+from .analysis import evaluate_items
+from .bootstrap import RESAMPLES
+from .compare import compare_sources, render_comparison
+from .readers import Source, read_source
+from .report import render_tables, report_json
+from .tables import header_facts
+
+console = Console()
+
+
+class InputFormat(StrEnum):
+    auto = "auto"
+    predictions = "predictions"
+    conll = "conll"
+    kili = "kili"
+
+
+GoldOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gold",
+        metavar="SPEC",
+        help="Gold labels from a dataset (same forms as `prelabel run --dataset`); items are "
+        "matched by id, else by text. Required for a Kili export; overrides the file's gold.",
+    ),
+]
+SplitOpt = Annotated[str, typer.Option(help="Split of --gold: train, valid (dev) or test.")]
+FormatOpt = Annotated[
+    InputFormat,
+    typer.Option(
+        "--format",
+        help="predictions (prelabel's predictions.jsonl), conll (conlleval: token first, gold "
+        "and predicted tags last), kili (json_response export); auto looks at the file.",
+    ),
+]
+AssetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--assets",
+        help="For a Kili export without texts: JSON or JSONL mapping external ids to texts.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the results as JSON on stdout, nothing else.")
+]
+ResamplesOpt = Annotated[
+    int, typer.Option(help="Bootstrap resamples (items drawn with replacement).", min=0)
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")]
+
+
+def _read(
+    file: Path, fmt: InputFormat, gold: str | None, split: str, assets: Path | None
+) -> Source:
+    if assets is not None and not assets.exists():
+        raise ConfigError(f"--assets {assets} does not exist; check the path")
+    return read_source(file, fmt=fmt.value, gold=gold, split=split, assets=assets)
+
+
+def evaluate_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A predictions file (predictions.jsonl, a conlleval file or a Kili export) "
+            "or a run folder.",
+            show_default=False,
+        ),
+    ],
+    gold: GoldOpt = None,
+    split: SplitOpt = "test",
+    fmt: FormatOpt = InputFormat.auto,
+    assets: AssetsOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write report.html, report.md, report.json and the charts into this folder."
+        ),
+    ] = None,
+    cost_usd: Annotated[
+        float | None,
+        typer.Option("--cost-usd", help="The run's cost in dollars, for F1 per dollar.", min=0),
+    ] = None,
+    json_out: JsonOpt = False,
+    resamples: ResamplesOpt = RESAMPLES,
+    seed: SeedOpt = 0,
+) -> None:
+    """Evaluate a predictions file: entity-level F1 with bootstrap intervals, errors by kind,
+    the token-level table (labelled as such), failed items and alignment losses.
+    """
+    source = _read(file, fmt, gold, split, assets)
+    figures = source.figures
+    if cost_usd is not None:
+        figures = figures.model_copy(update={"cost_usd": cost_usd})
+    ev = evaluate_items(source.items, figures, resamples=resamples, seed=seed)
+    written: tuple[Path, ...] = ()
+    if out is not None:
+        from .outputs import write_reports  # matplotlib, only when charts are asked for
+
+        written = write_reports(ev, out)
+    if json_out:
+        sys.stdout.write(report_json(ev))
+        return
+    console.print(f"{source.path} ({source.format}; run figures from {source.figures_from})")
+    console.print(" · ".join(f"{name}: {value}" for name, value in header_facts(ev)[:5]))
+    for table in render_tables(ev):
+        console.print(table)
+    for path in written:
+        console.print(f"  {path}")
+
+
+def compare_command(
+    a: Annotated[Path, typer.Argument(help="Run A: a predictions file or a run folder.")],
+    b: Annotated[Path, typer.Argument(help="Run B: a predictions file or a run folder.")],
+    gold: GoldOpt = None,
+    split: SplitOpt = "test",
+    fmt: FormatOpt = InputFormat.auto,
+    assets: AssetsOpt = None,
+    json_out: JsonOpt = False,
+    resamples: ResamplesOpt = RESAMPLES,
+    seed: SeedOpt = 0,
+) -> None:
+    """Compare two runs on the items both labeled: F1 per type, micro and macro, B − A with
+    a paired bootstrap interval and p-value, and F1 per dollar and per 1k tokens.
+    """
+    source_a = _read(a, fmt, gold, split, assets)
+    source_b = _read(b, fmt, gold, split, assets)
+    comparison = compare_sources(source_a, source_b, resamples=resamples, seed=seed)
+    if json_out:
+        sys.stdout.write(json.dumps(comparison.model_dump(mode="json"), indent=2) + "\n")
+        return
+    console.print(f"A: {comparison.a}", soft_wrap=True, highlight=False)
+    console.print(f"B: {comparison.b}", soft_wrap=True, highlight=False)
+    for table in render_comparison(comparison):
+        console.print(table)
+
+
+__all__ = ["InputFormat", "compare_command", "evaluate_command"]
