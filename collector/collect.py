@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
-from evaluation import Evaluation, RunFigures, evaluate, write_report_json, write_report_md
+from evaluation import Evaluation, Item, RunFigures, evaluate_items
+from prelabel.files import write_atomic
 from prelabel.model import ItemResult, RunConfig
 from prelabel.store import RunStore
 
@@ -22,7 +25,8 @@ class Collected:
 
 
 def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float) -> Collected:
-    """Write predictions.jsonl, predictions.conll, report.json and report.md into `out_dir`.
+    """Write predictions.jsonl, predictions.conll, run.json, and the evaluation's reports:
+    report.json, report.md, report.html and its charts (f1_by_type.png, confusion.png).
 
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
@@ -44,8 +48,11 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     conll = out_dir / "predictions.conll"
     write_predictions_jsonl(jsonl, rows)
     write_conll(conll, rows)
+    # The run's config beside its predictions, so that uploads and exports of this folder
+    # still work once the run's data in Redis has expired.
+    run_json = out_dir / "run.json"
+    write_atomic(run_json, config.model_dump_json(indent=2) + "\n")
 
-    scored = [r for r in rows if r.status == "labeled" and r.gold_tags is not None]
     figures = RunFigures(
         items=len(rows),
         labeled=sum(r.status == "labeled" for r in rows),
@@ -56,6 +63,11 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         rate_limited=counters.get("rate_limited", 0),
         retries=counters.get("retries", 0),
         unaligned_mentions=sum(len(r.unaligned) for r in rows),
+        mentions_proposed=sum(len(r.entities) + len(r.unaligned) for r in rows),
+        skipped=len(store.skipped(run_id)),
+        failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
+        cache_hits=counters.get("cache_hits", 0),
+        cost_usd=run_cost(config, counters),
         wall_seconds=wall_seconds,
         model=config.model,
         prompt_version=config.prompt_version,
@@ -63,14 +75,41 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         split=config.split,
         simulator=counters.get("simulated", 0) > 0,
     )
-    evaluation = evaluate(
-        [list(r.gold_tags or ()) for r in scored], [list(r.tags) for r in scored], figures
+    evaluation = evaluate_items([_item(r) for r in rows], figures)
+    # Imported here: the charts need matplotlib, which nothing else on import paths does.
+    from evaluation.outputs import write_reports
+
+    files = (jsonl, conll, run_json, *write_reports(evaluation, out_dir))
+    return Collected(out_dir, files, evaluation, missing)
+
+
+def _item(row: PredictionRow) -> Item:
+    # The same reading as evaluation.readers.item_of_row (which cannot be imported here:
+    # it reads predictions.jsonl through this package).
+    return Item(
+        id=row.id,
+        tokens=row.tokens,
+        gold=row.gold_tags,
+        pred=row.tags if row.status == "labeled" else None,
+        error=row.error,
+        unaligned=row.unaligned,
     )
-    report_json = out_dir / "report.json"
-    report_md = out_dir / "report.md"
-    write_report_json(evaluation, report_json)
-    write_report_md(evaluation, report_md)
-    return Collected(out_dir, (jsonl, conll, report_json, report_md), evaluation, missing)
+
+
+def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
+    """What the run's tokens cost in USD: the price resolved when it was created, else the
+    price table's (`producer.pricing`); None when the model's price is unknown."""
+    # Imported here: the producer package imports the collector.
+    from producer.pricing import Price, price_for
+
+    price: Price | None
+    if config.price_input is not None and config.price_output is not None:
+        price = Price(config.price_input, config.price_output)
+    else:
+        price = price_for(config.model)
+    if price is None:
+        return None
+    return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))
 
 
 def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
@@ -81,3 +120,9 @@ def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
         model=config.model,
         prompt_version=config.prompt_version,
     )
+
+
+def _reasons(errors: Iterable[str | None]) -> dict[str, int]:
+    """Failure reasons grouped by their first clause (item-specific detail follows a colon)."""
+    counts = Counter((e or "unknown").split(":")[0].strip() for e in errors)
+    return dict(counts.most_common())

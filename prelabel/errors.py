@@ -6,6 +6,7 @@ PrelabelError                 base; the CLI prints it as one red line, exit code
  ├── BrokerError              Redis does not answer, or answered with an error
  ├── EndpointError            the LLM endpoint cannot be reached or refuses the key
  ├── RunError                 a run is unknown, or stopped (quota, auth, cancel)
+ ├── UploadError              a labeling platform (Kili) refused an upload, or it was cut off
  └── ItemError                one item could not be labeled; recorded with the item, never raised
                               past the worker
 """
@@ -44,6 +45,10 @@ class EndpointError(PrelabelError):
 
 class RunError(PrelabelError):
     """A run is unknown, or stopped before all of its items were done."""
+
+
+class UploadError(PrelabelError):
+    """Kili refused the key, the project or the upload, or the upload was cut off midway."""
 
 
 class ItemError(PrelabelError):

@@ -1,0 +1,405 @@
+"""Upload a run's predictions to Kili, for labelers to review: safe to repeat, resumable.
+
+One upload does, in order:
+
+1. checks every span against its text (`offsets.check_entities`) before anything is sent;
+2. finds its project: the one given (`--kili-project-id`), whose interface must hold the NER
+   job and every category of the run, or else the one it created for this run on an earlier
+   upload (found by title), or else creates it (TEXT, one NER job, the ontology's categories);
+3. uploads the texts as assets, external id = item id, metadata = run, dataset, split; assets
+   already in the project are skipped;
+4. uploads one prediction per labeled item, `model_name` = model@prompt version, with
+   `overwrite`, so that Kili replaces the item's earlier predictions of that model name rather
+   than adding to them; a failed item's earlier predictions of that model name are deleted.
+
+Where an upload stands is read from Kili itself, not kept on the side: which external ids
+already have an asset, and which assets already hold exactly the prediction this run would
+send. An upload cut off anywhere (a lost answer, a killed process, an expired Redis) resumes
+where it stopped when run again, and sends only what is missing; a complete upload run again
+sends nothing. Batches hold at most 100 items, the SDK's own cap; the SDK paces its calls
+(500/min) and waits out 429s as Kili's Retry-After asks.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from collector.exports import PredictionRow
+from collector.formats import (
+    KILI_JOB,
+    KILI_OFFSET_UNIT,
+    check_rows,
+    entities_from_kili,
+    kili_json_interface,
+    kili_json_response,
+    kili_model_name,
+    kili_prediction_lines,
+)
+from collector.kili_client import connect, sdk_errors
+from collector.kili_project import find_or_create_project, project_title, project_url
+from collector.offsets import OffsetUnit
+from collector.source import RunData
+from prelabel.errors import ConfigError, UploadError
+from prelabel.files import write_atomic
+from prelabel.model import Entity, RunConfig
+
+if TYPE_CHECKING:
+    from kili.client import Kili
+
+T = TypeVar("T")
+
+#: Kili's own cap on items per batched mutation.
+MAX_BATCH = 100
+#: External ids per asset query (`externalIdStrictlyIn`), as the SDK batches them.
+ID_QUERY_BATCH = 1000
+ANNOTATION_FIELDS = ("id", "modelName", "jsonResponse", "labelOf.id", "labelOf.externalId")
+
+
+@dataclass(frozen=True)
+class KiliTarget:
+    """Where to upload: the account (key, endpoint) and, optionally, an existing project."""
+
+    api_key: str | None
+    endpoint: str | None
+    project_id: str | None = None
+    job: str = KILI_JOB
+
+    def __repr__(self) -> str:  # never the key
+        return f"KiliTarget(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """How to send: assets or predictions per call (Kili takes at most 100), and the unit
+    `beginOffset` counts in (see collector/formats.py)."""
+
+    batch_size: int = MAX_BATCH
+    unit: OffsetUnit = KILI_OFFSET_UNIT
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH} (Kili's cap)")
+
+
+@dataclass
+class UploadReport:
+    """What an upload found and did."""
+
+    project_id: str
+    project_created: bool
+    model_name: str
+    assets_created: int = 0
+    assets_present: int = 0
+    predictions_sent: int = 0
+    predictions_unchanged: int = 0
+    predictions_deleted: int = 0
+    #: failed items (no prediction) and items with an empty text (no asset)
+    items_failed: int = 0
+    items_empty: int = 0
+
+
+def asset_metadata(config: RunConfig) -> dict[str, str]:
+    """What each asset carries besides its text: where it comes from."""
+    return {"run": config.run_id, "dataset": config.dataset, "split": config.split}
+
+
+def upload_run(
+    run: RunData,
+    target: KiliTarget,
+    options: UploadOptions | None = None,
+    console: Console | None = None,
+) -> UploadReport:
+    """Upload `run` to Kili (module docstring); return what was done. Raises UploadError."""
+    options = options or UploadOptions()
+    console = console or Console(stderr=True)
+    config, rows = run.config, run.rows
+    check_rows(rows)
+    items = [r for r in rows if r.text]
+    kili = connect(target.api_key, target.endpoint)
+    with sdk_errors(kili.api_endpoint, "finding or creating the project"):
+        project_id, created = find_or_create_project(kili, target.project_id, target.job, config)
+    report = UploadReport(project_id, created, kili_model_name(config))
+    report.items_empty = len(rows) - len(items)
+    report.items_failed = sum(r.status != "labeled" for r in items)
+
+    with _progress(console) as progress:
+        asset_ids = _sync_assets(kili, project_id, items, config, options, report, progress)
+        _sync_predictions(kili, project_id, items, asset_ids, target, options, report, progress)
+    return report
+
+
+def dry_run(
+    run: RunData, target: KiliTarget, out_dir: Path, options: UploadOptions | None = None
+) -> tuple[Path, ...]:
+    """Write what an upload to a new project would send, and send nothing.
+
+    project.json (the project to create, or the project and categories to check),
+    assets.jsonl (one `append_many_to_dataset` item per line) and predictions.jsonl (one
+    `create_predictions` item per line). An upload to a project that already holds some of
+    it sends less: this is the whole of it.
+    """
+    options = options or UploadOptions()
+    config, rows = run.config, run.rows
+    check_rows(rows)
+    items = [r for r in rows if r.text]
+    if target.project_id:
+        project: dict[str, Any] = {
+            "use_project_id": target.project_id,
+            "requires_job": target.job,
+            "requires_categories": [t.tag for t in config.ontology.types],
+        }
+    else:
+        project = {
+            "create_project": {
+                "title": project_title(config),
+                "input_type": "TEXT",
+                "json_interface": kili_json_interface(config.ontology, target.job),
+            }
+        }
+    project["offset_unit"] = options.unit
+    project["model_name"] = kili_model_name(config)
+    paths = (out_dir / "project.json", out_dir / "assets.jsonl", out_dir / "predictions.jsonl")
+    write_atomic(paths[0], json.dumps(project, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(
+        paths[1],
+        (
+            json.dumps(
+                {"external_id": r.id, "content": r.text, "json_metadata": asset_metadata(config)},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in items
+        ),
+    )
+    write_atomic(
+        paths[2], kili_prediction_lines(items, kili_model_name(config), target.job, options.unit)
+    )
+    return paths
+
+
+def read_predictions(
+    kili: Kili,
+    project_id: str,
+    model_name: str,
+    texts: Mapping[str, str],
+    job: str = KILI_JOB,
+    unit: OffsetUnit = KILI_OFFSET_UNIT,
+) -> dict[str, list[list[Entity]]]:
+    """Read back the predictions of `model_name` (via `kili.predictions`) as code-point
+    entities, by external id; `texts` gives each external id's text. One list per label."""
+    out: dict[str, list[list[Entity]]] = {}
+    for external_id, labels in _predictions_by_external_id(kili, project_id, model_name).items():
+        for label in labels:
+            entities = entities_from_kili(label["jsonResponse"], texts[external_id], job, unit)
+            out.setdefault(external_id, []).append(entities)
+    return out
+
+
+# --- steps ------------------------------------------------------------------------------
+
+
+def _sync_assets(
+    kili: Kili,
+    project_id: str,
+    items: Sequence[PredictionRow],
+    config: RunConfig,
+    options: UploadOptions,
+    report: UploadReport,
+    progress: Progress,
+) -> dict[str, str]:
+    """Upload the items Kili does not hold yet; return every item's asset id."""
+    endpoint = kili.api_endpoint
+    with sdk_errors(endpoint, "listing the project's assets"):
+        present = _assets_by_external_id(kili, project_id, [r.id for r in items])
+    _check_assets_are_ours(present, config, project_id)
+    missing = [r for r in items if r.id not in present]
+    report.assets_present = len(items) - len(missing)
+    task = progress.add_task("assets", total=len(items), completed=report.assets_present)
+    for batch in _chunks(missing, options.batch_size):
+        hint = _resume_hint("assets", report.assets_present + report.assets_created, items)
+        with sdk_errors(endpoint, "uploading assets", hint):
+            _append_assets(kili, project_id, batch, config)
+        report.assets_created += len(batch)
+        progress.advance(task, len(batch))
+    if missing:
+        with sdk_errors(endpoint, "listing the project's assets"):
+            present = _assets_by_external_id(kili, project_id, [r.id for r in items])
+        _check_assets_are_ours(present, config, project_id)
+    return {external_id: assets[0]["id"] for external_id, assets in present.items()}
+
+
+def _sync_predictions(
+    kili: Kili,
+    project_id: str,
+    items: Sequence[PredictionRow],
+    asset_ids: Mapping[str, str],
+    target: KiliTarget,
+    options: UploadOptions,
+    report: UploadReport,
+    progress: Progress,
+) -> None:
+    """Send the predictions Kili does not hold as this run has them; delete failed items'."""
+    endpoint = kili.api_endpoint
+    with sdk_errors(endpoint, "listing the project's predictions"):
+        current = _predictions_by_external_id(kili, project_id, report.model_name)
+    labeled = [r for r in items if r.status == "labeled"]
+    to_send = []
+    for row in labeled:
+        response = kili_json_response(row, target.job, options.unit)
+        held = current.get(row.id, [])
+        if len(held) == 1 and _same(held[0]["jsonResponse"], response, target.job):
+            report.predictions_unchanged += 1
+        else:
+            to_send.append((asset_ids[row.id], response))
+    task = progress.add_task(
+        "predictions", total=len(labeled), completed=report.predictions_unchanged
+    )
+    for pairs in _chunks(to_send, options.batch_size):
+        done = report.predictions_unchanged + report.predictions_sent
+        with sdk_errors(
+            endpoint, "uploading predictions", _resume_hint("predictions", done, labeled)
+        ):
+            kili.create_predictions(
+                project_id,
+                asset_id_array=[asset_id for asset_id, _ in pairs],
+                json_response_array=[response for _, response in pairs],
+                model_name=report.model_name,
+                overwrite=True,
+                disable_tqdm=True,
+            )
+        report.predictions_sent += len(pairs)
+        progress.advance(task, len(pairs))
+    stale = [lab["id"] for r in items if r.status != "labeled" for lab in current.get(r.id, [])]
+    if stale:
+        with sdk_errors(endpoint, "deleting the predictions of failed items"):
+            kili.delete_labels(stale, disable_tqdm=True)
+        report.predictions_deleted = len(stale)
+
+
+def _assets_by_external_id(
+    kili: Kili, project_id: str, external_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for chunk in _chunks(list(external_ids), ID_QUERY_BATCH):
+        for asset in kili.assets(
+            project_id,
+            fields=["id", "externalId", "jsonMetadata"],
+            external_id_strictly_in=chunk,
+            disable_tqdm=True,
+        ):
+            out.setdefault(asset["externalId"], []).append(asset)
+    return out
+
+
+def _check_assets_are_ours(
+    present: Mapping[str, list[dict[str, Any]]], config: RunConfig, project_id: str
+) -> None:
+    """An asset of the same external id from other data would put the offsets on another text."""
+    for external_id, assets in present.items():
+        if len(assets) > 1:
+            raise UploadError(
+                f"Kili project {project_id} holds {len(assets)} assets with external id "
+                f"{external_id!r}: delete the extra ones in Kili, then run again"
+            )
+        meta = assets[0].get("jsonMetadata") or {}
+        if (meta.get("dataset"), meta.get("split")) != (config.dataset, config.split):
+            origin = (
+                f"dataset {meta.get('dataset')!r} split {meta.get('split')!r}"
+                if "dataset" in meta
+                else "outside prelabel"
+            )
+            raise UploadError(
+                f"asset {external_id!r} of Kili project {project_id} comes from {origin}, not "
+                f"{config.dataset!r} {config.split!r}: its text may differ, so upload this run "
+                "to another project"
+            )
+
+
+def _append_assets(
+    kili: Kili, project_id: str, rows: Sequence[PredictionRow], config: RunConfig
+) -> None:
+    # Each text goes through a .txt file: given as a string, the SDK would take a text that
+    # looks like a URL for a URL to fetch, and one that names an existing path for that file.
+    with tempfile.TemporaryDirectory(prefix="prelabel-kili-") as tmp:
+        paths = []
+        for n, row in enumerate(rows):
+            path = Path(tmp) / f"{n}.txt"
+            path.write_text(row.text, encoding="utf-8", newline="")
+            paths.append(str(path))
+        kili.append_many_to_dataset(
+            project_id,
+            content_array=paths,
+            external_id_array=[r.id for r in rows],
+            json_metadata_array=[asset_metadata(config) for _ in rows],
+            disable_tqdm=True,
+        )
+
+
+def _predictions_by_external_id(
+    kili: Kili, project_id: str, model_name: str
+) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for label in kili.predictions(project_id, fields=ANNOTATION_FIELDS, disable_tqdm=True):
+        if label.get("modelName") == model_name:
+            out.setdefault(label["labelOf"]["externalId"], []).append(label)
+    return out
+
+
+def _same(held: Mapping[str, Any], wanted: Mapping[str, Any], job: str) -> bool:
+    """Whether two json_responses place the same categories on the same spans."""
+
+    def key(response: Mapping[str, Any]) -> list[tuple[tuple[str, ...], int, str]]:
+        annotations = (response.get(job) or {}).get("annotations", [])
+        return sorted(
+            (
+                tuple(sorted(c["name"] for c in a.get("categories", []))),
+                int(a["beginOffset"]),
+                str(a["content"]),
+            )
+            for a in annotations
+        )
+
+    return key(held) == key(wanted)
+
+
+def _resume_hint(what: str, done: int, of: Sequence[object]) -> str:
+    return (
+        f"{done} of {len(of)} {what} were in Kili before that batch; run the same command "
+        "again: it resumes where it stopped"
+    )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+__all__ = [
+    "KiliTarget",
+    "UploadOptions",
+    "UploadReport",
+    "asset_metadata",
+    "dry_run",
+    "project_title",
+    "project_url",
+    "read_predictions",
+    "upload_run",
+]
