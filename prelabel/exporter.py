@@ -1,0 +1,224 @@
+"""`prelabel metrics`: a Prometheus exporter for every run still in Redis.
+
+Flower's own /metrics covers Celery (tasks, runtimes, workers online) and nothing of a run:
+this exporter serves the figures of `prelabel status` (prelabel.monitor), labelled by run id
+and nothing else of high cardinality. Counters are exported as Prometheus counters, so that
+`rate()` works on them; the exporter's own windowed rates and ETA are gauges, for dashboards
+that want the same numbers as `prelabel status --watch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Annotated
+
+import redis
+import typer
+from prometheus_client import start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from prelabel.errors import ConfigError, PrelabelError
+from prelabel.monitor import DEFAULT_WINDOW, Snapshot, Window, read_runs, recent_run_ids, snapshot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9808
+STATUSES = ("running", "completed", "failed", "cancelled")
+
+
+class RunCollector(Collector):
+    """Reads every run in Redis at each scrape and turns its snapshot into metric families."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        window: float = DEFAULT_WINDOW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.window = window
+        self.clock = clock
+        self._windows: dict[str, Window] = {}
+        # Scrapes may overlap (the HTTP server is threaded); windows are not thread-safe.
+        self._lock = threading.Lock()
+
+    def snapshots(self) -> list[Snapshot]:
+        """One snapshot per run in Redis, with rates over this exporter's recent samples."""
+        with self._lock:
+            views = read_runs(self.client, recent_run_ids(self.client), self.clock())
+            seen = {v.config.run_id for v in views}
+            for gone in set(self._windows) - seen:
+                del self._windows[gone]
+            out: list[Snapshot] = []
+            for view in views:
+                window = self._windows.setdefault(view.config.run_id, Window(self.window))
+                out.append(snapshot(view, window.add(view.sample)))
+            return out
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "prelabel_exporter_up", "1 when the scrape read Redis and the price table."
+        )
+        try:
+            snaps = self.snapshots()
+        except PrelabelError as exc:
+            log.warning("scrape failed: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families(snaps)
+
+
+def families(snaps: list[Snapshot]) -> Iterator[Metric]:
+    """The metric families of a list of run snapshots."""
+    run = ["run"]
+
+    def counter(name: str, doc: str, value: Callable[[Snapshot], float]) -> CounterMetricFamily:
+        fam = CounterMetricFamily(name, doc, labels=run)
+        for s in snaps:
+            fam.add_metric([s.run_id], value(s))
+        return fam
+
+    def gauge(name: str, doc: str, value: Callable[[Snapshot], float | None]) -> GaugeMetricFamily:
+        fam = GaugeMetricFamily(name, doc, labels=run)
+        for s in snaps:
+            v = value(s)
+            if v is not None:
+                fam.add_metric([s.run_id], v)
+        return fam
+
+    info = InfoMetricFamily("prelabel_run", "A run's model and dataset.", labels=run)
+    status = StateSetMetricFamily("prelabel_run_status", "A run's status.", labels=run)
+    items = CounterMetricFamily(
+        "prelabel_items", "Items committed, by outcome.", labels=["run", "outcome"]
+    )
+    tokens = CounterMetricFamily(
+        "prelabel_tokens", "Tokens the endpoint reported, by kind.", labels=["run", "kind"]
+    )
+    for s in snaps:
+        info.add_metric([s.run_id], {"model": s.model, "dataset": s.dataset, "split": s.split})
+        status.add_metric([s.run_id], {st: st == s.status for st in STATUSES})
+        items.add_metric([s.run_id, "labeled"], s.labeled)
+        items.add_metric([s.run_id, "failed"], s.failed)
+        tokens.add_metric([s.run_id, "prompt"], s.prompt_tokens)
+        tokens.add_metric([s.run_id, "completion"], s.completion_tokens)
+    yield from (info, status, items, tokens)
+    yield gauge("prelabel_run_items", "Items in the run.", lambda s: s.total)
+    yield gauge("prelabel_run_remaining_items", "Items not done yet.", lambda s: s.remaining)
+    yield counter("prelabel_requests", "LLM calls made.", lambda s: s.requests)
+    yield counter("prelabel_rate_limited", "429 answers received.", lambda s: s.rate_limited)
+    yield counter("prelabel_retries", "Calls retried.", lambda s: s.retries)
+    yield counter(
+        "prelabel_unaligned_mentions", "Mentions not found in the text.", lambda s: s.unaligned
+    )
+    yield counter(
+        "prelabel_bucket_wait_seconds",
+        "Seconds calls waited in the shared rate-limit bucket, summed.",
+        lambda s: s.bucket_wait_s,
+    )
+    yield gauge(
+        "prelabel_cost_usd", "Spent so far, in USD (absent when unpriced).", lambda s: s.cost_usd
+    )
+    yield gauge("prelabel_run_cap_rpm", "The run's requests/min cap.", lambda s: s.rpm_cap)
+    yield gauge("prelabel_run_cap_tpm", "The run's tokens/min cap.", lambda s: s.tpm_cap)
+    yield gauge(
+        "prelabel_run_items_per_second",
+        "Items done per second over the exporter's window.",
+        lambda s: s.rates.items_per_s if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_requests_per_minute",
+        "Calls per minute over the exporter's window.",
+        lambda s: s.rates.requests_per_min if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_tokens_per_minute",
+        "Tokens used (prompt + completion) per minute over the exporter's window.",
+        lambda s: s.rates.tokens_per_min if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_charged_tokens_per_minute",
+        "Tokens per minute as the provider counts them against TPM (prompt + max_tokens).",
+        lambda s: s.rates.charged_tokens_per_min if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_cost_usd_per_minute",
+        "USD per minute over the exporter's window (absent when unpriced).",
+        lambda s: s.rates.cost_per_min if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_rate_limited_per_minute",
+        "429 answers per minute over the exporter's window.",
+        lambda s: s.rates.rate_limited_per_min if s.rates else None,
+    )
+    yield gauge(
+        "prelabel_run_bucket_wait_seconds_per_call",
+        "Mean seconds a call waited in the bucket over the exporter's window.",
+        lambda s: s.rates.wait_per_request_s if s.rates else None,
+    )
+    yield gauge("prelabel_run_eta_seconds", "Seconds until the run is done.", lambda s: s.eta_s)
+
+
+def registry_for(client: redis.Redis, window: float = DEFAULT_WINDOW) -> CollectorRegistry:
+    """A registry holding only the run collector (no process metrics of the exporter)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(client, window=window))
+    return registry
+
+
+def serve(client: redis.Redis, port: int, address: str, window: float = DEFAULT_WINDOW) -> None:
+    """Serve /metrics on `address:port` until SIGTERM or SIGINT."""
+    registry = registry_for(client, window)
+    try:
+        server, thread = start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"prelabel metrics cannot listen on {address}:{port} ({exc.strerror}): "
+            "pick another --port or stop what is using it"
+        ) from None
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"prelabel metrics on http://{address}:{port}/metrics", flush=True)
+    stop.wait()
+    server.shutdown()
+    thread.join(5)
+
+
+def metrics_command(
+    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = DEFAULT_PORT,
+    address: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    window: Annotated[
+        float, typer.Option(help="Seconds over which rates and the ETA are computed.", min=1)
+    ] = DEFAULT_WINDOW,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+    ] = None,
+) -> None:
+    """Serve Prometheus metrics for every run in Redis: items, tokens, cost, 429s, ETA."""
+    from prelabel.connections import connect
+    from prelabel.settings import load_settings
+
+    settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
+    serve(connect(settings.redis_url), port, address, window)

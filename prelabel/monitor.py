@@ -1,0 +1,351 @@
+"""A run's figures, from its Redis counters sampled over time.
+
+Shared by `prelabel status` (the live view) and `prelabel metrics` (the Prometheus exporter),
+so that both always show the same numbers. The maths are pure functions over two samples of
+a run's counters; the Redis reads are the few functions at the bottom.
+
+Rates come from the difference between two samples: a recent window in `--watch` and in the
+exporter, or the run's creation time (all counters zero) for a one-shot `prelabel status`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import redis
+from pydantic import ValidationError
+
+from prelabel.errors import BrokerError, RunError
+from prelabel.keys import RUNS, RunKeys
+from prelabel.model import RunConfig
+
+if TYPE_CHECKING:
+    from producer.pricing import Price
+
+#: The counter the workers add each call's wait in the shared bucket to, in milliseconds.
+#: Absent (read as 0) until the workers write it.
+BUCKET_WAIT_MS = "bucket_wait_ms"
+
+#: How far back `--watch` and the exporter look for the rates they show.
+DEFAULT_WINDOW = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A run's counters as read at wall-clock time `at` (seconds since the epoch)."""
+
+    at: float
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def get(self, name: str) -> int:
+        return int(self.counters.get(name, 0))
+
+    @property
+    def done(self) -> int:
+        return self.get("labeled") + self.get("failed")
+
+    @property
+    def tokens(self) -> int:
+        return self.get("prompt_tokens") + self.get("completion_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """What Redis holds about one run at one moment."""
+
+    config: RunConfig
+    status: str
+    error: str | None
+    sample: Sample
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Rates between two samples, `seconds` apart."""
+
+    seconds: float
+    items_per_s: float
+    requests_per_min: float
+    #: Tokens the endpoint reported (prompt + completion).
+    tokens_per_min: float
+    #: Tokens as the provider counts them against the TPM cap: prompt + `max_tokens` per call.
+    charged_tokens_per_min: float
+    rate_limited_per_min: float
+    #: Mean seconds a call waited in the shared bucket (0 when no call was made).
+    wait_per_request_s: float
+    cost_per_min: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every figure `prelabel status` and the exporter show for one run."""
+
+    run_id: str
+    status: str
+    error: str | None
+    model: str
+    base_url: str
+    dataset: str
+    split: str
+    total: int
+    created_at: float
+    at: float
+    labeled: int
+    failed: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    rate_limited: int
+    retries: int
+    unaligned: int
+    bucket_wait_s: float
+    cost_usd: float | None
+    rpm_cap: int | None
+    tpm_cap: int | None
+    rates: Rates | None
+    eta_s: float | None
+
+    @property
+    def done(self) -> int:
+        return self.labeled + self.failed
+
+    @property
+    def remaining(self) -> int:
+        return max(self.total - self.done, 0)
+
+    @property
+    def finished(self) -> bool:
+        """True once every item is labeled or failed, or the run stopped."""
+        return self.status != "running" or (self.total > 0 and self.done >= self.total)
+
+    @property
+    def rpm_used(self) -> float | None:
+        """Share of the RPM cap in use over the window, or None without a cap or rates."""
+        if self.rpm_cap is None or self.rates is None:
+            return None
+        return self.rates.requests_per_min / self.rpm_cap
+
+    @property
+    def tpm_used(self) -> float | None:
+        """Share of the TPM cap in use (as the provider counts tokens), or None."""
+        if self.tpm_cap is None or self.rates is None:
+            return None
+        return self.rates.charged_tokens_per_min / self.tpm_cap
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """What these tokens cost in US dollars, or None when the model's price is unknown.
+
+    The one place where prices come in: producer.pricing's table (built in, extended by the
+    file named in `PRELABEL_PRICES`).
+    """
+    from producer.pricing import PRICES_ENV, price_for
+
+    price = price_for(model, _prices(os.environ.get(PRICES_ENV) or None))
+    return None if price is None else price.cost(prompt_tokens, completion_tokens)
+
+
+@functools.lru_cache(maxsize=4)
+def _prices(path: str | None) -> Mapping[str, Price]:
+    # Read once per price file, not at every redraw or scrape.
+    from producer.pricing import PRICES_ENV, price_table
+
+    return price_table({PRICES_ENV: path} if path else {})
+
+
+def rates(older: Sample, newer: Sample, *, model: str, max_tokens: int) -> Rates | None:
+    """Rates between two samples of one run; None when no time passed between them."""
+    seconds = newer.at - older.at
+    if seconds <= 0:
+        return None
+    per_min = 60.0 / seconds
+
+    def delta(name: str) -> int:
+        # A counter never goes down; a negative delta means a sample from another run state.
+        return max(newer.get(name) - older.get(name), 0)
+
+    requests = delta("requests")
+    prompt = delta("prompt_tokens")
+    completion = delta("completion_tokens")
+    cost = cost_usd(model, prompt, completion)
+    return Rates(
+        seconds=seconds,
+        items_per_s=max(newer.done - older.done, 0) / seconds,
+        requests_per_min=requests * per_min,
+        tokens_per_min=(prompt + completion) * per_min,
+        charged_tokens_per_min=(prompt + requests * max_tokens) * per_min,
+        rate_limited_per_min=delta("rate_limited") * per_min,
+        wait_per_request_s=delta(BUCKET_WAIT_MS) / 1000 / requests if requests else 0.0,
+        cost_per_min=None if cost is None else cost * per_min,
+    )
+
+
+def eta_seconds(remaining: int, items_per_s: float | None) -> float | None:
+    """Seconds until `remaining` items are done at `items_per_s`; None when nothing moves."""
+    if remaining <= 0:
+        return 0.0
+    if not items_per_s or items_per_s <= 0:
+        return None
+    return remaining / items_per_s
+
+
+def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
+    """The run's figures; rates between `older` and the view's sample.
+
+    Without `older`, rates are averages since the run was created (up to when it stopped,
+    for a run that is no longer running).
+    """
+    cfg = view.config
+    newer = view.sample
+    if older is None:
+        older = Sample(at=cfg.created_at)
+        if view.status != "running" and view.updated_at:
+            newer = Sample(at=view.updated_at, counters=newer.counters)
+    window = rates(older, newer, model=cfg.model, max_tokens=cfg.max_tokens)
+    s = view.sample
+    remaining = max(cfg.total - s.done, 0)
+    stopped = view.status != "running"
+    speed = window.items_per_s if window is not None else None
+    eta = None if stopped and remaining else eta_seconds(remaining, speed)
+    return Snapshot(
+        run_id=cfg.run_id,
+        status=view.status,
+        error=view.error,
+        model=cfg.model,
+        base_url=cfg.base_url,
+        dataset=cfg.dataset,
+        split=cfg.split,
+        total=cfg.total,
+        created_at=cfg.created_at,
+        at=s.at,
+        labeled=s.get("labeled"),
+        failed=s.get("failed"),
+        requests=s.get("requests"),
+        prompt_tokens=s.get("prompt_tokens"),
+        completion_tokens=s.get("completion_tokens"),
+        rate_limited=s.get("rate_limited"),
+        retries=s.get("retries"),
+        unaligned=s.get("unaligned"),
+        bucket_wait_s=s.get(BUCKET_WAIT_MS) / 1000,
+        cost_usd=cost_usd(cfg.model, s.get("prompt_tokens"), s.get("completion_tokens")),
+        rpm_cap=cfg.rpm,
+        tpm_cap=cfg.tpm,
+        rates=window,
+        eta_s=eta,
+    )
+
+
+class Window:
+    """The samples of one run over the last `seconds`, for rates that follow the present."""
+
+    def __init__(self, seconds: float = DEFAULT_WINDOW) -> None:
+        self.seconds = seconds
+        self._samples: deque[Sample] = deque()
+
+    def add(self, sample: Sample) -> Sample | None:
+        """Keep `sample`; return the oldest sample still in the window before it, if any."""
+        while self._samples and sample.at - self._samples[0].at > self.seconds:
+            self._samples.popleft()
+        if self._samples and sample.done < self._samples[-1].done:
+            self._samples.clear()  # counters went back: the run was recreated, start over
+        oldest = self._samples[0] if self._samples else None
+        self._samples.append(sample)
+        return oldest
+
+
+# --- Redis reads -------------------------------------------------------------------------
+
+
+def recent_run_ids(client: redis.Redis, limit: int | None = None) -> list[str]:
+    """Run ids from the `prelabel:runs` index, newest first."""
+    end = -1 if limit is None else limit - 1
+    try:
+        raw = client.zrevrange(RUNS, 0, end)
+    except redis.RedisError as exc:
+        raise BrokerError(f"Redis error reading {RUNS}: {exc}") from None
+    return [_text(r) for r in raw if isinstance(r, bytes | str)]
+
+
+def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[RunView]:
+    """The runs among `run_ids` whose data is still in Redis, read in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        keys = RunKeys(run_id)
+        pipe.hmget(keys.meta, ["config", "status", "error", "updated_at"])
+        pipe.hgetall(keys.counters)
+    try:
+        replies = pipe.execute()
+    except redis.RedisError as exc:
+        raise BrokerError(f"Redis error reading runs: {exc}") from None
+    views: list[RunView] = []
+    for i in range(len(run_ids)):
+        (raw_config, status, error, updated), counters = replies[2 * i], replies[2 * i + 1]
+        if raw_config is None or status is None:
+            continue  # expired, or listed in the index but never written
+        try:
+            config = RunConfig.model_validate_json(raw_config)
+        except ValidationError:
+            continue  # written by another prelabel version: not ours to show
+        views.append(
+            RunView(
+                config=config,
+                status=_text(status),
+                error=_text(error) if error else None,
+                sample=Sample(at=now, counters={_text(k): int(v) for k, v in counters.items()}),
+                updated_at=float(updated) if updated else None,
+            )
+        )
+    return views
+
+
+def read_run(client: redis.Redis, run_id: str, now: float) -> RunView:
+    """One run, or RunError when Redis no longer holds it."""
+    views = read_runs(client, [run_id], now)
+    if not views:
+        raise RunError(f"run {run_id!r} is not in Redis: check the id with `prelabel runs`")
+    return views[0]
+
+
+def failure_reasons(client: redis.Redis, run_id: str, top: int = 5) -> list[tuple[str, int]]:
+    """The most common reasons items of the run failed, with how many items each."""
+    reasons: Counter[str] = Counter()
+    try:
+        for _, raw in client.hscan_iter(RunKeys(run_id).results, count=1000):
+            # Parse only failures: labeled results are most of the hash and much bigger.
+            text = _text(raw)
+            if '"status":"failed"' not in text:
+                continue
+            reasons[str(json.loads(text).get("error") or "no reason recorded")] += 1
+    except redis.RedisError as exc:
+        raise BrokerError(f"Redis error reading the results of run {run_id}: {exc}") from None
+    return reasons.most_common(top)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = [
+    "BUCKET_WAIT_MS",
+    "DEFAULT_WINDOW",
+    "Rates",
+    "RunView",
+    "Sample",
+    "Snapshot",
+    "Window",
+    "cost_usd",
+    "eta_seconds",
+    "failure_reasons",
+    "rates",
+    "read_run",
+    "read_runs",
+    "recent_run_ids",
+    "snapshot",
+]

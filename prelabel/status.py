@@ -1,0 +1,265 @@
+"""`prelabel status RUN [--watch]` and `prelabel runs`: a run's figures, once or live.
+
+The figures come from prelabel.monitor, the same as the Prometheus exporter's. In a terminal
+`--watch` redraws one panel in place; piped (a log, `kubectl logs`), it prints one line per
+interval instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from prelabel.connections import connect
+from prelabel.monitor import (
+    DEFAULT_WINDOW,
+    Snapshot,
+    Window,
+    failure_reasons,
+    read_run,
+    read_runs,
+    recent_run_ids,
+    snapshot,
+)
+from prelabel.settings import load_settings
+
+_STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "cancelled": "yellow"}
+
+
+# --- formatting --------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """`2h 05m`, `3m 10s`, `12s`; `n/a` for None."""
+    if seconds is None:
+        return "n/a"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _share(used: float | None) -> str:
+    if used is None:
+        return ""
+    style = "red" if used > 0.95 else "yellow" if used > 0.8 else "green"
+    return f" [{style}]({used:.0%} of the cap)[/]"
+
+
+def _cap(cap: int | None) -> str:
+    return f"cap {cap:,}" if cap is not None else "no cap"
+
+
+def render(snap: Snapshot, reasons: list[tuple[str, int]] | None = None) -> RenderableType:
+    """The run as one panel: progress, rates against the caps, cost, 429s, ETA, failures."""
+    r = snap.rates
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    pct = snap.done / snap.total if snap.total else 0.0
+    grid.add_row(
+        "progress",
+        f"{snap.done:,} / {snap.total:,} ({pct:.1%}) · labeled {snap.labeled:,} · "
+        f"[{'red' if snap.failed else 'default'}]failed {snap.failed:,}[/]"
+        f" · unaligned mentions {snap.unaligned:,}",
+    )
+    grid.add_row("", ProgressBar(total=max(snap.total, 1), completed=snap.done, width=60))
+    window = f"last {fmt_duration(r.seconds)}" if r else "no data yet"
+    if r is not None:
+        grid.add_row("rate", f"{r.items_per_s:,.2f} items/s ({window})")
+        grid.add_row(
+            "requests",
+            f"{r.requests_per_min:,.0f}/min vs {_cap(snap.rpm_cap)}{_share(snap.rpm_used)}"
+            f" · {snap.requests:,} in all",
+        )
+        grid.add_row(
+            "tokens",
+            f"{r.charged_tokens_per_min:,.0f}/min as the provider counts them "
+            f"(prompt + max_tokens) vs {_cap(snap.tpm_cap)}{_share(snap.tpm_used)}"
+            f" · {r.tokens_per_min:,.0f}/min used",
+        )
+        if snap.cost_usd is None:
+            grid.add_row("cost", f"n/a (no price known for {escape(snap.model)})")
+        else:
+            grid.add_row("cost", f"{fmt_usd(r.cost_per_min)}/min · {fmt_usd(snap.cost_usd)} so far")
+        grid.add_row(
+            "429s",
+            f"{snap.rate_limited:,} ({r.rate_limited_per_min:,.1f}/min) · retries {snap.retries:,}",
+        )
+        grid.add_row(
+            "bucket wait",
+            f"{r.wait_per_request_s:,.2f} s per call ({window}) · "
+            f"{fmt_duration(snap.bucket_wait_s)} in all",
+        )
+    else:
+        grid.add_row("rate", window)
+    grid.add_row(
+        "tokens in all",
+        f"prompt {snap.prompt_tokens:,} · completion {snap.completion_tokens:,}",
+    )
+    eta = "done" if snap.finished and not snap.remaining else fmt_duration(snap.eta_s)
+    grid.add_row("ETA", eta)
+    if snap.error:
+        grid.add_row("[red]stopped[/]", escape(snap.error))
+    parts: list[RenderableType] = [grid]
+    if reasons:
+        parts.append(failures_table(reasons))
+    style = _STATUS_STYLE.get(snap.status, "default")
+    title = f"run [bold]{snap.run_id}[/] [{style}]{snap.status}[/]"
+    subtitle = escape(
+        f"{snap.model} at {snap.base_url} · {snap.dataset}"
+        + (f" ({snap.split})" if snap.split else "")
+    )
+    return Panel(Group(*parts), title=title, subtitle=subtitle, title_align="left")
+
+
+def failures_table(reasons: list[tuple[str, int]]) -> Table:
+    """The most common failure reasons, with how many items each."""
+    table = Table(title="most common failure reasons", title_justify="left", expand=False)
+    table.add_column("items", justify="right")
+    table.add_column("reason", overflow="fold")
+    for reason, count in reasons:
+        table.add_row(f"{count:,}", escape(reason))
+    return table
+
+
+def one_line(snap: Snapshot) -> str:
+    """The run in one plain line, for logs."""
+    r = snap.rates
+    fields = [
+        f"run={snap.run_id}",
+        f"status={snap.status}",
+        f"done={snap.done}/{snap.total}",
+        f"failed={snap.failed}",
+        f"items_per_s={r.items_per_s:.2f}" if r else "items_per_s=n/a",
+        f"rpm={r.requests_per_min:.0f}" if r else "rpm=n/a",
+        f"tpm_charged={r.charged_tokens_per_min:.0f}" if r else "tpm_charged=n/a",
+        f"cost_per_min={fmt_usd(r.cost_per_min) if r else 'n/a'}",
+        f"429s={snap.rate_limited}",
+        f"bucket_wait_s={snap.bucket_wait_s:.1f}",
+        f"eta={fmt_duration(snap.eta_s)}",
+    ]
+    return " ".join(fields)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _client(redis_url: str | None) -> redis.Redis:
+    settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
+    return connect(settings.redis_url)
+
+
+def watch(
+    client: redis.Redis,
+    run_id: str,
+    console: Console,
+    *,
+    interval: float = 2.0,
+    window: float = DEFAULT_WINDOW,
+) -> Snapshot:
+    """Redraw the run every `interval` seconds until it is finished; returns the last view."""
+    samples = Window(window)
+
+    def take() -> Snapshot:
+        view = read_run(client, run_id, time.time())
+        older = samples.add(view.sample)
+        return snapshot(view, older)
+
+    snap = take()
+    if not console.is_terminal:
+        while True:
+            console.print(one_line(snap), highlight=False, soft_wrap=True)
+            if snap.finished:
+                return snap
+            time.sleep(interval)
+            snap = take()
+    with Live(render(snap), console=console, auto_refresh=False) as live:
+        while not snap.finished:
+            time.sleep(interval)
+            snap = take()
+            live.update(render(snap), refresh=True)
+    return snap
+
+
+RedisUrlOpt = Annotated[
+    str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+]
+
+
+def status_command(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `prelabel runs`).")],
+    watch_: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Redraw every --interval seconds until the run ends."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between two redraws.")
+    ] = 2.0,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """Show a run: items done and failed, rates against the caps, cost, 429s, bucket wait, ETA.
+
+    Without --watch, rates are averages since the run started, and the most common failure
+    reasons are listed. With --watch, rates are over the last minute.
+    """
+    console = Console()
+    client = _client(redis_url)
+    if watch_:
+        snap = watch(client, run_id, console, interval=interval)
+        if snap.failed:
+            console.print(failures_table(failure_reasons(client, run_id)))
+        return
+    snap = snapshot(read_run(client, run_id, time.time()))
+    console.print(render(snap, failure_reasons(client, run_id) if snap.failed else None))
+
+
+def runs_command(
+    limit: Annotated[int, typer.Option(help="How many runs to list, newest first.", min=1)] = 20,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """List recent runs still in Redis, newest first."""
+    console = Console()
+    client = _client(redis_url)
+    now = time.time()
+    views = read_runs(client, recent_run_ids(client, limit), now)
+    if not views:
+        console.print("no runs in Redis")
+        return
+    table = Table()
+    # The id says when the run was created (YYYYmmdd-HHMMSS-...): no date column needed.
+    table.add_column("run", no_wrap=True, min_width=max(len(v.config.run_id) for v in views))
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("done", justify="right", no_wrap=True, min_width=9)
+    table.add_column("failed", justify="right", no_wrap=True, min_width=6)
+    table.add_column("model", overflow="fold")
+    table.add_column("dataset", overflow="fold")
+    for view in views:
+        snap = snapshot(view)
+        style = _STATUS_STYLE.get(snap.status, "default")
+        table.add_row(
+            snap.run_id,
+            f"[{style}]{snap.status}[/]",
+            f"{snap.done:,}/{snap.total:,}",
+            f"{snap.failed:,}",
+            escape(snap.model),
+            escape(snap.dataset),
+        )
+    console.print(table)
