@@ -12,6 +12,8 @@ Per run (`{run}` is the run id):
     prelabel:run:{run}:leases          zset    shard -> server time (s) its lease runs out;
                                                a worker heartbeats it while labeling the shard
     prelabel:run:{run}:budget          hash    reserved and spent tokens and micro-dollars
+    prelabel:run:{run}:fewshot         string  the few-shot example pool, JSON list of
+                                               {text, mentions} (only with --few-shot)
     prelabel:runs                      zset    run ids by creation time
 
 Shared by all runs:
@@ -70,6 +72,10 @@ class RunKeys:
     @property
     def budget(self) -> str:
         return f"{self.meta}:budget"
+
+    @property
+    def fewshot(self) -> str:
+        return f"{self.meta}:fewshot"
 
 
 RECONCILER_LOCK = f"{PREFIX}:reconciler"

@@ -163,6 +163,15 @@ class RunConfig(_Frozen):
     total: int = 0
     shards: int = 0
     created_at: float = 0.0
+    #: Labelled examples per request (0: none), chosen by this strategy from the pool that
+    #: the producer stored with the run (`RunKeys.fewshot`).
+    few_shot: int = Field(0, ge=0, le=50)
+    few_shot_strategy: str = "similar"
+    #: `json_schema` (strict structured outputs), `json_object` (JSON mode), or `auto`: the
+    #: schema, falling back to JSON mode when the endpoint rejects it.
+    response_format: Literal["auto", "json_schema", "json_object"] = "auto"
+    #: A user's system-prompt template (`--prompt-file`); None is the built-in one.
+    system_template: str | None = None
     #: Reuse answers cached for identical requests (a rerun or a resume never pays twice).
     cache: bool = True
     #: Stop admitting calls once the run has spent this much (None: no budget).

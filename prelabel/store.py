@@ -145,6 +145,7 @@ class RunStore:
             keys.attempts,
             keys.leases,
             keys.budget,
+            keys.fewshot,
             *map(keys.shard, range(shards)),
         ):
             pipe.expire(key, seconds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -11,13 +11,16 @@ from rich.console import Console
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import Ontology, RunConfig
+from prelabel.model import RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
+from producer.labeling import LabelingOptions, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
+from producer.pricing import price_for
 from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
+from workers.fewshot import pool_to_json
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class RunOptions:
     cache: bool = True
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    labeling: LabelingOptions = field(default_factory=LabelingOptions)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,18 @@ def run_pipeline(
         raise ConfigError(
             f"{dataset.source} declares no entity types: pass --entity-types (e.g. PER,ORG,LOC)"
         )
+    labeling = resolve_labeling(dataset, spec, options.labeling)
     check_endpoint(settings, options.base_url)
     console.print(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
         + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else "")
     )
+    if labeling.pool:
+        console.print(
+            f"few-shot: {options.labeling.few_shot} {options.labeling.few_shot_strategy} "
+            f"examples per request, from {len(labeling.pool):,} sentences of {labeling.pool_source}"
+        )
+    price = price_for(options.model)
     config = RunConfig(
         run_id=new_run_id(),
         model=options.model,
@@ -80,7 +91,14 @@ def run_pipeline(
         max_tokens=options.max_tokens,
         batch_size=options.batch_size,
         shard_size=options.shard_size,
-        ontology=Ontology.from_tags(dataset.entity_tags),
+        ontology=labeling.ontology,
+        prompt_version=labeling.prompt_version,
+        system_template=labeling.template.system if labeling.template else None,
+        few_shot=options.labeling.few_shot,
+        few_shot_strategy=options.labeling.few_shot_strategy,
+        response_format=options.labeling.response_format,
+        price_input=price.input if price else None,
+        price_output=price.output if price else None,
         dataset=dataset.source,
         split=dataset.split,
         total=len(dataset.records),
@@ -95,7 +113,8 @@ def run_pipeline(
             f"no price is known for model {config.model!r}, so --budget-usd cannot be "
             "enforced: add its price to the price table, or use --budget-tokens"
         )
-    start_run(settings, store, dataset.records, config, dataset.skipped)
+    pool = pool_to_json(labeling.pool) if labeling.pool else None
+    start_run(settings, store, dataset.records, config, dataset.skipped, fewshot_pool=pool)
     console.print(
         f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
         f"model {config.model} at {config.base_url}"

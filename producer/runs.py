@@ -7,9 +7,11 @@ import time
 from collections.abc import Sequence
 
 import openai
+import redis
 from kombu.exceptions import OperationalError
 
 from prelabel.errors import BrokerError, EndpointError
+from prelabel.keys import RunKeys
 from prelabel.model import Record, RunConfig
 from prelabel.settings import Settings, api_key_for
 from prelabel.store import RunStore
@@ -52,12 +54,22 @@ def start_run(
     records: Sequence[Record],
     config: RunConfig,
     skipped: Sequence[tuple[str, str]] = (),
+    fewshot_pool: str | None = None,
 ) -> None:
-    """Write the run to Redis (with the input items that could not be read) and enqueue it."""
+    """Write the run to Redis (with the input items that could not be read) and enqueue it.
+
+    `fewshot_pool` (`workers.fewshot.pool_to_json`) is stored with the run before any shard
+    is enqueued, so that no worker looks for it too early.
+    """
     shards = shard(records, config.shard_size)
     if len(shards) != config.shards:
         raise ValueError(f"config says {config.shards} shards, records make {len(shards)}")
     store.create(config, shards, skipped)
+    if fewshot_pool is not None:
+        try:
+            store.redis.set(RunKeys(config.run_id).fewshot, fewshot_pool)
+        except redis.RedisError as exc:
+            raise BrokerError(f"could not write run {config.run_id}'s examples: {exc}") from None
     enqueue(settings, config.run_id, range(len(shards)))
 
 

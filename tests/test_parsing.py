@@ -196,3 +196,53 @@ def test_unreadable_batch_answer_fails_every_line_alike(content: str) -> None:
     assert len(results) == 3
     assert all(isinstance(r, ItemError) for r in results)
     assert len({str(r) for r in results}) == 1
+
+
+# --- wrappers, list-shaped batches, sloppy line keys ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"entities": {"PERSON": ["Ann"], "LOCATION": []}}',
+        "Sure! ```json\n{'answer': {'person': 'Ann'}}\n```",
+        '{"1": {"PERSON": ["Ann"]}}',
+    ],
+    ids=["entities-wrapper", "fenced-python-wrapper", "batched-shape-for-one"],
+)
+def test_single_answer_in_one_more_object_is_unwrapped(content: str) -> None:
+    assert parse_answer(content, CONLL) == answer(PERSON=["Ann"])
+
+
+def test_a_lone_type_holding_mentions_is_not_mistaken_for_a_wrapper() -> None:
+    assert parse_answer('{"PER": ["Ann"]}', CONLL) == answer(PERSON=["Ann"])
+    with pytest.raises(ItemError, match="answer for PERSON is a JSON object"):
+        parse_answer('{"PERSON": {"first": "Ann"}}', CONLL)
+
+
+def test_batch_answer_as_a_list_is_read_by_position() -> None:
+    content = 'Here you go:\n[{"PERSON": ["Ann"]}, {}, {"LOCATION": "Rome"}]'
+    assert parse_batch_answer(content, 3, CONLL) == [
+        answer(PERSON=["Ann"]),
+        answer(),
+        answer(LOCATION=["Rome"]),
+    ]
+
+
+def test_batch_answer_list_of_the_wrong_length_is_not_guessed() -> None:
+    results = parse_batch_answer('[{"PERSON": ["Ann"]}, {}]', 3, CONLL)
+    assert all(isinstance(r, ItemError) for r in results)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"answers": {"1": {"PERSON": ["Ann"]}, "2": {}}}',
+        '{"line 1": {"PERSON": ["Ann"]}, "Line 2": {}}',
+        '{"#1": {"PERSON": ["Ann"]}, "2.": {}}',
+        '{"Sentence 1:": {"PERSON": ["Ann"]}, "sentence 2": {}}',
+    ],
+    ids=["wrapper", "line-n", "hash-and-dot", "sentence-n"],
+)
+def test_batch_answer_sloppy_keys_and_wrappers(content: str) -> None:
+    assert parse_batch_answer(content, 2, CONLL) == [answer(PERSON=["Ann"]), answer()]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import bpe_openai
 import pytest
 
-from prelabel.model import EntityType, Ontology, Record
+from prelabel.errors import ConfigError
+from prelabel.model import PROMPT_VERSION, EntityType, Ontology, Record
+from workers.fewshot import Example
 from workers.parsing import parse_answer, parse_batch_answer
-from workers.prompts import build_messages, response_format
+from workers.prompts import DEFAULT_TEMPLATE, build_messages, load_template, response_format
 
 CONLL = Ontology()
 CUSTOM = Ontology(
@@ -219,3 +222,109 @@ def test_every_object_in_the_schema_is_strict(size: int) -> None:
 def test_response_format_needs_a_positive_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         response_format(CONLL, 0)
+
+
+# --- few-shot examples ------------------------------------------------------------------------
+
+EXAMPLES = [
+    Example("Ann met Bob in Rome .", {"PERSON": ["Ann", "Bob"], "LOCATION": ["Rome"]}),
+    Example("Rome beat Lazio in Rome .", {"ORGANIZATION": ["Rome", "Lazio"], "LOCATION": ["Rome"]}),
+]
+
+
+def test_single_request_shows_each_example_as_a_user_assistant_pair_before_the_sentence() -> None:
+    messages = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)
+    assert [m["role"] for m in messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert [m["content"] for m in messages[1::2][:2]] == [e.text for e in EXAMPLES]
+    assert messages[-1]["content"] == RECORDS[0].text
+    # Every example answer is what the prompt asks for: all types, ontology order, valid.
+    for example, reply in zip(EXAMPLES, messages[2:5:2], strict=True):
+        parsed = json.loads(reply["content"])
+        assert list(parsed) == [t.name for t in CONLL.types]
+        assert validate(parsed, response_format(CONLL, 1)) == []
+        assert parse_answer(reply["content"], CONLL) == {
+            t.name: list(example.mentions.get(t.name, [])) for t in CONLL.types
+        }
+
+
+def test_batched_request_shows_the_examples_as_one_numbered_pair() -> None:
+    messages = build_messages(RECORDS, CONLL, examples=EXAMPLES)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == "1: Ann met Bob in Rome .\n2: Rome beat Lazio in Rome ."
+    reply = json.loads(messages[2]["content"])
+    assert validate(reply, response_format(CONLL, 2)) == []
+    assert parse_batch_answer(messages[2]["content"], 2, CONLL)[1]["LOCATION"] == ["Rome"]
+    assert messages[3]["content"].startswith("1: EU rejects")
+
+
+def test_one_example_in_a_batch_still_goes_out_numbered() -> None:
+    messages = build_messages(RECORDS, CONLL, examples=EXAMPLES[:1])
+    assert messages[1]["content"] == "1: Ann met Bob in Rome ."
+    assert list(json.loads(messages[2]["content"])) == ["1"]
+
+
+def test_examples_replace_the_built_in_example_and_keep_the_prefix_stable() -> None:
+    plain = system(RECORDS[:1])
+    with_examples = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)[0]["content"]
+    assert "Smith flew" in plain and "Smith flew" not in with_examples
+    assert with_examples.startswith(plain.split("\nExample:")[0])
+    # The same examples for two sentences: everything but the last message is identical.
+    a = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)
+    b = build_messages(RECORDS[1:2], CONLL, examples=EXAMPLES)
+    assert a[:-1] == b[:-1] and a[-1] != b[-1]
+
+
+# --- prompt templates -------------------------------------------------------------------------
+
+
+def test_the_default_template_gives_the_built_in_prompt() -> None:
+    for size in (1, 3):
+        built = build_messages(RECORDS[:size], CONLL, template=DEFAULT_TEMPLATE)
+        assert built == build_messages(RECORDS[:size], CONLL)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_a_prompt_file_sets_the_system_prompt_and_a_versioned_hash(
+    tmp_path: Path, suffix: str
+) -> None:
+    system_text = 'Tag {sentences}. Types:\n{types}\n{format}\nNever output {"a": 1}.'
+    path = tmp_path / f"prompt{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps({"system": system_text}))
+    else:
+        path.write_text(f"system = {json.dumps(system_text)}\n")
+    template = load_template(path)
+    assert re.fullmatch(rf"{PROMPT_VERSION}\+custom-[0-9a-f]{{8}}", template.version)
+    prompt = build_messages(RECORDS, CONLL, template=template.system)[0]["content"]
+    assert prompt.startswith("Tag each numbered sentence. Types:\n- PERSON: ")
+    assert 'Never output {"a": 1}.' in prompt and "line number" in prompt
+    other = tmp_path / f"other{suffix}"
+    other.write_text(path.read_text().replace("Tag", "Label"))
+    assert load_template(other).version != template.version
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('system = "Label {types}"', "needs {format}"),
+        ('system = "{format}"', "needs {types}"),
+        ('system = "{types} {format} {typo}"', "unknown placeholder(s) {typo}"),
+        ('system = "{types} {format}"\nuser = "x"', "exactly one key"),
+        ("system = ", "not valid TOML"),
+    ],
+)
+def test_bad_prompt_files_name_the_file_and_the_fix(
+    tmp_path: Path, content: str, needle: str
+) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_template(path)
+    assert needle in str(caught.value) and str(path) in str(caught.value)

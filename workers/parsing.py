@@ -1,9 +1,10 @@
 """Read a model's answer into mentions per type, repairing the usual sloppiness.
 
 Models wrap JSON in code fences or prose, answer in Python-style quotes, give a lone
-string for a list or `null` for none, and change the casing of type names. All of that is
-repaired here. What cannot be repaired becomes an `ItemError` with a one-line reason, so
-that the worker can retry the item or record why it failed.
+string for a list or `null` for none, change the casing of type names, wrap the answer in
+one more object (`{"entities": {...}}`), and answer a batch as a list or with keys like
+`"line 1"`. All of that is repaired here. What cannot be repaired becomes an `ItemError`
+with a one-line reason, so that the worker can retry the item or record why it failed.
 
 Keys that are not ontology types are kept under their own name: alignment reports their
 mentions as unaligned, rather than losing them without a trace.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prelabel.errors import ItemError
@@ -26,6 +27,7 @@ _MAX_CANDIDATES = 32
 _LITERALS = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|\b(null|true|false)\b""")
 _PYTHON_LITERAL = {"null": "None", "true": "True", "false": "False"}
 _MISSING = object()
+_LINE_KEY = re.compile(r"(?:(?:line|sentence)\s*)?#?\s*(\d+)\s*[.:)]?", re.IGNORECASE)
 
 
 def parse_answer(content: str, ontology: Ontology) -> dict[str, list[str]]:
@@ -35,7 +37,8 @@ def parse_answer(content: str, ontology: Ontology) -> dict[str, list[str]]:
     the ontology does not know follow under their own name. Raises `ItemError` when the
     answer cannot be read.
     """
-    return _mentions_by_type(_extract_object(content), ontology)
+    answer = _extract_object(content)
+    return _mentions_by_type(_unwrap(answer, _type_aliases(ontology).__contains__), ontology)
 
 
 def parse_batch_answer(
@@ -47,11 +50,16 @@ def parse_batch_answer(
     retry just those items; keys beyond the batch are ignored. When the whole answer is
     unreadable, every slot holds that same error.
     """
-    try:
-        answer = _extract_object(content)
-    except ItemError as error:
-        return [error] * size
-    by_line = {str(key).strip(): value for key, value in answer.items()}
+    listed = _extract_list(content)
+    if listed is not None and len(listed) == size:
+        # A list with one object per sentence: the position is the line number.
+        answer: Mapping[Any, Any] = {str(i): value for i, value in enumerate(listed, 1)}
+    else:
+        try:
+            answer = _unwrap(_extract_object(content), lambda key: _line_key(key).isdigit())
+        except ItemError as error:
+            return [error] * size
+    by_line = {_line_key(key): value for key, value in answer.items()}
     results: list[dict[str, list[str]] | ItemError] = []
     for line in range(1, size + 1):
         value = by_line.get(str(line), _MISSING)
@@ -67,6 +75,40 @@ def parse_batch_answer(
             except ItemError as error:
                 results.append(ItemError(f"line {line}: {error}"))
     return results
+
+
+def _line_key(key: object) -> str:
+    """`"1"` for keys like 1, " 1 ", "line 1", "#1", "1." or "Sentence 1:"; else the key."""
+    text = str(key).strip()
+    match = _LINE_KEY.fullmatch(text)
+    return match.group(1) if match else text
+
+
+def _unwrap(answer: Mapping[Any, Any], expected: Callable[[str], bool]) -> Mapping[Any, Any]:
+    """The inner object of `{"entities": {...}}`: one key, not an expected one, an object."""
+    if len(answer) == 1:
+        ((key, value),) = answer.items()
+        if isinstance(value, Mapping) and not expected(str(key).strip().casefold()):
+            return value
+    return answer
+
+
+def _type_aliases(ontology: Ontology) -> set[str]:
+    return {t.name.casefold() for t in ontology.types} | {t.tag.casefold() for t in ontology.types}
+
+
+def _extract_list(content: str) -> list[Any] | None:
+    """The answer as a list of objects, when its first bracket opens a list; else None."""
+    start, brace = content.find("["), content.find("{")
+    if start == -1 or (brace != -1 and brace < start):
+        return None
+    end = _matching_brace(content, start, "[", "]")
+    if end is None:
+        return None
+    value = _decode(content[start : end + 1])
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        return value
+    return None
 
 
 def _extract_object(content: str) -> Mapping[Any, Any]:
@@ -87,8 +129,8 @@ def _extract_object(content: str) -> Mapping[Any, Any]:
     raise ItemError(f"answer is not JSON: {_snippet(content)}")
 
 
-def _matching_brace(text: str, start: int) -> int | None:
-    """The index of the `}` closing the `{` at `start`, skipping quoted strings."""
+def _matching_brace(text: str, start: int, opening: str = "{", closing: str = "}") -> int | None:
+    """The index of the `closing` that closes the `opening` at `start`, skipping strings."""
     depth = 0
     quote = ""
     i = start
@@ -101,9 +143,9 @@ def _matching_brace(text: str, start: int) -> int | None:
                 quote = ""
         elif char in "\"'":
             quote = char
-        elif char == "{":
+        elif char == opening:
             depth += 1
-        elif char == "}":
+        elif char == closing:
             depth -= 1
             if depth == 0:
                 return i

@@ -1,19 +1,44 @@
 """The chat messages and the structured-output schema of the ner-v1 wire format.
 
 One record goes out as its bare text; several go out as numbered lines `"{i}: {text}"`.
-The system prompt depends only on the ontology and on single vs batched mode, never on
-the records or the batch size, so that every request of a run starts with the same
-prefix and providers' prompt caching applies.
+Few-shot examples, when a run has them, come between the system message and the records,
+as user/assistant turns in the same format as the request (one pair per example for a single
+record, one numbered pair for a batch). The system prompt depends only on the ontology, the
+template and single vs batched mode, never on the records or the batch size, so that every
+request of a run starts with the same prefix and providers' prompt caching applies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from prelabel.model import Ontology, Record
+from prelabel.errors import ConfigError
+from prelabel.model import PROMPT_VERSION, Ontology, Record
+from workers.fewshot import Example
+
+#: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
+#: ontology with its descriptions, `{format}` is the answer format (and, without few-shot
+#: examples, a worked example).
+DEFAULT_TEMPLATE = (
+    "You are an expert annotator for named entity recognition. Label the named entities "
+    "in {sentences} with these types:\n"
+    "{types}\n"
+    "Rules: extract only entities that appear verbatim in the sentence, each mention "
+    "copied exactly as written (same spelling, casing and spacing); list mentions in "
+    "order of appearance, once per occurrence; do not invent types.\n"
+    "{format}"
+)
+PLACEHOLDERS = ("{types}", "{format}", "{sentences}")
+_REQUIRED = ("{types}", "{format}")
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
 #: A tiny worked example for ontologies that use the CoNLL names: it shows order of
 #: appearance and a repeated mention, the two rules models break most.
@@ -21,8 +46,61 @@ _EXAMPLE_TEXT = "Smith flew from Paris to Berlin and back to Paris ."
 _EXAMPLE_MENTIONS = {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]}
 
 
-def build_messages(records: Sequence[Record], ontology: Ontology) -> list[dict[str, str]]:
-    """The system and user messages asking the model to label `records`.
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A user's system-prompt template and the prompt version recorded with its predictions."""
+
+    system: str
+    version: str
+
+
+def load_template(path: Path) -> PromptTemplate:
+    """Read `--prompt-file` (TOML or JSON with one key, `system`); ConfigError when unusable.
+
+    The version is `ner-v1+custom-<first 8 hex of the template's SHA-256>`, so that every
+    prediction says which prompt made it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--prompt-file {path}: cannot be read ({exc.strerror or exc})") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data: object = json.loads(text) if is_json else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "JSON" if is_json else "TOML"
+        raise ConfigError(f"--prompt-file {path}: not valid {kind} ({first})") from None
+    if not isinstance(data, dict) or set(data) != {"system"} or not isinstance(data["system"], str):
+        raise ConfigError(
+            f'--prompt-file {path}: expected exactly one key, system = "..." (a string)'
+        )
+    system = data["system"]
+    check_template(system, f"--prompt-file {path}")
+    digest = hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
+    return PromptTemplate(system=system, version=f"{PROMPT_VERSION}+custom-{digest}")
+
+
+def check_template(template: str, where: str) -> None:
+    """Raise ConfigError when `template` lacks a required placeholder or has an unknown one."""
+    for needed in _REQUIRED:
+        if needed not in template:
+            raise ConfigError(f"{where}: the system template needs {needed}")
+    unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(PLACEHOLDERS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown placeholder(s) {', '.join(unknown)}; use {', '.join(PLACEHOLDERS)}"
+        )
+
+
+def build_messages(
+    records: Sequence[Record],
+    ontology: Ontology,
+    *,
+    examples: Sequence[Example] = (),
+    template: str | None = None,
+) -> list[dict[str, str]]:
+    """The messages asking the model to label `records`: system, examples, then the records.
 
     One record uses the single-sentence format (answer: parse with `parse_answer`);
     more than one use numbered lines (answer: parse with `parse_batch_answer`).
@@ -30,42 +108,73 @@ def build_messages(records: Sequence[Record], ontology: Ontology) -> list[dict[s
     if not records:
         raise ValueError("build_messages needs at least one record")
     batched = len(records) > 1
+    system = system_prompt(ontology, batched=batched, template=template, example=not examples)
     return [
-        {"role": "system", "content": system_prompt(ontology, batched=batched)},
-        {"role": "user", "content": user_content(records)},
+        {"role": "system", "content": system},
+        *example_messages(examples, ontology, batched=batched),
+        {"role": "user", "content": user_content([r.text for r in records])},
     ]
 
 
-def user_content(records: Sequence[Record]) -> str:
-    """The user message: one record's text, or one numbered line per record."""
-    if len(records) == 1:
-        return records[0].text
+def user_content(texts: Sequence[str]) -> str:
+    """The user message: one text as it is, or one numbered line per text."""
+    return texts[0] if len(texts) == 1 else _numbered(texts)
+
+
+def _numbered(texts: Sequence[str]) -> str:
     # A line break inside a text would break the one-line-per-sentence contract.
-    return "\n".join(
-        f"{i}: {' '.join(record.text.splitlines())}" for i, record in enumerate(records, 1)
-    )
+    return "\n".join(f"{i}: {' '.join(text.splitlines())}" for i, text in enumerate(texts, 1))
 
 
-@lru_cache(maxsize=32)
-def system_prompt(ontology: Ontology, *, batched: bool) -> str:
-    """The system message for `ontology`, in single-sentence or numbered-lines mode."""
+def example_messages(
+    examples: Sequence[Example], ontology: Ontology, *, batched: bool
+) -> list[dict[str, str]]:
+    """Few-shot turns in the request's own format: a pair per example, or one numbered pair."""
+    if not examples:
+        return []
+    if not batched:
+        turns: list[dict[str, str]] = []
+        for example in examples:
+            turns.append({"role": "user", "content": example.text})
+            turns.append({"role": "assistant", "content": answer_json(example.mentions, ontology)})
+        return turns
+    answers = {str(i): _ordered(e.mentions, ontology) for i, e in enumerate(examples, 1)}
+    # A batch of one example still goes out numbered: the model must see the batched shape.
+    return [
+        {"role": "user", "content": _numbered([e.text for e in examples])},
+        {"role": "assistant", "content": _dumps(answers)},
+    ]
+
+
+def answer_json(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> str:
+    """A single-sentence answer as the prompt asks for it: every type, in ontology order."""
+    return _dumps(_ordered(mentions, ontology))
+
+
+def _ordered(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> dict[str, list[str]]:
+    return {t.name: list(mentions.get(t.name, ())) for t in ontology.types}
+
+
+@lru_cache(maxsize=64)
+def system_prompt(
+    ontology: Ontology, *, batched: bool, template: str | None = None, example: bool = True
+) -> str:
+    """The system message for `ontology`, in single-sentence or numbered-lines mode.
+
+    `example=False` leaves out the built-in worked example (few-shot examples replace it).
+    """
     types = "\n".join(
         f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.types
     )
     where = "each numbered sentence" if batched else "the sentence"
     one = "an object mapping every type to its list of mentions ([] if none)"
     answer = f'an object mapping each line number ("1", "2", ...) to {one}' if batched else one
-    lines = [
-        "You are an expert annotator for named entity recognition. Label the named entities "
-        f"in {where} with these types:",
-        types,
-        "Rules: extract only entities that appear verbatim in the sentence, each mention "
-        "copied exactly as written (same spelling, casing and spacing); list mentions in "
-        "order of appearance, once per occurrence; do not invent types.",
-        f"Answer with JSON only: {answer}.",
-        _example(ontology, batched=batched),
-    ]
-    return "\n".join(lines)
+    fmt = f"Answer with JSON only: {answer}."
+    if example:
+        fmt += "\n" + _example(ontology, batched=batched)
+    # Plain replacement, not str.format: a template may hold JSON braces of its own.
+    text = template if template is not None else DEFAULT_TEMPLATE
+    return text.replace("{sentences}", where).replace("{types}", types).replace("{format}", fmt)
 
 
 def response_format(ontology: Ontology, batch_size: int) -> dict[str, Any]:
@@ -115,5 +224,5 @@ def _example(ontology: Ontology, *, batched: bool) -> str:
 
 
 def _dumps(answer: object) -> str:
-    # Compact separators: the example is repeated in every request, and spaces cost tokens.
-    return json.dumps(answer, separators=(",", ":"))
+    # Compact separators: examples are repeated in every request, and spaces cost tokens.
+    return json.dumps(answer, separators=(",", ":"), ensure_ascii=False)

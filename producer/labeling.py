@@ -1,0 +1,100 @@
+"""A run's labeling choices, resolved before it starts: ontology, prompt, few-shot pool.
+
+`prelabel run`, `run --dry-run` and `prelabel estimate` all resolve the same way, so that an
+estimate is built from the very messages the workers will send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prelabel.errors import ConfigError
+from prelabel.model import PROMPT_VERSION, Ontology
+from prelabel.ontology import load_ontology, restrict
+from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
+from workers.fewshot import MAX_EXAMPLES, STRATEGIES, Example, examples_from_records
+from workers.prompts import PromptTemplate, load_template
+
+ResponseFormatChoice = Literal["auto", "json_schema", "json_object"]
+
+
+@dataclass(frozen=True)
+class LabelingOptions:
+    """What the user chose: `--ontology`, `--prompt-file`, `--few-shot*`, `--response-format`."""
+
+    ontology_file: Path | None = None
+    prompt_file: Path | None = None
+    few_shot: int = 0
+    few_shot_strategy: str = "similar"
+    few_shot_from: str | None = None
+    response_format: ResponseFormatChoice = "auto"
+
+
+@dataclass(frozen=True)
+class Labeling:
+    """The resolved choices: what the workers need, with where the examples came from."""
+
+    ontology: Ontology
+    template: PromptTemplate | None
+    pool: list[Example]
+    pool_source: str
+    options: LabelingOptions
+
+    @property
+    def prompt_version(self) -> str:
+        return self.template.version if self.template else PROMPT_VERSION
+
+
+def resolve_labeling(
+    dataset: LoadedDataset, spec: DatasetSpec, options: LabelingOptions
+) -> Labeling:
+    """Read the ontology and prompt files and load the few-shot pool; ConfigError on misuse."""
+    if options.ontology_file is not None:
+        ontology = load_ontology(options.ontology_file)
+        if spec.entity_types:
+            ontology = restrict(ontology, spec.entity_types, str(options.ontology_file))
+    else:
+        ontology = Ontology.from_tags(dataset.entity_tags)
+    template = load_template(options.prompt_file) if options.prompt_file is not None else None
+    pool: list[Example] = []
+    source = ""
+    if options.few_shot:
+        if not 0 < options.few_shot <= MAX_EXAMPLES:
+            raise ConfigError(f"--few-shot {options.few_shot}: use 1 to {MAX_EXAMPLES} examples")
+        if options.few_shot_strategy not in STRATEGIES:
+            raise ConfigError(
+                f"--few-shot-strategy {options.few_shot_strategy!r} is unknown; "
+                f"use one of {', '.join(STRATEGIES)}"
+            )
+        pool_spec = _pool_spec(spec, options)
+        loaded = load_dataset_records(pool_spec)
+        pool = examples_from_records(loaded.records, ontology)
+        source = loaded.source
+        if not pool:
+            raise ConfigError(
+                f"--few-shot-from {pool_spec.source}: no sentence with gold tags to show as an "
+                "example; point it to a labelled train split"
+            )
+    return Labeling(ontology, template, pool, source, options)
+
+
+def _pool_spec(spec: DatasetSpec, options: LabelingOptions) -> DatasetSpec:
+    """Where examples come from: `--few-shot-from`, else the train split beside the dataset."""
+    fields = {
+        "text_field": spec.text_field,
+        "tokens_field": spec.tokens_field,
+        "tags_field": spec.tags_field,
+        "format": spec.format,
+    }
+    if options.few_shot_from:
+        return DatasetSpec(source=options.few_shot_from, split="train", **fields)
+    path = Path(spec.source).expanduser()
+    if path.is_file():
+        raise ConfigError(
+            f"--few-shot needs labelled examples and {spec.source} is a single file: "
+            "pass --few-shot-from FILE_OR_FOLDER (a train split)"
+        )
+    # A folder holds its splits; a hub dataset has a train split of its own.
+    return DatasetSpec(source=spec.source, split="train", **fields)

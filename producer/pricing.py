@@ -1,0 +1,120 @@
+"""What tokens cost: a built-in price table per model, extendable by a file.
+
+Prices are USD per million tokens, input (prompt) and output (completion), at OpenAI's
+standard tier. The built-in table was copied from OpenAI's pricing page as of 2025-08; prices
+change, so check them before relying on an estimate. A file named by `PRELABEL_PRICES` (JSON
+or TOML) adds models or overrides these:
+
+    # prices.toml                          // prices.json
+    [models."my-vllm-model"]               {"models": {"my-vllm-model":
+    input = 0.0                                {"input": 0.0, "output": 0.0}}}
+    output = 0.0
+
+A model is looked up by its exact name, then by the longest known name it starts with, so
+that dated snapshots (`gpt-4o-mini-2024-07-18`) get their family's price.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from prelabel.errors import ConfigError
+
+#: The environment variable naming a price file.
+PRICES_ENV = "PRELABEL_PRICES"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million input (prompt) and output (completion) tokens."""
+
+    input: float
+    output: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for that many tokens."""
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+#: OpenAI standard-tier prices, USD per 1M tokens, as listed on 2025-08 (input, output).
+BUILTIN: Mapping[str, Price] = {
+    "gpt-5": Price(1.25, 10.00),
+    "gpt-5-mini": Price(0.25, 2.00),
+    "gpt-5-nano": Price(0.05, 0.40),
+    "gpt-4.1": Price(2.00, 8.00),
+    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4.1-nano": Price(0.10, 0.40),
+    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4o-mini": Price(0.15, 0.60),
+    "gpt-4-turbo": Price(10.00, 30.00),
+    "gpt-4": Price(30.00, 60.00),
+    "gpt-3.5-turbo": Price(0.50, 1.50),
+    "o3": Price(2.00, 8.00),
+    "o3-mini": Price(1.10, 4.40),
+    "o4-mini": Price(1.10, 4.40),
+    "o1": Price(15.00, 60.00),
+    "o1-mini": Price(1.10, 4.40),
+}
+
+
+def load_prices(path: Path) -> dict[str, Price]:
+    """The models and prices in a price file (see the module docstring for its shape)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{PRICES_ENV}={path}: cannot be read ({exc.strerror or exc})") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data: object = json.loads(text) if is_json else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "JSON" if is_json else "TOML"
+        raise ConfigError(f"{PRICES_ENV}={path}: not valid {kind} ({first})") from None
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"models"}
+        or not isinstance(data["models"], dict)
+    ):
+        raise ConfigError(f"{PRICES_ENV}={path}: expected one table, models, of name -> prices")
+    models: dict[str, object] = data["models"]
+    prices: dict[str, Price] = {}
+    for name, entry in models.items():
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"input", "output"}
+            or not all(_non_negative(entry[k]) for k in ("input", "output"))
+        ):
+            raise ConfigError(
+                f"{PRICES_ENV}={path}: model {name!r} needs input and output, "
+                "USD per million tokens (numbers >= 0)"
+            )
+        prices[str(name)] = Price(float(entry["input"]), float(entry["output"]))
+    return prices
+
+
+def price_table(environ: Mapping[str, str] | None = None) -> dict[str, Price]:
+    """The built-in table, extended by the file in `PRELABEL_PRICES` when it is set."""
+    env = os.environ if environ is None else environ
+    table = dict(BUILTIN)
+    path = env.get(PRICES_ENV)
+    if path:
+        table.update(load_prices(Path(path).expanduser()))
+    return table
+
+
+def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | None:
+    """The price of `model`: exact name, else the longest known prefix, else None."""
+    prices = price_table() if table is None else table
+    if model in prices:
+        return prices[model]
+    family = max((name for name in prices if model.startswith(name + "-")), key=len, default=None)
+    return prices[family] if family is not None else None
+
+
+def _non_negative(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,227 @@
+"""Few-shot examples: a pool of labelled sentences, and selectors that pick from it.
+
+The producer turns a train split into a pool (`examples_from_records`) and stores it with the
+run (`pool_to_json`, key `RunKeys.fewshot`); each worker process reads it once per run and
+fits its selector once (`selector_for_run`). Selectors are pluggable: anything with
+`select(texts, k)` can be registered under a name with `register_strategy`.
+
+- `random`: one seeded shuffle of the pool, so every request of a run gets the same examples
+  (the prompt prefix is identical, and providers' prompt caching applies).
+- `similar`: TF-IDF cosine nearest neighbours of the batch's sentences (scikit-learn), taken
+  round-robin so that every sentence of a batch gets its closest examples first. Similar
+  demonstrations are worth more than any other prompt change (GPT-NER: 72.6 → 84.4 F1).
+
+A pool sentence identical to one being labelled is never shown: it would leak the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prelabel.errors import ConfigError
+from prelabel.model import Ontology, Record
+
+#: Examples kept in a pool; a larger train split is sampled (seeded) down to this.
+POOL_LIMIT = 20_000
+#: The most examples one request may carry.
+MAX_EXAMPLES = 50
+_SEED = 0
+log = logging.getLogger(__name__)
+_CACHED_RUNS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A labelled sentence: its text and its mentions per type NAME, in order of appearance."""
+
+    text: str
+    mentions: Mapping[str, Sequence[str]]
+
+
+class ExampleSelector(Protocol):
+    """Picks up to `k` examples for a request about `texts` (none identical to one of them)."""
+
+    def select(self, texts: Sequence[str], k: int) -> list[Example]: ...
+
+
+SelectorFactory = Callable[[Sequence[Example]], ExampleSelector]
+
+
+class RandomSelector:
+    """The same seeded random examples for every request, skipping any being labelled."""
+
+    def __init__(self, pool: Sequence[Example], seed: int = _SEED) -> None:
+        self.pool = list(pool)
+        self._order = list(range(len(self.pool)))
+        random.Random(seed).shuffle(self._order)
+
+    def select(self, texts: Sequence[str], k: int) -> list[Example]:
+        banned = set(texts)
+        chosen: list[Example] = []
+        for i in self._order:
+            if len(chosen) >= k:
+                break
+            if self.pool[i].text not in banned:
+                chosen.append(self.pool[i])
+        return chosen
+
+
+class SimilarSelector:
+    """TF-IDF cosine nearest neighbours of the request's sentences, most similar last."""
+
+    def __init__(self, pool: Sequence[Example]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.pool = list(pool)
+        self._by_text: dict[str, list[int]] = {}
+        for i, example in enumerate(self.pool):
+            self._by_text.setdefault(example.text, []).append(i)
+        # Single-character words count: CoNLL is full of initials, scores and short names.
+        self._vectorizer = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+        self._matrix: Any = (
+            self._vectorizer.fit_transform([e.text for e in self.pool]) if self.pool else None
+        )
+
+    def select(self, texts: Sequence[str], k: int) -> list[Example]:
+        import numpy as np
+
+        if k <= 0 or not self.pool or not texts:
+            return []
+        sims = (self._vectorizer.transform(list(texts)) @ self._matrix.T).toarray()
+        for text in set(texts):
+            for i in self._by_text.get(text, ()):
+                sims[:, i] = -np.inf
+        n = len(self.pool)
+        depth = min(n, k + len(texts))
+        ranked: list[list[int]] = []
+        for row in sims:
+            top = np.argpartition(-row, depth - 1)[:depth] if depth < n else np.arange(n)
+            # Ties broken by pool position, so that a request always gets the same examples.
+            scores = row.tolist()
+            ranked.append(sorted((int(i) for i in top), key=lambda i: (-scores[i], i)))
+        chosen: list[int] = []
+        seen: set[int] = set()
+        for rank in range(depth):
+            # Round-robin: every sentence's best example before any sentence's second best.
+            rows = sorted(range(len(texts)), key=lambda r: -sims[r][ranked[r][rank]])
+            for r in rows:
+                i = ranked[r][rank]
+                if i in seen or sims[r][i] == -np.inf:
+                    continue
+                seen.add(i)
+                chosen.append(i)
+                if len(chosen) == k:
+                    break
+            if len(chosen) == k:
+                break
+        # Most similar last: closest to the sentences it is meant to help with.
+        return [self.pool[i] for i in reversed(chosen)]
+
+
+STRATEGIES: dict[str, SelectorFactory] = {"random": RandomSelector, "similar": SimilarSelector}
+
+
+def register_strategy(name: str, factory: SelectorFactory) -> None:
+    """Make `factory` available as `--few-shot-strategy NAME` (in producer and workers)."""
+    STRATEGIES[name] = factory
+
+
+def make_selector(strategy: str, pool: Sequence[Example]) -> ExampleSelector:
+    """The selector named `strategy` over `pool`; ConfigError for an unknown name."""
+    factory = STRATEGIES.get(strategy)
+    if factory is None:
+        raise ConfigError(
+            f"--few-shot-strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}"
+        )
+    return factory(pool)
+
+
+def examples_from_records(
+    records: Iterable[Record], ontology: Ontology, limit: int = POOL_LIMIT
+) -> list[Example]:
+    """A pool from gold-labelled records: one example per distinct text, mentions by type name.
+
+    Gold types the ontology does not list are left out of the answers, as the model is never
+    asked for them. Records without gold tags are skipped.
+    """
+    by_tag = ontology.by_tag()
+    pool: list[Example] = []
+    seen: set[str] = set()
+    for record in records:
+        if record.gold_tags is None or record.text in seen or not record.text.strip():
+            continue
+        seen.add(record.text)
+        mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
+        for tag, first, last in _bio_spans(record.gold_tags):
+            if tag in by_tag:
+                start, end = record.offsets[first][0], record.offsets[last][1]
+                mentions[by_tag[tag].name].append(record.text[start:end])
+        pool.append(Example(text=record.text, mentions=mentions))
+    if len(pool) > limit:
+        keep = sorted(random.Random(_SEED).sample(range(len(pool)), limit))
+        pool = [pool[i] for i in keep]
+    return pool
+
+
+def pool_to_json(pool: Sequence[Example]) -> str:
+    """The pool as stored in Redis: `[{"text": ..., "mentions": {...}}, ...]`."""
+    return json.dumps(
+        [{"text": e.text, "mentions": {k: list(v) for k, v in e.mentions.items()}} for e in pool],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def pool_from_json(raw: str | bytes) -> list[Example]:
+    """Read a pool written by `pool_to_json`."""
+    return [Example(text=e["text"], mentions=e["mentions"]) for e in json.loads(raw)]
+
+
+_SELECTORS: OrderedDict[tuple[str, str], ExampleSelector] = OrderedDict()
+
+
+def selector_for_run(
+    run_id: str, strategy: str, load: Callable[[], str | bytes | None]
+) -> ExampleSelector:
+    """This process's selector for a run: the pool is read (`load`) and fitted only once.
+
+    A run whose pool is missing gets an empty selector (no examples) rather than failing
+    every item: the producer writes the pool before it enqueues any shard.
+    """
+    key = (run_id, strategy)
+    selector = _SELECTORS.get(key)
+    if selector is None:
+        raw = load()
+        if not raw:
+            log.warning(
+                "run %s has no few-shot pool in Redis: requests go without examples", run_id
+            )
+        selector = make_selector(strategy, pool_from_json(raw) if raw else [])
+        _SELECTORS[key] = selector
+        while len(_SELECTORS) > _CACHED_RUNS:
+            _SELECTORS.popitem(last=False)
+    else:
+        _SELECTORS.move_to_end(key)
+    return selector
+
+
+def _bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """`(type, first token, last token)` of BIO tags; an `I-X` after another type opens one."""
+    spans: list[tuple[str, int, int]] = []
+    kind, start = "", -1
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, typ = tag.partition("-")
+        if prefix == "I" and typ == kind and start >= 0:
+            continue
+        if start >= 0:
+            spans.append((kind, start, i - 1))
+            kind, start = "", -1
+        if prefix in ("B", "I") and typ:
+            kind, start = typ, i
+    return spans
