@@ -101,8 +101,12 @@ def evaluate_command(
     resamples: ResamplesOpt = RESAMPLES,
     seed: SeedOpt = 0,
 ) -> None:
-    """Evaluate a predictions file: entity-level F1 with bootstrap intervals, errors by kind,
-    the token-level table (labelled as such), failed items and alignment losses.
+    """Evaluate a predictions file: entity-level F1 with intervals, errors by kind.
+
+    Reads prelabel's predictions.jsonl (or a run folder), a conlleval file (token first,
+    gold and predicted tags last) or a Kili json_response export. Beside the entity-level
+    scores it prints the token-level table (labelled as such), failed items and alignment
+    losses.
     """
     source = _read(file, fmt, gold, split, assets)
     figures = source.figures
@@ -136,8 +140,9 @@ def compare_command(
     resamples: ResamplesOpt = RESAMPLES,
     seed: SeedOpt = 0,
 ) -> None:
-    """Compare two runs on the items both labeled: F1 per type, micro and macro, B − A with
-    a paired bootstrap interval and p-value, and F1 per dollar and per 1k tokens.
+    """Compare two runs or files: F1 per type, B − A, with a paired bootstrap test.
+
+    Only items both labeled are compared. It also gives F1 per dollar and per 1k tokens.
     """
     source_a = _read(a, fmt, gold, split, assets)
     source_b = _read(b, fmt, gold, split, assets)

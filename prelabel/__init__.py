@@ -12,6 +12,7 @@ from prelabel.errors import (
     ItemError,
     PrelabelError,
     RunError,
+    UploadError,
 )
 from prelabel.model import (
     CONLL_TYPES,
@@ -47,5 +48,6 @@ __all__ = [
     "RunStore",
     "Settings",
     "Unaligned",
+    "UploadError",
     "Usage",
 ]

@@ -7,15 +7,25 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from collector.cli import Platform, export_command, upload_after_run, upload_command
+from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
+from prelabel.exporter import metrics_command
+from prelabel.flower import flower_command
 from prelabel.settings import Settings, load_settings
+from prelabel.status import runs_command, status_command
+
+if TYPE_CHECKING:
+    from producer.labeling import LabelingOptions
+    from producer.loading import DatasetSpec
+    from producer.pipeline import RunOptions
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +67,55 @@ BaseUrlOpt = Annotated[
 RedisOpt = Annotated[
     str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
 ]
+OntologyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ontology",
+        help="Entity types file (TOML or JSON: a list of types, each with name, tag and "
+        "description). "
+        "Default: the dataset's tags, CoNLL's named PERSON, ORGANIZATION, LOCATION, MISCELLANEOUS.",
+    ),
+]
+PromptFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompt-file",
+        help='System prompt template (TOML or JSON: system = "..." with {types} and {format}); '
+        "its hash is part of the prompt version recorded with each prediction.",
+    ),
+]
+FewShotOpt = Annotated[
+    int, typer.Option("--few-shot", help="Labelled examples per request (0: none).", min=0)
+]
+FewShotStrategyOpt = Annotated[
+    str,
+    typer.Option(
+        "--few-shot-strategy",
+        help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
+    ),
+]
+FewShotFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--few-shot-from",
+        help="Labelled examples to choose from (same forms as --dataset). "
+        "Default: the train split beside --dataset.",
+    ),
+]
+ResponseFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--response-format",
+        help="auto (a strict JSON schema, JSON mode if the endpoint refuses it), "
+        "json_schema or json_object.",
+    ),
+]
+
+
+def default_max_tokens(batch_size: int) -> int:
+    """Room for a batch's answer: about 33 tokens a CoNLL sentence on average, dense ones
+    several times that, so that a cut-off answer (which splits the batch) stays rare."""
+    return 256 + 64 * batch_size
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -87,7 +146,26 @@ def run(
     tpm: Annotated[int | None, typer.Option(help="Tokens/min cap shared by every worker.")] = None,
     shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
     batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
-    max_tokens: Annotated[int, typer.Option(help="Completion token limit per request.")] = 512,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Completion token limit per request; it counts against --tpm at admission. "
+            "Default: 256 + 64 per sentence of the batch."
+        ),
+    ] = None,
+    ontology: OntologyOpt = None,
+    prompt_file: PromptFileOpt = None,
+    few_shot: FewShotOpt = 0,
+    few_shot_strategy: FewShotStrategyOpt = "similar",
+    few_shot_from: FewShotFromOpt = None,
+    response_format: ResponseFormatOpt = "auto",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the run's requests, tokens and price (as `prelabel estimate`), and stop.",
+        ),
+    ] = False,
     entity_types: Annotated[
         str | None,
         typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
@@ -124,6 +202,10 @@ def run(
         ),
     ] = True,
     redis_url: RedisOpt = None,
+    upload: Annotated[
+        Platform | None,
+        typer.Option(help="Then upload the predictions: kili (KILI_API_KEY, KILI_API_ENDPOINT)."),
+    ] = None,
 ) -> None:
     """Label a dataset: enqueue it, follow it with a progress bar, collect it into --out.
 
@@ -133,6 +215,8 @@ def run(
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
 
+    if upload and not wait:
+        raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
     settings = _settings(redis_url, base_url)
     try:
         spec = DatasetSpec(
@@ -156,16 +240,24 @@ def run(
         tpm=tpm,
         shard_size=shard_size,
         batch_size=batch_size,
-        max_tokens=max_tokens,
+        max_tokens=max_tokens or default_max_tokens(batch_size),
         cache=cache,
         budget_usd=budget_usd,
         budget_tokens=budget_tokens,
+        labeling=_labeling(
+            ontology, prompt_file, few_shot, few_shot_strategy, few_shot_from, response_format
+        ),
     )
+    if dry_run:
+        _print_estimate(spec, options.model, options.base_url, options, rpm, tpm)
+        return
     outcome = run_pipeline(settings, spec, options, out, console, wait=wait)
     if not wait:
         console.print(outcome.run_id, highlight=False)
         return
     _print_outcome(outcome)
+    if upload and outcome.collected is not None:
+        upload_after_run(outcome.collected.out_dir, settings)
     if outcome.status != "completed":
         reason = escape(str(outcome.error))
         err_console.print(
@@ -174,6 +266,127 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+
+
+def _labeling(
+    ontology: Path | None,
+    prompt_file: Path | None,
+    few_shot: int,
+    few_shot_strategy: str,
+    few_shot_from: str | None,
+    response_format: str,
+) -> LabelingOptions:
+    from producer.labeling import LabelingOptions
+
+    if response_format not in ("auto", "json_schema", "json_object"):
+        raise ConfigError(
+            f"--response-format {response_format!r}: use auto, json_schema or json_object"
+        )
+    return LabelingOptions(
+        ontology_file=ontology,
+        prompt_file=prompt_file,
+        few_shot=few_shot,
+        few_shot_strategy=few_shot_strategy,
+        few_shot_from=few_shot_from,
+        response_format=response_format,  # type: ignore[arg-type]  # checked just above
+    )
+
+
+def _print_estimate(
+    spec: DatasetSpec,
+    model: str,
+    base_url: str,
+    options: RunOptions,
+    rpm: int | None,
+    tpm: int | None,
+) -> None:
+    from producer.estimate import estimate_run, render_estimate
+
+    estimate = estimate_run(
+        spec,
+        model=model,
+        base_url=base_url,
+        shard_size=options.shard_size,
+        batch_size=options.batch_size,
+        max_tokens=options.max_tokens,
+        labeling=options.labeling,
+    )
+    console.print(render_estimate(estimate, rpm, tpm))
+
+
+@app.command()
+def estimate(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
+    split: SplitOpt = "test",
+    limit: Annotated[int | None, typer.Option(help="Estimate only the first N items.")] = None,
+    base_url: BaseUrlOpt = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests/min cap (for the duration).")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens/min cap (for the duration).")] = None,
+    shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
+    batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Completion token limit per request; it counts against --tpm at admission. "
+            "Default: 256 + 64 per sentence of the batch."
+        ),
+    ] = None,
+    ontology: OntologyOpt = None,
+    prompt_file: PromptFileOpt = None,
+    few_shot: FewShotOpt = 0,
+    few_shot_strategy: FewShotStrategyOpt = "similar",
+    few_shot_from: FewShotFromOpt = None,
+    response_format: ResponseFormatOpt = "auto",
+    entity_types: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
+    tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
+    tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
+    id_field: Annotated[
+        str | None,
+        typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
+    ] = None,
+) -> None:
+    """Print what a run would cost before starting it: requests, tokens and price.
+
+    Takes the same dataset and labeling flags as `run`, and needs neither Redis nor the
+    endpoint. Prompt tokens are counted on the real messages; completion tokens are
+    estimated, with `max_tokens` per request as the bound. Prices: built-in table, extended
+    by the JSON or TOML file in $PRELABEL_PRICES.
+    """
+    from producer.loading import DatasetSpec
+    from producer.pipeline import RunOptions
+
+    try:
+        spec = DatasetSpec(
+            source=dataset,
+            split=split,
+            limit=limit,
+            text_field=text_field,
+            tokens_field=tokens_field,
+            tags_field=tags_field,
+            id_field=id_field,
+            entity_types=tuple(t.strip() for t in entity_types.split(",") if t.strip())
+            if entity_types
+            else None,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    url = base_url or load_settings().openai_base_url
+    options = RunOptions(
+        model=model,
+        base_url=url,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        max_tokens=max_tokens or default_max_tokens(batch_size),
+        labeling=_labeling(
+            ontology, prompt_file, few_shot, few_shot_strategy, few_shot_from, response_format
+        ),
+    )
+    _print_estimate(spec, model, url, options, rpm, tpm)
 
 
 def _print_outcome(outcome: object) -> None:
@@ -262,9 +475,16 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     redis_url: RedisOpt = None,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="JSON logs (also: PRELABEL_LOG_FORMAT=json).")
+    ] = False,
 ) -> None:
     """Start a Celery worker that labels shards. Reads REDIS_URL and OPENAI_API_KEY."""
+    from prelabel import health, logs
     from prelabel.connections import connect
+
+    logs.install_celery_logging(json_logs=log_json or None)
+    health.install_heartbeat_file()  # $PRELABEL_HEALTH_FILE, for liveness probes
 
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
@@ -289,7 +509,10 @@ def worker(
 
 @app.command()
 def simulate(
-    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 inside a container).")
+    ] = "127.0.0.1",
     gold: Annotated[
         str | None,
         typer.Option(help="Gold dataset the oracle answers from (same forms as --dataset)."),
@@ -315,6 +538,7 @@ def simulate(
     if gold:
         records = load_dataset_records(DatasetSpec(source=gold, split=split)).records
     config = SimulatorConfig(
+        host=host,
         port=port,
         rpm=rpm,
         tpm=tpm,
@@ -376,6 +600,16 @@ def demo(
         _print_outcome(outcome)
         if outcome.status != "completed":
             raise PrelabelError(f"demo run {outcome.run_id} {outcome.status}: {outcome.error}")
+
+
+app.command("upload")(upload_command)
+app.command("export")(export_command)
+app.command("status")(status_command)
+app.command("runs")(runs_command)
+app.command("metrics")(metrics_command)
+app.command("flower")(flower_command)
+app.command("evaluate")(evaluate_command)
+app.command("compare")(compare_command)
 
 
 def main() -> None:

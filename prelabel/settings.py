@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ModelCaps(BaseModel):
+    """One model's provider caps, as `PRELABEL_CAPS` gives them (None: no cap)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -37,6 +46,8 @@ class Settings(BaseSettings):
     kili_api_endpoint: str | None = Field(
         None, validation_alias=AliasChoices("PRELABEL_KILI_API_ENDPOINT", "KILI_API_ENDPOINT")
     )
+    #: Kili project that uploads go to; without it, each run gets a project of its own.
+    kili_project_id: str | None = None
     #: Celery queue the producer fills and workers consume.
     queue: str = "prelabel"
     #: LLM calls one worker process keeps in flight (in flight ≈ RPM/60 × latency in seconds).
@@ -45,6 +56,14 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0)
     #: Attempts per LLM call (429, 5xx, timeouts) before the item is failed.
     max_attempts: int = Field(6, ge=1)
+    #: Provider caps per model, as JSON: `{"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}`; a
+    #: `"*"` entry covers other models. A run's `--rpm/--tpm` override them.
+    caps: dict[str, ModelCaps] = Field(default_factory=dict)
+    #: Seconds of each cap the shared bucket holds (the provider holds about one).
+    bucket_seconds: float = Field(0.8, gt=0, le=60)
+    #: Celery's own per-worker `rate_limit` on shard tasks (e.g. `10/m`); for comparisons
+    #: only (benchmarks/bench_caps.py): the shared bucket is what respects a provider's caps.
+    task_rate_limit: str | None = None
     #: Seconds a shard's lease lasts without a heartbeat before the reconciler re-enqueues it.
     lease_seconds: float = Field(30.0, gt=0)
     #: Seconds between two passes of the reconciler (in workers and in `prelabel run`).
@@ -84,16 +103,24 @@ def api_key_for(settings: Settings, base_url: str) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment (and `overrides`, by variable name), or one clear error."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from prelabel.errors import ConfigError
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        # A complex setting (PRELABEL_CAPS) whose value is not JSON.
+        field = next((f for f in Settings.model_fields if f'"{f}"' in str(exc)), "")
+        name = _ENV_NAMES.get(field, f"PRELABEL_{field.upper()}")
+        raise ConfigError(f"{name} is not valid JSON; fix the environment") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         name = _ENV_NAMES.get(field, f"PRELABEL_{field.upper()}")
-        raise ConfigError(f"{name} is invalid: {err['msg']}; fix the environment") from None
+        inner = ".".join(str(part) for part in err["loc"][1:])  # e.g. gpt-4o-mini.rpm in CAPS
+        where = f" at {inner}" if inner else ""
+        raise ConfigError(f"{name} is invalid{where}: {err['msg']}; fix the environment") from None
 
 
 _ENV_NAMES = {

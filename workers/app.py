@@ -45,6 +45,9 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
+    if settings.task_rate_limit:
+        # Celery's per-worker limit on task starts: only benchmarks/bench_caps.py's baseline.
+        app.conf.task_annotations = {"*": {"rate_limit": settings.task_rate_limit}}
     return app
 
 

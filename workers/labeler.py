@@ -19,10 +19,11 @@ from workers.alignment import align
 from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
+from workers.fewshot import ExampleSelector, selector_for_run
 from workers.llm import ChatCaller, Completion, RunStopped
 from workers.parsing import parse_answer, parse_batch_answer
-from workers.prompts import build_messages
-from workers.ratelimit import Caps, TokenBucket, account_id
+from workers.ratelimit import TokenBucket, account_id, caps_for
+from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
 
@@ -48,7 +49,7 @@ class ShardLabeler:
         bucket = TokenBucket(
             redis,
             account_id(config.base_url, config.model, api_key),
-            Caps(rpm=config.rpm, tpm=config.tpm),
+            caps_for(settings, config),
         )
         self.caller = GuardedCaller(
             ChatCaller(client, bucket, self.sink, config, settings.max_attempts),
@@ -58,6 +59,7 @@ class ShardLabeler:
             config,
         )
         self.redis = redis
+        self.requests = RequestBuilder(config, self._selector())
         self._inflight = asyncio.Semaphore(settings.inflight)
         self._stopped: RunStopped | BudgetReached | None = None
         self._status_read_at = float("-inf")
@@ -87,7 +89,8 @@ class ShardLabeler:
     async def _attempt(self, batch: Sequence[Record]) -> list[ItemResult]:
         """Results for `batch`; a batch whose answer is partly unusable is split in halves."""
         ontology = self.config.ontology
-        messages = build_messages(batch, ontology)
+        messages = self.requests.messages(batch)
+        fmt = self.requests.response_format(len(batch))
         prompt_tokens = count_message_tokens(messages, self.config.model)
         if prompt_tokens + self.config.max_tokens > self.settings.context_tokens:
             if len(batch) > 1:
@@ -100,8 +103,13 @@ class ShardLabeler:
             )
             return [self._failed(batch[0], reason)]
         try:
-            reply = await self.caller.complete(messages, prompt_tokens, [r.id for r in batch])
+            reply = await self.caller.complete(
+                messages, prompt_tokens, [r.id for r in batch], response_format=fmt
+            )
         except ItemError as exc:
+            if fmt is not None and self.requests.fall_back(exc.message):
+                log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)
+                return await self._attempt(batch)
             return [self._failed(r, exc.message) for r in batch]
         except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
@@ -146,6 +154,15 @@ class ShardLabeler:
                 if part:
                     results.extend(await self._attempt(part))
         return results
+
+    def _selector(self) -> ExampleSelector | None:
+        """This process's few-shot selector for the run (pool read and fitted once)."""
+        if not self.config.few_shot:
+            return None
+        key = RunKeys(self.config.run_id).fewshot
+        return selector_for_run(
+            self.config.run_id, self.config.few_shot_strategy, lambda: self.store.redis.get(key)
+        )
 
     async def _running(self) -> bool:
         """False once the run is cancelled or stopped (read at most every half second)."""

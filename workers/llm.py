@@ -2,11 +2,27 @@
 
 The `openai` client's own retries are off (`max_retries=0`): every attempt here goes
 through the bucket first, so no retry can bypass the fleet's rate limit.
+
+How each outcome is met:
+
+- success: the bucket is settled to the prompt tokens the endpoint counted plus `max_tokens`
+  (what the provider charged at admission), and lowered to what the rate-limit headers say;
+- 429 `rate_limit_exceeded`: the whole fleet pauses for the retry-after (a shared key that
+  acquire.lua honours), the headers lower the bucket, and the call retries at once through it;
+  the 429 counts as a request in the run's counters, and its reservation stays in the bucket,
+  since the provider counts refused requests too;
+- 429 "Request too large": the call exceeds the account's per-minute cap; the item fails;
+- 429 `insufficient_quota`, 401, 403, 404: the run stops (`RunStopped`) with a clear message;
+- 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter;
+- anything else (400, other 4xx): the item fails with the endpoint's message.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,12 +41,18 @@ from tenacity import (
 from prelabel.errors import ItemError, RunError
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig
 from prelabel.settings import is_local_endpoint
-from workers.ratelimit import TokenBucket
+from workers.ratelimit import ProviderLimits, TokenBucket
 from workers.results import ResultSink
+
+log = logging.getLogger(__name__)
 
 #: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
 JSON_MODE: dict[str, Any] = {"type": "json_object"}
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
+#: A caller adds its calls to the run's spend counters at most this often, and whenever its
+#: last call in flight ends (so a shard's figures are complete before its last item commits):
+#: one Redis round trip per interval instead of one per call.
+SPEND_EVERY = 0.25
 
 
 class RunStopped(RunError):
@@ -72,14 +94,6 @@ def _retry_after(headers: Any) -> float:
     return 1.0
 
 
-def _remaining(headers: Any, name: str) -> int | None:
-    value = headers.get(f"x-ratelimit-remaining-{name}")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class ChatCaller:
     """Makes chat completions for one run, under the bucket, counting what they cost."""
 
@@ -97,6 +111,13 @@ class ChatCaller:
         self.config = config
         self.max_attempts = max_attempts
         self._local = is_local_endpoint(config.base_url)
+        #: The most the endpoint counted above our prompt estimate (e.g. a response schema it
+        #: adds to the prompt): later reservations include it, so admission never undercounts.
+        self._undercount = 0
+        self._warned = False
+        self._unspent: Counter[str] = Counter()
+        self._spent_at = time.monotonic()
+        self._active = 0
 
     async def complete(
         self,
@@ -112,11 +133,12 @@ class ChatCaller:
             retry=retry_if_exception_type((_RateLimited, _Transient)),
             reraise=True,
         )
+        self._active += 1
         try:
             async for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        await self.sink.spend(retries=1)
+                        self._spend(retries=1)
                     return await self._once(
                         messages, prompt_tokens, item_ids, response_format or JSON_MODE
                     )
@@ -126,7 +148,20 @@ class ChatCaller:
             ) from None
         except _Transient as exc:
             raise ItemError(f"endpoint failed {self.max_attempts} times: {exc}") from None
+        finally:
+            self._active -= 1
+            await self._flush_spend(now=self._active == 0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _spend(self, **amounts: int) -> None:
+        self._unspent.update(amounts)
+
+    async def _flush_spend(self, now: bool) -> None:
+        if not self._unspent or (not now and time.monotonic() - self._spent_at < SPEND_EVERY):
+            return
+        unspent, self._unspent = self._unspent, Counter()
+        self._spent_at = time.monotonic()
+        await self.sink.spend(**unspent)
 
     async def _once(
         self,
@@ -137,8 +172,10 @@ class ChatCaller:
     ) -> Completion:
         cfg = self.config
         headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
-        reserved = prompt_tokens + cfg.max_tokens
-        await self.bucket.acquire(tokens=reserved)
+        reserved = prompt_tokens + self._undercount + cfg.max_tokens
+        admission = await self.bucket.acquire(tokens=reserved)
+        # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
+        self._spend(bucket_wait_ms=round(admission.waited * 1000))
         try:
             raw = await self.client.chat.completions.with_raw_response.create(
                 model=cfg.model,
@@ -149,42 +186,49 @@ class ChatCaller:
                 extra_headers=headers,
             )
         except openai.RateLimitError as exc:
-            await self.sink.spend(requests=1, rate_limited=1)
+            self._spend(requests=1, rate_limited=1)
             if _error_code(exc) == "insufficient_quota":
                 raise RunStopped(
                     f"the account behind {cfg.base_url} has no quota left (insufficient_quota): "
                     "add credit or use another key, then `prelabel resume`"
                 ) from None
-            await self.bucket.pause(_retry_after(exc.response.headers))
+            if _message(exc).startswith("Request too large"):
+                raise ItemError(
+                    f"the request is larger than the account's per-minute cap: {_message(exc)}"
+                ) from None
+            refused = exc.response.headers
+            await self.bucket.pause(_retry_after(refused))
+            # The provider counted the refused call: its reservation stays, nothing refunded.
+            await self.bucket.settle(reserved, reserved, ProviderLimits.from_headers(refused))
             raise _RateLimited(str(exc)) from None
         except openai.AuthenticationError:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             raise RunStopped(
                 f"{cfg.base_url} rejected the API key (401): check OPENAI_API_KEY on the workers"
             ) from None
         except openai.PermissionDeniedError:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             raise RunStopped(
                 f"{cfg.base_url} refused access (403) for model {cfg.model!r}: "
                 "check the key's project and permissions"
             ) from None
         except openai.NotFoundError:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             raise RunStopped(
                 f"model {cfg.model!r} is not served at {cfg.base_url} (404): check --model"
             ) from None
         except openai.BadRequestError as exc:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             raise ItemError(f"the endpoint rejected the request (400): {_message(exc)}") from None
         except openai.APIStatusError as exc:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             if exc.status_code >= 500:
                 raise _Transient(f"HTTP {exc.status_code}") from None
             raise ItemError(
                 f"the endpoint answered HTTP {exc.status_code}: {_message(exc)}"
             ) from None
         except openai.APITimeoutError:
-            await self.sink.spend(requests=1)
+            self._spend(requests=1)
             raise _Transient("timed out") from None
         except openai.APIConnectionError as exc:
             raise _Transient(f"connection failed: {exc}") from None
@@ -193,13 +237,13 @@ class ChatCaller:
         usage = completion.usage
         used_prompt = usage.prompt_tokens if usage else prompt_tokens
         used_completion = usage.completion_tokens if usage else 0
-        # The provider counted prompt + max_tokens at admission: reconcile to that, never below.
-        await self.bucket.reconcile(reserved, used_prompt + cfg.max_tokens)
-        await self.bucket.resync(
-            _remaining(raw.headers, "requests"), _remaining(raw.headers, "tokens")
-        )
+        self._undercount = max(self._undercount, used_prompt - prompt_tokens)
+        limits = ProviderLimits.from_headers(raw.headers)
+        self._check_caps(limits)
+        # The provider counted prompt + max_tokens at admission: settle to that, never below.
+        await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
-        await self.sink.spend(
+        self._spend(
             requests=1,
             prompt_tokens=used_prompt,
             completion_tokens=used_completion,
@@ -210,6 +254,28 @@ class ChatCaller:
         if not content:
             raise ItemError("the model returned an empty answer")
         return Completion(content, used_prompt, used_completion, simulated)
+
+    def _check_caps(self, limits: ProviderLimits) -> None:
+        """Warn once when the provider's own caps are below the configured ones (429s ahead)."""
+        if self._warned:
+            return
+        caps = self.bucket.caps
+        for given, told, flag in (
+            (caps.rpm, limits.limit_requests, "rpm"),
+            (caps.tpm, limits.limit_tokens, "tpm"),
+        ):
+            if given is not None and told is not None and told < given:
+                self._warned = True
+                log.warning(
+                    "%s reports a cap of %d %s for %s, below the %d configured: "
+                    "lower --%s or PRELABEL_CAPS, or expect 429s",
+                    self.config.base_url,
+                    told,
+                    flag,
+                    self.config.model,
+                    given,
+                    flag,
+                )
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:

@@ -1,7 +1,15 @@
-"""Exact prompt token counts, offline (bpe-openai carries the encodings in its wheel)."""
+"""Prompt token counts, offline (bpe-openai carries the encodings in its wheel).
+
+OpenAI models are counted exactly with their own encoding. Any other model (a local vLLM or
+Ollama one, whose tokenizer is not here) gets a conservative estimate: its o200k count times
+`UNKNOWN_MODEL_FACTOR`. Only the reservation is inflated: after the call the bucket is settled
+with the `usage` the endpoint reports, so an overestimate holds tokens only while the call is
+in flight, whereas an underestimate would let the fleet past a token cap.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -11,22 +19,66 @@ import bpe_openai
 PER_MESSAGE = 4
 #: Tokens that prime every reply.
 PER_REPLY = 3
+#: The estimate for a model whose tokenizer is unknown, relative to its o200k count. Tokenizers
+#: with smaller vocabularies cut English into more pieces than o200k does (Llama 2 and Mistral's
+#: 32k SentencePiece vocabularies give about 1.3 to 1.4 times as many tokens), other scripts
+#: more still; 1.5 covers the common ones.
+UNKNOWN_MODEL_FACTOR = 1.5
+
+#: OpenAI model families by name prefix (dated snapshots, fine-tunes), as tiktoken maps them;
+#: the first match wins, so longer prefixes come first.
+_PREFIXES = (
+    ("ft:gpt-4o", "o200k_base"),
+    ("ft:gpt-4", "cl100k_base"),
+    ("ft:gpt-3.5-turbo", "cl100k_base"),
+    ("gpt-4o", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5-turbo", "cl100k_base"),
+    ("gpt-35-turbo", "cl100k_base"),
+)
 
 
 @lru_cache(maxsize=32)
-def _encoding(model: str) -> bpe_openai.Encoding:
+def _encoding(model: str) -> tuple[bpe_openai.Encoding, float]:
+    """The model's encoding and the factor its counts are multiplied by (1.0 when exact)."""
     try:
-        return bpe_openai.encoding_for_model(model)
+        return bpe_openai.encoding_for_model(model), 1.0
     except bpe_openai.UnsupportedModelError:
-        # Unknown model (a local vLLM or Ollama one): o200k is the newest OpenAI encoding.
-        return bpe_openai.get_encoding("o200k_base")
+        pass
+    name = model.rsplit("/", 1)[-1]  # Azure deployments and gateways: "openai/gpt-4o-mini"
+    for prefix, encoding in _PREFIXES:
+        if name.startswith(prefix):
+            return bpe_openai.get_encoding(encoding), 1.0
+    return bpe_openai.get_encoding("o200k_base"), UNKNOWN_MODEL_FACTOR
+
+
+def is_exact(model: str) -> bool:
+    """True when `model`'s tokens are counted exactly, False when they are estimated."""
+    return _encoding(model)[1] == 1.0
 
 
 def count_tokens(text: str, model: str) -> int:
-    return len(_encoding(model).encode(text))
+    """Tokens of `text` for `model` (an upper estimate for unknown models)."""
+    enc, factor = _encoding(model)
+    # encode_ordinary: a "<|endoftext|>" inside a dataset's text is text, not an error.
+    return math.ceil(len(enc.encode_ordinary(text)) * factor)
 
 
 def count_message_tokens(messages: Sequence[dict[str, str]], model: str) -> int:
     """Prompt tokens of a chat request, as the provider counts them at admission."""
-    enc = _encoding(model)
-    return PER_REPLY + sum(PER_MESSAGE + len(enc.encode(m["content"])) for m in messages)
+    _, factor = _encoding(model)
+    exact = PER_REPLY + sum(PER_MESSAGE + _content_tokens(m["content"], model) for m in messages)
+    return math.ceil(exact * factor)
+
+
+@lru_cache(maxsize=4096)
+def _content_tokens(content: str, model: str) -> int:
+    # Every request of a run repeats its system prompt (and few-shot examples recur): counted once.
+    return len(_encoding(model)[0].encode_ordinary(content))
