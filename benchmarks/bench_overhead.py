@@ -51,7 +51,9 @@ MAX_TOKENS = 128
 WORKERS = 2
 
 
-def run_prelabel(items: list[Record], base_url: str, logs: Path, spy: str | None) -> float:
+def run_prelabel(
+    items: list[Record], base_url: str, logs: Path, spy: str | None, shard_size: int = 50
+) -> float:
     """Items/s of one run through two worker processes (optionally sampled by py-spy)."""
     flush()
     with fleet(WORKERS, logs) as running:
@@ -71,7 +73,9 @@ def run_prelabel(items: list[Record], base_url: str, logs: Path, spy: str | None
         time.sleep(1.0 if spy else 0)
         store = running.store()
         started = time.perf_counter()
-        config = new_run(running.settings, items, base_url, max_tokens=MAX_TOKENS)
+        config = new_run(
+            running.settings, items, base_url, max_tokens=MAX_TOKENS, shard_size=shard_size
+        )
         while done(store, config.run_id) < len(items):
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
@@ -213,6 +217,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each")
     parser.add_argument("--profile", metavar="PY_SPY", help="path to py-spy: profile a run")
+    parser.add_argument("--shard-size", type=int, default=50, help="items per shard (50)")
     args = parser.parse_args()
     items = records(args.items)
     inflight = load_settings().inflight
@@ -222,9 +227,11 @@ def main() -> None:
         run_bare(items[:200], sim.base_url, inflight)  # warm the simulator's caches
         for _ in range(args.rounds):
             results["bare"].append(run_bare(items, sim.base_url, inflight))
-            results["prelabel"].append(run_prelabel(items, sim.base_url, logs, None))
+            results["prelabel"].append(
+                run_prelabel(items, sim.base_url, logs, None, args.shard_size)
+            )
         if args.profile:
-            run_prelabel(items, sim.base_url, logs, args.profile)
+            run_prelabel(items, sim.base_url, logs, args.profile, args.shard_size)
             profile = where_time_goes(logs)
     flush()
     best = {k: max(v) for k, v in results.items()}
@@ -245,6 +252,7 @@ def main() -> None:
         "items": args.items,
         "processes": WORKERS,
         "inflight": inflight,
+        "shard_size": args.shard_size,
         "items_per_second": results,
         "best": best,
         "ratio": round(ratio, 4),

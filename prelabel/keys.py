@@ -11,6 +11,7 @@ Per run (`{run}` is the run id):
     prelabel:run:{run}:attempts        hash    shard -> how many times a task started on it
     prelabel:run:{run}:leases          zset    shard -> server time (s) its lease runs out;
                                                a worker heartbeats it while labeling the shard
+    prelabel:run:{run}:holders         hash    shard -> token of the task holding its lease
     prelabel:run:{run}:budget          hash    reserved and spent tokens and micro-dollars
     prelabel:run:{run}:fewshot         string  the few-shot example pool, JSON list of
                                                {text, mentions} (only with --few-shot)
@@ -68,6 +69,10 @@ class RunKeys:
     @property
     def leases(self) -> str:
         return f"{self.meta}:leases"
+
+    @property
+    def holders(self) -> str:
+        return f"{self.meta}:holders"
 
     @property
     def budget(self) -> str:

@@ -144,6 +144,7 @@ class RunStore:
             keys.done,
             keys.attempts,
             keys.leases,
+            keys.holders,
             keys.budget,
             keys.fewshot,
             *map(keys.shard, range(shards)),

@@ -1,6 +1,12 @@
 """Put lost shards back in work: those whose worker died (lease ran out), and those that
 are nowhere (not done, not leased, not in the queue: lost with Redis data or a purge).
 
+A shard's message that a worker took and never started (the worker died between the two)
+stays in Kombu's unacknowledged hash until the broker's visibility timeout, hours later. A
+delivery older than twice the lease whose shard holds no lease counts as nowhere: a live
+worker starts what it takes within moments. Should it start after all, the shard's lease
+lets one copy of the task label it.
+
 One pass runs at a time across the fleet (a Redis lock). Workers run it in a thread of
 their main process, and `prelabel run` runs it while it follows a run, so a run recovers
 whether or not anybody watches it.
@@ -25,8 +31,10 @@ from workers.tasks import shard_task_id
 
 log = logging.getLogger(__name__)
 
-#: Kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash.
+#: Kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash, and
+#: their delivery times (the worker's clock) in this sorted set.
 UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
 
 
 def reconcile(
@@ -55,7 +63,7 @@ def reconcile(
             if unleased:
                 nowhere[run_id] = unleased
         if nowhere:
-            queued = _queued_task_ids(client, settings.queue)
+            queued = _queued_task_ids(client, settings.queue, now - 2 * settings.lease_seconds)
             missing = {
                 (run_id, n)
                 for run_id, shards in nowhere.items()
@@ -109,14 +117,17 @@ def _shard_states(
     return expired, unleased
 
 
-def _queued_task_ids(client: redis.Redis, queue: str) -> set[str]:
-    """Ids of the tasks waiting in `queue` or delivered and not yet acknowledged."""
+def _queued_task_ids(client: redis.Redis, queue: str, delivered_since: float) -> set[str]:
+    """Ids of the tasks waiting in `queue`, or delivered since `delivered_since` (a Unix time)
+    and not yet acknowledged."""
     ids: set[str] = set()
     for raw in client.lrange(queue, 0, -1):
         ids.add(_task_id(raw))
-    for raw in client.hvals(UNACKED):
+    recent = cast("list[bytes]", client.zrangebyscore(UNACKED_INDEX, delivered_since, "+inf"))
+    delivered = cast("list[bytes | None]", client.hmget(UNACKED, recent) if recent else [])
+    for entry in delivered:
         try:
-            message = json.loads(raw)[0]
+            message = json.loads(entry or b"")[0]
         except (ValueError, IndexError, TypeError):
             continue
         ids.add(_task_id(json.dumps(message)))

@@ -168,8 +168,11 @@ class ShardLabeler:
         """False once the run is cancelled or stopped (read at most every half second)."""
         now = time.monotonic()
         if now - self._status_read_at > 0.5:
+            # Marked read before the await: the batches waiting meanwhile use the last answer
+            # rather than all asking Redis at once.
+            self._status_read_at = now
             status = await self.redis.hget(RunKeys(self.config.run_id).meta, "status")
-            self._status_read_at, self._is_running = now, status in (b"running", None)
+            self._is_running = status in (b"running", None)
         return self._is_running
 
     def _failed(self, record: Record, reason: str, usage: Usage | None = None) -> ItemResult:

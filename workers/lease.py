@@ -1,8 +1,10 @@
-"""A shard's lease: a worker holds it, renewed by a heartbeat, while it labels the shard.
+"""A shard's lease: one task holds it, renewed by a heartbeat, while it labels the shard.
 
 If the worker dies, the heartbeat stops, the lease runs out, and the reconciler puts the
 shard back in the queue within about `lease_seconds + reconcile_interval`, instead of
-after the broker's visibility timeout.
+after the broker's visibility timeout. A copy of the shard's task that starts while the
+lease is held (a re-enqueue, a redelivery) finds it taken and leaves the shard alone, so no
+item is sent to the LLM twice.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,20 +25,31 @@ log = logging.getLogger(__name__)
 _SCRIPT = (Path(__file__).parent / "lua" / "lease.lua").read_text()
 
 
+class LeaseHeld(Exception):
+    """Another task holds the shard's lease: it is labeling the shard now."""
+
+
 @contextlib.asynccontextmanager
 async def shard_lease(
     client: aioredis.Redis, run_id: str, shard: int, seconds: float
 ) -> AsyncIterator[None]:
-    """Hold the lease on `shard` while the body runs; release it when the body ends."""
+    """Hold the lease on `shard` while the body runs (LeaseHeld if another task holds it)."""
     keys = RunKeys(run_id)
-    renew = client.register_script(_SCRIPT)
-    await renew(keys=[keys.leases], args=[shard, seconds])
+    lease = client.register_script(_SCRIPT)
+    token = secrets.token_hex(8)
+    where = [keys.leases, keys.holders]
+    if not await lease(keys=where, args=[shard, seconds, token]):
+        raise LeaseHeld(f"shard {shard} of run {run_id} is being labeled by another task")
 
     async def heartbeat() -> None:
         while True:
             await asyncio.sleep(seconds / 3)
             try:
-                await renew(keys=[keys.leases], args=[shard, seconds])
+                if not await lease(keys=where, args=[shard, seconds, token]):
+                    # This task stalled past its lease and a copy took the shard over. Both
+                    # commit each item at most once; this one keeps going rather than leave
+                    # its calls in flight unrecorded.
+                    log.warning("shard %d: lease taken over by another task", shard)
             except redis.RedisError as exc:  # Redis restarting: keep labeling, try again
                 log.warning("lease heartbeat for shard %d failed: %s", shard, exc)
 
@@ -47,4 +61,4 @@ async def shard_lease(
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         with contextlib.suppress(redis.RedisError):
-            await client.zrem(keys.leases, shard)
+            await lease(keys=where, args=[shard, 0, token])

@@ -11,24 +11,24 @@ import logging
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.connections import connect
 from prelabel.errors import ConfigError
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, RunConfig
 from prelabel.settings import Settings, api_key_for
 from prelabel.store import RunStatus, RunStore
 from workers.budget import BudgetReached
+from workers.context import WorkerContext
 from workers.labeler import ShardLabeler
-from workers.lease import shard_lease
+from workers.lease import LeaseHeld, shard_lease
 from workers.llm import RunStopped
 from workers.results import ResultSink
 
 log = logging.getLogger(__name__)
 
 
-async def label_shard(settings: Settings, run_id: str, shard: int) -> int:
+async def label_shard(context: WorkerContext, run_id: str, shard: int) -> int:
     """Label shard `shard` of run `run_id`; returns the number of items committed."""
-    store = RunStore(connect(settings.redis_url))
+    settings, store = context.settings, context.store
     status, _ = store.status(run_id)
     if status != "running":
         log.info("run %s is %s: shard %d skipped", run_id, status, shard)
@@ -40,15 +40,16 @@ async def label_shard(settings: Settings, run_id: str, shard: int) -> int:
         store.set_status(run_id, "failed", exc.message)
         log.error("run %s stopped: %s", run_id, exc.message)
         return 0
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    client = AsyncOpenAI(
-        base_url=config.base_url, api_key=api_key, max_retries=0, timeout=settings.request_timeout
-    )
+    client = context.client(config.base_url, api_key)
+    redis = context.redis
+    if await redis.sismember(RunKeys(run_id).done, str(shard)):
+        return 0
     try:
-        return await _label(settings, store, config, shard, client, redis)
-    finally:
-        await client.close()
-        await redis.aclose()
+        async with shard_lease(redis, run_id, shard, settings.lease_seconds):
+            return await _label(settings, store, config, shard, client, redis)
+    except LeaseHeld as exc:
+        log.info("%s: this copy of its task leaves it", exc)
+        return 0
 
 
 async def _label(
@@ -61,8 +62,6 @@ async def _label(
 ) -> int:
     run_id = config.run_id
     keys = RunKeys(run_id)
-    if await redis.sismember(keys.done, str(shard)):
-        return 0
     records = store.shard(run_id, shard)
     attempt = int(await redis.hincrby(keys.attempts, str(shard), 1))
     if attempt > settings.max_shard_attempts:
@@ -76,16 +75,15 @@ async def _label(
         )
         await _shard_done(store, redis, config, shard)
         return committed
-    async with shard_lease(redis, run_id, shard, settings.lease_seconds):
-        labeler = ShardLabeler(settings, config, client, redis, store)
-        try:
-            committed = await labeler.label(records)
-        except BudgetReached as exc:
-            _stop(store, run_id, "stopped", exc.message)
-            return 0
-        except RunStopped as exc:
-            _stop(store, run_id, "failed", exc.message)
-            return 0
+    labeler = ShardLabeler(settings, config, client, redis, store)
+    try:
+        committed = await labeler.label(records)
+    except BudgetReached as exc:
+        _stop(store, run_id, "stopped", exc.message)
+        return 0
+    except RunStopped as exc:
+        _stop(store, run_id, "failed", exc.message)
+        return 0
     if await labeler.sink.committed([r.id for r in records]) == {r.id for r in records}:
         await _shard_done(store, redis, config, shard)
     return committed

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from prelabel.settings import load_settings
 from workers.app import app
+from workers.context import reset_worker_context, worker_context
 from workers.shard import label_shard as _label_shard
 
 log = logging.getLogger(__name__)
@@ -19,14 +18,17 @@ TASK_NAME = "prelabel.label_shard"
 @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
 def label_shard(run_id: str, shard: int) -> int:
     """Label one shard of a run; returns how many items it committed."""
-    settings = load_settings()
+    context = worker_context()
     try:
-        committed = asyncio.run(_label_shard(settings, run_id, shard))
+        committed = context.run(_label_shard(context, run_id, shard))
     except SoftTimeLimitExceeded:
         # The hard limit would ack the task and lose the rest: hand the shard on instead.
-        # What was committed stays committed; the next task skips it.
+        # What was committed stays committed; the next task skips it. The loop still holds
+        # this shard's calls: closing the context cancels them (and releases the lease).
         from producer.runs import enqueue
 
+        settings = context.settings
+        reset_worker_context()
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
         enqueue(settings, run_id, [shard])
         return 0

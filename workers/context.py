@@ -1,0 +1,114 @@
+"""What a worker process keeps from one shard task to the next.
+
+A shard task used to start its own event loop, its own `AsyncOpenAI` client (which loads the
+CA certificates) and its own Redis connections, and close them all at its end: with a fast
+endpoint that set-up was most of a worker's time. A worker process now keeps one event loop
+and, on it, one async Redis client and one `AsyncOpenAI` client per (endpoint, key), for as
+long as it lives; HTTP and Redis connections are reused from one shard to the next.
+
+Celery's prefork pool forks its children from the worker's main process: the context is made
+lazily in the process that uses it (and made again when the process id changes), never
+inherited across a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from openai import AsyncOpenAI
+
+from prelabel.connections import connect
+from prelabel.settings import Settings, load_settings
+from prelabel.store import RunStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WorkerContext:
+    """One process's event loop and the clients that live on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.store = RunStore(connect(settings.redis_url))
+        self._runner = asyncio.Runner()
+        self._redis: aioredis.Redis | None = None
+        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` to its end on this process's event loop."""
+        return self._runner.run(coro)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The async Redis client (its connections belong to this context's loop)."""
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        return self._redis
+
+    def client(self, base_url: str, api_key: str) -> AsyncOpenAI:
+        """The `AsyncOpenAI` client for `base_url` and `api_key`, made on first use.
+
+        The client's own retries are off: every retry goes back through the shared bucket.
+        """
+        key = (base_url, api_key)
+        if key not in self._clients:
+            self._clients[key] = AsyncOpenAI(
+                base_url=base_url,
+                api_key=api_key,
+                max_retries=0,
+                timeout=self.settings.request_timeout,
+            )
+        return self._clients[key]
+
+    def close(self) -> None:
+        """Close the clients and the loop; tasks the loop still holds are cancelled."""
+        try:
+            self._runner.run(self._aclose())
+        except Exception as exc:  # closing is best effort: the process may be going away
+            log.debug("closing the worker context: %s", exc)
+        finally:
+            self._runner.close()
+
+    async def _aclose(self) -> None:
+        current = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not current]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+_current: WorkerContext | None = None
+
+
+def worker_context() -> WorkerContext:
+    """This process's context, made on first use (and after a fork)."""
+    global _current
+    if _current is None or _current.pid != os.getpid():
+        _current = WorkerContext(load_settings())
+    return _current
+
+
+def reset_worker_context() -> None:
+    """Close and forget this process's context.
+
+    For a task interrupted mid-flight (its soft time limit): its loop may still hold calls
+    that must not go on alongside the next shard's.
+    """
+    global _current
+    if _current is not None and _current.pid == os.getpid():
+        _current.close()
+    _current = None
