@@ -269,8 +269,9 @@ def method_note(ev: Evaluation) -> str:
         "counts only with its exact type and boundaries. " + boot + " Errors pair each gold "
         "span with at most one predicted span: same span, other type (type); same type, "
         "overlapping (boundary); other type, overlapping (type+boundary); else missed or "
-        "spurious. Failed items and unaligned mentions are counted apart and are not model "
-        "errors."
+        "spurious. Failed items are left out of the scores and counted apart. A mention the "
+        "aligner could not place on the item's tokens is dropped: its gold entity counts as "
+        "missed, and the alignment losses table says how many of the missed ones it explains."
     )
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     #: Celery's own per-worker `rate_limit` on shard tasks (e.g. `10/m`); for comparisons
     #: only (benchmarks/bench_caps.py): the shared bucket is what respects a provider's caps.
     task_rate_limit: str | None = None
+    #: Seconds a shard task runs before it hands the rest of its shard to a new task (at
+    #: most 50 minutes: the broker's visibility timeout is set above the hard limit after it).
+    soft_time_limit: float = Field(50 * 60, gt=0, le=50 * 60)
     #: Seconds a shard's lease lasts without a heartbeat before the reconciler re-enqueues it.
     lease_seconds: float = Field(30.0, gt=0)
     #: Seconds between two passes of the reconciler (in workers and in `prelabel run`).

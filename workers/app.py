@@ -16,9 +16,10 @@ from prelabel.settings import Settings, load_settings
 if TYPE_CHECKING:
     from producer.reconciler import ReconcilerThread
 
-#: A shard's task may run this long before its soft limit asks it to stop.
+#: A shard's task may run this long before its soft limit asks it to stop (the default and
+#: the most `PRELABEL_SOFT_TIME_LIMIT` allows).
 SOFT_TIME_LIMIT = 50 * 60
-#: Hard limit: a stuck task is killed (and acked) after this.
+#: Hard limit: a stuck task is killed (and acked) this long after its soft limit.
 TIME_LIMIT = SOFT_TIME_LIMIT + 5 * 60
 #: An unacked message is redelivered after this; keep it well above TIME_LIMIT.
 VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
@@ -34,8 +35,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_soft_time_limit=SOFT_TIME_LIMIT,
-        task_time_limit=TIME_LIMIT,
+        task_soft_time_limit=settings.soft_time_limit,
+        task_time_limit=settings.soft_time_limit + TIME_LIMIT - SOFT_TIME_LIMIT,
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},

@@ -25,10 +25,8 @@ class ResultSink:
         field = "labeled" if result.status == "labeled" else "failed"
         done = await self._commit(
             keys=[self.keys.results, self.keys.counters],
-            args=[result.id, result.model_dump_json(), field],
+            args=[result.id, result.model_dump_json(), field, len(result.unaligned)],
         )
-        if done and result.unaligned:
-            await self.redis.hincrby(self.keys.counters, "unaligned", len(result.unaligned))
         return bool(done)
 
     async def committed(self, item_ids: list[str]) -> set[str]:

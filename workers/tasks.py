@@ -6,6 +6,7 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from prelabel.keys import RunKeys
 from workers.app import app
 from workers.context import reset_worker_context, worker_context
 from workers.shard import label_shard as _label_shard
@@ -27,8 +28,10 @@ def label_shard(run_id: str, shard: int) -> int:
         # this shard's calls: closing the context cancels them (and releases the lease).
         from producer.runs import enqueue
 
-        settings = context.settings
+        settings, store = context.settings, context.store
         reset_worker_context()
+        # A hand-off is not a worker dying: it must not count towards failing the shard.
+        store.redis.hincrby(RunKeys(run_id).attempts, str(shard), -1)
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
         enqueue(settings, run_id, [shard])
         return 0
