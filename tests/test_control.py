@@ -152,6 +152,8 @@ def test_a_rerun_is_answered_from_the_cache_and_no_cache_pays_again(
     assert answered(simulator_url) == before  # not one call paid twice
     store = RunStore(redis.Redis.from_url(fleet_env["REDIS_URL"]))
     assert store.counters(second)["cache_hits"] == 25
+    # The cached answers were the simulator's: the rerun's report must still say so.
+    assert store.counters(second)["simulated"] == 25
     assert store.counters(second)["labeled"] == 25
     third = start(fleet_env, gold_path, simulator_url, *args, "--no-cache")
     wait_status(fleet_env, third, {"completed"})

@@ -5,6 +5,7 @@ A mock transport stands in only for answers the simulator never gives (403, 404,
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -299,3 +300,51 @@ def test_a_call_larger_than_the_token_cap_fails_before_any_request(
     with simulator() as sim, pytest.raises(ItemError, match=r"more than the whole --tpm 100"):
         with_fleet(redis_url, sim.base_url, lambda f: ask(f.caller()), caps=Caps(None, 100))
     assert sim.stats.requests == 0
+
+
+def test_an_empty_answer_to_a_batch_splits_it(redis_url: str, redis_client: redis.Redis) -> None:
+    """A model that refuses a batch (empty content) gets its halves, down to one sentence."""
+    from prelabel.settings import load_settings
+    from prelabel.store import RunStore
+    from workers.labeler import ShardLabeler
+
+    sizes: list[int] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        batched = body["response_format"]["json_schema"]["name"] == "ner_batch_answer"
+        sizes.append(2 if batched else 1)
+        answer = None if batched else json.dumps({"PER": [], "ORG": [], "LOC": [], "MISC": []})
+        message = {"role": "assistant", "content": answer, "refusal": "no" if batched else None}
+        return httpx.Response(
+            200,
+            json={
+                "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            },
+        )  # fmt: skip
+
+    records = [Record.from_tokens(f"s{n}", ["a", "b"]) for n in range(2)]
+
+    async def main() -> list[str]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        http = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+        llm = AsyncOpenAI(
+            base_url="http://127.0.0.1:9/v1", api_key="sk-test", max_retries=0, http_client=http
+        )
+        config = RunConfig(
+            run_id=RUN, model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", batch_size=2
+        )
+        store = RunStore(redis.Redis.from_url(redis_url))
+        try:
+            labeler = ShardLabeler(load_settings(), config, llm, client, store)
+            assert await labeler.label(records) == 2
+            return [r.decode() for r in await client.hvals(RunKeys(RUN).results)]
+        finally:
+            await llm.close()
+            await client.aclose()
+
+    results = [json.loads(r) for r in asyncio.run(main())]
+    assert sizes == [2, 1, 1]
+    assert [r["status"] for r in results] == ["labeled", "labeled"]

@@ -62,8 +62,10 @@ class GuardedCaller:
         digest = request_digest(cfg.base_url, cfg.model, messages, params, headers)
         hit = await self.cache.get(digest)
         if hit is not None:
-            await self.sink.spend(cache_hits=1)
-            return Answer(Completion(**hit), digest, cached=True)
+            completion = Completion(**hit)
+            # An answer the simulator gave stays a simulated one when it comes from the cache.
+            await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
+            return Answer(completion, digest, cached=True)
         await self.budget.reserve(prompt_tokens, cfg.max_tokens)
         used_prompt = used_completion = 0
         try:

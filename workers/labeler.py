@@ -20,7 +20,7 @@ from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
-from workers.llm import ChatCaller, Completion, RunStopped
+from workers.llm import ChatCaller, Completion, EmptyAnswer, RunStopped
 from workers.parsing import parse_answer, parse_batch_answer
 from workers.ratelimit import TokenBucket, account_id, caps_for
 from workers.requests import RequestBuilder
@@ -106,6 +106,11 @@ class ShardLabeler:
             reply = await self.caller.complete(
                 messages, prompt_tokens, [r.id for r in batch], response_format=fmt
             )
+        except EmptyAnswer as exc:
+            if len(batch) > 1:  # as for a partly unusable answer: halves, down to one
+                half = len(batch) // 2
+                return await self._attempt(batch[:half]) + await self._attempt(batch[half:])
+            return [self._failed(batch[0], exc.message)]
         except ItemError as exc:
             if fmt is not None and self.requests.fall_back(exc.message):
                 log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)

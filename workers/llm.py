@@ -59,6 +59,10 @@ class RunStopped(RunError):
     """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
 
 
+class EmptyAnswer(ItemError):
+    """The model answered with no content (a refusal under structured outputs, say)."""
+
+
 class _RateLimited(Exception):
     """A 429 worth retrying; the shared pause already makes everyone wait."""
 
@@ -252,7 +256,9 @@ class ChatCaller:
         choice = completion.choices[0] if completion.choices else None
         content = choice.message.content if choice and choice.message else None
         if not content:
-            raise ItemError("the model returned an empty answer")
+            refusal = getattr(choice.message, "refusal", None) if choice else None
+            why = f": it refused ({refusal})" if refusal else ""
+            raise EmptyAnswer(f"the model returned an empty answer{why}")
         return Completion(content, used_prompt, used_completion, simulated)
 
     def _check_caps(self, limits: ProviderLimits) -> None:
