@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError
 from prelabel.errors import BrokerError, EndpointError
 from prelabel.keys import RunKeys
 from prelabel.model import Record, RunConfig
-from prelabel.settings import Settings, api_key_for
+from prelabel.settings import Settings
 from prelabel.store import RunStore
 from workers.app import make_app
 from workers.tasks import TASK_NAME, shard_task_id
@@ -25,9 +25,14 @@ def new_run_id() -> str:
 
 
 def check_endpoint(settings: Settings, base_url: str) -> None:
-    """Fail now, with one line, when the LLM endpoint cannot be reached or refuses the key."""
+    """Fail now, with one line, when the LLM endpoint cannot be reached or refuses the key.
+
+    The key is the workers' business: without one here, an endpoint that answers 401 has
+    answered, and each worker checks its own key on its first call.
+    """
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     client = openai.OpenAI(
-        base_url=base_url, api_key=api_key_for(settings, base_url), max_retries=0, timeout=10
+        base_url=base_url, api_key=key or "sk-none-on-the-producer", max_retries=0, timeout=10
     )
     try:
         client.models.list()
@@ -37,6 +42,8 @@ def check_endpoint(settings: Settings, base_url: str) -> None:
             "(or set OPENAI_BASE_URL) to one that answers"
         ) from None
     except openai.AuthenticationError:
+        if key is None:
+            return
         raise EndpointError(f"{base_url} rejected the API key: check OPENAI_API_KEY") from None
     except openai.APIStatusError:
         pass  # some compatible servers have no /models; the endpoint answered, which is enough

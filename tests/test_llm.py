@@ -348,3 +348,18 @@ def test_an_empty_answer_to_a_batch_splits_it(redis_url: str, redis_client: redi
     results = [json.loads(r) for r in asyncio.run(main())]
     assert sizes == [2, 1, 1]
     assert [r["status"] for r in results] == ["labeled", "labeled"]
+
+
+def test_the_producer_needs_no_key_but_a_wrong_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prelabel.errors import EndpointError
+    from prelabel.settings import load_settings
+    from producer.runs import check_endpoint
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with simulator(require_key="sk-right") as sim:
+        check_endpoint(load_settings(), sim.base_url)  # the workers hold the key
+        check_endpoint(load_settings(OPENAI_API_KEY="sk-right"), sim.base_url)
+        with pytest.raises(EndpointError, match="rejected the API key"):
+            check_endpoint(load_settings(OPENAI_API_KEY="sk-wrong"), sim.base_url)
