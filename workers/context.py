@@ -8,7 +8,8 @@ long as it lives; HTTP and Redis connections are reused from one shard to the ne
 
 Celery's prefork pool forks its children from the worker's main process: the context is made
 lazily in the process that uses it (and made again when the process id changes), never
-inherited across a fork.
+inherited across a fork. Each thread has its own (an event loop belongs to one thread), so a
+worker started with `--pool threads` is safe too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -91,24 +93,24 @@ class WorkerContext:
             self._redis = None
 
 
-_current: WorkerContext | None = None
+_local = threading.local()
 
 
 def worker_context() -> WorkerContext:
-    """This process's context, made on first use (and after a fork)."""
-    global _current
-    if _current is None or _current.pid != os.getpid():
-        _current = WorkerContext(load_settings())
-    return _current
+    """This thread's context, made on first use (and after a fork)."""
+    current: WorkerContext | None = getattr(_local, "context", None)
+    if current is None or current.pid != os.getpid():
+        current = _local.context = WorkerContext(load_settings())
+    return current
 
 
 def reset_worker_context() -> None:
-    """Close and forget this process's context.
+    """Close and forget this thread's context.
 
     For a task interrupted mid-flight (its soft time limit): its loop may still hold calls
     that must not go on alongside the next shard's.
     """
-    global _current
-    if _current is not None and _current.pid == os.getpid():
-        _current.close()
-    _current = None
+    current: WorkerContext | None = getattr(_local, "context", None)
+    if current is not None and current.pid == os.getpid():
+        current.close()
+    _local.context = None
