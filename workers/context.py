@@ -72,6 +72,10 @@ class WorkerContext:
 
     def close(self) -> None:
         """Close the clients and the loop; tasks the loop still holds are cancelled."""
+        # Cancelled before the loop runs again: a task whose wake-up is already due must not
+        # take one more step (and send one more request) first.
+        for task in asyncio.all_tasks(self._runner.get_loop()):
+            task.cancel()
         try:
             self._runner.run(self._aclose())
         except Exception as exc:  # closing is best effort: the process may be going away
