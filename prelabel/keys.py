@@ -2,7 +2,8 @@
 
 Per run (`{run}` is the run id):
 
-    prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps
+    prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps,
+                                               caps (the caps workers apply, JSON)
     prelabel:run:{run}:counters        hash    done, failed, requests, prompt_tokens,
                                                completion_tokens, rate_limited, retries
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record

@@ -64,6 +64,10 @@ class RunView:
     error: str | None
     sample: Sample
     updated_at: float | None = None
+    #: The caps the workers applied (`PRELABEL_CAPS` when the run gave none), as they wrote
+    #: them in the run's meta when starting a shard; None until a worker did.
+    worker_rpm: int | None = None
+    worker_tpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +239,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         unaligned=s.get("unaligned"),
         bucket_wait_s=s.get(BUCKET_WAIT_MS) / 1000,
         cost_usd=cost_usd(cfg.model, s.get("prompt_tokens"), s.get("completion_tokens")),
-        rpm_cap=cfg.rpm,
-        tpm_cap=cfg.tpm,
+        rpm_cap=cfg.rpm if cfg.rpm is not None else view.worker_rpm,
+        tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
     )
@@ -278,7 +282,7 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
     pipe = client.pipeline(transaction=False)
     for run_id in run_ids:
         keys = RunKeys(run_id)
-        pipe.hmget(keys.meta, ["config", "status", "error", "updated_at"])
+        pipe.hmget(keys.meta, ["config", "status", "error", "updated_at", "caps"])
         pipe.hgetall(keys.counters)
     try:
         replies = pipe.execute()
@@ -286,7 +290,7 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
         raise BrokerError(f"Redis error reading runs: {exc}") from None
     views: list[RunView] = []
     for i in range(len(run_ids)):
-        (raw_config, status, error, updated), counters = replies[2 * i], replies[2 * i + 1]
+        (raw_config, status, error, updated, caps), counters = replies[2 * i], replies[2 * i + 1]
         if raw_config is None or status is None:
             continue  # expired, or listed in the index but never written
         try:
@@ -300,9 +304,18 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
                 error=_text(error) if error else None,
                 sample=Sample(at=now, counters={_text(k): int(v) for k, v in counters.items()}),
                 updated_at=float(updated) if updated else None,
+                **_worker_caps(caps),
             )
         )
     return views
+
+
+def _worker_caps(raw: bytes | str | None) -> dict[str, int | None]:
+    try:
+        caps = json.loads(raw) if raw else {}
+        return {"worker_rpm": caps.get("rpm"), "worker_tpm": caps.get("tpm")}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def read_run(client: redis.Redis, run_id: str, now: float) -> RunView:

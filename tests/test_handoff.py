@@ -17,6 +17,7 @@ import redis
 
 from prelabel import launch
 from prelabel.keys import RunKeys
+from prelabel.monitor import read_run, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,8 @@ def test_a_shard_past_its_soft_limit_is_handed_on(
         "PRELABEL_SOFT_TIME_LIMIT": "1.5",
         "PRELABEL_INFLIGHT": "2",
         "PRELABEL_MAX_SHARD_ATTEMPTS": "1",
+        # Far above what 40 items need: only to see `prelabel status` learn the workers' caps.
+        "PRELABEL_CAPS": '{"*": {"rpm": 6000}}',
     }
     env.pop("OPENAI_API_KEY", None)
     log = tmp_path / "worker.log"
@@ -67,6 +70,8 @@ def test_a_shard_past_its_soft_limit_is_handed_on(
         attempts = redis.Redis.from_url(redis_url).hgetall(RunKeys(run_id).attempts)
         # With at most 1 start allowed, a hand-off counted as a death would have failed items.
         assert all(int(n) <= 1 for n in attempts.values()), attempts
+        view = read_run(redis.Redis.from_url(redis_url), run_id, now=0.0)
+        assert snapshot(view).rpm_cap == 6000
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats") as resp:
             stats = json.load(resp)
         # A hand-off cancels the calls it had in flight: at most that many are paid twice.

@@ -3,6 +3,7 @@ while real workers label a real run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -249,6 +250,19 @@ def test_reads_runs_and_failure_reasons_from_redis(redis_client: redis.Redis) ->
     assert [v.config.run_id for v in read_runs(redis_client, ["gone", "rr"], 1.0)] == ["rr"]
     with pytest.raises(RunError, match="prelabel runs"):
         read_run(redis_client, "gone", now=1.0)
+
+
+def test_caps_the_workers_apply_stand_in_for_caps_the_run_did_not_give(
+    redis_client: redis.Redis,
+) -> None:
+    store = RunStore(redis_client)
+    records = [Record.from_tokens("i0", ["a"])]
+    store.create(config(run_id="rc", rpm=None, tpm=500, total=1, shards=1), [records])
+    assert snapshot(read_run(redis_client, "rc", now=2000.0)).rpm_cap is None
+    # A worker starting a shard writes the caps it resolved (here from PRELABEL_CAPS).
+    redis_client.hset(RunKeys("rc").meta, "caps", json.dumps({"rpm": 120, "tpm": 900}))
+    snap = snapshot(read_run(redis_client, "rc", now=2000.0))
+    assert (snap.rpm_cap, snap.tpm_cap) == (120, 500)  # the run's own --tpm comes first
 
 
 # --- the exporter and the live view during a real run ------------------------------------

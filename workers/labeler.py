@@ -46,11 +46,8 @@ class ShardLabeler:
         self.store = store
         self.sink = ResultSink(redis, config.run_id)
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        bucket = TokenBucket(
-            redis,
-            account_id(config.base_url, config.model, api_key),
-            caps_for(settings, config),
-        )
+        self.caps = caps_for(settings, config)
+        bucket = TokenBucket(redis, account_id(config.base_url, config.model, api_key), self.caps)
         self.caller = GuardedCaller(
             ChatCaller(client, bucket, self.sink, config, settings.max_attempts),
             ResponseCache(redis, settings.cache_ttl, enabled=config.cache),

@@ -6,6 +6,7 @@ items are skipped, and only new results move the counters, so the effect is exac
 
 from __future__ import annotations
 
+import json
 import logging
 
 import redis.asyncio as aioredis
@@ -76,6 +77,9 @@ async def _label(
         await _shard_done(store, redis, config, shard)
         return committed
     labeler = ShardLabeler(settings, config, client, redis, store)
+    # What `prelabel status` compares the run's rates against (PRELABEL_CAPS is the workers').
+    caps = {"rpm": labeler.caps.rpm, "tpm": labeler.caps.tpm}
+    await redis.hset(keys.meta, "caps", json.dumps(caps))
     try:
         committed = await labeler.label(records)
     except BudgetReached as exc:
