@@ -102,6 +102,13 @@ FewShotFromOpt = Annotated[
         "Default: the train split beside --dataset.",
     ),
 ]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Completion token limit per request; it counts against --tpm at admission. "
+        "Default: 256 + 64 per sentence of the batch."
+    ),
+]
 ResponseFormatOpt = Annotated[
     str,
     typer.Option(
@@ -146,13 +153,7 @@ def run(
     tpm: Annotated[int | None, typer.Option(help="Tokens/min cap shared by every worker.")] = None,
     shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
     batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="Completion token limit per request; it counts against --tpm at admission. "
-            "Default: 256 + 64 per sentence of the batch."
-        ),
-    ] = None,
+    max_tokens: MaxTokensOpt = None,
     ontology: OntologyOpt = None,
     prompt_file: PromptFileOpt = None,
     few_shot: FewShotOpt = 0,
@@ -212,27 +213,14 @@ def run(
     Exits 0 when the run completed, even if some items failed (they are in
     predictions.jsonl with their reasons), and 1 when the run stopped early.
     """
-    from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
 
     if upload and not wait:
         raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
     settings = _settings(redis_url, base_url)
-    try:
-        spec = DatasetSpec(
-            source=dataset,
-            split=split,
-            limit=limit,
-            text_field=text_field,
-            tokens_field=tokens_field,
-            tags_field=tags_field,
-            id_field=id_field,
-            entity_types=tuple(t.strip() for t in entity_types.split(",") if t.strip())
-            if entity_types
-            else None,
-        )
-    except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
+    spec = _dataset_spec(
+        dataset, split, limit, text_field, tokens_field, tags_field, id_field, entity_types
+    )
     options = RunOptions(
         model=model,
         base_url=settings.openai_base_url,
@@ -249,7 +237,7 @@ def run(
         ),
     )
     if dry_run:
-        _print_estimate(spec, options.model, options.base_url, options, rpm, tpm)
+        _print_estimate(spec, options, rpm, tpm)
         return
     outcome = run_pipeline(settings, spec, options, out, console, wait=wait)
     if not wait:
@@ -266,6 +254,35 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+
+
+def _dataset_spec(
+    dataset: str,
+    split: str,
+    limit: int | None,
+    text_field: str,
+    tokens_field: str,
+    tags_field: str,
+    id_field: str | None,
+    entity_types: str | None,
+) -> DatasetSpec:
+    """The dataset flags of `run` and `estimate`, checked."""
+    from producer import loading
+
+    types = tuple(t.strip() for t in entity_types.split(",") if t.strip()) if entity_types else None
+    try:
+        return loading.DatasetSpec(
+            source=dataset,
+            split=split,
+            limit=limit,
+            text_field=text_field,
+            tokens_field=tokens_field,
+            tags_field=tags_field,
+            id_field=id_field,
+            entity_types=types,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
 
 
 def _labeling(
@@ -293,19 +310,14 @@ def _labeling(
 
 
 def _print_estimate(
-    spec: DatasetSpec,
-    model: str,
-    base_url: str,
-    options: RunOptions,
-    rpm: int | None,
-    tpm: int | None,
+    spec: DatasetSpec, options: RunOptions, rpm: int | None, tpm: int | None
 ) -> None:
     from producer.estimate import estimate_run, render_estimate
 
     estimate = estimate_run(
         spec,
-        model=model,
-        base_url=base_url,
+        model=options.model,
+        base_url=options.base_url,
         shard_size=options.shard_size,
         batch_size=options.batch_size,
         max_tokens=options.max_tokens,
@@ -325,13 +337,7 @@ def estimate(
     tpm: Annotated[int | None, typer.Option(help="Tokens/min cap (for the duration).")] = None,
     shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
     batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="Completion token limit per request; it counts against --tpm at admission. "
-            "Default: 256 + 64 per sentence of the batch."
-        ),
-    ] = None,
+    max_tokens: MaxTokensOpt = None,
     ontology: OntologyOpt = None,
     prompt_file: PromptFileOpt = None,
     few_shot: FewShotOpt = 0,
@@ -357,24 +363,11 @@ def estimate(
     estimated, with `max_tokens` per request as the bound. Prices: built-in table, extended
     by the JSON or TOML file in $PRELABEL_PRICES.
     """
-    from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions
 
-    try:
-        spec = DatasetSpec(
-            source=dataset,
-            split=split,
-            limit=limit,
-            text_field=text_field,
-            tokens_field=tokens_field,
-            tags_field=tags_field,
-            id_field=id_field,
-            entity_types=tuple(t.strip() for t in entity_types.split(",") if t.strip())
-            if entity_types
-            else None,
-        )
-    except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
+    spec = _dataset_spec(
+        dataset, split, limit, text_field, tokens_field, tags_field, id_field, entity_types
+    )
     url = base_url or load_settings().openai_base_url
     options = RunOptions(
         model=model,
@@ -386,7 +379,7 @@ def estimate(
             ontology, prompt_file, few_shot, few_shot_strategy, few_shot_from, response_format
         ),
     )
-    _print_estimate(spec, model, url, options, rpm, tpm)
+    _print_estimate(spec, options, rpm, tpm)
 
 
 def _print_outcome(outcome: object) -> None:

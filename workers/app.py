@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 #: A shard's task may run this long before its soft limit asks it to stop (the default and
 #: the most `PRELABEL_SOFT_TIME_LIMIT` allows).
 SOFT_TIME_LIMIT = 50 * 60
-#: Hard limit: a stuck task is killed (and acked) this long after its soft limit.
-TIME_LIMIT = SOFT_TIME_LIMIT + 5 * 60
+#: A stuck task is killed (and acked) this long after its soft limit.
+HARD_LIMIT_GRACE = 5 * 60
+#: Hard limit at the default soft limit.
+TIME_LIMIT = SOFT_TIME_LIMIT + HARD_LIMIT_GRACE
 #: An unacked message is redelivered after this; keep it well above TIME_LIMIT.
 VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
 
@@ -36,7 +38,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_soft_time_limit=settings.soft_time_limit,
-        task_time_limit=settings.soft_time_limit + TIME_LIMIT - SOFT_TIME_LIMIT,
+        task_time_limit=settings.soft_time_limit + HARD_LIMIT_GRACE,
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
