@@ -133,7 +133,7 @@ def measure(
     for n, record in enumerate(items, 1):
         script(
             keys=[keys.results, keys.counters],
-            args=[record.id, result_for(record).model_dump_json(), "labeled"],
+            args=[record.id, result_for(record).model_dump_json(), "labeled", 0],
             client=pipe,
         )
         if n % 1000 == 0:

@@ -78,10 +78,7 @@ class ShardLabeler:
             if self._stopped is not None or not await self._running():
                 return 0
             results = await self._attempt(batch)
-        committed = 0
-        for result in results:
-            committed += await self.sink.commit(result)
-        return committed
+        return await self.sink.commit(results)
 
     async def _attempt(self, batch: Sequence[Record]) -> list[ItemResult]:
         """Results for `batch`; a batch whose answer is partly unusable is split in halves."""

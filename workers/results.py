@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -13,21 +15,66 @@ _COMMIT = (Path(__file__).parent / "lua" / "commit.lua").read_text()
 
 
 class ResultSink:
-    """Where a shard's results go: committed once each, with the run's counters."""
+    """Where a shard's results go: committed once each, with the run's counters.
+
+    Commits are grouped: results handed over while a commit is on its way to Redis go
+    together in the next one (one script call for all of them), so a busy worker makes one
+    round trip per group of results rather than one per item, and an idle one commits at once.
+    """
 
     def __init__(self, client: aioredis.Redis, run_id: str) -> None:
         self.redis = client
         self.keys = RunKeys(run_id)
         self._commit = client.register_script(_COMMIT)
+        self._waiting: list[tuple[Sequence[ItemResult], asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
-    async def commit(self, result: ItemResult) -> bool:
-        """Commit `result` unless the item already has one; True when this call committed."""
-        field = "labeled" if result.status == "labeled" else "failed"
-        done = await self._commit(
-            keys=[self.keys.results, self.keys.counters],
-            args=[result.id, result.model_dump_json(), field, len(result.unaligned)],
-        )
-        return bool(done)
+    async def commit(self, results: Sequence[ItemResult]) -> int:
+        """Commit `results`, except for items that already have one; returns how many this
+        call committed. Returns once they are in Redis."""
+        if not results:
+            return 0
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((results, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+            self._writer.add_done_callback(self._writer_done)
+        return await done
+
+    async def _write(self) -> None:
+        group: list[tuple[Sequence[ItemResult], asyncio.Future[int]]] = []
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                args: list[str | int] = []
+                for results, _ in group:
+                    for r in results:
+                        counter = "labeled" if r.status == "labeled" else "failed"
+                        args += [r.id, r.model_dump_json(), counter, len(r.unaligned)]
+                try:
+                    flags = iter(
+                        await self._commit(keys=[self.keys.results, self.keys.counters], args=args)
+                    )
+                except Exception as exc:  # each waiting caller hears of it
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for results, done in group:
+                    n = sum(int(next(flags)) for _ in results)
+                    if not done.done():  # a caller cancelled meanwhile has left
+                        done.set_result(n)
+                group = []
+        finally:  # cancelled (the worker's context closing) mid-commit
+            for _, done in group:
+                done.cancel()
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        """A writer cancelled before it took its group: nobody waits forever."""
+        if writer is self._writer and writer.cancelled():
+            waiting, self._waiting = self._waiting, []
+            for _, done in waiting:
+                done.cancel()
 
     async def committed(self, item_ids: list[str]) -> set[str]:
         """Which of `item_ids` already have a result (a redelivered shard skips them)."""

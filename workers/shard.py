@@ -103,18 +103,19 @@ async def _fail_rest(
     redis: aioredis.Redis, config: RunConfig, item_ids: list[str], reason: str
 ) -> int:
     sink = ResultSink(redis, config.run_id)
-    todo = [i for i in item_ids if i not in await sink.committed(item_ids)]
-    committed = 0
-    for item_id in todo:
-        result = ItemResult(
+    done = await sink.committed(item_ids)
+    failed = [
+        ItemResult(
             id=item_id,
             status="failed",
             error=reason,
             model=config.model,
             prompt_version=config.prompt_version,
         )
-        committed += await sink.commit(result)
-    return committed
+        for item_id in item_ids
+        if item_id not in done
+    ]
+    return await sink.commit(failed)
 
 
 async def _shard_done(
