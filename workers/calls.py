@@ -51,21 +51,15 @@ class GuardedCaller:
     ) -> Answer:
         """An answer to `messages`; raises BudgetReached, ItemError or RunStopped."""
         cfg = self.config
-        # The item ids header reaches local endpoints only, and changes the oracle's answer
-        # for identical sentences with different gold: it is part of the request's identity.
-        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
-        params = {
-            "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature,
-            "response_format": response_format,
-        }
-        digest = request_digest(cfg.base_url, cfg.model, messages, params, headers)
-        hit = await self.cache.get(digest)
-        if hit is not None:
-            completion = Completion(**hit)
-            # An answer the simulator gave stays a simulated one when it comes from the cache.
-            await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
-            return Answer(completion, digest, cached=True)
+        digest = ""
+        if self.cache.enabled:
+            digest = self._digest(messages, item_ids, response_format)
+            hit = await self.cache.get(digest)
+            if hit is not None:
+                completion = Completion(**hit)
+                # An answer the simulator gave stays a simulated one when it comes from the cache.
+                await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
+                return Answer(completion, digest, cached=True)
         await self.budget.reserve(prompt_tokens, cfg.max_tokens)
         used_prompt = used_completion = 0
         try:
@@ -77,7 +71,25 @@ class GuardedCaller:
             await self.budget.settle(prompt_tokens, cfg.max_tokens, used_prompt, used_completion)
         return Answer(completion, digest, cached=False)
 
+    def _digest(
+        self,
+        messages: list[dict[str, str]],
+        item_ids: list[str],
+        response_format: dict[str, Any] | None,
+    ) -> str:
+        """The cache key of a request: everything that shapes its answer."""
+        cfg = self.config
+        # The item ids header reaches local endpoints only, and changes the oracle's answer
+        # for identical sentences with different gold: it is part of the request's identity.
+        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
+        params = {
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "response_format": response_format,
+        }
+        return request_digest(cfg.base_url, cfg.model, messages, params, headers)
+
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""
-        if not answer.cached:
+        if answer.digest and not answer.cached:
             await self.cache.put(answer.digest, dataclasses.asdict(answer.completion))
