@@ -207,6 +207,45 @@ def test_refusals_that_waiting_cannot_heal(
     assert counters(redis_client)["requests"] == 1  # one attempt, no retry
 
 
+def answering(response: httpx.Response) -> httpx.AsyncClient:
+    """An endpoint answering every call with `response`."""
+    return httpx.AsyncClient(transport=httpx.MockTransport(lambda _: response))
+
+
+def test_a_body_that_is_not_json_fails_the_item(redis_url: str, redis_client: redis.Redis) -> None:
+    page = httpx.Response(200, text="<html>Gateway login</html>")
+    with pytest.raises(ItemError, match=r"HTTP 200 with a body that is not JSON.*--base-url"):
+        with_fleet(
+            redis_url,
+            "http://127.0.0.1:9/v1",
+            lambda f: ask(f.caller()),
+            http_client=answering(page),
+        )
+    assert counters(redis_client)["requests"] == 1  # it was sent, and counts
+
+
+def test_an_answer_without_usage_is_counted_at_the_estimate(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A server that leaves out `usage` (some OpenAI-compatible ones do): the prompt counts
+    as estimated, the completion as nothing, and the answer is still read."""
+    content = json.dumps({"PER": ["Peter Blackburn"], "ORG": [], "LOC": ["Paris"], "MISC": []})
+    bare = httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
+
+    async def body(fleet: Fleet) -> tuple[Completion, int]:
+        caller = fleet.caller()
+        messages = build_messages([RECORD], caller.config.ontology)
+        estimate = count_message_tokens(messages, caller.config.model)
+        return await caller.complete(messages, estimate, [RECORD.id]), estimate
+
+    completion, estimate = with_fleet(
+        redis_url, "http://127.0.0.1:9/v1", body, http_client=answering(bare)
+    )
+    assert (completion.content, completion.prompt_tokens) == (content, estimate)
+    assert completion.completion_tokens == 0
+    assert counters(redis_client)["prompt_tokens"] == estimate
+
+
 def first_failure_seed(fail_rate: float) -> int:
     """A seed whose first request is a 5xx and second is not (the simulator draws three numbers
     per admitted request from one RNG, the first deciding a failure, then picks the status)."""
