@@ -241,3 +241,30 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     out.write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"written {out.relative_to(ROOT)}")
     return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pids: Sequence[int], descendants: bool = True) -> float:
+    """CPU time (user + system) used so far by `pids` and, unless told otherwise, every live
+    descendant of theirs (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent's pid
+        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        if descendants:
+            todo.extend(children.get(pid, []))
+    return total
