@@ -81,14 +81,15 @@ def slow_simulator_url(fleet_env: dict[str, str], gold_path: Path) -> Iterator[s
 def test_collecting_a_run_in_work_needs_partial(
     fleet_env: dict[str, str], slow_simulator_url: str, gold_path: Path, tmp_path: Path
 ) -> None:
-    run_id = start(fleet_env, gold_path, slow_simulator_url, "--limit", "400")
+    # 1,500 items at a second each keep the fleet busy for far longer than three CLI calls.
+    run_id = start(fleet_env, gold_path, slow_simulator_url, "--limit", "1500")
     proc = prelabel("collect", run_id, "--out", str(tmp_path / "o"), env=fleet_env)
     assert proc.returncode == 2
     assert "--partial" in proc.stderr
     proc = prelabel("collect", run_id, "--partial", "--out", str(tmp_path / "p"), env=fleet_env)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 400
+    assert len(rows) == 1500
     assert any(r["status"] == "failed" and "not labeled" in r["error"] for r in rows)
     assert prelabel("cancel", run_id, env=fleet_env).returncode == 0
 
