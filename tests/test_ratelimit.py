@@ -566,6 +566,28 @@ def test_bucket_pause_holds_back_acquire_fleet_wide(
     assert admitted >= paused_until
 
 
+def test_uncapped_callers_at_once_read_the_pause_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Without caps, a process reads the fleet's pause once per poll interval, however many of
+    its calls ask at the same moment (they queue for the script, then find it read)."""
+    calls: list[int] = []
+
+    async def body(bucket: TokenBucket) -> list[Admission]:
+        run = bucket._run
+
+        async def counted(*args: Any) -> Any:
+            calls.append(1)
+            return await run(*args)
+
+        bucket._run = counted  # type: ignore[method-assign]
+        return await asyncio.gather(*(bucket.acquire(10) for _ in range(20)))
+
+    admissions = run_with_bucket(redis_url, Caps(None, None), body)
+    assert len(admissions) == 20
+    assert len(calls) == 1
+
+
 def test_bucket_settle_reconciles_and_resyncs(redis_url: str, redis_client: redis.Redis) -> None:
     caps = Caps(600, 60_000, 1.0)
 

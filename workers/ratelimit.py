@@ -247,6 +247,8 @@ class TokenBucket:
         args = [*self._rates, requests, tokens]
         keys = [self.keys.bucket, self.keys.pause]
         async with self._turn:
+            if self._uncapped and time.monotonic() < self._unpaused_until:
+                return Admission(time.monotonic() - started, None)  # another caller just asked
             while True:
                 status, wait_ms, server_us = await self._run(self._acquire, keys, args)
                 if status == 1:
