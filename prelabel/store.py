@@ -12,11 +12,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, TypeVar, cast
 
 import redis
+from pydantic import TypeAdapter
 from redis.typing import EncodableT, FieldT
 
 from prelabel.errors import BrokerError, RunError
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import ItemResult, Record, RunConfig
+
+#: A shard as stored: a JSON array of records (parsed and validated in one pass).
+_RECORDS = TypeAdapter(list[Record])
 
 T = TypeVar("T")
 
@@ -97,7 +101,7 @@ class RunStore:
         raw = self._get(lambda: self.redis.get(RunKeys(run_id).shard(n)))
         if raw is None:
             raise RunError(f"shard {n} of run {run_id!r} is not in Redis")
-        return [Record.model_validate(r) for r in json.loads(raw)]
+        return _RECORDS.validate_json(raw)
 
     def records(self, run_id: str) -> Iterator[Record]:
         """Every record of the run, in shard order."""
