@@ -5,21 +5,26 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from collector.formats import KILI_JOB, write_hf_dataset, write_kili, write_label_studio
-from collector.kili import KiliTarget, UploadOptions, UploadReport, project_url, upload_run
-from collector.kili import dry_run as write_dry_run
-from collector.source import RunData, load_run_folder, load_run_redis
 from prelabel.errors import ConfigError
-from prelabel.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collector.kili import KiliTarget, UploadReport
+    from collector.source import RunData
+    from prelabel.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+#: collector.formats.KILI_JOB, repeated so that `prelabel --help` need not import the Kili
+#: code (the commands import it when they run).
+KILI_JOB = "NAMED_ENTITIES_RECOGNITION_JOB"
 
 
 class Platform(StrEnum):
@@ -90,6 +95,9 @@ def upload_command(
     are skipped, and the run's predictions replace those of the same model and prompt. An
     interrupted upload resumes where it stopped when run again.
     """
+    from collector.kili import UploadOptions, upload_run
+    from collector.kili import dry_run as write_dry_run
+
     settings = _settings(redis_url)
     data = _load(run, from_dir, settings)
     target = _target(settings, kili_project_id, kili_job)
@@ -126,7 +134,7 @@ def export_command(
 ) -> None:
     """Export a run's predictions for another tool; each export is checked against its text."""
     from collector.exports import write_conll, write_predictions_jsonl
-    from collector.formats import check_rows
+    from collector.formats import check_rows, write_hf_dataset, write_kili, write_label_studio
 
     if out is None:
         raise ConfigError("--out is required: the folder to write the export into")
@@ -151,16 +159,23 @@ def export_command(
 
 def upload_after_run(out_dir: Path, settings: Settings) -> None:
     """Upload the run folder `prelabel run` just wrote, to the project of the settings."""
+    from collector.kili import upload_run
+    from collector.source import load_run_folder
+
     target = _target(settings, None, KILI_JOB)
     report = upload_run(load_run_folder(out_dir), target, None, err_console)
     _print_report(report, target)
 
 
 def _settings(redis_url: str | None) -> Settings:
+    from prelabel.settings import load_settings
+
     return load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
 
 
 def _load(run: str | None, from_dir: Path | None, settings: Settings) -> RunData:
+    from collector.source import load_run_folder, load_run_redis
+
     if (run is None) == (from_dir is None):
         raise ConfigError("give one run: a run id or folder (RUN|DIR), or --from DIR")
     if from_dir is not None:
@@ -171,10 +186,13 @@ def _load(run: str | None, from_dir: Path | None, settings: Settings) -> RunData
     from prelabel.connections import connect
     from prelabel.store import RunStore
 
-    return load_run_redis(RunStore(connect(settings.redis_url)), run)
+    client = connect(settings.redis_url, master=settings.sentinel_master)
+    return load_run_redis(RunStore(client), run)
 
 
 def _target(settings: Settings, project_id: str | None, job: str) -> KiliTarget:
+    from collector.kili import KiliTarget
+
     key = settings.kili_api_key.get_secret_value() if settings.kili_api_key else None
     return KiliTarget(
         api_key=key,
@@ -185,6 +203,8 @@ def _target(settings: Settings, project_id: str | None, job: str) -> KiliTarget:
 
 
 def _print_report(report: UploadReport, target: KiliTarget) -> None:
+    from collector.kili import project_url
+
     table = Table(title=f"Kili project {report.project_id}", show_header=False)
     table.add_row("project", "created" if report.project_created else "found")
     table.add_row("model name", report.model_name)

@@ -6,12 +6,18 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
-from evaluation import Evaluation, Item, RunFigures, evaluate_items
 from prelabel.files import write_atomic
-from prelabel.model import ItemResult, RunConfig
-from prelabel.store import RunStore
+
+# Imported when collecting, not with the package: the collector's models, Redis and the
+# scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
+# package for its command signatures.
+if TYPE_CHECKING:
+    from collector.exports import PredictionRow
+    from evaluation import Evaluation, Item
+    from prelabel.model import ItemResult, RunConfig
+    from prelabel.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,9 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
     """
+    from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
+    from evaluation import RunFigures, evaluate_items
+
     config = store.config(run_id)
     results = store.results(run_id)
     counters = store.counters(run_id)
@@ -84,6 +93,8 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
 
 
 def _item(row: PredictionRow) -> Item:
+    from evaluation import Item
+
     # The same reading as evaluation.readers.item_of_row (which cannot be imported here:
     # it reads predictions.jsonl through this package).
     return Item(
@@ -113,6 +124,8 @@ def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
 
 
 def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
+    from prelabel.model import ItemResult
+
     return ItemResult(
         id=item_id,
         status="failed",

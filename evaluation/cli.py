@@ -8,21 +8,21 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from prelabel.errors import ConfigError
 
-from .analysis import evaluate_items
-from .bootstrap import RESAMPLES
-from .compare import compare_sources, render_comparison
-from .readers import Source, read_source
-from .report import render_tables, report_json
-from .tables import header_facts
+if TYPE_CHECKING:
+    from .readers import Source
 
 console = Console()
+
+#: `evaluation.bootstrap.RESAMPLES`, repeated here so that `prelabel --help` need not import
+#: numpy and scikit-learn (the scoring modules are imported when a command runs).
+RESAMPLES = 1000
 
 
 class InputFormat(StrEnum):
@@ -71,6 +71,8 @@ def _read(
 ) -> Source:
     if assets is not None and not assets.exists():
         raise ConfigError(f"--assets {assets} does not exist; check the path")
+    from .readers import read_source
+
     return read_source(file, fmt=fmt.value, gold=gold, split=split, assets=assets)
 
 
@@ -108,6 +110,10 @@ def evaluate_command(
     scores it prints the token-level table (labelled as such), failed items and alignment
     losses.
     """
+    from .analysis import evaluate_items
+    from .report import render_tables, report_json
+    from .tables import header_facts
+
     source = _read(file, fmt, gold, split, assets)
     figures = source.figures
     if cost_usd is not None:
@@ -144,6 +150,8 @@ def compare_command(
 
     Only items both labeled are compared. It also gives F1 per dollar and per 1k tokens.
     """
+    from .compare import compare_sources, render_comparison
+
     source_a = _read(a, fmt, gold, split, assets)
     source_b = _read(b, fmt, gold, split, assets)
     comparison = compare_sources(source_a, source_b, resamples=resamples, seed=seed)

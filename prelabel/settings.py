@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     kili_api_endpoint: str | None = Field(
         None, validation_alias=AliasChoices("PRELABEL_KILI_API_ENDPOINT", "KILI_API_ENDPOINT")
     )
+    #: The Sentinel master a `sentinel://` REDIS_URL means (Celery's `master_name`).
+    sentinel_master: str = Field("mymaster", min_length=1)
+    #: Seconds after which `prelabel run` and `prelabel status` say that no worker has taken
+    #: any shard of a run yet (and what to start).
+    no_worker_warning: float = Field(20.0, gt=0)
     #: Kili project that uploads go to; without it, each run gets a project of its own.
     kili_project_id: str | None = None
     #: Celery queue the producer fills and workers consume.

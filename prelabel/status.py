@@ -8,29 +8,21 @@ interval instead.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from prelabel.connections import connect
-from prelabel.monitor import (
-    DEFAULT_WINDOW,
-    Snapshot,
-    Window,
-    failure_reasons,
-    read_run,
-    read_runs,
-    recent_run_ids,
-    snapshot,
-)
-from prelabel.settings import load_settings
+# Redis and the run model are imported by the commands, not with this module: `prelabel
+# --help` imports it for the commands' signatures only.
+if TYPE_CHECKING:
+    import redis
+
+    from prelabel.monitor import Snapshot
 
 _STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "cancelled": "yellow"}
 
@@ -163,8 +155,11 @@ def one_line(snap: Snapshot) -> str:
 
 
 def _client(redis_url: str | None) -> redis.Redis:
+    from prelabel.connections import connect
+    from prelabel.settings import load_settings
+
     settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
-    return connect(settings.redis_url)
+    return connect(settings.redis_url, master=settings.sentinel_master)
 
 
 def watch(
@@ -173,9 +168,16 @@ def watch(
     console: Console,
     *,
     interval: float = 2.0,
-    window: float = DEFAULT_WINDOW,
+    window: float = 60.0,
 ) -> Snapshot:
-    """Redraw the run every `interval` seconds until it is finished; returns the last view."""
+    """Redraw the run every `interval` seconds until it is finished; returns the last view.
+
+    Rates are over the last `window` seconds (prelabel.monitor.DEFAULT_WINDOW).
+    """
+    from rich.live import Live
+
+    from prelabel.monitor import Window, read_run, snapshot
+
     samples = Window(window)
 
     def take() -> Snapshot:
@@ -220,6 +222,8 @@ def status_command(
     Without --watch, rates are averages since the run started, and the most common failure
     reasons are listed. With --watch, rates are over the last minute.
     """
+    from prelabel.monitor import failure_reasons, read_run, snapshot
+
     console = Console()
     client = _client(redis_url)
     if watch_:
@@ -236,6 +240,8 @@ def runs_command(
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """List recent runs still in Redis, newest first."""
+    from prelabel.monitor import read_runs, recent_run_ids, snapshot
+
     console = Console()
     client = _client(redis_url)
     now = time.time()

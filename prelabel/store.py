@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 import redis
@@ -50,9 +51,17 @@ class RunStore:
         config: RunConfig,
         shards: Sequence[Sequence[Record]],
         skipped: Sequence[tuple[str, str]] = (),
+        *,
+        queue: str | None = None,
+        out_dir: Path | None = None,
     ) -> None:
         """Write a new run: its config, its shards, zeroed counters and the input items
-        that could not be read (with their reasons), in one transaction."""
+        that could not be read (with their reasons), in one transaction.
+
+        `queue` (the Celery queue its shards go to) and `out_dir` (its `--out`, absolute)
+        are kept beside the config: `status` names the queue when no worker takes the run,
+        and `collect` writes where `run --out` said.
+        """
         keys = RunKeys(config.run_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
@@ -63,6 +72,8 @@ class RunStore:
                     "status": "running",
                     "created_at": config.created_at,
                     "skipped": json.dumps(list(skipped)),
+                    **({"queue": queue} if queue else {}),
+                    **({"out": str(out_dir.resolve())} if out_dir is not None else {}),
                 },
             )
             for n, shard in enumerate(shards):
@@ -92,6 +103,15 @@ class RunStore:
         if error:
             mapping["error"] = error
         self._get(lambda: self.redis.hset(RunKeys(run_id).meta, mapping=mapping))
+
+    def out_dir(self, run_id: str) -> Path | None:
+        """The run's `--out` folder, when it was given one."""
+        raw = self._get(lambda: self.redis.hget(RunKeys(run_id).meta, "out"))
+        return Path(_text(raw)) if raw else None
+
+    def started_shards(self, run_id: str) -> int:
+        """How many shards a worker has started (taken from the queue) at least once."""
+        return int(self._get(lambda: self.redis.hlen(RunKeys(run_id).attempts)))
 
     def counters(self, run_id: str) -> dict[str, int]:
         raw = self._get(lambda: self.redis.hgetall(RunKeys(run_id).counters))

@@ -6,18 +6,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import RunConfig
+from prelabel.model import CONLL_TYPES, RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
-from producer.labeling import LabelingOptions, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
-from producer.pricing import price_for
+from producer.pricing import Price, price_for
 from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
 from workers.fewshot import pool_to_json
@@ -59,30 +60,83 @@ def run_pipeline(
     console: Console,
     *,
     wait: bool = True,
+    default_out: str = "",
 ) -> RunOutcome:
-    """Label `spec` with `options` through the workers, and collect it into `out_dir`.
+    """Label `spec` with `options` through the workers, and collect it into `out_dir`
+    (default: `runs/{default_out}RUN_ID`).
 
-    With `wait=False` it returns once the run is enqueued; `prelabel collect` gets it later.
+    With `wait=False` it returns once the run is enqueued; `prelabel collect` gets it later
+    (into `out_dir`, which is stored with the run).
     """
-    store = RunStore(connect(settings.redis_url))
+    store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
     dataset = load_dataset_records(spec)
-    if not dataset.entity_tags:
-        raise ConfigError(
-            f"{dataset.source} declares no entity types: pass --entity-types (e.g. PER,ORG,LOC)"
-        )
+    without_gold = not any(r.gold_tags is not None for r in dataset.records)
+    if not dataset.entity_tags and options.labeling.ontology_file is None:
+        # Text without gold names no types: label CoNLL's four, as the ontology help says.
+        dataset = dataset.model_copy(update={"entity_tags": tuple(t.tag for t in CONLL_TYPES)})
+        notes = [
+            "no gold tags and no --entity-types or --ontology: labeling "
+            + ", ".join(t.tag for t in CONLL_TYPES)
+        ]
+    else:
+        notes = []
     labeling = resolve_labeling(dataset, spec, options.labeling)
     check_endpoint(settings, options.base_url)
+    price = price_for(options.model)
+    try:
+        config = _config(options, labeling, dataset, price)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "a run option"
+        raise ConfigError(f"{flag}: {err['msg']}") from None
+    if config.budget_usd is not None and config.price_input is None:
+        raise ConfigError(
+            f"no price is known for model {config.model!r}, so --budget-usd cannot be "
+            "enforced: add its price to the price table, or use --budget-tokens"
+        )
+    pool = pool_to_json(labeling.pool) if labeling.pool else None
+    out = out_dir or Path("runs") / f"{default_out}{config.run_id}"
+    start_run(
+        settings,
+        store,
+        dataset.records,
+        config,
+        dataset.skipped,
+        fewshot_pool=pool,
+        out_dir=out_dir,
+    )
+    # The run id is the first line, printed at once (rich flushes each print): a cron or CI
+    # log piped to a file can find it even while the run is still in work.
+    console.print(
+        f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
+        f"model {config.model} at {config.base_url}",
+        soft_wrap=True,
+    )
     console.print(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
-        + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else "")
+        + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else ""),
+        soft_wrap=True,
     )
+    if without_gold:
+        notes.append("no gold tags: the report will have no scores, everything else as usual")
+    for note in notes:
+        console.print(f"[yellow]{note}[/]", soft_wrap=True)
     if labeling.pool:
         console.print(
             f"few-shot: {options.labeling.few_shot} {options.labeling.few_shot_strategy} "
             f"examples per request, from {len(labeling.pool):,} sentences of {labeling.pool_source}"
         )
-    price = price_for(options.model)
-    config = RunConfig(
+    if not wait:
+        return RunOutcome(config.run_id, "running", None, None, dataset)
+    status, error = follow(store, config, console, settings)
+    collected = collect_run(settings, store, config.run_id, out, partial=True)
+    return RunOutcome(config.run_id, status, error, collected, dataset)
+
+
+def _config(
+    options: RunOptions, labeling: Labeling, dataset: LoadedDataset, price: Price | None
+) -> RunConfig:
+    return RunConfig(
         run_id=new_run_id(),
         model=options.model,
         base_url=options.base_url,
@@ -108,20 +162,3 @@ def run_pipeline(
         budget_usd=options.budget_usd,
         budget_tokens=options.budget_tokens,
     )
-    if config.budget_usd is not None and config.price_input is None:
-        raise ConfigError(
-            f"no price is known for model {config.model!r}, so --budget-usd cannot be "
-            "enforced: add its price to the price table, or use --budget-tokens"
-        )
-    pool = pool_to_json(labeling.pool) if labeling.pool else None
-    start_run(settings, store, dataset.records, config, dataset.skipped, fewshot_pool=pool)
-    console.print(
-        f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
-        f"model {config.model} at {config.base_url}"
-    )
-    if not wait:
-        return RunOutcome(config.run_id, "running", None, None, dataset)
-    status, error = follow(store, config, console, settings)
-    out = out_dir or Path("runs") / config.run_id
-    collected = collect_run(settings, store, config.run_id, out, partial=True)
-    return RunOutcome(config.run_id, status, error, collected, dataset)

@@ -23,6 +23,7 @@ from typing import cast
 
 import redis
 
+from prelabel.connections import client_for
 from prelabel.keys import RECONCILER_LOCK, RUNS, RunKeys
 from prelabel.settings import Settings
 from prelabel.store import RunStore
@@ -151,7 +152,7 @@ class ReconcilerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
+        client = client_for(self.settings.redis_url, self.settings.sentinel_master)
         suspects: set[tuple[str, int]] = set()
         while not self._stop_event.wait(self.settings.reconcile_interval):
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import openai
 import redis
@@ -62,6 +63,7 @@ def start_run(
     config: RunConfig,
     skipped: Sequence[tuple[str, str]] = (),
     fewshot_pool: str | None = None,
+    out_dir: Path | None = None,
 ) -> None:
     """Write the run to Redis (with the input items that could not be read) and enqueue it.
 
@@ -71,7 +73,7 @@ def start_run(
     shards = shard(records, config.shard_size)
     if len(shards) != config.shards:
         raise ValueError(f"config says {config.shards} shards, records make {len(shards)}")
-    store.create(config, shards, skipped)
+    store.create(config, shards, skipped, queue=settings.queue, out_dir=out_dir)
     if fewshot_pool is not None:
         try:
             store.redis.set(RunKeys(config.run_id).fewshot, fewshot_pool)

@@ -30,7 +30,9 @@ VISIBILITY_TIMEOUT = 2 * TIME_LIMIT
 def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app on `settings.redis_url`, with prelabel's tasks registered."""
     settings = settings or load_settings()
-    app = Celery("prelabel", broker=settings.redis_url, include=["workers.tasks"])
+    from prelabel.connections import broker_url
+
+    app = Celery("prelabel", broker=broker_url(settings.redis_url), include=["workers.tasks"])
     app.conf.update(
         task_default_queue=settings.queue,
         task_acks_late=True,
@@ -41,7 +43,12 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_time_limit=settings.soft_time_limit + HARD_LIMIT_GRACE,
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # Which master a sentinel:// URL's Sentinels are asked for (other transports
+            # ignore it).
+            "master_name": settings.sentinel_master,
+        },
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.connections import connect
+from prelabel.connections import async_client_for, connect
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
 
@@ -39,7 +39,7 @@ class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()
-        self.store = RunStore(connect(settings.redis_url))
+        self.store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
         self._runner = asyncio.Runner()
         self._redis: aioredis.Redis | None = None
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
@@ -52,7 +52,7 @@ class WorkerContext:
     def redis(self) -> aioredis.Redis:
         """The async Redis client (its connections belong to this context's loop)."""
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+            self._redis = async_client_for(self.settings.redis_url, self.settings.sentinel_master)
         return self._redis
 
     def client(self, base_url: str, api_key: str) -> AsyncOpenAI:
