@@ -73,6 +73,7 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         retries=counters.get("retries", 0),
         unaligned_mentions=sum(len(r.unaligned) for r in rows),
         mentions_proposed=sum(len(r.entities) + len(r.unaligned) for r in rows),
+        unfinished=missing,
         skipped=len(store.skipped(run_id)),
         failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
         cache_hits=counters.get("cache_hits", 0),

@@ -34,6 +34,7 @@ from .tables import (
     loss_rows,
     marked_spans,
     method_note,
+    no_gold_note,
     pct,
     ratio,
     tag_rows,
@@ -259,8 +260,14 @@ def report_html(
         if f.simulator
         else ""
     )
-    f1_chart = _img(f1_png, "entity-level F1 by type with 95% intervals") if f1_png else ""
     title = f"prelabel evaluation — {f.dataset or 'dataset'} {f.split}".strip()
+    note = no_gold_note(ev)
+    if note is not None:
+        scores = f"""<section><p class="warning">{escape(note)}</p></section>
+<section><h2>{escape(FIGURES_TITLE)}</h2>{_table(("figure", "value"), figure_rows(f))}</section>
+{_losses(ev)}"""
+    else:
+        scores = _scores(ev, f1_png, confusion_png)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -269,7 +276,17 @@ def report_html(
 <header><h1>prelabel evaluation</h1><p class="facts">{fact_line}</p>
 <p class="facts">{escape(facts[4][1])} · {escape(facts[5][1])} evaluated ·
 {escape(facts[6][1])} failed</p>{banner}</header>
-{_cards(ev)}
+{scores}
+<footer>{escape(method_note(ev))}</footer>
+</main></body></html>
+"""
+
+
+def _scores(ev: Evaluation, f1_png: bytes | None, confusion_png: bytes | None) -> str:
+    """Every section of a report with gold: cards, scores, errors, cost, losses, worst items."""
+    f = ev.figures
+    f1_chart = _img(f1_png, "entity-level F1 by type with 95% intervals") if f1_png else ""
+    return f"""{_cards(ev)}
 <section><h2>{escape(ENTITY_TITLE)}</h2><p class="note">{escape(ev.entity.label)}.</p>
 {_table(ENTITY_HEADER, entity_rows(ev), averages=2)}{f1_chart}</section>
 {_errors(ev, confusion_png)}
@@ -284,10 +301,7 @@ do not compare it with published CoNLL F1.</p>
 <div class="cols"><div><h3>Per type (B-/I- merged)</h3>
 {_table(SCORE_HEADER, token_rows(ev), averages=2)}</div>
 <div><h3>Per tag</h3>{_table(("tag", *SCORE_HEADER[1:]), tag_rows(ev))}</div></div></section>
-{_worst(ev)}
-<footer>{escape(method_note(ev))}</footer>
-</main></body></html>
-"""
+{_worst(ev)}"""
 
 
 __all__ = ["HTML_WORST", "report_html"]

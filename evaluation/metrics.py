@@ -98,6 +98,9 @@ class RunFigures(_Frozen):
     #: Mentions the model proposed for labeled items, placed or not: the unalignable rate is
     #: `unaligned_mentions / mentions_proposed`, an alignment figure, not a model error.
     mentions_proposed: int = 0
+    #: Items no worker finished because the run stopped first (a partial collect); they are
+    #: among `failed` as "not labeled", and not in `items_per_second`.
+    unfinished: int = 0
     #: Input items that could not be read (listed in skipped.jsonl with their reasons).
     skipped: int = 0
     #: Failed items by reason (the reason's first clause), most frequent first.
@@ -125,8 +128,9 @@ class RunFigures(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def items_per_second(self) -> float:
-        """Items finished (labeled or failed) per second of wall time; 0 when not timed."""
-        done = self.labeled + self.failed
+        """Items the workers finished (labeled or failed) per second of wall time; 0 when not
+        timed. Items a stopped run never reached are not counted."""
+        done = self.labeled + self.failed - self.unfinished
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 

@@ -42,6 +42,7 @@ from .tables import (
     loss_rows,
     marked_spans,
     method_note,
+    no_gold_note,
     pct,
     tag_rows,
     token_rows,
@@ -84,6 +85,12 @@ def render_tables(ev: Evaluation) -> list[Table]:
         entity_rows(ev),
         averages=2,
     )
+    note = no_gold_note(ev)
+    if note is not None:
+        tables = [Table(title=note, title_justify="left", show_header=False)]
+        tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
+        tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures)))
+        return tables
     tables = [entity]
     errors = error_rows(ev)
     if errors:
@@ -186,6 +193,11 @@ def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
     facts = header_facts(ev)
     lines += [f"- {name}: `{value}`" for name, value in facts[:4]]
     lines += [f"- {name}: {value}" for name, value in facts[4:]]
+    note = no_gold_note(ev)
+    if note is not None:
+        lines += ["", f"> **{note}**", "", *_md_losses(ev), f"## {FIGURES_TITLE}", ""]
+        lines += [*_md_table(("figure", "value"), figure_rows(ev.figures)), ""]
+        return "\n".join(lines)
     lines += [
         "",
         f"**Entity-level micro F1: {pct(micro.f1)}** "

@@ -120,7 +120,8 @@ def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
         ("answers from cache", str(f.cache_hits)),
         *((f"failed: {reason}", str(n)) for reason, n in list(f.failure_reasons.items())[:5]),
         ("wall time", _duration(f.wall_seconds)),
-        ("items/s", f"{f.items_per_second:.2f}"),
+        *((("not reached (the run stopped)", str(f.unfinished)),) if f.unfinished else ()),
+        ("items/s (finished by workers)", f"{f.items_per_second:.2f}"),
         ("answers from", "prelabel simulator" if f.simulator else f"model {f.model or '?'}"),
     ]
 
@@ -234,6 +235,17 @@ def describe(kind: str, gold: SpanRef | None, pred: SpanRef | None) -> str:
         return "nothing" if s is None else f'{s.type} "{s.text}"'
 
     return f"{kind}: {side(gold)} → {side(pred)}"
+
+
+def no_gold_note(ev: Evaluation) -> str | None:
+    """What a report says instead of scores when no labeled item has gold labels."""
+    if ev.evaluated_items or not ev.losses.without_gold:
+        return None
+    return (
+        f"No gold labels: none of the {ev.losses.without_gold:,} labeled items has gold tags, "
+        "so there are no scores. Everything else (predictions, failures, alignment, tokens, "
+        "cost, throughput) is below."
+    )
 
 
 def header_facts(ev: Evaluation) -> list[tuple[str, str]]:

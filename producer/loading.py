@@ -181,11 +181,40 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _local_table(path: Path, spec: DatasetSpec) -> tuple[_Table, str]:
+    if path.is_dir() and any((path / f).is_file() for f in _SAVED_MARKERS):
+        table = _saved_table(path, spec.split)
+        return table, f"{path.name} {spec.split} (local Hugging Face dataset, {path})"
     file = _split_file(path, spec.split, spec.format) if path.is_dir() else path
     fmt = _format_of(file, spec.format)
     table = _conll_table(file, spec.split) if fmt == "conll" else _packaged_table(file, fmt)
     name = path.name if path.is_dir() else _name_of_file(file)
     return table, f"{name} {spec.split} (local {_FORMAT_LABELS[fmt]}, {file})"
+
+
+#: Files `Dataset.save_to_disk` and `DatasetDict.save_to_disk` write (as `prelabel export
+#: --format hf` does): such a folder is a Hugging Face dataset, read with `load_from_disk`.
+_SAVED_MARKERS = ("state.json", "dataset_dict.json")
+
+
+def _saved_table(path: Path, split: str) -> _Table:
+    """A dataset saved with `save_to_disk`; for a DatasetDict, the split asked for."""
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (DatasetsError, ArrowException, ValueError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DatasetError(
+            f"{path}: cannot be read as a saved Hugging Face dataset ({first})"
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        want = _SPLIT_ALIASES.get(split.lower(), split.lower())
+        names = [n for n in loaded if _SPLIT_ALIASES.get(n.lower(), n.lower()) == want]
+        if not names:
+            raise DatasetError(
+                f"{path}: no split {split!r}; available splits: {', '.join(loaded)}; "
+                "pass one of them"
+            )
+        loaded = loaded[names[0]]
+    return _Table(ds=loaded, origin=str(path), where=lambda i: f"{path} row {i + 1}")
 
 
 def _format_of(file: Path, requested: Format) -> Format:
@@ -287,7 +316,8 @@ def _packaged_table(path: Path, fmt: Format) -> _Table:
             loaded = datasets.load_dataset(
                 _BUILDERS[fmt], data_files=str(path), split="train", **options
             )
-    except (DatasetsError, ArrowException, ValueError, OSError) as e:
+    # TypeError: `datasets` on a JSONL line that is a JSON array, not an object.
+    except (DatasetsError, ArrowException, ValueError, TypeError, OSError) as e:
         raise _unreadable(path, fmt, e) from None
     if not isinstance(loaded, datasets.Dataset) or len(loaded) == 0:
         raise DatasetError(f"{path}: no rows; point to a {_FORMAT_LABELS[fmt]} file with rows")

@@ -1,0 +1,237 @@
+"""The command line keeps its word: exit codes through the installed `prelabel` entry point,
+usage errors as click's one-line message, bad input as one line, passwords never shown,
+and a start-up that imports only what a command uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from prelabel.connections import broker_url, client_for, safe_url
+
+#: The console script pip installed: what cron, CI and Kubernetes Jobs run.
+PRELABEL = str(Path(sys.executable).parent / "prelabel")
+
+
+def prelabel(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PRELABEL, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--dataset", "x.jsonl", "--mdoel", "m"], "No such option: --mdoel"),
+        (["run", "--dataset", "x.jsonl"], "Missing option '--model'"),
+        (["run", "--dataset", "x.jsonl", "--model", "m", "--rpm", "0"], "'--rpm'"),
+        (["run", "--dataset", "x.jsonl", "--model", "m", "--tpm", "-5"], "'--tpm'"),
+        (["run", "--dataset", "x.jsonl", "--model", "m", "--split", "tset"], "'--split'"),
+        (
+            ["run", "--dataset", "x.jsonl", "--model", "m", "--response-format", "xml"],
+            "'--response-format'",
+        ),
+        (
+            ["run", "--dataset", "x.jsonl", "--model", "m", "--few-shot-strategy", "best"],
+            "'--few-shot-strategy'",
+        ),
+        (["statuss"], "No such command 'statuss'"),
+        (["status"], "Missing argument"),
+    ],
+)
+def test_usage_errors_are_clicks_one_line_message_and_exit_2(args: list[str], message: str) -> None:
+    proc = prelabel(*args)
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert message in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("Usage: prelabel")
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    proc = prelabel("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"prelabel {version('prelabel')}"
+
+
+def test_help_shows_choices_and_environment_variables() -> None:
+    proc = prelabel("run", "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    for shown in ("REDIS_URL", "OPENAI_BASE_URL", "json_schema", "json_object", "similar"):
+        assert shown in proc.stdout, shown
+    assert "validation" in proc.stdout  # the --split choices
+
+
+def test_a_prelabel_error_is_one_red_line_and_exit_2(tmp_path: Path) -> None:
+    proc = prelabel("run", "--dataset", str(tmp_path / "none.jsonl"), "--model", "m")
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("error:") and "none.jsonl" in proc.stderr
+
+
+def test_a_jsonl_line_that_is_an_array_names_its_line(tmp_path: Path) -> None:
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"text": "Ann lives in Paris ."}\n["not", "an", "object"]\n')
+    proc = prelabel("estimate", "--dataset", str(data), "--model", "gpt-4o-mini")
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert f"{data}:2" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_import_of_the_cli_leaves_the_heavy_libraries_out() -> None:
+    # In a subprocess: other tests' imports would mask what the CLI itself pulls in.
+    heavy = ["sklearn", "seqeval", "datasets", "kili", "matplotlib", "celery", "openai"]
+    code = (
+        "import sys, json, prelabel.cli; "
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(proc.stdout) == []
+
+
+def test_status_imports_no_dataset_or_scoring_library() -> None:
+    # `prelabel status` reads prices (producer.pricing): that must not load the producer's
+    # dataset loading, Celery or the evaluation.
+    code = (
+        "import sys, json; from prelabel.monitor import cost_usd; import prelabel.status; "
+        "cost_usd('gpt-4o-mini', 10, 10); "
+        "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'celery', 'kili'] "
+        "if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(proc.stdout) == []
+
+
+def test_evaluation_cli_default_resamples_is_the_bootstraps() -> None:
+    from evaluation.bootstrap import RESAMPLES
+    from evaluation.cli import RESAMPLES as CLI_RESAMPLES
+
+    assert CLI_RESAMPLES == RESAMPLES
+
+
+# --- Redis URLs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret-pw@127.0.0.1:6379/0",
+        "redis://user:s3cret-pw@127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?password=s3cret-pw",
+        "rediss://:s3cret-pw@example.com:6380/1",
+        "redis//:s3cret-pw@127.0.0.1:6379/0",  # mistyped: no parser reads it
+        "sentinel://:s3cret-pw@h1:26379/0;sentinel://:s3cret-pw@h2:26379/0",
+    ],
+)
+def test_safe_url_masks_every_password_form(url: str) -> None:
+    assert "s3cret-pw" not in safe_url(url)
+    assert "s3cret-pw" not in safe_url(f"error connecting to {url}: refused")
+
+
+def test_broker_url_moves_a_query_password_where_kombu_reads_it() -> None:
+    assert broker_url("redis://h:6379/2?password=p%40ss&x=1") == "redis://:p%40ss@h:6379/2?x=1"
+    assert broker_url("redis://:p@h:6379/2") == "redis://:p@h:6379/2"
+
+
+@pytest.mark.parametrize("command", [["status", "RUN"], ["runs"], ["worker"]])
+def test_a_malformed_redis_url_is_one_line_without_its_password(command: list[str]) -> None:
+    proc = prelabel(*command, env={"REDIS_URL": "redis//:s3cret-pw@127.0.0.1:6379/0"})
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert "s3cret-pw" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().count("\n") == 0
+    assert "is not a Redis URL" in proc.stderr
+
+
+def test_a_redis_that_does_not_answer_is_named_without_its_password() -> None:
+    from prelabel import launch
+
+    port = launch.free_port()  # nothing listens there
+    proc = prelabel("runs", env={"REDIS_URL": f"redis://:s3cret-pw@127.0.0.1:{port}/0"})
+    assert proc.returncode == 2
+    assert "s3cret-pw" not in proc.stderr + proc.stdout
+    assert "does not answer" in proc.stderr
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> object:
+    """A redis-server of its own on a free port, with a password."""
+    from prelabel import launch
+
+    port = launch.free_port()
+    proc = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--requirepass", "pw-of-test"),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password="pw-of-test")
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            import time
+
+            time.sleep(0.1)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_every_redis_py_url_form_reaches_redis(password_redis: int) -> None:
+    port = password_redis
+    for url in (
+        f"redis://:pw-of-test@127.0.0.1:{port}/3",
+        f"redis://default:pw-of-test@127.0.0.1:{port}/3",
+        f"redis://127.0.0.1:{port}/3?password=pw-of-test",
+        f"redis://127.0.0.1:{port}?db=3&password=pw-of-test",
+    ):
+        client = client_for(url)
+        assert client.ping()
+        assert client.connection_pool.connection_kwargs["db"] == 3
+
+
+def test_a_query_password_works_for_status_runs_and_the_celery_app(password_redis: int) -> None:
+    url = f"redis://127.0.0.1:{password_redis}/0?password=pw-of-test"
+    proc = prelabel("runs", env={"REDIS_URL": url})
+    assert proc.returncode == 0, proc.stderr
+    assert "no runs in Redis" in proc.stdout
+    # The producer's enqueue and the worker go through kombu, which used to fail on this
+    # form ("multiple values for keyword argument 'password'").
+    from prelabel.settings import load_settings
+    from workers.app import make_app
+
+    app = make_app(load_settings(REDIS_URL=url))
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1)
+        assert conn.default_channel.client.ping()
+    assert "pw-of-test" not in app.connection_for_write().as_uri()
