@@ -260,6 +260,8 @@ def write_hf_dataset(out_dir: Path, rows: Sequence[PredictionRow], config: RunCo
     """
     from datasets import ClassLabel, Dataset, Features, List, Value
 
+    from producer.loading import quiet_progress
+
     check_rows(rows)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "dataset_info.json").exists():
         raise ConfigError(
@@ -295,7 +297,8 @@ def write_hf_dataset(out_dir: Path, rows: Sequence[PredictionRow], config: RunCo
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        dataset.save_to_disk(str(tmp))
+        with quiet_progress():
+            dataset.save_to_disk(str(tmp))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

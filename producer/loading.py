@@ -312,7 +312,7 @@ def _packaged_table(path: Path, fmt: Format) -> _Table:
     # keep_default_na=False: a CSV text or token "NA" or "null" is a word, not a missing value.
     options: dict[str, Any] = {"keep_default_na": False} if fmt == "csv" else {}
     try:
-        with _quiet_progress():
+        with quiet_progress():
             loaded = datasets.load_dataset(
                 _BUILDERS[fmt], data_files=str(path), split="train", **options
             )
@@ -352,8 +352,9 @@ def _unreadable(path: Path, fmt: Format, error: Exception) -> DatasetError:
 
 
 @contextmanager
-def _quiet_progress() -> Iterator[None]:
-    # A local file loads in moments; datasets' progress bars would only clutter the CLI.
+def quiet_progress() -> Iterator[None]:
+    """Without `datasets`' own progress bars: a local file loads (or a dataset is saved) in
+    moments, and prelabel shows its own progress."""
     was_disabled = datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
