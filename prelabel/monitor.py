@@ -68,6 +68,13 @@ class RunView:
     #: them in the run's meta when starting a shard; None until a worker did.
     worker_rpm: int | None = None
     worker_tpm: int | None = None
+    #: When a worker last added to the run's spend counters (a call's end), if any did:
+    #: calls in flight at a cancel still end, and count, after the run's `updated_at`.
+    active_at: float | None = None
+    #: Shards a worker has started at least once (0: no worker has taken any yet).
+    started_shards: int = 0
+    #: The Celery queue the run's shards were sent to (None for runs of older versions).
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,8 @@ class Snapshot:
     tpm_cap: int | None
     rates: Rates | None
     eta_s: float | None
+    started_shards: int = 0
+    queue: str | None = None
 
     @property
     def done(self) -> int:
@@ -204,14 +213,16 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
     """The run's figures; rates between `older` and the view's sample.
 
     Without `older`, rates are averages since the run was created (up to when it stopped,
-    for a run that is no longer running).
+    for a run that is no longer running: its last call's end, when that came after the
+    status changed, as calls in flight at a cancel do).
     """
     cfg = view.config
     newer = view.sample
     if older is None:
         older = Sample(at=cfg.created_at)
         if view.status != "running" and view.updated_at:
-            newer = Sample(at=view.updated_at, counters=newer.counters)
+            ended = max(view.updated_at, view.active_at or 0.0)
+            newer = Sample(at=min(ended, newer.at), counters=newer.counters)
     window = rates(older, newer, model=cfg.model, max_tokens=cfg.max_tokens)
     s = view.sample
     remaining = max(cfg.total - s.done, 0)
@@ -243,6 +254,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
+        started_shards=view.started_shards,
+        queue=view.queue,
     )
 
 
@@ -282,15 +295,19 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
     pipe = client.pipeline(transaction=False)
     for run_id in run_ids:
         keys = RunKeys(run_id)
-        pipe.hmget(keys.meta, ["config", "status", "error", "updated_at", "caps"])
+        pipe.hmget(
+            keys.meta, ["config", "status", "error", "updated_at", "caps", "active_at", "queue"]
+        )
         pipe.hgetall(keys.counters)
+        pipe.hlen(keys.attempts)
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:
         raise BrokerError(f"Redis error reading runs: {exc}") from None
     views: list[RunView] = []
     for i in range(len(run_ids)):
-        (raw_config, status, error, updated, caps), counters = replies[2 * i], replies[2 * i + 1]
+        meta, counters, started = replies[3 * i : 3 * i + 3]
+        raw_config, status, error, updated, caps, active, queue = meta
         if raw_config is None or status is None:
             continue  # expired, or listed in the index but never written
         try:
@@ -304,6 +321,9 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
                 error=_text(error) if error else None,
                 sample=Sample(at=now, counters={_text(k): int(v) for k, v in counters.items()}),
                 updated_at=float(updated) if updated else None,
+                active_at=float(active) if active else None,
+                started_shards=int(started),
+                queue=_text(queue) if queue else None,
                 **_worker_caps(caps),
             )
         )

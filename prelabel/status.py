@@ -59,8 +59,11 @@ def _cap(cap: int | None) -> str:
     return f"cap {cap:,}" if cap is not None else "no cap"
 
 
-def render(snap: Snapshot, reasons: list[tuple[str, int]] | None = None) -> RenderableType:
-    """The run as one panel: progress, rates against the caps, cost, 429s, ETA, failures."""
+def render(
+    snap: Snapshot, reasons: list[tuple[str, int]] | None = None, redis_url: str | None = None
+) -> RenderableType:
+    """The run as one panel: progress, rates against the caps, cost, 429s, ETA, failures,
+    and what to start when no worker has taken any of its shards (`redis_url` is where)."""
     r = snap.rates
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -108,6 +111,9 @@ def render(snap: Snapshot, reasons: list[tuple[str, int]] | None = None) -> Rend
     )
     eta = "done" if snap.finished and not snap.remaining else fmt_duration(snap.eta_s)
     grid.add_row("ETA", eta)
+    idle = no_worker(snap, redis_url=redis_url)
+    if idle:
+        grid.add_row("[yellow]no worker[/]", f"[yellow]{escape(idle)}[/]")
     if snap.error:
         grid.add_row("[red]stopped[/]", escape(snap.error))
     parts: list[RenderableType] = [grid]
@@ -132,6 +138,26 @@ def failures_table(reasons: list[tuple[str, int]]) -> Table:
     return table
 
 
+def no_worker(snap: Snapshot, after: float | None = None, redis_url: str | None = None) -> str:
+    """What to start, when no worker has taken a shard of a running run after `after`
+    seconds (PRELABEL_NO_WORKER_WARNING); "" otherwise."""
+    from prelabel.connections import safe_url
+    from prelabel.settings import load_settings
+
+    if snap.status != "running" or snap.started_shards or snap.done:
+        return ""
+    settings = load_settings()
+    waited = snap.at - snap.created_at
+    if waited < (after if after is not None else settings.no_worker_warning):
+        return ""
+    queue = snap.queue or settings.queue
+    url = safe_url(redis_url or settings.redis_url)
+    return (
+        f"no worker has taken a shard in {fmt_duration(waited)}: start `prelabel worker` "
+        f"with REDIS_URL={url} PRELABEL_QUEUE={queue}"
+    )
+
+
 def one_line(snap: Snapshot) -> str:
     """The run in one plain line, for logs."""
     r = snap.rates
@@ -145,7 +171,8 @@ def one_line(snap: Snapshot) -> str:
         f"tpm_charged={r.charged_tokens_per_min:.0f}" if r else "tpm_charged=n/a",
         f"cost_per_min={fmt_usd(r.cost_per_min) if r else 'n/a'}",
         f"429s={snap.rate_limited}",
-        f"bucket_wait_s={snap.bucket_wait_s:.1f}",
+        f"bucket_wait_per_call_s={r.wait_per_request_s:.3f}" if r else "bucket_wait_per_call_s=n/a",
+        f"bucket_wait_total_s={snap.bucket_wait_s:.1f}",
         f"eta={fmt_duration(snap.eta_s)}",
     ]
     return " ".join(fields)
@@ -154,12 +181,12 @@ def one_line(snap: Snapshot) -> str:
 # --- commands ----------------------------------------------------------------------------
 
 
-def _client(redis_url: str | None) -> redis.Redis:
+def _client(redis_url: str | None) -> tuple[redis.Redis, str]:
     from prelabel.connections import connect
     from prelabel.settings import load_settings
 
     settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
-    return connect(settings.redis_url, master=settings.sentinel_master)
+    return connect(settings.redis_url, master=settings.sentinel_master), settings.redis_url
 
 
 def watch(
@@ -169,6 +196,7 @@ def watch(
     *,
     interval: float = 2.0,
     window: float = 60.0,
+    redis_url: str | None = None,
 ) -> Snapshot:
     """Redraw the run every `interval` seconds until it is finished; returns the last view.
 
@@ -187,17 +215,22 @@ def watch(
 
     snap = take()
     if not console.is_terminal:
+        told = False
         while True:
             console.print(one_line(snap), highlight=False, soft_wrap=True)
+            idle = "" if told else no_worker(snap, redis_url=redis_url)
+            if idle:
+                console.print(idle, highlight=False, soft_wrap=True)
+                told = True
             if snap.finished:
                 return snap
             time.sleep(interval)
             snap = take()
-    with Live(render(snap), console=console, auto_refresh=False) as live:
+    with Live(render(snap, redis_url=redis_url), console=console, auto_refresh=False) as live:
         while not snap.finished:
             time.sleep(interval)
             snap = take()
-            live.update(render(snap), refresh=True)
+            live.update(render(snap, redis_url=redis_url), refresh=True)
     return snap
 
 
@@ -225,14 +258,15 @@ def status_command(
     from prelabel.monitor import failure_reasons, read_run, snapshot
 
     console = Console()
-    client = _client(redis_url)
+    client, url = _client(redis_url)
     if watch_:
-        snap = watch(client, run_id, console, interval=interval)
+        snap = watch(client, run_id, console, interval=interval, redis_url=url)
         if snap.failed:
             console.print(failures_table(failure_reasons(client, run_id)))
         return
     snap = snapshot(read_run(client, run_id, time.time()))
-    console.print(render(snap, failure_reasons(client, run_id) if snap.failed else None))
+    reasons = failure_reasons(client, run_id) if snap.failed else None
+    console.print(render(snap, reasons, redis_url=url))
 
 
 def runs_command(
@@ -243,7 +277,7 @@ def runs_command(
     from prelabel.monitor import read_runs, recent_run_ids, snapshot
 
     console = Console()
-    client = _client(redis_url)
+    client, _ = _client(redis_url)
     now = time.time()
     views = read_runs(client, recent_run_ids(client, limit), now)
     if not views:
@@ -254,18 +288,25 @@ def runs_command(
     table.add_column("run", no_wrap=True, min_width=max(len(v.config.run_id) for v in views))
     table.add_column("status", no_wrap=True, min_width=9)
     table.add_column("done", justify="right", no_wrap=True, min_width=9)
-    table.add_column("failed", justify="right", no_wrap=True, min_width=6)
+    # Items, not runs: a run whose status is "failed" may have no failed item at all.
+    table.add_column("items failed", justify="right", no_wrap=True, min_width=6)
     table.add_column("model", overflow="fold")
     table.add_column("dataset", overflow="fold")
+    reasons = any(v.error for v in views)
+    if reasons:
+        table.add_column("why it stopped", overflow="fold")
     for view in views:
         snap = snapshot(view)
         style = _STATUS_STYLE.get(snap.status, "default")
-        table.add_row(
+        cells = [
             snap.run_id,
             f"[{style}]{snap.status}[/]",
             f"{snap.done:,}/{snap.total:,}",
             f"{snap.failed:,}",
             escape(snap.model),
             escape(snap.dataset),
-        )
+        ]
+        if reasons:
+            cells.append(escape(snap.error or ""))
+        table.add_row(*cells)
     console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,9 +85,11 @@ class ResultSink:
         return {i for i, raw in zip(item_ids, found, strict=True) if raw is not None}
 
     async def spend(self, **amounts: int) -> None:
-        """Add to the run's spend counters (requests, tokens, 429s, retries)."""
+        """Add to the run's spend counters (requests, tokens, 429s, retries), and note when
+        (the run's `active_at`: a one-shot `prelabel status` averages rates up to it)."""
         pipe = self.redis.pipeline(transaction=False)
         for name, amount in amounts.items():
             if amount:
                 pipe.hincrby(self.keys.counters, name, amount)
+        pipe.hset(self.keys.meta, "active_at", time.time())
         await pipe.execute()
