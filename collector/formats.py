@@ -33,7 +33,7 @@ from xml.sax.saxutils import quoteattr
 from collector.exports import PredictionRow
 from collector.offsets import OffsetMap, OffsetUnit, check_entities, span_matches
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.files import write_atomic
+from prelabel.files import readable_mode, write_atomic
 from prelabel.model import Entity, Ontology, RunConfig
 
 #: The NER job of the Kili projects prelabel creates.
@@ -296,6 +296,7 @@ def write_hf_dataset(out_dir: Path, rows: Sequence[PredictionRow], config: RunCo
     # Saved beside, then swapped in, so that a reader never finds half a folder.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    os.chmod(tmp, readable_mode(directory=True))  # mkdtemp makes 0700
     try:
         with quiet_progress():
             dataset.save_to_disk(str(tmp))

@@ -127,7 +127,12 @@ def evaluate_command(
     if json_out:
         sys.stdout.write(report_json(ev))
         return
-    console.print(f"{source.path} ({source.format}; run figures from {source.figures_from})")
+    origin = (
+        f"run figures from {source.figures_from}"
+        if source.figures_from
+        else "no run figures: the file holds only tags"
+    )
+    console.print(f"{source.path} ({source.format}; {origin})", soft_wrap=True)
     console.print(" · ".join(f"{name}: {value}" for name, value in header_facts(ev)[:5]))
     for table in render_tables(ev):
         console.print(table)

@@ -4,11 +4,8 @@ and report.html (which embeds the same chart bytes).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from prelabel.errors import ConfigError
 from prelabel.files import write_atomic
 
 from .analysis import Evaluation
@@ -23,23 +20,8 @@ REPORT_JSON = "report.json"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over (as write_atomic)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {path}: {exc.strerror}; check the output directory"
-        ) from exc
+    """Write `data` as write_atomic does (beside, then renamed over; mode 0644 at umask 022)."""
+    write_atomic(path, data)
 
 
 def write_reports(ev: Evaluation, out_dir: Path) -> tuple[Path, ...]:

@@ -210,7 +210,7 @@ def read_conlleval(path: Path) -> Source:
     if not items:
         raise DatasetError(f"{path}: no sentences found; is it a conlleval file?")
     figures = RunFigures(items=len(items), labeled=len(items))
-    return Source(path, "conll", items, figures, str(path))
+    return Source(path, "conll", items, figures, "")  # a conlleval file holds no run figures
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:

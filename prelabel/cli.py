@@ -46,7 +46,7 @@ app = typer.Typer(
         "(default redis://127.0.0.1:6379/0). Flags override them."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,
 )

@@ -16,19 +16,33 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, lines: Iterable[str] | str) -> None:
-    """Write `lines` (or one string) to a temporary file beside `path`, then rename it over."""
-    chunks = [lines] if isinstance(lines, str) else lines
+def readable_mode(directory: bool = False) -> int:
+    """The mode a plain `open` (or `mkdir`) would give under the umask: 0644 (0755) at the
+    usual 022. mkstemp and mkdtemp make 0600 and 0700; results are for people to open."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def write_atomic(path: Path, lines: Iterable[str] | str | bytes) -> None:
+    """Write `lines` (or one string, or bytes) to a temporary file beside `path`, then rename
+    it over."""
+    chunks: Iterable[str | bytes] = [lines] if isinstance(lines, str | bytes) else lines
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for people to open
+        os.chmod(tmp, readable_mode())
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            if isinstance(lines, bytes):
+                with os.fdopen(fd, "wb") as raw:
+                    raw.write(lines)
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                    for chunk in chunks:
+                        assert isinstance(chunk, str)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

@@ -235,3 +235,24 @@ def test_a_query_password_works_for_status_runs_and_the_celery_app(password_redi
         conn.ensure_connection(max_retries=1)
         assert conn.default_channel.client.ping()
     assert "pw-of-test" not in app.connection_for_write().as_uri()
+
+
+def test_reports_and_charts_are_readable_by_others(tmp_path: Path) -> None:
+    from evaluation import RunFigures, evaluate
+    from evaluation.outputs import write_reports
+    from prelabel.files import readable_mode
+
+    ev = evaluate([["B-PER", "O"]], [["B-PER", "O"]], RunFigures(items=1, labeled=1))
+    written = write_reports(ev, tmp_path / "out")
+    assert any(p.suffix == ".png" for p in written)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == readable_mode(), path
+
+
+def test_evaluating_a_conlleval_file_does_not_claim_run_figures_from_it(tmp_path: Path) -> None:
+    data = tmp_path / "predictions.conll"
+    data.write_text("EU B-ORG B-ORG\nrejects O O\n\n", encoding="utf-8")
+    proc = prelabel("evaluate", str(data), env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert "run figures from" not in first and "no run figures" in first

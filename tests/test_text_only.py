@@ -126,6 +126,10 @@ def test_text_without_gold_labels_end_to_end(
         )
         assert export.returncode == 0, export.stderr
         assert "Saving the dataset" not in export.stderr  # no third-party progress bar
+    from prelabel.files import readable_mode
+
+    for path in [*out.iterdir(), tmp_path / "hf", *(tmp_path / "hf").iterdir()]:
+        assert path.stat().st_mode & 0o777 == readable_mode(path.is_dir()), path
     conll = (tmp_path / "conll" / "predictions.conll").read_text()
     assert conll.count("\n\n") >= N - 1
 
