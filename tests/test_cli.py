@@ -159,7 +159,10 @@ def test_broker_url_moves_a_query_password_where_kombu_reads_it() -> None:
     assert broker_url("redis://:p@h:6379/2") == "redis://:p@h:6379/2"
 
 
-@pytest.mark.parametrize("command", [["status", "RUN"], ["runs"], ["worker"]])
+@pytest.mark.parametrize(
+    "command",
+    [["status", "RUN"], ["runs"], ["worker"], ["run", "--dataset", "x.jsonl", "--model", "m"]],
+)
 def test_a_malformed_redis_url_is_one_line_without_its_password(command: list[str]) -> None:
     proc = prelabel(*command, env={"REDIS_URL": "redis//:s3cret-pw@127.0.0.1:6379/0"})
     assert proc.returncode == 2, proc.stderr
