@@ -42,11 +42,32 @@ def server(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture(params=["query-password", "sentinel"])
+@pytest.fixture(params=["query-password", "sentinel", "tls"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     port = launch.free_port()
-    base = ("--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path))
-    procs = [server(tmp_path, *base, "--requirepass", PASSWORD, "--masterauth", PASSWORD)]
+    base = ("--save", "", "--appendonly", "no", "--dir", str(tmp_path))
+    auth = ("--requirepass", PASSWORD, "--masterauth", PASSWORD)
+    if request.param == "tls":
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+                *("-addext", "subjectAltName=IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        tls = ("--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no")
+        files = ("--tls-cert-file", str(cert), "--tls-key-file", str(key))
+        proc = server(tmp_path, *base, *auth, *tls, *files, "--tls-ca-cert-file", str(cert))
+        url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/2?ssl_cert_reqs=required&ssl_ca_certs={cert}"
+        wait_for(redis.Redis.from_url(url))
+        yield url
+        proc.terminate()
+        proc.wait(10)
+        return
+    procs = [server(tmp_path, "--port", str(port), *base, *auth)]
     wait_for(redis.Redis(port=port, password=PASSWORD))
     if request.param == "query-password":
         yield f"redis://127.0.0.1:{port}/2?password={PASSWORD}"
