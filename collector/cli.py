@@ -54,7 +54,13 @@ RunArg = Annotated[
     ),
 ]
 RedisOpt = Annotated[
-    str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        show_envvar=True,
+        help="Redis URL. Default: redis://127.0.0.1:6379/0.",
+    ),
 ]
 
 
@@ -67,9 +73,11 @@ def upload_command(
     kili_project_id: Annotated[
         str | None,
         typer.Option(
+            envvar="PRELABEL_KILI_PROJECT_ID",
+            show_envvar=True,
             help="Upload into this Kili project, after checking its interface. Default: "
             "$PRELABEL_KILI_PROJECT_ID, else a project created for the run (and found again "
-            "by its title on later uploads)."
+            "by its title on later uploads).",
         ),
     ] = None,
     kili_job: Annotated[str, typer.Option(help="Name of the NER job in the project.")] = KILI_JOB,

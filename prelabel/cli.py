@@ -560,8 +560,11 @@ def worker(
     inflight: Annotated[
         int | None,
         typer.Option(
+            envvar="PRELABEL_INFLIGHT",
+            show_envvar=True,
+            min=1,
             help="LLM calls each process keeps in flight (≈ RPM/60 × latency in seconds "
-            "÷ processes). Default: $PRELABEL_INFLIGHT or 16."
+            "÷ processes). Default: 16.",
         ),
     ] = None,
     hostname: Annotated[
@@ -574,7 +577,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     redis_url: RedisOpt = None,
     log_json: Annotated[
-        bool, typer.Option("--log-json", help="JSON logs (also: PRELABEL_LOG_FORMAT=json).")
+        bool,
+        typer.Option("--log-json", help="JSON logs (also: PRELABEL_LOG_FORMAT=json)."),
     ] = False,
 ) -> None:
     """Start a Celery worker that labels shards. Reads REDIS_URL and OPENAI_API_KEY."""

@@ -56,7 +56,13 @@ def flower_command(
         ),
     ] = False,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+        str | None,
+        typer.Option(
+            "--redis-url",
+            envvar="REDIS_URL",
+            show_envvar=True,
+            help="Redis URL. Default: redis://127.0.0.1:6379/0.",
+        ),
     ] = None,
 ) -> None:
     """Start Flower for the workers, with basic auth from $FLOWER_BASIC_AUTH.

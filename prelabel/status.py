@@ -235,7 +235,13 @@ def watch(
 
 
 RedisUrlOpt = Annotated[
-    str | None, typer.Option("--redis-url", help="Redis URL. Default: $REDIS_URL.")
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        show_envvar=True,
+        help="Redis URL. Default: redis://127.0.0.1:6379/0.",
+    ),
 ]
 
 

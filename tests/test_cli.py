@@ -75,8 +75,10 @@ def test_version() -> None:
 
 
 def test_help_shows_choices_and_environment_variables() -> None:
-    proc = prelabel("run", "--help", env={"COLUMNS": "200"})
+    secret = {"REDIS_URL": "redis://:s3cret-pw@127.0.0.1:6379/0", "COLUMNS": "200"}
+    proc = prelabel("run", "--help", env=secret)
     assert proc.returncode == 0
+    assert "s3cret-pw" not in proc.stdout  # the variable is named, never its value
     for shown in ("REDIS_URL", "OPENAI_BASE_URL", "json_schema", "json_object", "similar"):
         assert shown in proc.stdout, shown
     assert "validation" in proc.stdout  # the --split choices
@@ -259,3 +261,10 @@ def test_evaluating_a_conlleval_file_does_not_claim_run_figures_from_it(tmp_path
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
     assert "run figures from" not in first and "no run figures" in first
+
+
+def test_every_redis_url_flag_names_its_variable() -> None:
+    for command in ("status", "runs", "collect", "upload", "export", "flower", "metrics"):
+        proc = prelabel(command, "--help", env={"COLUMNS": "200"})
+        assert proc.returncode == 0, command
+        assert "env var: REDIS_URL" in proc.stdout, command

@@ -154,3 +154,22 @@ def test_two_workers_on_one_machine_get_two_node_names(redis_url: str, tmp_path:
         assert len(mine) >= 2, names
     finally:
         launch.stop(procs)
+
+
+def test_demo_says_what_it_replaces(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "demo-out"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text("{}\n")
+    env = {**os.environ, "REDIS_URL": redis_url}
+    proc = subprocess.run(
+        [PRELABEL, "demo", "--limit", "5", "--workers", "1", "--out", str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"{out} holds files: the demo's replace them" in proc.stdout.replace("\n", "")
+    assert (out / "report.json").exists()
