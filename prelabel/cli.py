@@ -202,13 +202,13 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _settings(redis_url: str | None = None, base_url: str | None = None) -> Settings:
+    from prelabel.settings import load_settings
+
     overrides: dict[str, str] = {}
     if redis_url:
         overrides["REDIS_URL"] = redis_url
     if base_url:
         overrides["OPENAI_BASE_URL"] = base_url
-    from prelabel.settings import load_settings
-
     return load_settings(**overrides)
 
 
@@ -672,14 +672,13 @@ def demo(
     """
     from prelabel import launch
     from prelabel.connections import answers, embedded_redis
+    from prelabel.settings import load_settings
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
     sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
     data = shared if shared.exists() else sample
-    from prelabel.settings import load_settings
-
     base = load_settings()
     with ExitStack() as stack:
         redis_url = base.redis_url
@@ -727,7 +726,8 @@ def metrics(
     from prelabel.connections import connect
     from prelabel.exporter import serve  # prometheus_client, only for this command
 
-    serve(connect(_settings(redis_url).redis_url), port, address, window)
+    settings = _settings(redis_url)
+    serve(connect(settings.redis_url, master=settings.sentinel_master), port, address, window)
 
 
 app.command("upload")(upload_command)
@@ -753,9 +753,12 @@ def main() -> None:
             f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: bad option, missing value, bad choice

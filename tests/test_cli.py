@@ -268,3 +268,16 @@ def test_every_redis_url_flag_names_its_variable() -> None:
         proc = prelabel(command, "--help", env={"COLUMNS": "200"})
         assert proc.returncode == 0, command
         assert "env var: REDIS_URL" in proc.stdout, command
+
+
+def test_a_worker_imports_no_dataset_scoring_or_kili_library() -> None:
+    # What `prelabel worker` loads: the Celery app, its task and the fleet's reconciler.
+    code = (
+        "import sys, json, prelabel.cli, workers.app, workers.tasks, producer.reconciler; "
+        "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'kili', 'matplotlib'] "
+        "if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(proc.stdout) == []
