@@ -56,6 +56,8 @@ _PATTERNS = (
     (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I), r"\g<keep>***@"),
     # OpenAI-style keys
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    # ?password=... in a Redis URL
+    (re.compile(r"(?P<keep>[?&;]password=)[^&;\s]+", re.I), r"\g<keep>***"),
     # Authorization headers, as HTTP libraries print them
     (re.compile(r"(?P<keep>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=\-]{8,}", re.I), r"\g<keep>***"),
 )
@@ -81,9 +83,11 @@ class Redactor:
                 # FLOWER_BASIC_AUTH is `user:password[,user:password]`: mask the passwords too.
                 values.extend(p.split(":", 1)[1] for p in value.split(",") if ":" in p)
         for name in URL_ENV:
-            match = re.search(r"://[^:/@\s]*:([^@\s]+)@", env.get(name, ""))
-            if match:
-                values.append(match.group(1))
+            # The user part (also of a mistyped `redis//:PASS@`), `?password=`, and every
+            # address of a `;`-joined Sentinel URL.
+            url = env.get(name, "")
+            values += re.findall(r"//[^/@:\s]*:([^\s/]+)@", url)
+            values += re.findall(r"[?&;]password=([^&;\s]+)", url, re.I)
         return cls(values)
 
     def __call__(self, text: str) -> str:

@@ -281,3 +281,18 @@ def test_a_worker_imports_no_dataset_scoring_or_kili_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(proc.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0?password=s3cret-pw",
+        "redis//:s3cret-pw@127.0.0.1:6379/0",
+        "sentinel://:s3cret-pw@h1:26379/0;sentinel://:s3cret-pw@h2:26379/0",
+    ],
+)
+def test_worker_logs_mask_the_password_of_every_url_form(url: str) -> None:
+    from prelabel.logs import Redactor
+
+    redact = Redactor.from_env({"REDIS_URL": url})
+    assert "s3cret-pw" not in redact(f"cannot connect to {url}; password s3cret-pw")
