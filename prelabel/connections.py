@@ -112,7 +112,8 @@ def async_client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> aioredi
 
 
 def broker_url(url: str) -> str:
-    """`url` as kombu reads it: a `?password=` moves into the user part.
+    """`url` as kombu reads it: a `?password=` moves into the user part, and `unix://PATH`
+    becomes kombu's `redis+socket://PATH` (its `db` the `virtual_host`).
 
     kombu passes the query's parameters to redis-py beside the password it reads from the
     user part, and a password in both fails ("multiple values for keyword argument").
@@ -122,14 +123,22 @@ def broker_url(url: str) -> str:
     split = urlsplit(url)
     query = parse_qsl(split.query, keep_blank_values=True)
     password = next((v for k, v in query if k.lower() == "password"), None)
-    if password is None:
+    user = next((v for k, v in query if k.lower() == "username"), None)
+    rest = [(k, v) for k, v in query if k.lower() not in ("password", "username")]
+    unix = split.scheme.lower() == "unix"
+    if not unix and password is None:
         return url
-    rest = [(k, v) for k, v in query if k.lower() != "password"]
-    user = next((v for k, v in query if k.lower() == "username"), split.username or "")
-    rest = [(k, v) for k, v in rest if k.lower() != "username"]
+    password = password or (unquote(split.password) if split.password else None)
+    user = user or (unquote(split.username) if split.username else "")
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    if unix:
+        db = next((v for k, v in rest if k.lower() == "db"), None)
+        rest = [(k, v) for k, v in rest if k.lower() != "db"] + (
+            [("virtual_host", db)] if db else []
+        )
+        return f"redis+socket://{auth}{split.path}" + (f"?{urlencode(rest)}" if rest else "")
     host = split.netloc.rsplit("@", 1)[-1]
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    return split._replace(netloc=netloc, query=urlencode(rest)).geturl()
+    return split._replace(netloc=auth + host, query=urlencode(rest)).geturl()
 
 
 def connect(url: str, *, check: bool = True, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:

@@ -159,6 +159,8 @@ def test_safe_url_masks_every_password_form(url: str) -> None:
 def test_broker_url_moves_a_query_password_where_kombu_reads_it() -> None:
     assert broker_url("redis://h:6379/2?password=p%40ss&x=1") == "redis://:p%40ss@h:6379/2?x=1"
     assert broker_url("redis://:p@h:6379/2") == "redis://:p@h:6379/2"
+    # kombu knows no unix:// transport: its name for a socket is redis+socket://.
+    assert broker_url("unix:///run/r.sock?db=3") == "redis+socket:///run/r.sock?virtual_host=3"
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def server(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture(params=["query-password", "sentinel", "tls"])
+@pytest.fixture(params=["query-password", "sentinel", "tls", "unix"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     port = launch.free_port()
     base = ("--save", "", "--appendonly", "no", "--dir", str(tmp_path))
@@ -64,6 +64,14 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/2?ssl_cert_reqs=required&ssl_ca_certs={cert}"
         wait_for(redis.Redis.from_url(url))
         yield url
+        proc.terminate()
+        proc.wait(10)
+        return
+    if request.param == "unix":
+        sock = tmp_path / "redis.sock"
+        proc = server(tmp_path, "--port", "0", "--unixsocket", str(sock), *base, *auth)
+        wait_for(redis.Redis(unix_socket_path=str(sock), password=PASSWORD))
+        yield f"unix://:{PASSWORD}@{sock}?db=2"
         proc.terminate()
         proc.wait(10)
         return
