@@ -46,6 +46,8 @@ app = typer.Typer(
         "(default redis://127.0.0.1:6379/0). Flags override them."
     ),
     no_args_is_help=True,
+    # Markdown reflows a docstring's paragraphs to the terminal; "rich" kept its line breaks
+    # and broke sentences in the middle.
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,

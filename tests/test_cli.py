@@ -298,3 +298,10 @@ def test_worker_logs_mask_the_password_of_every_url_form(url: str) -> None:
 
     redact = Redactor.from_env({"REDIS_URL": url})
     assert "s3cret-pw" not in redact(f"cannot connect to {url}; password s3cret-pw")
+
+
+def test_help_paragraphs_are_reflowed_not_broken_at_the_docstrings_newlines() -> None:
+    proc = prelabel("upload", "--help", env={"COLUMNS": "300"})
+    assert proc.returncode == 0
+    # The docstring breaks after "in the project"; the help must not.
+    assert "assets already in the project are skipped" in proc.stdout
