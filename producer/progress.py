@@ -49,7 +49,7 @@ def follow(
     started = time.monotonic()
     next_pass = started + settings.reconcile_interval
     next_line = started
-    warned = False
+    taken = False  # a worker has started a shard, or we said that none has
     down_since: float | None = None
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -68,7 +68,7 @@ def follow(
             try:
                 counters = store.counters(config.run_id)
                 status, error = store.status(config.run_id)
-                taken = warned or store.started_shards(config.run_id) > 0
+                taken = taken or store.started_shards(config.run_id) > 0
                 if time.monotonic() >= next_pass:
                     next_pass = time.monotonic() + settings.reconcile_interval
                     reconcile(store.redis, settings, suspects)
@@ -93,7 +93,7 @@ def follow(
                     f"run {config.run_id}: {done}/{total} done · {detail}", highlight=False
                 )
             if not taken and now - started >= settings.no_worker_warning:
-                warned = True
+                taken = True
                 console.print(
                     f"[yellow]no worker has taken a shard of run {config.run_id} in "
                     f"{now - started:.0f}s: start `prelabel worker` with "
