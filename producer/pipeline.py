@@ -75,7 +75,7 @@ def run_pipeline(
         # Text without gold names no types: label CoNLL's four, as the ontology help says.
         dataset = dataset.model_copy(update={"entity_tags": tuple(t.tag for t in CONLL_TYPES)})
         notes = [
-            "no gold tags and no --entity-types or --ontology: labeling "
+            "the data names no entity types, nor do --entity-types or --ontology: labeling "
             + ", ".join(t.tag for t in CONLL_TYPES)
         ]
     else:
