@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from prelabel.errors import ConfigError
 from prelabel.model import Ontology, Record, RunConfig
-from producer.labeling import Labeling, LabelingOptions, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from producer.pricing import Price, price_for
 from workers.fewshot import make_selector
@@ -86,12 +85,8 @@ def estimate_run(
 
     Needs neither Redis nor the endpoint: an estimate can be made anywhere.
     """
-    dataset = load_dataset_records(spec)
-    if not dataset.entity_tags:
-        raise ConfigError(
-            f"{dataset.source} declares no entity types: pass --entity-types (e.g. PER,ORG,LOC)"
-        )
     options = labeling or LabelingOptions()
+    dataset, _ = default_types(load_dataset_records(spec), options)
     resolved = resolve_labeling(dataset, spec, options)
     price = price_for(model)
     config = RunConfig(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from prelabel.errors import ConfigError
-from prelabel.model import PROMPT_VERSION, Ontology
+from prelabel.model import CONLL_TYPES, PROMPT_VERSION, Ontology
 from prelabel.ontology import load_ontology, restrict
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from workers.fewshot import MAX_EXAMPLES, STRATEGIES, Example, examples_from_records
@@ -45,6 +45,19 @@ class Labeling:
     @property
     def prompt_version(self) -> str:
         return self.template.version if self.template else PROMPT_VERSION
+
+
+def default_types(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
+    """The dataset, with CoNLL's four types when nothing names any (text without gold, no
+    --entity-types, no --ontology), and a note saying so ("" when nothing changed)."""
+    if dataset.entity_tags or options.ontology_file is not None:
+        return dataset, ""
+    tags = tuple(t.tag for t in CONLL_TYPES)
+    note = (
+        "the data names no entity types, nor do --entity-types or --ontology: labeling "
+        + ", ".join(tags)
+    )
+    return dataset.model_copy(update={"entity_tags": tags}), note
 
 
 def resolve_labeling(

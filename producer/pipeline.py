@@ -12,11 +12,11 @@ from rich.console import Console
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import CONLL_TYPES, RunConfig
+from prelabel.model import RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
-from producer.labeling import Labeling, LabelingOptions, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from producer.pricing import Price, price_for
 from producer.progress import follow
@@ -71,15 +71,8 @@ def run_pipeline(
     store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
     dataset = load_dataset_records(spec)
     without_gold = not any(r.gold_tags is not None for r in dataset.records)
-    if not dataset.entity_tags and options.labeling.ontology_file is None:
-        # Text without gold names no types: label CoNLL's four, as the ontology help says.
-        dataset = dataset.model_copy(update={"entity_tags": tuple(t.tag for t in CONLL_TYPES)})
-        notes = [
-            "the data names no entity types, nor do --entity-types or --ontology: labeling "
-            + ", ".join(t.tag for t in CONLL_TYPES)
-        ]
-    else:
-        notes = []
+    dataset, note = default_types(dataset, options.labeling)
+    notes = [note] if note else []
     labeling = resolve_labeling(dataset, spec, options.labeling)
     check_endpoint(settings, options.base_url)
     price = price_for(options.model)

@@ -305,3 +305,11 @@ def test_help_paragraphs_are_reflowed_not_broken_at_the_docstrings_newlines() ->
     assert proc.returncode == 0
     # The docstring breaks after "in the project"; the help must not.
     assert "assets already in the project are skipped" in proc.stdout
+
+
+def test_estimate_of_text_without_gold_prices_conlls_four_types(tmp_path: Path) -> None:
+    data = tmp_path / "texts.csv"
+    data.write_text("text\nAnn lives in Paris .\nThe EU met in Brussels .\n", encoding="utf-8")
+    proc = prelabel("estimate", "--dataset", str(data), "--model", "gpt-4o-mini")
+    assert proc.returncode == 0, proc.stderr
+    assert "requests" in proc.stdout and "prompt tokens (exact)" in proc.stdout
