@@ -78,7 +78,11 @@ def _options(**extra: Any) -> dict[str, Any]:
 
 
 def client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:
-    """A Redis client for any URL form prelabel accepts (ValueError for a malformed one)."""
+    """A Redis client for any URL form prelabel accepts (ValueError for a malformed one).
+
+    A Sentinel URL's password is the master's, as kombu reads it: the Sentinels themselves
+    are asked without one.
+    """
     target = _sentinel(url)
     if target is None:
         return redis.Redis.from_url(url, **_options())
@@ -86,7 +90,7 @@ def client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:
 
     auth = {"password": target.password, "username": target.username}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=auth, **_options()
+        list(target.sentinels), **_options()
     )
     master_client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master, db=target.db, **auth
@@ -105,7 +109,7 @@ def async_client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> aioredi
 
     auth: dict[str, Any] = {"password": target.password, "username": target.username}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), sentinel_kwargs=auth, **_options()
+        list(target.sentinels), **_options()
     )
     master_client: aioredis.Redis = sentinel.master_for(master, db=target.db, **auth)
     return master_client
