@@ -47,6 +47,12 @@
 -- gap that several answers in flight all report (outside traffic) is taken off once, not once
 -- per answer. The age is counted from the fleet's admission, a few ms before the provider's:
 -- the error is a few ms of refill in the fleet's favour.
+-- Why both terms, for the hosted API: its `remaining` counts against the whole minute (limit
+-- 160000, remaining 159976, reset 9ms after one small call), so the remaining rule never
+-- fires there and `reset` (the deficit) is what resyncs; ageing alone would let the deficit
+-- of outside traffic hide behind the fleet's own calls in flight (up to latency × rate, more
+-- than the 0.2 s of cap between the fleet's bucket and the provider's: 429s), and trusting the
+-- headers only for a lower limit would not see outside traffic at all.
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
