@@ -38,9 +38,9 @@ async def rate(bucket: TokenBucket, callers: int, seconds: float, settle: bool) 
     async def caller() -> None:
         nonlocal count
         while time.perf_counter() < stop:
-            await bucket.acquire(300)
+            admission = await bucket.acquire(300)
             if settle:
-                await bucket.settle(300, 297, LIMITS)
+                await bucket.settle(300, 297, LIMITS, admission)
             count += 1
 
     started = time.perf_counter()

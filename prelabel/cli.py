@@ -631,6 +631,16 @@ def simulate(
     timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang.")] = 0.0,
     malformed_rate: Annotated[float, typer.Option(help="Share of answers not JSON.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for noise and faults.")] = 0,
+    header_style: Annotated[
+        str,
+        typer.Option(
+            help="x-ratelimit-remaining-* as: bucket (what the one-second bucket holds) or "
+            "openai (the hosted API's per-minute view: limit minus what is still to refill)."
+        ),
+    ] = "bucket",
+    success_headers: Annotated[
+        bool, typer.Option(help="Send x-ratelimit-* headers on 200 answers (429s always do).")
+    ] = True,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers NER prompts from gold data.
 
@@ -653,6 +663,8 @@ def simulate(
         timeout_rate=timeout_rate,
         malformed_rate=malformed_rate,
         seed=seed,
+        header_style=header_style,  # type: ignore[arg-type]  # SimulatorConfig checks it
+        success_headers=success_headers,
     )
     serve(config, Oracle(records, noise=noise, seed=seed))
 

@@ -11,9 +11,15 @@ A request's cost is 1 request and `prompt tokens + max_tokens` tokens (`max_comp
 when given, else 16 when neither is). Prompt tokens are counted exactly with o200k_base over
 each message's text, plus 4 tokens of overhead per message (`count_prompt_tokens`).
 
-The `x-ratelimit-remaining-*` headers report what the one-second bucket holds now, and
-`x-ratelimit-reset-*` how long it takes to refill completely; `x-ratelimit-limit-*` report the
-per-minute caps.
+Every answer, admitted or refused, carries `x-ratelimit-*` headers describing the buckets at
+admission (after charging the request, if admitted), as the hosted API's do: they are one
+latency old when the client reads them. `x-ratelimit-limit-*` report the per-minute caps and
+`x-ratelimit-reset-*` how long the bucket takes to refill completely. `x-ratelimit-remaining-*`
+is read one of two ways (`HeaderStyle`):
+
+- `bucket`: what the one-second bucket holds;
+- `openai`: the per-minute view the hosted API reports, `limit - what is still to refill`
+  (e.g. limit 160000, remaining 159976, reset 9ms after one call of 24 tokens).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ MESSAGE_OVERHEAD = 4
 DEFAULT_MAX_TOKENS = 16
 
 Kind = Literal["requests", "tokens"]
+#: How `x-ratelimit-remaining-*` is reported (see the module docstring).
+HeaderStyle = Literal["bucket", "openai"]
+HEADER_STYLES: tuple[HeaderStyle, ...] = ("bucket", "openai")
 
 
 @lru_cache(maxsize=1)
@@ -107,6 +116,10 @@ class TokenBucket:
         """Seconds until the bucket is full again."""
         return max(0.0, (self.capacity - self.level) / self.rate)
 
+    def deficit(self) -> float:
+        """Units still to refill before the bucket is full (more than its capacity in debt)."""
+        return max(0.0, self.capacity - self.level)
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -128,8 +141,10 @@ class RateLimiter:
         rpm: int | None,
         tpm: int | None,
         clock: Callable[[], float] = time.monotonic,
+        style: HeaderStyle = "bucket",
     ) -> None:
         self._clock = clock
+        self._style = style
         self._caps: dict[Kind, int] = {}
         self._buckets: dict[Kind, TokenBucket] = {}
         now = clock()
@@ -175,6 +190,10 @@ class RateLimiter:
         headers: dict[str, str] = {}
         for kind, bucket in self._buckets.items():
             headers[f"x-ratelimit-limit-{kind}"] = str(self._caps[kind])
-            headers[f"x-ratelimit-remaining-{kind}"] = str(bucket.remaining())
+            if self._style == "openai":
+                remaining = max(0, math.floor(self._caps[kind] - bucket.deficit()))
+            else:
+                remaining = bucket.remaining()
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
             headers[f"x-ratelimit-reset-{kind}"] = format_duration(bucket.reset())
         return headers

@@ -12,6 +12,10 @@ of `hang_seconds` with `timeout_rate` (the answer is sent afterwards, if the cli
 there), and broken content with `malformed_rate`. `latency_ms` delays each answer by a gamma
 draw of that mean (30% spread). As a real model does, an answer longer than `max_tokens`
 (or `max_completion_tokens`) is cut there with `finish_reason: "length"`.
+
+With caps, every answer carries the `x-ratelimit-*` headers of the moment the request was
+admitted, read as `header_style` says (simulator/limits.py); `success_headers=False` drops
+them from 200 answers only, as a proxy that strips them would (429s and 5xx keep them).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from prelabel.errors import ConfigError
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER
 from simulator.limits import (
     DEFAULT_MAX_TOKENS,
+    HEADER_STYLES,
+    HeaderStyle,
     RateLimiter,
     count_prompt_tokens,
     count_tokens,
@@ -65,6 +71,8 @@ class SimulatorConfig:
     malformed_rate: float = 0.0
     hang_seconds: float = 30.0
     quota_exhausted: bool = False
+    header_style: HeaderStyle = "bucket"
+    success_headers: bool = True
     require_key: str | None = field(default=None, repr=False)
     seed: int = 0
 
@@ -83,6 +91,11 @@ class SimulatorConfig:
             if value < 0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"simulator {flag} must be zero or more (got {value})")
+        if self.header_style not in HEADER_STYLES:
+            raise ConfigError(
+                f"simulator --header-style must be one of {', '.join(HEADER_STYLES)} "
+                f"(got {self.header_style!r})"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"simulator --port must be between 0 and 65535 (got {self.port})")
 
@@ -147,7 +160,7 @@ class _Handlers:
     def __init__(self, config: SimulatorConfig, oracle: Oracle) -> None:
         self.config = config
         self.oracle = oracle
-        self.limiter = RateLimiter(config.rpm, config.tpm)
+        self.limiter = RateLimiter(config.rpm, config.tpm, style=config.header_style)
         self.rng = random.Random(config.seed)
         self.stats = Stats()
         self.ids = itertools.count(1)
@@ -241,6 +254,8 @@ class _Handlers:
             stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
         stats.prompt_tokens += prompt_tokens
         stats.completion_tokens += completion_tokens
+        if not config.success_headers:
+            headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
         return web.json_response(
             {
                 "id": f"chatcmpl-sim{next(self.ids):012x}",

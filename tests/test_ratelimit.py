@@ -21,6 +21,7 @@ from prelabel.errors import BrokerError, ConfigError, ItemError
 from prelabel.keys import BucketKeys
 from prelabel.model import RunConfig
 from prelabel.settings import load_settings
+from simulator.limits import RateLimiter
 from workers.ratelimit import (
     Admission,
     Caps,
@@ -78,7 +79,7 @@ def scripts(redis_client: redis.Redis) -> dict[str, Any]:
 def acquire(
     scripts: dict[str, Any], rpm: int, tpm: int, cost_req: int, cost_tok: int, burst: float = 1.0
 ) -> tuple[int, int]:
-    status, wait_ms, _ = scripts["acquire"](
+    status, wait_ms, *_ = scripts["acquire"](
         keys=[KEYS.bucket, KEYS.pause], args=[rpm, tpm, burst, cost_req, cost_tok]
     )
     return int(status), int(wait_ms)
@@ -606,6 +607,107 @@ def test_bucket_without_caps_settles_nothing(redis_url: str, redis_client: redis
     run_with_bucket(redis_url, Caps(None, None), lambda b: b.settle(100, 900, limits))
     run_with_bucket(redis_url, Caps(600, None), lambda b: b.settle(100, 900))
     assert not redis_client.exists(KEYS.bucket)
+
+
+# --- Headers as old as the call (issue 21) ----------------------------------------------------
+class Replay:
+    """A fleet's real bucket (the scripts, through TokenBucket) and a provider (the simulator's
+    limiter, sending headers as the hosted API does) replaying calls on one virtual clock.
+
+    The bucket is frozen between steps (`ts` an hour ahead, so no script refills it) and this
+    class refills it itself, so no wall-clock time leaks in. The one real interval left is the
+    few ms between reading the server clock and settle.lua running: it ages a header by a few
+    ms more, which only loosens the bound the header gives (never lowers the level).
+    """
+
+    TPM = 60_000  # 1,000 tokens/s: the fleet holds 800 (0.8 s), the provider 1,000 (1 s)
+    RATE = TPM / 60
+
+    def __init__(self, url: str, client: redis.Redis, headers: bool = True) -> None:
+        self.url, self.client, self.headers = url, client, headers
+        self.caps = Caps(None, self.TPM)
+        self.now = 0.0
+        self.provider = RateLimiter(None, self.TPM, clock=lambda: self.now, style="openai")
+        freeze(client, 0, self.caps.token_capacity)
+
+    def level(self) -> float:
+        return levels(self.client)[1]
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` of virtual time pass for both the fleet and the provider."""
+        self.now += seconds
+        freeze(self.client, 0, min(self.level() + seconds * self.RATE, self.caps.token_capacity))
+
+    def outside(self, tokens: int) -> None:
+        """Another client of the same key spends `tokens` at the provider."""
+        assert self.provider.admit(tokens).admitted
+
+    def call(self, tokens: int) -> tuple[Admission, dict[str, str], float]:
+        """Admit a call at the fleet, then at the provider (which must not refuse it)."""
+        admission = run_with_bucket(self.url, self.caps, lambda b: b.acquire(tokens))
+        freeze(self.client, 0, self.level())
+        answer = self.provider.admit(tokens)
+        assert answer.admitted, "the provider refused a call the fleet admitted (a 429)"
+        return admission, answer.headers, self.now
+
+    def answer(self, call: tuple[Admission, dict[str, str], float], tokens: int) -> None:
+        """The call's answer arrives now with the headers of its admission: settle it."""
+        admission, headers, sent = call
+        age_us = round((self.now - sent) * 1e6)
+        aged = Admission(admission.waited, server_now(self.client) - age_us, admission.charged)
+        limits = ProviderLimits.from_headers(headers if self.headers else None)
+        run_with_bucket(self.url, self.caps, lambda b: b.settle(tokens, tokens, limits, aged))
+        freeze(self.client, 0, self.level())
+
+    def run(self, calls: int, tokens: int, latency: float) -> float:
+        """One caller making `calls` calls in turn; the virtual seconds they took."""
+        for _ in range(calls):
+            self.advance(max(tokens - self.level(), 0) / self.RATE)
+            call = self.call(tokens)
+            self.advance(latency)
+            self.answer(call, tokens)
+        return self.now
+
+
+def test_headers_as_old_as_the_call_cost_no_throughput(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Issue 21: calls of 762 tokens (prompt 250 + max_tokens 512), 300 ms latency, one fleet
+    # alone on the key. Each header says the provider lacked ~762 tokens at admission; its
+    # answer comes 300 tokens of refill later. Taken as it is, it cut the level back by those
+    # 300 tokens on every answer: ten calls took 9.5 s instead of 7.1 s.
+    alone = Replay(redis_url, redis_client, headers=False).run(10, 762, latency=0.3)
+    redis_client.flushdb()
+    with_headers = Replay(redis_url, redis_client).run(10, 762, latency=0.3)
+    # The first answer leaves 38 + 300 tokens: the second call waits 0.424 s, every later one
+    # 0.762 s from the call before it, and the last answer comes 0.3 s after its call.
+    assert alone == pytest.approx(0.3 + 0.424 + 8 * 0.762 + 0.3)
+    assert with_headers == pytest.approx(alone)
+
+
+def test_outside_traffic_is_taken_off_once_not_once_per_call_in_flight(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    replay = Replay(redis_url, redis_client)
+    a = replay.call(200)  # t=0: fleet 600, provider 800
+    replay.outside(300)  # another client of the key: provider 500
+    replay.advance(0.1)
+    b = replay.call(200)  # fleet 700 -> 500, provider 600 -> 400
+    replay.advance(0.05)
+    c = replay.call(200)  # fleet 550 -> 350, provider 450 -> 250
+    replay.advance(0.15)
+    replay.answer(a, 200)  # its header predates the outside call: nothing to correct
+    assert replay.level() == pytest.approx(500)
+    replay.advance(0.1)
+    # b's header (deficit 600 at t=0.1), aged 0.3 s and plus c's 200: the provider lacks 500
+    # now, so the fleet (800 held) has at most 300. Old code took the header as it was (200).
+    replay.answer(b, 200)
+    assert 300 - 1 <= replay.level() <= 300 + 100  # + up to 100 ms of wall clock while settling
+    lowered = replay.level()
+    replay.advance(0.05)
+    # c saw the same outside call: it is not taken off a second time (old code: down to 50).
+    replay.answer(c, 200)
+    assert replay.level() == pytest.approx(lowered + 50, abs=1)
 
 
 def test_bucket_turns_redis_failures_into_broker_error() -> None:

@@ -204,6 +204,22 @@ def test_refused_requests_are_not_charged() -> None:
     assert limiter.admit(100).admitted
 
 
+def test_openai_headers_report_the_minute_view_as_of_admission() -> None:
+    # As the hosted API: limit 60,000, one call of 24 tokens -> remaining 59,976, reset 24ms.
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, tpm=60_000, clock=clock, style="openai")
+    first = limiter.admit(24).headers
+    assert first["x-ratelimit-limit-tokens"] == "60000"
+    assert first["x-ratelimit-remaining-tokens"] == "59976"
+    assert first["x-ratelimit-reset-tokens"] == "24ms"
+    assert first["x-ratelimit-remaining-requests"] == "599"
+    assert first["x-ratelimit-reset-requests"] == "100ms"
+    clock.now += 0.01  # 10 tokens refilled since: the next answer says so, the first did not
+    second = limiter.admit(100).headers
+    assert second["x-ratelimit-remaining-tokens"] == str(60_000 - 114)
+    assert second["x-ratelimit-reset-tokens"] == "114ms"
+
+
 def test_no_caps_admit_everything_without_headers() -> None:
     limiter = RateLimiter(rpm=None, tpm=None)
     admissions = [limiter.admit(10**6) for _ in range(100)]
@@ -480,6 +496,23 @@ def test_http_rpm_cap_gives_openai_429() -> None:
     for name in ("limit", "remaining", "reset"):
         assert f"x-ratelimit-{name}-requests" in headers
     assert headers["x-ratelimit-limit-requests"] == "1"
+
+
+def test_http_success_headers_can_be_dropped_from_200s_only() -> None:
+    config = SimulatorConfig(port=0, rpm=1, header_style="openai", success_headers=False)
+    with serve_in_thread(config, Oracle(RECORDS)) as running, _client(running.base_url) as client:
+        ok = client.chat.completions.with_raw_response.create(
+            model="m", messages=_messages(RECORDS[1].text)
+        )
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="m", messages=_messages(RECORDS[1].text))
+    assert not [name for name in ok.headers if name.startswith("x-ratelimit-")]
+    assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_simulator_refuses_an_unknown_header_style() -> None:
+    with pytest.raises(ConfigError, match="--header-style"):
+        SimulatorConfig(header_style="minute")  # type: ignore[arg-type]
 
 
 def test_http_tpm_cap_counts_max_tokens() -> None:

@@ -252,7 +252,8 @@ class ChatCaller:
         limits = ProviderLimits.from_headers(raw.headers)
         self._check_caps(limits)
         # The provider counted prompt + max_tokens at admission: settle to that, never below.
-        await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits)
+        # The headers are as old as the call: `admission` lets settle age them (issue 21).
+        await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
         self._spend(
             requests=1,

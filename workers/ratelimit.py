@@ -188,11 +188,14 @@ def _deficit(
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """An admitted call: how long it waited, and the server time it was admitted at (None when
-    an uncapped bucket admitted it without asking Redis)."""
+    """An admitted call: how long it waited, the server time it was admitted at, and the
+    bucket's running totals of requests and tokens charged just after its charge (None when an
+    uncapped bucket admitted it without asking Redis). `settle` uses the last two to bring the
+    provider's headers, which are as old as the call, up to date (settle.lua)."""
 
     waited: float
     server_us: int | None
+    charged: tuple[int, int] | None = None
 
 
 @cache
@@ -250,23 +253,34 @@ class TokenBucket:
             if self._uncapped and time.monotonic() < self._unpaused_until:
                 return Admission(time.monotonic() - started, None)  # another caller just asked
             while True:
-                status, wait_ms, server_us = await self._run(self._acquire, keys, args)
+                status, wait_ms, server_us, *charged = await self._run(self._acquire, keys, args)
                 if status == 1:
                     if self._uncapped:
                         self._unpaused_until = time.monotonic() + PAUSE_POLL_SECONDS
-                    return Admission(time.monotonic() - started, int(server_us))
+                    return Admission(
+                        time.monotonic() - started,
+                        int(server_us),
+                        (int(charged[0]), int(charged[1])) if charged else None,
+                    )
                 if status == -1:  # pragma: no cover - the checks above refuse these first
                     raise ItemError(f"call of {tokens} tokens can never fit under {self.caps}")
                 await asyncio.sleep(wait_ms / 1000 * (1 + random.uniform(0, JITTER)))
 
     async def settle(
-        self, reserved: int, actual: int, limits: ProviderLimits | None = None
+        self,
+        reserved: int,
+        actual: int,
+        limits: ProviderLimits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """Settle a call: refund `reserved - actual` tokens (or charge the extra as debt), and
         lower the levels to what the provider's headers say is left.
 
         `actual` is the caller's to choose, and must not be less than what the provider counted
         at admission (prompt + max_tokens), or the bucket would refund tokens it never got back.
+        Give the call's `admission` with headers: they describe the provider when it admitted
+        the call, and are aged to now from it (without it, they are taken as they are, which
+        throws away one latency of refill: issue 21, settle.lua).
         """
         caps = self.caps
         limits = limits or ProviderLimits()
@@ -286,6 +300,8 @@ class TokenBucket:
             actual,
             *(_opt(v) for v in (limits.remaining_requests, limits.remaining_tokens)),
             *(_opt(v) for v in (deficit_req, deficit_tok)),
+            _opt(admission.server_us if admission else None),
+            *(_opt(v) for v in (admission.charged if admission and admission.charged else ())),
         ]
         await self._run(self._settle, [self.keys.bucket], args)
 

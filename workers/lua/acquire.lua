@@ -4,6 +4,8 @@
 --            req  request level (float as a string; negative = debt the refill repays)
 --            tok  token level   (float as a string; negative = debt)
 --            ts   server time (µs) the levels were last brought up to date
+--            creq running total of requests charged (integer; settle.lua reads it)
+--            ctok running total of tokens charged, net of settle.lua's refunds (integer)
 -- KEYS[2]  pause key (BucketKeys.pause): server time (µs) before which nothing is admitted
 --
 -- ARGV[1]  rpm            requests per minute, 0 = no request cap
@@ -12,10 +14,12 @@
 -- ARGV[4]  cost_requests  requests this call takes (usually 1)
 -- ARGV[5]  cost_tokens    tokens this call takes at admission (prompt + max_tokens)
 --
--- Returns {status, wait_ms, now_us}:
---    1, 0, now        admitted at server time now (µs): both costs deducted at once
---    0, wait_ms, now  not admitted, nothing deducted: retry in wait_ms (>= 1)
---   -1, 0, 0          a cost exceeds its per-minute cap: the provider refuses it outright
+-- Returns {status, wait_ms, now_us, creq, ctok}:
+--    1, 0, now, creq, ctok  admitted at server time now (µs): both costs deducted at once;
+--                           creq/ctok are the running totals just after this charge (0 when
+--                           no cap), which the call hands back to settle.lua with its headers
+--    0, wait_ms, now        not admitted, nothing deducted: retry in wait_ms (>= 1)
+--   -1, 0, 0                a cost exceeds its per-minute cap: the provider refuses it outright
 --
 -- The clock is the server's (TIME), never a client's: pods' clocks drift, the bucket must not.
 -- A missing bucket starts full. It holds about a second of each cap and refills continuously,
@@ -41,7 +45,7 @@ if paused_until and paused_until > now then
   return {0, math.max(math.ceil((paused_until - now) / 1000), 1), now}
 end
 if rpm == 0 and tpm == 0 then
-  return {1, 0, now}
+  return {1, 0, now, 0, 0}
 end
 
 local req_cap = rpm * burst / 60
@@ -80,6 +84,8 @@ redis.call('HSET', KEYS[1], 'req', string.format('%.17g', req), 'tok', string.fo
 -- Idle buckets disappear; an hour is far longer than any wait.
 redis.call('PEXPIRE', KEYS[1], 3600000)
 if status == 1 then
-  return {1, 0, now}
+  local creq = rpm > 0 and redis.call('HINCRBY', KEYS[1], 'creq', cost_req) or 0
+  local ctok = tpm > 0 and redis.call('HINCRBY', KEYS[1], 'ctok', cost_tok) or 0
+  return {1, 0, now, creq, ctok}
 end
 return {0, math.max(math.ceil(wait_us / 1000), 1), now}
