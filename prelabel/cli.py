@@ -518,6 +518,13 @@ def simulate(
     fail_rate: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
     timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang.")] = 0.0,
     malformed_rate: Annotated[float, typer.Option(help="Share of answers not JSON.")] = 0.0,
+    drip_rate: Annotated[
+        float, typer.Option(help="Share of answers sent one byte every --drip-seconds.")
+    ] = 0.0,
+    drip_seconds: Annotated[float, typer.Option(help="Seconds between two dripped bytes.")] = 5.0,
+    retry_after: Annotated[
+        float | None, typer.Option(help="Seconds every 429 asks to wait (default: the truth).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for noise and faults.")] = 0,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers NER prompts from gold data.
@@ -540,6 +547,9 @@ def simulate(
         fail_rate=fail_rate,
         timeout_rate=timeout_rate,
         malformed_rate=malformed_rate,
+        drip_rate=drip_rate,
+        drip_seconds=drip_seconds,
+        retry_after=retry_after,
         seed=seed,
     )
     serve(config, Oracle(records, noise=noise, seed=seed))

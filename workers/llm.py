@@ -14,11 +14,14 @@ How each outcome is met:
 - 429 "Request too large": the call exceeds the account's per-minute cap; the item fails;
 - 429 `insufficient_quota`, 401, 403, 404: the run stops (`RunStopped`) with a clear message;
 - 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter;
+  the timeout bounds the whole call (httpx's bounds each read: a body dripped one byte at a
+  time would otherwise hold a call, and its shard, for ever);
 - anything else (400, other 4xx): the item fails with the endpoint's message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -114,6 +117,8 @@ class ChatCaller:
         self.config = config
         self.max_attempts = max_attempts
         self._local = is_local_endpoint(config.base_url)
+        #: Seconds one call may take from sending to its whole answer (None: no deadline).
+        self._deadline = _seconds(client.timeout)
         #: The most the endpoint counted above our prompt estimate (e.g. a response schema it
         #: adds to the prompt): later reservations include it, so admission never undercounts.
         self._undercount = 0
@@ -191,12 +196,16 @@ class ChatCaller:
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
             # skips what `chat.completions.create` adds for a body that is already plain JSON:
             # the typed-params transform (about 1 ms of CPU a call) and the response model.
-            raw = await self.client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=httpx.Response,
-                options={"headers": headers} if headers else {},
-            )
+            async with asyncio.timeout(self._deadline):
+                raw = await self.client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=httpx.Response,
+                    options={"headers": headers} if headers else {},
+                )
+        except TimeoutError:
+            self._spend(requests=1)
+            raise _Transient(f"no whole answer within {self._deadline:g}s") from None
         except openai.RateLimitError as exc:
             self._spend(requests=1, rate_limited=1)
             if _error_code(exc) == "insufficient_quota":
@@ -332,6 +341,15 @@ def _text(value: object) -> str | None:
 
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(timeout: object) -> float | None:
+    """The whole-call deadline a client's timeout stands for (its longest part, if split)."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    names = ("connect", "read", "write", "pool")
+    parts = [p for p in (getattr(timeout, n, None) for n in names) if isinstance(p, int | float)]
+    return max(parts) if parts else None
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:
