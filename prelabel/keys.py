@@ -3,7 +3,8 @@
 Per run (`{run}` is the run id):
 
     prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps,
-                                               caps (the caps workers apply, JSON)
+                                               caps (the caps workers apply, JSON), queue (the
+                                               Celery queue its shards go to)
     prelabel:run:{run}:counters        hash    done, failed, requests, prompt_tokens,
                                                completion_tokens, rate_limited, retries
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record

@@ -50,9 +50,11 @@ class RunStore:
         config: RunConfig,
         shards: Sequence[Sequence[Record]],
         skipped: Sequence[tuple[str, str]] = (),
+        queue: str | None = None,
     ) -> None:
-        """Write a new run: its config, its shards, zeroed counters and the input items
-        that could not be read (with their reasons), in one transaction."""
+        """Write a new run: its config, its shards, zeroed counters, the input items that
+        could not be read (with their reasons) and the queue its shards go to, in one
+        transaction."""
         keys = RunKeys(config.run_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
@@ -63,6 +65,7 @@ class RunStore:
                     "status": "running",
                     "created_at": config.created_at,
                     "skipped": json.dumps(list(skipped)),
+                    **({"queue": queue} if queue else {}),
                 },
             )
             for n, shard in enumerate(shards):
@@ -92,6 +95,10 @@ class RunStore:
         if error:
             mapping["error"] = error
         self._get(lambda: self.redis.hset(RunKeys(run_id).meta, mapping=mapping))
+
+    def set_queue(self, run_id: str, queue: str) -> None:
+        """Record the queue the run's shards go to (only that queue's reconcilers judge it)."""
+        self._get(lambda: self.redis.hset(RunKeys(run_id).meta, "queue", queue))
 
     def counters(self, run_id: str) -> dict[str, int]:
         raw = self._get(lambda: self.redis.hgetall(RunKeys(run_id).counters))

@@ -27,6 +27,8 @@ def resume(settings: Settings, store: RunStore, run_id: str) -> list[int]:
         raise RunError(f"run {run_id} is already completed: collect it with `prelabel collect`")
     todo = [n for n in range(config.shards) if n not in store.shards_done(run_id)]
     store.reset_attempts(run_id)
+    # The run is on the resumer's queue from now on: that fleet's reconcilers look after it.
+    store.set_queue(run_id, settings.queue)
     store.set_status(run_id, "running")
     enqueue(settings, run_id, todo)
     return todo

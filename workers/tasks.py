@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from prelabel.keys import RunKeys
@@ -14,6 +17,7 @@ from workers.shard import label_shard as _label_shard
 log = logging.getLogger(__name__)
 
 TASK_NAME = "prelabel.label_shard"
+_FRONT = (Path(__file__).parent / "lua" / "front.lua").read_text()
 
 
 @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
@@ -33,7 +37,7 @@ def label_shard(run_id: str, shard: int) -> int:
         # A hand-off is not a worker dying: it must not count towards failing the shard.
         store.redis.hincrby(RunKeys(run_id).attempts, str(shard), -1)
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
-        enqueue(settings, run_id, [shard])
+        enqueue(settings, run_id, [shard], first=True)
         return 0
     log.info("run %s shard %d: %d items committed", run_id, shard, committed)
     return committed
@@ -42,3 +46,10 @@ def label_shard(run_id: str, shard: int) -> int:
 def shard_task_id(run_id: str, shard: int) -> str:
     """Deterministic per (run, shard), so a re-enqueue is recognisable as the same work."""
     return f"{run_id}:shard:{shard}"
+
+
+def to_front(client: redis.Redis, queue: str, task_ids: Sequence[str]) -> int:
+    """Move these tasks' messages, just enqueued, to the head of `queue`; returns how many."""
+    if not task_ids:
+        return 0
+    return int(client.eval(_FRONT, 1, queue, *task_ids))
