@@ -5,17 +5,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from redis.retry import Retry
 
 from prelabel.errors import BrokerError
+
+
+def riding_out_restarts(*, async_client: bool = False) -> dict[str, Any]:
+    """Client options that retry a command on a dropped or refused connection for about ten
+    seconds (a Redis restart), reconnecting each time.
+
+    A client made with `from_url` retries nothing: the first command on a pooled connection
+    that a restart closed fails, and a shard task failing so is acked and lost until the
+    reconciler finds it. `async_client` for `redis.asyncio.Redis` (its own Retry class).
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    backoff = ExponentialWithJitterBackoff(base=0.1, cap=2.0)
+    return {
+        "retry": AsyncRetry(backoff, retries=8) if async_client else Retry(backoff, retries=8),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
 
 
 def connect(url: str, *, check: bool = True) -> redis.Redis:
     """A client for `url`; with `check`, fail now with one clear line if Redis does not answer."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=3, health_check_interval=30, **riding_out_restarts()
+        )
     except ValueError as exc:
         raise BrokerError(f"REDIS_URL {_safe(url)!r} is not a Redis URL: {exc}") from None
     if check:

@@ -115,6 +115,11 @@ class Snapshot:
     tpm_cap: int | None
     rates: Rates | None
     eta_s: float | None
+    #: Seconds of 429 pauses the run was charged in all, when the last one ends (Unix time),
+    #: and what the endpoint asked for then (its retry-after, before PRELABEL_MAX_PAUSE).
+    paused_s: float = 0.0
+    pause_until: float | None = None
+    pause_asked_s: float | None = None
 
     @property
     def done(self) -> int:
@@ -243,6 +248,9 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
+        paused_s=s.get("paused_ms") / 1000,
+        pause_until=s.get("pause_until_ms") / 1000 or None,
+        pause_asked_s=s.get("pause_asked_ms") / 1000 or None,
     )
 
 

@@ -116,6 +116,8 @@ def render(snap: Snapshot, reasons: list[tuple[str, int]] | None = None) -> Rend
     )
     eta = "done" if snap.finished and not snap.remaining else fmt_duration(snap.eta_s)
     grid.add_row("ETA", eta)
+    if snap.paused_s:
+        grid.add_row("[yellow]paused[/]", escape(pause_text(snap)))
     if snap.error:
         grid.add_row("[red]stopped[/]", escape(snap.error))
     parts: list[RenderableType] = [grid]
@@ -140,6 +142,14 @@ def failures_table(reasons: list[tuple[str, int]]) -> Table:
     return table
 
 
+def pause_text(snap: Snapshot) -> str:
+    """What the endpoint's 429 pauses cost the run, and whether one holds it now."""
+    left = (snap.pause_until or 0.0) - snap.at
+    asked = f" (retry-after {fmt_duration(snap.pause_asked_s)})" if snap.pause_asked_s else ""
+    current = f"now, {fmt_duration(left)} left{asked} · " if left > 0 else ""
+    return f"{current}{fmt_duration(snap.paused_s)} in all by the endpoint's 429s"
+
+
 def one_line(snap: Snapshot) -> str:
     """The run in one plain line, for logs."""
     r = snap.rates
@@ -154,6 +164,7 @@ def one_line(snap: Snapshot) -> str:
         f"cost_per_min={fmt_usd(r.cost_per_min) if r else 'n/a'}",
         f"429s={snap.rate_limited}",
         f"bucket_wait_s={snap.bucket_wait_s:.1f}",
+        f"paused_s={snap.paused_s:.0f}",
         f"eta={fmt_duration(snap.eta_s)}",
     ]
     return " ".join(fields)

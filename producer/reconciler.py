@@ -26,6 +26,7 @@ from typing import cast
 
 import redis
 
+from prelabel.connections import riding_out_restarts
 from prelabel.keys import RECONCILER_LOCK, RUNS, RunKeys
 from prelabel.settings import Settings
 from prelabel.store import RunStore
@@ -158,7 +159,9 @@ class ReconcilerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
+        client = redis.Redis.from_url(
+            self.settings.redis_url, socket_connect_timeout=3, **riding_out_restarts()
+        )
         suspects: set[tuple[str, int]] = set()
         while not self._stop_event.wait(self.settings.reconcile_interval):
             try:

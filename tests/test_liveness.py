@@ -18,7 +18,7 @@ from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from tests.test_llm import ACCOUNT, RUN, ask, simulator
 from workers.lease import shard_lease
-from workers.llm import ChatCaller
+from workers.llm import ChatCaller, PauseLimits, RunStopped
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
 
@@ -85,3 +85,46 @@ def test_a_dripped_answer_is_abandoned_at_the_call_deadline(
         asyncio.run(asyncio.wait_for(scenario(sim.base_url), HANG))
     # The abandoned call counts as a request: it may have been paid for.
     assert int(redis_client.hget(RunKeys(RUN).counters, "requests") or 0) == 1
+
+
+def test_an_hour_long_retry_after_is_capped_and_a_run_paused_too_long_stops(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """One request a minute at the provider, and every 429 asks for an hour."""
+
+    async def scenario(base_url: str) -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=10)
+        config = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, max_tokens=64)
+        sink = ResultSink(client, RUN)
+        bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
+        limits = PauseLimits(longest=0.5, in_all=1.2)
+        try:
+            await ask(ChatCaller(llm, bucket, sink, config, 10, limits))  # the minute's one
+            with pytest.raises(RunStopped, match="paused 2 s in all, over PRELABEL_MAX_PAUSED"):
+                await ask(ChatCaller(llm, bucket, sink, config, 10, limits))
+        finally:
+            await llm.close()
+            await client.aclose()
+
+    with simulator(rpm=1, retry_after=3600) as sim:
+        asyncio.run(asyncio.wait_for(scenario(sim.base_url), HANG))
+        assert sim.stats.rate_limited == 3  # paused 0.5 s after each, not an hour
+    counters = redis_client.hgetall(RunKeys(RUN).counters)
+    assert int(counters[b"paused_ms"]) >= 1200
+    assert int(counters[b"pause_asked_ms"]) == 3_600_000
+
+
+def test_status_says_a_run_is_paused() -> None:
+    from prelabel.monitor import RunView, Sample, snapshot
+    from prelabel.status import one_line, pause_text
+
+    config = RunConfig(run_id="r", model="m", base_url="http://x/v1", total=10)
+    counters = {"paused_ms": 90_000, "pause_until_ms": 1_000_030_000, "pause_asked_ms": 3_600_000}
+    view = RunView(config, "running", None, Sample(at=1_000_000, counters=counters), None)
+    snap = snapshot(view)
+    assert (
+        pause_text(snap)
+        == "now, 30s left (retry-after 1h 00m) · 1m 30s in all by the endpoint's 429s"
+    )
+    assert "paused_s=90" in one_line(snap)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.connections import connect
+from prelabel.connections import connect, riding_out_restarts
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
 
@@ -57,7 +57,11 @@ class WorkerContext:
     def redis(self) -> aioredis.Redis:
         """The async Redis client (its connections belong to this context's loop)."""
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+            self._redis = aioredis.Redis.from_url(
+                self.settings.redis_url,
+                socket_connect_timeout=3,
+                **riding_out_restarts(async_client=True),
+            )
         return self._redis
 
     def client(self, base_url: str, api_key: str) -> AsyncOpenAI:

@@ -9,6 +9,7 @@ from pathlib import Path
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from prelabel.errors import BrokerError
 from prelabel.keys import RunKeys
 from workers.app import app
 from workers.context import reset_worker_context, worker_context
@@ -38,6 +39,20 @@ def label_shard(run_id: str, shard: int) -> int:
         store.redis.hincrby(RunKeys(run_id).attempts, str(shard), -1)
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
         enqueue(settings, run_id, [shard], first=True)
+        return 0
+    except (redis.ConnectionError, redis.TimeoutError, BrokerError) as exc:
+        # Redis went away for longer than the clients' retries (a restart, a failover). The
+        # task would be acked as failed, and its shard wait for the reconciler: put it back
+        # first in line instead, on fresh connections. What was committed stays committed.
+        from producer.runs import enqueue
+
+        settings = context.settings
+        reset_worker_context()
+        log.warning("run %s shard %d: Redis failed (%s), re-enqueued", run_id, shard, exc)
+        try:
+            enqueue(settings, run_id, [shard], first=True)
+        except BrokerError as again:  # still down: the reconciler re-enqueues it later
+            log.warning("run %s shard %d: could not re-enqueue: %s", run_id, shard, again)
         return 0
     log.info("run %s shard %d: %d items committed", run_id, shard, committed)
     return committed
