@@ -406,18 +406,41 @@ RunArg = Annotated[str, typer.Argument(help="The run id (`prelabel run` printed 
 
 
 @app.command()
-def resume(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+def resume(
+    run_id: RunArg,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Label the run's failed items again (same run; collect it again after).",
+        ),
+    ] = False,
+    redis_url: RedisOpt = None,
+) -> None:
     """Re-enqueue what a run has not done yet: a stopped, failed or interrupted run goes on.
 
-    Items already labeled are skipped, so a resume pays only for what is left.
+    Items already labeled are skipped, so a resume pays only for what is left. With
+    `--failed`, a run that ended (completed included) labels its failed items again.
     """
     from prelabel.connections import connect
     from prelabel.store import RunStore
     from producer.control import resume as resume_run
+    from producer.control import retry_failed
 
     settings = _settings(redis_url)
-    shards = resume_run(settings, RunStore(connect(settings.redis_url)), run_id)
-    console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
+    store = RunStore(connect(settings.redis_url))
+    if not failed:
+        shards = resume_run(settings, store, run_id)
+        console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
+        return
+    items, shards = retry_failed(settings, store, run_id)
+    if not items:
+        console.print(f"run {run_id}: no failed items, nothing to do")
+        return
+    console.print(
+        f"run {run_id}: {items} failed items to label again, {len(shards)} shards re-enqueued; "
+        f"`prelabel collect {run_id}` once it has ended writes its files anew"
+    )
 
 
 @app.command()
