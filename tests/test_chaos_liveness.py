@@ -23,7 +23,7 @@ def test_two_fleets_on_one_redis_label_only_their_own_runs(
     """Fleet B's reconciler used to take A's queued shards for lost and label them with its
     own key and bucket (over A's cap). Each fleet has its queue, key and endpoint here."""
     redis.Redis.from_url(redis_url).flushdb()
-    gold = synthesize(gold_path, tmp_path / "gold.conll", 400)
+    gold = synthesize(gold_path, tmp_path / "gold.conll", 200)
     fleets = []
     for name in ("a", "b"):
         logs = tmp_path / name
@@ -32,7 +32,7 @@ def test_two_fleets_on_one_redis_label_only_their_own_runs(
             redis_url,
             gold,
             logs,
-            sim_extra=["--rpm", "240"],
+            sim_extra=["--rpm", "480"],
             extra_env={"OPENAI_API_KEY": f"sk-fleet-{name}-key"},
             initial_workers=1,
         )
@@ -42,9 +42,9 @@ def test_two_fleets_on_one_redis_label_only_their_own_runs(
             fleet.start()
         # A long queue for each: A's shards wait in A's queue while B's reconciler runs.
         # Each run at 3/4 of its endpoint's cap: only a second fleet's bucket could exceed it.
-        runs = [fleet.start_run("--rpm", "180") for fleet in fleets]
+        runs = [fleet.start_run("--rpm", "360") for fleet in fleets]
         for fleet, run_id in zip(fleets, runs, strict=True):
-            stats = finish_and_check(fleet, run_id, fleet.logs, items=400)
+            stats = finish_and_check(fleet, run_id, fleet.logs, items=200)
             assert stats["rate_limited"] == 0, stats  # each fleet stayed within its own cap
         for fleet, other_run in zip(fleets, reversed(runs), strict=True):
             logs = "".join(p.read_text() for p in fleet.logs.glob("worker*.log"))

@@ -40,10 +40,12 @@ def label_shard(run_id: str, shard: int) -> int:
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
         enqueue(settings, run_id, [shard], first=True)
         return 0
-    except (redis.ConnectionError, redis.TimeoutError, BrokerError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis went away for longer than the clients' retries (a restart, a failover). The
         # task would be acked as failed, and its shard wait for the reconciler: put it back
         # first in line instead, on fresh connections. What was committed stays committed.
+        # (Other Redis errors, and BrokerError, which may wrap any, are left to the reconciler
+        # and the shard's attempt count: re-enqueueing on those could loop.)
         from producer.runs import enqueue
 
         settings = context.settings
