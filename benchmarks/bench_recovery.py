@@ -5,7 +5,9 @@ real `prelabel worker --concurrency 2` processes against the simulator, under `-
 most of the run's shards wait in the queue when the fault strikes (a quarter of the way in):
 
 - `none`: no fault (the paid-calls baseline);
-- `sigkill-main`: SIGKILL of a worker's main process (its pool children are orphaned);
+- `sigkill-main`: SIGKILL of a worker's main process and, at once, of its pool processes
+  (a pod or machine lost: a pool process orphaned by its main process alone may finish its
+  shard by itself, which measures nothing);
 - `sigkill-child`: SIGKILL of one pool process busy with a shard;
 - `sigstop`: SIGSTOP of a whole worker (main and pool), never continued during the run;
 - `redis-restart`: Redis (a private redis-server with AOF, on a free port) stopped and
@@ -164,7 +166,7 @@ def inflict(
     redis_box: dict[str, Any],
 ) -> None:
     if fault == "sigkill-main":
-        victim.send_signal(signal.SIGKILL)
+        os.killpg(victim.pid, signal.SIGKILL)
     elif fault == "sigkill-child" and tasks:
         os.kill(int(tasks[0]["worker_pid"]), signal.SIGKILL)
     elif fault == "sigstop":
