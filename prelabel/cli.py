@@ -504,19 +504,41 @@ RunArg = Annotated[str, typer.Argument(help="The run id (`prelabel run` printed 
 
 
 @app.command()
-def resume(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+def resume(
+    run_id: RunArg,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Label the run's failed items again (same run; collect it again after).",
+        ),
+    ] = False,
+    redis_url: RedisOpt = None,
+) -> None:
     """Re-enqueue what a run has not done yet: a stopped, failed or interrupted run goes on.
 
-    Items already labeled are skipped, so a resume pays only for what is left.
+    Items already labeled are skipped, so a resume pays only for what is left. With
+    `--failed`, a run that ended (completed included) labels its failed items again.
     """
     from prelabel.connections import connect
     from prelabel.store import RunStore
     from producer.control import resume as resume_run
+    from producer.control import retry_failed
 
     settings = _settings(redis_url)
-    client = connect(settings.redis_url, master=settings.sentinel_master)
-    shards = resume_run(settings, RunStore(client), run_id)
-    console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
+    store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
+    if not failed:
+        shards = resume_run(settings, store, run_id)
+        console.print(f"run {run_id}: {len(shards)} shards re-enqueued")
+        return
+    items, shards = retry_failed(settings, store, run_id)
+    if not items:
+        console.print(f"run {run_id}: no failed items, nothing to do")
+        return
+    console.print(
+        f"run {run_id}: {items} failed items to label again, {len(shards)} shards re-enqueued; "
+        f"`prelabel collect {run_id}` once it has ended writes its files anew"
+    )
 
 
 @app.command()
@@ -630,6 +652,13 @@ def simulate(
     fail_rate: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
     timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang.")] = 0.0,
     malformed_rate: Annotated[float, typer.Option(help="Share of answers not JSON.")] = 0.0,
+    drip_rate: Annotated[
+        float, typer.Option(help="Share of answers sent one byte every --drip-seconds.")
+    ] = 0.0,
+    drip_seconds: Annotated[float, typer.Option(help="Seconds between two dripped bytes.")] = 5.0,
+    retry_after: Annotated[
+        float | None, typer.Option(help="Seconds every 429 asks to wait (default: the truth).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for noise and faults.")] = 0,
     header_style: Annotated[
         str,
@@ -662,6 +691,9 @@ def simulate(
         fail_rate=fail_rate,
         timeout_rate=timeout_rate,
         malformed_rate=malformed_rate,
+        drip_rate=drip_rate,
+        drip_seconds=drip_seconds,
+        retry_after=retry_after,
         seed=seed,
         header_style=header_style,  # type: ignore[arg-type]  # SimulatorConfig checks it
         success_headers=success_headers,

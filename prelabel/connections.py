@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis
+from redis.retry import Retry
 
 from prelabel.errors import BrokerError
 
@@ -73,24 +74,46 @@ def _sentinel(url: str) -> SentinelTarget | None:
     return SentinelTarget(tuple(hosts), db, password, username)
 
 
-def _options(**extra: Any) -> dict[str, Any]:
-    return {"socket_connect_timeout": 3, "health_check_interval": 30, **extra}
+def riding_out_restarts(*, async_client: bool = False) -> dict[str, Any]:
+    """Client options that retry a command on a dropped or refused connection for about ten
+    seconds (a Redis restart), reconnecting each time.
+
+    A client made with `from_url` retries nothing: the first command on a pooled connection
+    that a restart closed fails, and a shard task failing so is acked and lost until the
+    reconciler finds it. `async_client` for `redis.asyncio.Redis` (its own Retry class).
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    backoff = ExponentialWithJitterBackoff(base=0.1, cap=2.0)
+    return {
+        "retry": AsyncRetry(backoff, retries=8) if async_client else Retry(backoff, retries=8),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
 
 
-def client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> redis.Redis:
+def _options(*, retry: bool = True, async_client: bool = False) -> dict[str, Any]:
+    retries = riding_out_restarts(async_client=async_client) if retry else {}
+    return {"socket_connect_timeout": 3, "health_check_interval": 30, **retries}
+
+
+def client_for(
+    url: str, master: str = DEFAULT_SENTINEL_MASTER, *, retry: bool = True
+) -> redis.Redis:
     """A Redis client for any URL form prelabel accepts (ValueError for a malformed one).
 
-    A Sentinel URL's password is the master's, as kombu reads it: the Sentinels themselves
-    are asked without one.
+    With `retry`, a command rides out a Redis restart (`riding_out_restarts`). A Sentinel
+    URL's password is the master's, as kombu reads it: the Sentinels themselves are asked
+    without one.
     """
     target = _sentinel(url)
     if target is None:
-        return redis.Redis.from_url(url, **_options())
+        return redis.Redis.from_url(url, **_options(retry=retry))
     from redis.sentinel import Sentinel
 
     auth = {"password": target.password, "username": target.username}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), **_options()
+        list(target.sentinels), **_options(retry=retry)
     )
     master_client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master, db=target.db, **auth
@@ -104,12 +127,12 @@ def async_client_for(url: str, master: str = DEFAULT_SENTINEL_MASTER) -> aioredi
 
     target = _sentinel(url)
     if target is None:
-        return aioredis.Redis.from_url(url)
+        return aioredis.Redis.from_url(url, **_options(async_client=True))
     from redis.asyncio.sentinel import Sentinel
 
     auth: dict[str, Any] = {"password": target.password, "username": target.username}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels), **_options()
+        list(target.sentinels), **_options(async_client=True)
     )
     master_client: aioredis.Redis = sentinel.master_for(master, db=target.db, **auth)
     return master_client
@@ -155,13 +178,18 @@ def connect(url: str, *, check: bool = True, master: str = DEFAULT_SENTINEL_MAST
             "use redis://[:PASSWORD@]HOST:PORT/DB, rediss://..., unix://PATH or sentinel://..."
         ) from None
     if check:
+        # Asked once, without the retries that ride out a restart: a Redis that is not
+        # there at all is said at once, not after ten seconds of backoff.
+        probe = client_for(url, master, retry=False)
         try:
-            client.ping()
+            probe.ping()
         except redis.RedisError as exc:
             raise BrokerError(
                 f"Redis at {safe_url(url)} does not answer ({safe_url(str(exc))}): "
                 "start redis-server, or set REDIS_URL to a running one"
             ) from None
+        finally:
+            probe.close()
     return client
 
 

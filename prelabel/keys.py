@@ -5,7 +5,8 @@ Per run (`{run}` is the run id):
     prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps
                                                (created_at, updated_at, active_at: a worker's
                                                last spend), caps (the caps workers apply, JSON),
-                                               queue (Celery's), out (`run --out`, absolute)
+                                               queue (Celery's: only that queue's reconcilers
+                                               judge the run), out (`run --out`, absolute)
     prelabel:run:{run}:counters        hash    done, failed, requests, prompt_tokens,
                                                completion_tokens, rate_limited, retries
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record

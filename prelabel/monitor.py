@@ -124,6 +124,11 @@ class Snapshot:
     eta_s: float | None
     started_shards: int = 0
     queue: str | None = None
+    #: Seconds of 429 pauses the run was charged in all, when the last one ends (Unix time),
+    #: and what the endpoint asked for then (its retry-after, before PRELABEL_MAX_PAUSE).
+    paused_s: float = 0.0
+    pause_until: float | None = None
+    pause_asked_s: float | None = None
 
     @property
     def done(self) -> int:
@@ -256,6 +261,9 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         eta_s=eta,
         started_shards=view.started_shards,
         queue=view.queue,
+        paused_s=s.get("paused_ms") / 1000,
+        pause_until=s.get("pause_until_ms") / 1000 or None,
+        pause_asked_s=s.get("pause_asked_ms") / 1000 or None,
     )
 
 

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0)
     #: Attempts per LLM call (429, 5xx, timeouts) before the item is failed.
     max_attempts: int = Field(6, ge=1)
+    #: Seconds one 429's retry-after may pause the fleet at most: an endpoint asking for an
+    #: hour is asked again after this (and may say so again).
+    max_pause: float = Field(60.0, gt=0)
+    #: Seconds of such pauses a run may be charged in all before it stops, with the reason
+    #: (`prelabel resume` takes it up again once the endpoint answers).
+    max_paused: float = Field(15 * 60.0, gt=0)
     #: Provider caps per model, as JSON: `{"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}`; a
     #: `"*"` entry covers other models. A run's `--rpm/--tpm` override them.
     caps: dict[str, ModelCaps] = Field(default_factory=dict)

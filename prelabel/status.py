@@ -114,6 +114,8 @@ def render(
     idle = no_worker(snap, redis_url=redis_url)
     if idle:
         grid.add_row("[yellow]no worker[/]", f"[yellow]{escape(idle)}[/]")
+    if snap.paused_s:
+        grid.add_row("[yellow]paused[/]", escape(pause_text(snap)))
     if snap.error:
         grid.add_row("[red]stopped[/]", escape(snap.error))
     parts: list[RenderableType] = [grid]
@@ -158,6 +160,14 @@ def no_worker(snap: Snapshot, after: float | None = None, redis_url: str | None 
     )
 
 
+def pause_text(snap: Snapshot) -> str:
+    """What the endpoint's 429 pauses cost the run, and whether one holds it now."""
+    left = (snap.pause_until or 0.0) - snap.at
+    asked = f" (retry-after {fmt_duration(snap.pause_asked_s)})" if snap.pause_asked_s else ""
+    current = f"now, {fmt_duration(left)} left{asked} · " if left > 0 else ""
+    return f"{current}{fmt_duration(snap.paused_s)} in all by the endpoint's 429s"
+
+
 def one_line(snap: Snapshot) -> str:
     """The run in one plain line, for logs."""
     r = snap.rates
@@ -173,6 +183,7 @@ def one_line(snap: Snapshot) -> str:
         f"429s={snap.rate_limited}",
         f"bucket_wait_per_call_s={r.wait_per_request_s:.3f}" if r else "bucket_wait_per_call_s=n/a",
         f"bucket_wait_total_s={snap.bucket_wait_s:.1f}",
+        f"paused_s={snap.paused_s:.0f}",
         f"eta={fmt_duration(snap.eta_s)}",
     ]
     return " ".join(fields)

@@ -113,6 +113,10 @@ class RunStore:
         """How many shards a worker has started (taken from the queue) at least once."""
         return int(self._get(lambda: self.redis.hlen(RunKeys(run_id).attempts)))
 
+    def set_queue(self, run_id: str, queue: str) -> None:
+        """Record the queue the run's shards go to (only that queue's reconcilers judge it)."""
+        self._get(lambda: self.redis.hset(RunKeys(run_id).meta, "queue", queue))
+
     def counters(self, run_id: str) -> dict[str, int]:
         raw = self._get(lambda: self.redis.hgetall(RunKeys(run_id).counters))
         return {_text(k): int(v) for k, v in raw.items()}

@@ -14,6 +14,8 @@ from prelabel.settings import Settings
 from prelabel.store import RunStore
 from producer.runs import enqueue
 
+_FORGET_FAILED = (Path(__file__).parent / "lua" / "forget_failed.lua").read_text()
+
 
 def resume(settings: Settings, store: RunStore, run_id: str) -> list[int]:
     """Re-enqueue every shard of `run_id` that is not done; returns those shards.
@@ -27,9 +29,47 @@ def resume(settings: Settings, store: RunStore, run_id: str) -> list[int]:
         raise RunError(f"run {run_id} is already completed: collect it with `prelabel collect`")
     todo = [n for n in range(config.shards) if n not in store.shards_done(run_id)]
     store.reset_attempts(run_id)
+    # The run is on the resumer's queue from now on: that fleet's reconcilers look after it.
+    store.set_queue(run_id, settings.queue)
     store.set_status(run_id, "running")
     enqueue(settings, run_id, todo)
     return todo
+
+
+def retry_failed(settings: Settings, store: RunStore, run_id: str) -> tuple[int, list[int]]:
+    """Label a run's failed items again: same run, same item ids, the rest left as it is.
+
+    Their results are forgotten (and the `failed` counter lowered to match), their shards are
+    re-enqueued, and the run is running again until they are done: `prelabel collect` then
+    writes the run's files anew, in the same folder. Idempotent: with no failed item it
+    changes nothing. Returns how many items, and which shards, it took up again.
+    """
+    config = store.config(run_id)
+    status, _ = store.status(run_id)
+    if status == "running":
+        raise RunError(
+            f"run {run_id} is still running: wait for it to end (or `prelabel cancel` it) "
+            "before relabeling its failed items"
+        )
+    failed = [item_id for item_id, r in store.results(run_id).items() if r.status == "failed"]
+    if not failed:
+        return 0, []
+    keys = RunKeys(run_id)
+    forget = store.redis.register_script(_FORGET_FAILED)
+    forgotten = int(forget(keys=[keys.results, keys.counters], args=failed))
+    wanted = set(failed)
+    shards = [
+        n
+        for n in range(config.shards)
+        if any(record.id in wanted for record in store.shard(run_id, n))
+    ]
+    if shards:
+        store.redis.srem(keys.done, *map(str, shards))
+    store.reset_attempts(run_id)
+    store.set_queue(run_id, settings.queue)
+    store.set_status(run_id, "running")
+    enqueue(settings, run_id, shards)
+    return forgotten, shards
 
 
 def cancel(store: RunStore, run_id: str) -> None:

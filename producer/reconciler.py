@@ -9,7 +9,10 @@ lets one copy of the task label it.
 
 One pass runs at a time across the fleet (a Redis lock). Workers run it in a thread of
 their main process, and `prelabel run` runs it while it follows a run, so a run recovers
-whether or not anybody watches it.
+whether or not anybody watches it. A reconciler judges only the runs on its own queue (two
+fleets may share one Redis, each with its queue, key and caps): another fleet's queued
+message is not in this queue, and must not be taken for a lost one. A recovered shard goes
+to the head of the queue.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from producer.runs import enqueue
 from workers.tasks import shard_task_id
 
 log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE: str = Settings.model_fields["queue"].default
 
 #: Kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash, and
 #: their delivery times (the worker's clock) in this sorted set.
@@ -56,10 +61,10 @@ def reconcile(
     try:
         now = _server_time(client)
         nowhere: dict[str, list[int]] = {}
-        for run_id in _running_runs(client, store):
+        for run_id in _running_runs(client, settings.queue):
             expired, unleased = _shard_states(client, store, run_id, now)
             if expired:
-                enqueue(settings, run_id, expired)
+                enqueue(settings, run_id, expired, first=True)
                 requeued += [(run_id, n) for n in expired]
             if unleased:
                 nowhere[run_id] = unleased
@@ -76,7 +81,7 @@ def reconcile(
                 suspects.clear()
                 suspects.update(missing - confirmed)
             for run_id, n in sorted(confirmed):
-                enqueue(settings, run_id, [n])
+                enqueue(settings, run_id, [n], first=True)
                 requeued.append((run_id, n))
         elif suspects is not None:
             suspects.clear()
@@ -94,11 +99,13 @@ def _server_time(client: redis.Redis) -> float:
     return float(seconds) + micros / 1e6
 
 
-def _running_runs(client: redis.Redis, store: RunStore) -> Iterable[str]:
+def _running_runs(client: redis.Redis, queue: str) -> Iterable[str]:
+    """Running runs whose shards go to `queue` (a run that names no queue is older than the
+    field, and on the default one)."""
     for raw in cast("list[bytes]", client.zrange(RUNS, 0, -1)):
         run_id = raw.decode()
-        status = client.hget(RunKeys(run_id).meta, "status")
-        if status == b"running":
+        status, run_queue = client.hmget(RunKeys(run_id).meta, ["status", "queue"])
+        if status == b"running" and (run_queue or DEFAULT_QUEUE.encode()) == queue.encode():
             yield run_id
 
 

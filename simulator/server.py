@@ -10,8 +10,12 @@ the faults, drawn from one RNG seeded with `seed` (three draws per admitted requ
 changing one rate does not shift the others' sequence): a 500/502/503 with `fail_rate`, a hang
 of `hang_seconds` with `timeout_rate` (the answer is sent afterwards, if the client is still
 there), and broken content with `malformed_rate`. `latency_ms` delays each answer by a gamma
-draw of that mean (30% spread). As a real model does, an answer longer than `max_tokens`
-(or `max_completion_tokens`) is cut there with `finish_reason: "length"`.
+draw of that mean (30% spread). With `drip_rate`, that share of answers is sent one byte
+every `drip_seconds` (a fourth draw, made only when `drip_rate` is set): a read timeout never
+fires on such a body, only a deadline on the whole call does. `retry_after`, when set, is
+what every 429 asks the client to wait (a provider asking for an hour, say). As a real model
+does, an answer longer than `max_tokens` (or `max_completion_tokens`) is cut there with
+`finish_reason: "length"`.
 
 With caps, every answer carries the `x-ratelimit-*` headers of the moment the request was
 admitted, read as `header_style` says (simulator/limits.py); `success_headers=False` drops
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import random
 import signal
 import threading
@@ -70,6 +75,9 @@ class SimulatorConfig:
     timeout_rate: float = 0.0
     malformed_rate: float = 0.0
     hang_seconds: float = 30.0
+    drip_rate: float = 0.0
+    drip_seconds: float = 5.0
+    retry_after: float | None = None
     quota_exhausted: bool = False
     header_style: HeaderStyle = "bucket"
     success_headers: bool = True
@@ -81,14 +89,14 @@ class SimulatorConfig:
             cap = getattr(self, name)
             if cap is not None and cap <= 0:
                 raise ConfigError(f"simulator --{name} must be a positive integer (got {cap})")
-        for name in ("noise", "fail_rate", "timeout_rate", "malformed_rate"):
+        for name in ("noise", "fail_rate", "timeout_rate", "malformed_rate", "drip_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"simulator {flag} must be between 0 and 1 (got {rate})")
-        for name in ("latency_ms", "hang_seconds"):
+        for name in ("latency_ms", "hang_seconds", "drip_seconds", "retry_after"):
             value = getattr(self, name)
-            if value < 0:
+            if value is not None and value < 0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"simulator {flag} must be zero or more (got {value})")
         if self.header_style not in HEADER_STYLES:
@@ -179,7 +187,7 @@ class _Handlers:
             "invalid_api_key",
         )
 
-    async def chat(self, request: web.Request) -> web.Response:
+    async def chat(self, request: web.Request) -> web.StreamResponse:
         config, stats = self.config, self.stats
         stats.requests += 1
         refused = self._unauthorized(request)
@@ -203,6 +211,9 @@ class _Handlers:
         headers = admission.headers
         if not admission.admitted:
             stats.rate_limited += 1
+            if config.retry_after is not None:
+                headers["retry-after"] = str(math.ceil(config.retry_after))
+                headers["retry-after-ms"] = str(math.ceil(config.retry_after * 1000))
             unit = "RPM" if admission.kind == "requests" else "TPM"
             return _error(
                 429,
@@ -216,6 +227,7 @@ class _Handlers:
             )
 
         fail, hang, malformed = self.rng.random(), self.rng.random(), self.rng.random()
+        drip = self.rng.random() < config.drip_rate if config.drip_rate else False
         if fail < config.fail_rate:
             stats.faults += 1
             return _error(
@@ -256,7 +268,7 @@ class _Handlers:
         stats.completion_tokens += completion_tokens
         if not config.success_headers:
             headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
-        return web.json_response(
+        answer = web.json_response(
             {
                 "id": f"chatcmpl-sim{next(self.ids):012x}",
                 "object": "chat.completion",
@@ -279,6 +291,10 @@ class _Handlers:
             },
             headers=headers,
         )
+        if not drip:
+            return answer
+        stats.faults += 1
+        return await _drip(request, answer, config.drip_seconds)
 
     async def models(self, request: web.Request) -> web.Response:
         refused = self._unauthorized(request)
@@ -292,6 +308,19 @@ class _Handlers:
 
     async def stats_route(self, request: web.Request) -> web.Response:
         return web.json_response(asdict(self.stats) | {"gold_sentences": len(self.oracle)})
+
+
+async def _drip(request: web.Request, answer: web.Response, every: float) -> web.StreamResponse:
+    """Send `answer` one byte every `every` seconds (a stalled proxy, a throttled link)."""
+    body = answer.body if isinstance(answer.body, bytes) else b""
+    stream = web.StreamResponse(status=answer.status, headers=answer.headers)
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    for i in range(len(body)):
+        await stream.write(body[i : i + 1])
+        await asyncio.sleep(every)
+    await stream.write_eof()
+    return stream
 
 
 def _item_ids(request: web.Request) -> list[str]:

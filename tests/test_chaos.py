@@ -76,6 +76,10 @@ class Fleet:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sim: subprocess.Popen[bytes] | None = None
     sim_url: str = ""
+    #: Simulator options and environment this fleet adds to (or overrides in) the defaults.
+    sim_extra: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    initial_workers: int = 2
 
     def start(self) -> None:
         queue = f"prelabel-chaos-{uuid.uuid4().hex[:8]}"
@@ -88,19 +92,23 @@ class Fleet:
             "PRELABEL_RECONCILE_INTERVAL": "1",
         }
         self.env.pop("OPENAI_API_KEY", None)
+        self.env.update(self.extra_env)
         port = launch.free_port()
-        extra = ["--latency-ms", "100", "--fail-rate", "0.05", "--seed", "3"]
+        extra = ["--latency-ms", "100", "--fail-rate", "0.05", "--seed", "3", *self.sim_extra]
         self.sim = launch.start_simulator(
             port, self.gold, extra=extra, env=self.env, log=self.logs / "sim.log"
         )
         self.sim_url = f"http://127.0.0.1:{port}/v1"
-        for _ in range(2):
+        for _ in range(self.initial_workers):
             self.add_worker()
 
-    def add_worker(self) -> subprocess.Popen[bytes]:
+    def add_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
         n = len(self.workers)
         proc = launch.start_worker(
-            concurrency=2, env=self.env, log=self.logs / f"worker{n}.log", hostname=f"chaos{n}@%h"
+            concurrency=concurrency,
+            env=self.env,
+            log=self.logs / f"worker{n}.log",
+            hostname=f"{self.env['PRELABEL_QUEUE']}-{n}@%h",
         )
         self.workers.append(proc)
         return proc
@@ -115,10 +123,10 @@ class Fleet:
             check=False,
         )
 
-    def start_run(self) -> str:
+    def start_run(self, *extra: str) -> str:
         proc = self.prelabel(
             "run", "--dataset", str(self.gold), "--model", "gpt-4o-mini",
-            "--base-url", self.sim_url, "--shard-size", "20", "--no-wait",
+            "--base-url", self.sim_url, "--shard-size", "20", "--no-wait", *extra,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().splitlines()[-1]
@@ -163,25 +171,27 @@ def fleet(redis_url: str, gold_path: Path, tmp_path: Path) -> Iterator[Fleet]:
     fleet.stop()
 
 
-def finish_and_check(fleet: Fleet, run_id: str, tmp_path: Path) -> dict[str, int]:
+def finish_and_check(
+    fleet: Fleet, run_id: str, tmp_path: Path, items: int = ITEMS
+) -> dict[str, int]:
     """Wait for the run, collect it, and check exactly-once effect; returns simulator stats."""
     fleet.wait_until(lambda: fleet.store().status(run_id)[0] == "completed", "the run to end")
-    out = tmp_path / "out"
+    out = tmp_path / f"out-{run_id}"
     proc = fleet.prelabel("collect", run_id, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     ids = [r["id"] for r in rows]
-    assert len(ids) == ITEMS
-    assert len(set(ids)) == ITEMS
+    assert len(ids) == items
+    assert len(set(ids)) == items
     counters = fleet.store().counters(run_id)
     assert counters["labeled"] == sum(r["status"] == "labeled" for r in rows)
     assert counters["failed"] == sum(r["status"] == "failed" for r in rows)
-    assert counters["labeled"] + counters["failed"] == ITEMS
-    assert counters["labeled"] >= ITEMS - 5, [r["error"] for r in rows if r["error"]][:5]
+    assert counters["labeled"] + counters["failed"] == items
+    assert counters["labeled"] >= items - 5, [r["error"] for r in rows if r["error"]][:5]
     stats = fleet.sim_stats()
     answered = stats["requests"] - stats["faults"] - stats["rate_limited"]
     assert answered >= counters["labeled"] - counters.get("cache_hits", 0)
-    assert answered <= ITEMS * 1.05, stats
+    assert answered <= items * 1.05, stats
     return stats
 
 

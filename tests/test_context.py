@@ -61,3 +61,19 @@ def test_a_reset_cancels_what_the_old_loop_held() -> None:
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
+
+
+def test_each_task_runs_in_its_own_logging_context() -> None:
+    """Log lines name the shard being labeled, not the first one the process ran."""
+    from prelabel.logs import RUN_ID, SHARD, log_context
+
+    async def tagged() -> tuple[str | None, int | None]:
+        return RUN_ID.get(), SHARD.get()
+
+    context = worker_context()
+    try:
+        for run_id, shard in (("run-a", 0), ("run-b", 7)):
+            with log_context(run_id, shard):
+                assert context.run(tagged()) == (run_id, shard)
+    finally:
+        reset_worker_context()

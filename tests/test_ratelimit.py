@@ -266,11 +266,11 @@ def test_pause_never_shortens_a_longer_pause(
 ) -> None:
     pause = scripts["pause"]
     before = server_now(redis_client)
-    first = int(pause(keys=[KEYS.pause], args=[5_000]))
+    first = int(pause(keys=[KEYS.pause], args=[5_000])[0])
     assert before + 5_000_000 <= first <= server_now(redis_client) + 5_000_000
-    assert int(pause(keys=[KEYS.pause], args=[1_000])) == first
+    assert int(pause(keys=[KEYS.pause], args=[1_000])[0]) == first
     assert stored_int(redis_client.get(KEYS.pause)) == first
-    longer = int(pause(keys=[KEYS.pause], args=[10_000]))
+    longer = int(pause(keys=[KEYS.pause], args=[10_000])[0])
     assert longer > first
     assert stored_int(redis_client.get(KEYS.pause)) == longer
     assert 5_000 < redis_client.pttl(KEYS.pause) <= 10_000

@@ -117,3 +117,37 @@ def test_a_taken_shard_under_lease_is_left_alone(
     suspects: set[tuple[str, int]] = set()
     assert reconcile(client, settings, suspects) == []
     assert reconcile(client, settings, suspects) == []
+
+
+def test_a_reconciler_never_judges_another_queues_runs(
+    running: tuple[RunConfig, redis.Redis], redis_url: str
+) -> None:
+    """Two fleets on one Redis: fleet B's reconciler does not take A's queued shards for lost."""
+    config, client = running
+    other = load_settings(REDIS_URL=redis_url, queue="prelabel-test-other-fleet", lease_seconds=5)
+    suspects: set[tuple[str, int]] = set()
+    for _ in range(3):
+        assert reconcile(client, other, suspects) == []
+    assert client.llen("prelabel-test-other-fleet") == 0
+    assert _queued_shards(client) == [0, 1, 2]
+    # The run's own fleet still recovers what it loses.
+    own = load_settings(REDIS_URL=redis_url, queue=QUEUE, lease_seconds=5)
+    _take(client, config.run_id, 1, time.time() - 60)
+    assert reconcile(client, own, suspects) == []
+    assert reconcile(client, own, suspects) == [(config.run_id, 1)]
+
+
+def test_a_recovered_shard_is_the_next_one_taken(
+    running: tuple[RunConfig, redis.Redis], redis_url: str
+) -> None:
+    config, client = running
+    settings = load_settings(REDIS_URL=redis_url, queue=QUEUE, lease_seconds=5)
+    _take(client, config.run_id, 2, time.time() - 60)  # the newest shard, its worker died
+    client.zadd(RunKeys(config.run_id).leases, {"2": time.time() - 1})  # its lease ran out
+    client.hset(RunKeys(config.run_id).holders, "2", "dead-worker")
+    assert reconcile(client, settings) == [(config.run_id, 2)]
+    # Workers take from the right end of the list (BRPOP): shard 2 first, then 0 and 1.
+    taken_order = [
+        json.loads(raw)["headers"]["id"] for raw in reversed(client.lrange(QUEUE, 0, -1))
+    ]
+    assert taken_order == [shard_task_id(config.run_id, n) for n in (2, 0, 1)]

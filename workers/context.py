@@ -15,6 +15,7 @@ worker started with `--pool threads` is safe too.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -45,8 +46,12 @@ class WorkerContext:
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` to its end on this process's event loop."""
-        return self._runner.run(coro)
+        """Run `coro` to its end on this process's event loop, in the caller's context.
+
+        The runner would otherwise run every coroutine in the context it copied on its first
+        use: each task's log lines would carry the first task's run and shard.
+        """
+        return self._runner.run(coro, context=contextvars.copy_context())
 
     @property
     def redis(self) -> aioredis.Redis:

@@ -20,7 +20,7 @@ from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
-from workers.llm import ChatCaller, Completion, EmptyAnswer, RunStopped
+from workers.llm import ChatCaller, Completion, EmptyAnswer, PauseLimits, RunStopped
 from workers.parsing import parse_answer, parse_batch_answer
 from workers.ratelimit import TokenBucket, account_id, caps_for
 from workers.requests import RequestBuilder
@@ -49,7 +49,14 @@ class ShardLabeler:
         self.caps = caps_for(settings, config)
         bucket = TokenBucket(redis, account_id(config.base_url, config.model, api_key), self.caps)
         self.caller = GuardedCaller(
-            ChatCaller(client, bucket, self.sink, config, settings.max_attempts),
+            ChatCaller(
+                client,
+                bucket,
+                self.sink,
+                config,
+                settings.max_attempts,
+                PauseLimits(settings.max_pause, settings.max_paused),
+            ),
             ResponseCache(redis, settings.cache_ttl, enabled=config.cache),
             Budget(redis, config),
             self.sink,

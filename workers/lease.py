@@ -41,24 +41,46 @@ async def shard_lease(
     if not await lease(keys=where, args=[shard, seconds, token]):
         raise LeaseHeld(f"shard {shard} of run {run_id} is being labeled by another task")
 
-    async def heartbeat() -> None:
-        while True:
-            await asyncio.sleep(seconds / 3)
-            try:
-                if not await lease(keys=where, args=[shard, seconds, token]):
-                    # This task stalled past its lease and a copy took the shard over. Both
-                    # commit each item at most once; this one keeps going rather than leave
-                    # its calls in flight unrecorded.
-                    log.warning("shard %d: lease taken over by another task", shard)
-            except redis.RedisError as exc:  # Redis restarting: keep labeling, try again
-                log.warning("lease heartbeat for shard %d failed: %s", shard, exc)
+    stop = asyncio.Event()
 
-    beat = asyncio.create_task(heartbeat())
+    async def heartbeat() -> None:
+        # The stop event, not cancellation, ends the loop: redis-py may turn a cancellation
+        # that lands mid-command into its own TimeoutError (a RedisError), which a loop that
+        # waits to be cancelled would take for a Redis hiccup and outlive. Each renewal is
+        # bounded, so the loop notices the event within a third of the lease.
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds / 3)
+                return
+            try:
+                renewed = await asyncio.wait_for(
+                    lease(keys=where, args=[shard, seconds, token]), seconds / 3
+                )
+            except (redis.RedisError, TimeoutError) as exc:  # Redis restarting: try again
+                log.warning("lease heartbeat for shard %d failed: %r", shard, exc)
+                continue
+            if not renewed:
+                # This task stalled past its lease and a copy took the shard over. Both
+                # commit each item at most once; this one keeps going rather than leave
+                # its calls in flight unrecorded.
+                log.warning("shard %d: lease taken over by another task", shard)
+
+    beat = asyncio.create_task(heartbeat(), name=f"lease-heartbeat-{run_id}-{shard}")
     try:
         yield
     finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-        with contextlib.suppress(redis.RedisError):
-            await lease(keys=where, args=[shard, 0, token])
+        stop.set()
+        # Leaving the lease never waits on the heartbeat for longer than one renewal: the
+        # shard's end (and the worker's next task) must not depend on it.
+        await asyncio.wait({beat}, timeout=seconds / 3)
+        if not beat.done():
+            beat.cancel()
+            beat.add_done_callback(_retrieve)
+        with contextlib.suppress(redis.RedisError, TimeoutError):
+            await asyncio.wait_for(lease(keys=where, args=[shard, 0, token]), seconds / 3)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Read an abandoned heartbeat's outcome, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -8,17 +8,22 @@ How each outcome is met:
 - success: the bucket is settled to the prompt tokens the endpoint counted plus `max_tokens`
   (what the provider charged at admission), and lowered to what the rate-limit headers say;
 - 429 `rate_limit_exceeded`: the whole fleet pauses for the retry-after (a shared key that
-  acquire.lua honours), the headers lower the bucket, and the call retries at once through it;
+  acquire.lua honours), at most `PauseLimits.longest`, the headers lower the bucket, and the
+  call retries at once through it; a run charged with more than `PauseLimits.in_all` of
+  pauses stops (`RunStopped`), rather than wait on an endpoint that keeps refusing;
   the 429 counts as a request in the run's counters, and its reservation stays in the bucket,
   since the provider counts refused requests too;
 - 429 "Request too large": the call exceeds the account's per-minute cap; the item fails;
 - 429 `insufficient_quota`, 401, 403, 404: the run stops (`RunStopped`) with a clear message;
 - 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter;
+  the timeout bounds the whole call (httpx's bounds each read: a body dripped one byte at a
+  time would otherwise hold a call, and its shard, for ever);
 - anything else (400, other 4xx): the item fails with the endpoint's message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -71,6 +76,14 @@ class _Transient(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class PauseLimits:
+    """How long a 429 may pause the fleet (`longest`), and a run in all (`in_all`), seconds."""
+
+    longest: float = 60.0
+    in_all: float = 15 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     content: str
     prompt_tokens: int
@@ -107,13 +120,17 @@ class ChatCaller:
         sink: ResultSink,
         config: RunConfig,
         max_attempts: int,
+        pauses: PauseLimits = PauseLimits(),
     ) -> None:
         self.client = client
+        self.pauses = pauses
         self.bucket = bucket
         self.sink = sink
         self.config = config
         self.max_attempts = max_attempts
         self._local = is_local_endpoint(config.base_url)
+        #: Seconds one call may take from sending to its whole answer (None: no deadline).
+        self._deadline = _seconds(client.timeout)
         #: The most the endpoint counted above our prompt estimate (e.g. a response schema it
         #: adds to the prompt): later reservations include it, so admission never undercounts.
         self._undercount = 0
@@ -191,12 +208,16 @@ class ChatCaller:
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
             # skips what `chat.completions.create` adds for a body that is already plain JSON:
             # the typed-params transform (about 1 ms of CPU a call) and the response model.
-            raw = await self.client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=httpx.Response,
-                options={"headers": headers} if headers else {},
-            )
+            async with asyncio.timeout(self._deadline):
+                raw = await self.client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=httpx.Response,
+                    options={"headers": headers} if headers else {},
+                )
+        except TimeoutError:
+            self._spend(requests=1)
+            raise _Transient(f"no whole answer within {self._deadline:g}s") from None
         except openai.RateLimitError as exc:
             self._spend(requests=1, rate_limited=1)
             if _error_code(exc) == "insufficient_quota":
@@ -209,7 +230,7 @@ class ChatCaller:
                     f"the request is larger than the account's per-minute cap: {_message(exc)}"
                 ) from None
             refused = exc.response.headers
-            await self.bucket.pause(_retry_after(refused))
+            await self._pause(_retry_after(refused))
             # The provider counted the refused call: its reservation stays, nothing refunded.
             await self.bucket.settle(reserved, reserved, ProviderLimits.from_headers(refused))
             raise _RateLimited(str(exc)) from None
@@ -270,6 +291,26 @@ class ChatCaller:
             why = f": it refused ({answer.refusal})" if answer.refusal else ""
             raise EmptyAnswer(f"the model returned an empty answer{why}")
         return Completion(answer.content, used_prompt, used_completion, simulated)
+
+    async def _pause(self, asked: float) -> None:
+        """Pause the fleet for a 429's `asked` seconds, capped; stop the run past its limit."""
+        longest, in_all = self.pauses.longest, self.pauses.in_all
+        paused = await self.bucket.pause(
+            min(asked, longest), run_counters=self.sink.keys.counters, asked=asked
+        )
+        if asked > longest:
+            log.warning(
+                "%s asked to wait %.0f s (retry-after): pausing %.0f s (PRELABEL_MAX_PAUSE)",
+                self.config.base_url,
+                asked,
+                longest,
+            )
+        if paused > in_all:
+            raise RunStopped(
+                f"{self.config.base_url} kept answering 429 (last retry-after: {asked:.0f} s): "
+                f"the run was paused {paused:.0f} s in all, over PRELABEL_MAX_PAUSED "
+                f"({in_all:.0f} s); `prelabel resume {self.config.run_id}` once it answers"
+            )
 
     def _check_caps(self, limits: ProviderLimits) -> None:
         """Warn once when the provider's own caps are below the configured ones (429s ahead)."""
@@ -333,6 +374,15 @@ def _text(value: object) -> str | None:
 
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(timeout: object) -> float | None:
+    """The whole-call deadline a client's timeout stands for (its longest part, if split)."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    names = ("connect", "read", "write", "pool")
+    parts = [p for p in (getattr(timeout, n, None) for n in names) if isinstance(p, int | float)]
+    return max(parts) if parts else None
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:

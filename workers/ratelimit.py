@@ -305,12 +305,23 @@ class TokenBucket:
         ]
         await self._run(self._settle, [self.keys.bucket], args)
 
-    async def pause(self, seconds: float) -> None:
-        """Admit nothing fleet-wide for `seconds` (a 429's retry-after); never shortens a pause."""
+    async def pause(
+        self, seconds: float, *, run_counters: str | None = None, asked: float | None = None
+    ) -> float:
+        """Admit nothing fleet-wide for `seconds` (a 429's retry-after, capped by the caller);
+        never shortens a pause.
+
+        With `run_counters` (the calling run's counters key), the run is charged with how much
+        this pause lengthened the account's, and told what the endpoint `asked` for; returns
+        the seconds of pause the run has been charged in all (0 without it).
+        """
         if seconds <= 0:
-            return
+            return 0.0
         self._unpaused_until = float("-inf")
-        await self._run(self._pause, [self.keys.pause], [seconds * 1000])
+        keys = [self.keys.pause, *([run_counters] if run_counters else [])]
+        asked_ms = (seconds if asked is None else asked) * 1000
+        _, paused_ms = await self._run(self._pause, keys, [seconds * 1000, asked_ms])
+        return int(paused_ms) / 1000
 
     async def _run(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[int | float | str]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from prelabel.errors import BrokerError
 from prelabel.keys import RunKeys
 from workers.app import app
 from workers.context import reset_worker_context, worker_context
@@ -14,6 +18,7 @@ from workers.shard import label_shard as _label_shard
 log = logging.getLogger(__name__)
 
 TASK_NAME = "prelabel.label_shard"
+_FRONT = (Path(__file__).parent / "lua" / "front.lua").read_text()
 
 
 @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
@@ -33,7 +38,23 @@ def label_shard(run_id: str, shard: int) -> int:
         # A hand-off is not a worker dying: it must not count towards failing the shard.
         store.redis.hincrby(RunKeys(run_id).attempts, str(shard), -1)
         log.warning("run %s shard %d: soft time limit, re-enqueued", run_id, shard)
-        enqueue(settings, run_id, [shard])
+        enqueue(settings, run_id, [shard], first=True)
+        return 0
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Redis went away for longer than the clients' retries (a restart, a failover). The
+        # task would be acked as failed, and its shard wait for the reconciler: put it back
+        # first in line instead, on fresh connections. What was committed stays committed.
+        # (Other Redis errors, and BrokerError, which may wrap any, are left to the reconciler
+        # and the shard's attempt count: re-enqueueing on those could loop.)
+        from producer.runs import enqueue
+
+        settings = context.settings
+        reset_worker_context()
+        log.warning("run %s shard %d: Redis failed (%s), re-enqueued", run_id, shard, exc)
+        try:
+            enqueue(settings, run_id, [shard], first=True)
+        except BrokerError as again:  # still down: the reconciler re-enqueues it later
+            log.warning("run %s shard %d: could not re-enqueue: %s", run_id, shard, again)
         return 0
     log.info("run %s shard %d: %d items committed", run_id, shard, committed)
     return committed
@@ -42,3 +63,10 @@ def label_shard(run_id: str, shard: int) -> int:
 def shard_task_id(run_id: str, shard: int) -> str:
     """Deterministic per (run, shard), so a re-enqueue is recognisable as the same work."""
     return f"{run_id}:shard:{shard}"
+
+
+def to_front(client: redis.Redis, queue: str, task_ids: Sequence[str]) -> int:
+    """Move these tasks' messages, just enqueued, to the head of `queue`; returns how many."""
+    if not task_ids:
+        return 0
+    return int(client.eval(_FRONT, 1, queue, *task_ids))
