@@ -23,6 +23,7 @@ from prelabel.settings import Settings, load_settings
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
+    from prelabel.model import ReasoningEffort
     from producer.labeling import LabelingOptions
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions
@@ -160,6 +161,14 @@ def run(
     few_shot_strategy: FewShotStrategyOpt = "similar",
     few_shot_from: FewShotFromOpt = None,
     response_format: ResponseFormatOpt = "auto",
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning-effort",
+            help="For reasoning models (o-series, gpt-5): minimal, low, medium or high. Their "
+            "reasoning counts against --max-tokens.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -229,6 +238,7 @@ def run(
         shard_size=shard_size,
         batch_size=batch_size,
         max_tokens=max_tokens or default_max_tokens(batch_size),
+        reasoning_effort=_effort(reasoning_effort),
         cache=cache,
         budget_usd=budget_usd,
         budget_tokens=budget_tokens,
@@ -283,6 +293,14 @@ def _dataset_spec(
         )
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+
+
+def _effort(value: str | None) -> ReasoningEffort | None:
+    if value is None:
+        return None
+    if value not in ("minimal", "low", "medium", "high"):
+        raise ConfigError(f"--reasoning-effort {value!r}: use minimal, low, medium or high")
+    return value  # type: ignore[return-value]  # checked just above
 
 
 def _labeling(

@@ -11,7 +11,7 @@ from rich.console import Console
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import RunConfig
+from prelabel.model import ReasoningEffort, RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
@@ -34,6 +34,7 @@ class RunOptions:
     shard_size: int = 50
     batch_size: int = 1
     max_tokens: int = 512
+    reasoning_effort: ReasoningEffort | None = None
     cache: bool = True
     budget_usd: float | None = None
     budget_tokens: int | None = None
@@ -89,6 +90,7 @@ def run_pipeline(
         rpm=options.rpm,
         tpm=options.tpm,
         max_tokens=options.max_tokens,
+        reasoning_effort=options.reasoning_effort,
         batch_size=options.batch_size,
         shard_size=options.shard_size,
         ontology=labeling.ontology,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prelabel.model import EntityType, Ontology, Record
-from workers.alignment import CLAIMED, EMPTY, NOT_FOUND, Alignment, align
+from workers.alignment import CLAIMED, EMPTY, NOT_FOUND, REPEATED, Alignment, align
 
 CONLL = Ontology()
 
@@ -115,8 +115,15 @@ CASES = [
         "Paris .",
         {"LOCATION": ["Paris", "Paris"]},
         [("LOC", "Paris", 0)],
-        [("LOCATION", "Paris", CLAIMED)],
+        [("LOCATION", "Paris", REPEATED)],
         id="more-repeats-than-occurrences",
+    ),
+    pytest.param(
+        "Tokyo fans met in Tokyo .",
+        {"LOCATION": ["Tokyo"] * 6},
+        [("LOC", "Tokyo", 0), ("LOC", "Tokyo", 18)],
+        [("LOCATION", "Tokyo", REPEATED)] * 4,
+        id="a-looping-model-repeats-a-mention",
     ),
     pytest.param(
         "Lyon beat Paris in Paris",
