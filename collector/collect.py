@@ -9,6 +9,7 @@ from pathlib import Path
 
 from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
 from evaluation import Evaluation, Item, RunFigures, evaluate_items
+from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
 from prelabel.model import ItemResult, RunConfig
 from prelabel.store import RunStore
@@ -123,6 +124,6 @@ def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
 
 
 def _reasons(errors: Iterable[str | None]) -> dict[str, int]:
-    """Failure reasons grouped by their first clause (item-specific detail follows a colon)."""
-    counts = Counter((e or "unknown").split(":")[0].strip() for e in errors)
+    """Failure reasons grouped by kind (`prelabel.errors.failure_kind`)."""
+    counts = Counter(failure_kind(e) for e in errors)
     return dict(counts.most_common())
