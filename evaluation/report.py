@@ -206,7 +206,7 @@ def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
     beside = "".join(f"; {name}: {f1}" for name, f1 in rest)
     lines += [
         "",
-        f"**Entity-level micro F1, {first}: {first_f1}**{beside} "
+        f"**Entity-level micro F1 {first}: {first_f1}**{beside} "
         f"(95% CI {interval(ci)}; P {pct(micro.precision)}, R {pct(micro.recall)}, "
         "on labeled items)",
         "",

@@ -202,13 +202,13 @@ def headline_rows(ev: Evaluation) -> list[tuple[str, str]]:
     """F1 over all items (a failed item finds nothing) first, then over labeled items."""
     h = ev.headline
     if h is None:
-        return [("F1 over labeled items", pct(ev.entity.micro.f1))]
+        return [("over labeled items", pct(ev.entity.micro.f1))]
     return [
         (
-            f"F1 over all {h.items:,} items (the {h.failed:,} failed find nothing)",
+            f"over all {h.items:,} items (the {h.failed:,} failed find nothing)",
             pct(h.all_items.f1),
         ),
-        (f"F1 over the {h.items - h.failed:,} labeled items", pct(h.labeled_items.f1)),
+        (f"over the {h.items - h.failed:,} labeled items", pct(h.labeled_items.f1)),
     ]
 
 

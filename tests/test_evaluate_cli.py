@@ -331,13 +331,11 @@ def test_the_headline_is_f1_over_all_items_beside_f1_over_labeled_items(
     assert proc.returncode == 0, proc.stderr
     shown = f"{100 * everything.f1:.2f}"
     terminal = " ".join(proc.stdout.split())
-    assert f"F1 over all 3 items (the 1 failed find nothing) {shown}" in " ".join(
+    assert f"over all 3 items (the 1 failed find nothing) {shown}" in " ".join(
         terminal.replace("│", " ").split()
     )
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert (
-        f"**Entity-level micro F1, F1 over all 3 items (the 1 failed find nothing): {shown}**" in md
-    )
+    assert f"**Entity-level micro F1 over all 3 items (the 1 failed find nothing): {shown}**" in md
     assert "Failed items by kind" in md and "test-000002: endpoint said 500" in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "micro F1, all items" in html and f'<div class="value">{shown}</div>' in html
