@@ -99,8 +99,8 @@ FewShotFromOpt = Annotated[
     str | None,
     typer.Option(
         "--few-shot-from",
-        help="Labelled examples to choose from (same forms as --dataset). "
-        "Default: the train split beside --dataset.",
+        help="Labelled examples to choose from (same forms as --dataset). Default: the train "
+        "split of --dataset's folder or hub dataset; for a file, train.EXT in its folder.",
     ),
 ]
 MaxTokensOpt = Annotated[

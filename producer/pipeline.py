@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from collector import Collected
 from prelabel.connections import connect
@@ -72,7 +73,9 @@ def run_pipeline(
             f"{dataset.source} declares no entity types: pass --entity-types (e.g. PER,ORG,LOC)"
         )
     labeling = resolve_labeling(dataset, spec, options.labeling)
-    check_endpoint(settings, options.base_url)
+    warning = check_endpoint(settings, options.base_url, options.model)
+    if warning:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
         + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else "")

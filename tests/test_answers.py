@@ -376,3 +376,17 @@ def test_items_usage_adds_up_to_the_runs_in_a_batch_run(
     assert summed == (figures["requests"], figures["prompt_tokens"], figures["completion_tokens"])
     assert summed == served
     assert figures["requests"] > 2  # the batches were split (and retried): not the easy case
+
+
+# --- a mistyped --model (issue 13.8) ------------------------------------------------------------
+
+
+def test_a_model_the_endpoint_does_not_list_is_warned_about() -> None:
+    from producer.runs import check_endpoint
+
+    with simulator() as sim:
+        assert check_endpoint(load_settings(), sim.base_url, "gpt-4o-mini") is None
+        warning = check_endpoint(load_settings(), sim.base_url, "gpt-4o-mnii")
+    assert warning is not None
+    assert "'gpt-4o-mnii' is not among the models" in warning and "check --model" in warning
+    assert "gpt-4o-mini" in warning  # what it does list
