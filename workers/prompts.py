@@ -1,4 +1,4 @@
-"""The chat messages and the structured-output schema of the ner-v1 wire format.
+"""The chat messages and the structured-output schema of the ner-v2 wire format.
 
 One record goes out as its bare text; several go out as numbered lines `"{i}: {text}"`.
 Few-shot examples, when a run has them, come between the system message and the records,
@@ -64,7 +64,7 @@ class PromptTemplate:
 def load_template(path: Path) -> PromptTemplate:
     """Read `--prompt-file` (TOML or JSON with one key, `system`); ConfigError when unusable.
 
-    The version is `ner-v1+custom-<first 8 hex of the template's SHA-256>`, so that every
+    The version is `ner-v2+custom-<first 8 hex of the template's SHA-256>`, so that every
     prediction says which prompt made it.
     """
     try:
