@@ -376,3 +376,11 @@ def test_conll_gold_mentions_align_back_to_gold_tags(conll_test_path: Path) -> N
 def test_a_lone_string_is_one_mention() -> None:
     result = align(record("Peter spoke"), {"PERSON": "Peter"}, CONLL)
     assert placed(result) == [("PER", "Peter", 0)]
+
+
+def test_an_unplaced_mention_keeps_a_bounded_text() -> None:
+    """One item's result must stay small in Redis and in the files, whatever the answer."""
+    from workers.alignment import MAX_KEPT_CHARS
+
+    result = align(record("Paris ."), {"LOCATION": ["x" * 100_000], "FOOD": ["y" * 5000]}, CONLL)
+    assert [len(u.mention) for u in result.unaligned] == [MAX_KEPT_CHARS, MAX_KEPT_CHARS]

@@ -364,7 +364,7 @@ class ChatCaller:
         if not answer.content:
             if answer.finish_reason == TRUNCATED:
                 raise EmptyAnswer(truncated_reason(cfg.max_tokens))
-            why = f": it refused ({answer.refusal})" if answer.refusal else ""
+            why = f": it refused ({answer.refusal[:200]})" if answer.refusal else ""
             raise EmptyAnswer(f"the model returned an empty answer{why}")
         return Completion(
             answer.content, used_prompt, used_completion, simulated, answer.finish_reason
