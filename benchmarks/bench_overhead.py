@@ -199,7 +199,7 @@ def run_bare(
             "messages": builder.messages([r]),
             "max_tokens": MAX_TOKENS,
             "temperature": 0.0,
-            "response_format": builder.response_format(1),
+            "response_format": builder.response_format([r]),
             "extra_headers": {ITEM_IDS_HEADER: json.dumps([r.id])},
         }
         for r in items

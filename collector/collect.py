@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
@@ -137,6 +138,6 @@ def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
 
 
 def _reasons(errors: Iterable[str | None]) -> dict[str, int]:
-    """Failure reasons grouped by their first clause (item-specific detail follows a colon)."""
-    counts = Counter((e or "unknown").split(":")[0].strip() for e in errors)
+    """Failure reasons grouped by kind (`prelabel.errors.failure_kind`)."""
+    counts = Counter(failure_kind(e) for e in errors)
     return dict(counts.most_common())

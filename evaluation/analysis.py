@@ -13,11 +13,19 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from prelabel.errors import failure_kind
 from prelabel.model import Unaligned
 
 from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals, item_counts
 from .errors import ErrorAnalysis, analyse, item_diff
-from .metrics import EntityScores, RunFigures, TokenScores, entity_scores, token_scores
+from .metrics import (
+    EntityScores,
+    RunFigures,
+    TokenScores,
+    TypeScores,
+    entity_scores,
+    token_scores,
+)
 
 #: How many failed items and unaligned mentions a report lists by name.
 EXAMPLES = 20
@@ -36,6 +44,25 @@ class LossExample(_Frozen):
     mention: str = ""
 
 
+class FailureKind(_Frozen):
+    """Failed items of one kind (`prelabel.errors.failure_kind`), with one example."""
+
+    kind: str
+    items: int
+    example: LossExample
+
+
+class Headline(_Frozen):
+    """Micro F1 over every item with gold (a failed item predicts nothing) beside the F1 over
+    the labeled items only: the second leaves out the failed items, which are the hard ones,
+    and so reads higher than what the run delivers."""
+
+    all_items: TypeScores
+    labeled_items: TypeScores
+    items: int
+    failed: int
+
+
 class Losses(_Frozen):
     """What the model was never judged on: failed items, and mentions the aligner could not
     place. Apart from model errors on purpose: they are plumbing, prompt or data problems.
@@ -45,7 +72,9 @@ class Losses(_Frozen):
     """
 
     failed: int = 0
+    #: Failed items by kind of reason, most frequent first (`failed_kinds` has an example).
     failed_reasons: dict[str, int] = {}
+    failed_kinds: tuple[FailureKind, ...] = ()
     failed_examples: tuple[LossExample, ...] = ()
     unaligned: int = 0
     unaligned_items: int = 0
@@ -79,6 +108,7 @@ class Evaluation(_Frozen):
     errors: ErrorAnalysis | None = None
     losses: Losses = Losses()
     cost: CostQuality | None = None
+    headline: Headline | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +198,24 @@ def losses_of(items: Sequence[Item]) -> Losses:
             if missed[key] > 0:
                 missed[key] -= 1
                 missed_by_aligner += 1
-    reasons = Counter(i.error or "no reason recorded" for i in failed)
+    kinds = Counter(failure_kind(i.error) for i in failed)
+    first: dict[str, Item] = {}
+    for item in failed:
+        first.setdefault(failure_kind(item.error), item)
     unaligned = [(i.id, u) for i in with_unaligned for u in i.unaligned]
     return Losses(
         failed=len(failed),
-        failed_reasons=dict(reasons.most_common()),
+        failed_reasons=dict(kinds.most_common()),
+        failed_kinds=tuple(
+            FailureKind(
+                kind=kind,
+                items=n,
+                example=LossExample(
+                    id=first[kind].id, reason=first[kind].error or "no reason recorded"
+                ),
+            )
+            for kind, n in kinds.most_common()
+        ),
         failed_examples=tuple(
             LossExample(id=i.id, reason=i.error or "no reason recorded") for i in failed[:EXAMPLES]
         ),
@@ -193,7 +236,7 @@ def evaluate_items(
 ) -> Evaluation:
     """Evaluate a run's items: score those labeled with gold, report the rest as losses."""
     scored = [i for i in items if i.pred is not None and i.gold is not None]
-    return evaluate(
+    evaluation = evaluate(
         [list(i.gold or ()) for i in scored],
         [list(i.pred or ()) for i in scored],
         figures,
@@ -203,16 +246,38 @@ def evaluate_items(
         resamples=resamples,
         seed=seed,
     )
+    return evaluation.model_copy(update={"headline": headline(items, evaluation.entity.micro)})
+
+
+def headline(items: Sequence[Item], labeled: TypeScores) -> Headline | None:
+    """Micro F1 over every item with gold, a failed item counting as one that found nothing
+    (None when no item has gold)."""
+    with_gold = [i for i in items if i.gold is not None]
+    if not with_gold:
+        return None
+    everything = entity_scores(
+        [list(i.gold or ()) for i in with_gold],
+        [list(i.pred) if i.pred is not None else ["O"] * len(i.gold or ()) for i in with_gold],
+    )
+    return Headline(
+        all_items=everything.micro,
+        labeled_items=labeled,
+        items=len(with_gold),
+        failed=sum(i.pred is None for i in with_gold),
+    )
 
 
 __all__ = [
     "CostQuality",
     "Evaluation",
+    "FailureKind",
+    "Headline",
     "Item",
     "LossExample",
     "Losses",
     "cost_quality",
     "evaluate",
     "evaluate_items",
+    "headline",
     "losses_of",
 ]

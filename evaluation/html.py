@@ -16,6 +16,8 @@ from .tables import (
     ENTITY_TITLE,
     ERRORS_HEADER,
     ERRORS_TITLE,
+    FAILURES_HEADER,
+    FAILURES_TITLE,
     FIGURES_TITLE,
     FREQUENT_HEADER,
     KIND_HELP,
@@ -27,6 +29,7 @@ from .tables import (
     describe,
     entity_rows,
     error_rows,
+    failure_rows,
     figure_rows,
     frequent_rows,
     header_facts,
@@ -140,8 +143,17 @@ def _cards(ev: Evaluation) -> str:
     errors = sum(ev.errors.kinds.values()) if ev.errors is not None else 0
     boundary = ev.errors.kinds.get("boundary", 0) if ev.errors is not None else 0
     cost = ev.cost
+    h = ev.headline
     cards = [
-        _card("entity-level micro F1", pct(micro.f1), f"95% CI {ci}", "headline"),
+        _card(
+            "entity-level micro F1, all items",
+            pct(h.all_items.f1),
+            f"the {h.failed:,} failed of {h.items:,} find nothing",
+            "headline",
+        )
+        if h is not None
+        else "",
+        _card("micro F1, labeled items", pct(micro.f1), f"95% CI {ci}", "" if h else "headline"),
         _card("precision", pct(micro.precision), f"{micro.tp} of {micro.predicted} predicted"),
         _card("recall", pct(micro.recall), f"{micro.tp} of {micro.support} gold"),
         _card("model errors", f"{errors:,}", f"{boundary:,} boundary only"),
@@ -239,6 +251,10 @@ def _losses(ev: Evaluation) -> str:
         if examples
         else ""
     )
+    failures = failure_rows(ev)
+    if failures:
+        by_kind = _table(FAILURES_HEADER, failures, text_columns=(0, 2))
+        listed = f"<h3>{escape(FAILURES_TITLE)}</h3>{by_kind}{listed}"
     return (
         f"<section><h2>{escape(LOSSES_TITLE)}</h2>"
         '<p class="note">Items that failed are not scored; mentions the aligner could not '

@@ -23,8 +23,11 @@ from .tables import (
     ERRORS_HEADER,
     ERRORS_TITLE,
     F1_PNG,
+    FAILURES_HEADER,
+    FAILURES_TITLE,
     FIGURES_TITLE,
     FREQUENT_HEADER,
+    HEADLINE_TITLE,
     KIND_HELP,
     LOSSES_TITLE,
     SCORE_HEADER,
@@ -35,9 +38,11 @@ from .tables import (
     describe,
     entity_rows,
     error_rows,
+    failure_rows,
     figure_rows,
     frequent_rows,
     header_facts,
+    headline_rows,
     interval,
     loss_rows,
     marked_spans,
@@ -91,7 +96,7 @@ def render_tables(ev: Evaluation) -> list[Table]:
         tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
         tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures)))
         return tables
-    tables = [entity]
+    tables = [_pairs_table(HEADLINE_TITLE, headline_rows(ev)), entity]
     errors = error_rows(ev)
     if errors:
         tables.append(
@@ -113,6 +118,14 @@ def render_tables(ev: Evaluation) -> list[Table]:
         )
     )
     tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
+    failures = failure_rows(ev)
+    if failures:
+        table = Table(title=FAILURES_TITLE, title_justify="left")
+        for head in FAILURES_HEADER:
+            table.add_column(head, justify="right" if head == "items" else "left")
+        for row in failures:
+            table.add_row(*row)
+        tables.append(table)
     tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures) + cost_rows(ev)))
     return tables
 
@@ -167,6 +180,9 @@ def _md_errors(ev: Evaluation) -> list[str]:
 def _md_losses(ev: Evaluation) -> list[str]:
     losses = ev.losses
     lines = [f"## {LOSSES_TITLE}", "", *_md_table(("what", "count"), loss_rows(ev)), ""]
+    failures = failure_rows(ev)
+    if failures:
+        lines += [f"### {FAILURES_TITLE}", "", *_md_table(FAILURES_HEADER, failures), ""]
     examples = [(x.id, x.reason) for x in losses.failed_examples] + [
         (x.id, f'{x.type} "{x.mention}": {x.reason}') for x in losses.unaligned_examples
     ]
@@ -198,10 +214,13 @@ def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
         lines += ["", f"> **{note}**", "", *_md_losses(ev), f"## {FIGURES_TITLE}", ""]
         lines += [*_md_table(("figure", "value"), figure_rows(ev.figures)), ""]
         return "\n".join(lines)
+    (first, first_f1), *rest = headline_rows(ev)
+    beside = "".join(f"; {name}: {f1}" for name, f1 in rest)
     lines += [
         "",
-        f"**Entity-level micro F1: {pct(micro.f1)}** "
-        f"(95% CI {interval(ci)}; P {pct(micro.precision)}, R {pct(micro.recall)})",
+        f"**Entity-level micro F1 {first}: {first_f1}**{beside} "
+        f"(95% CI {interval(ci)}; P {pct(micro.precision)}, R {pct(micro.recall)}, "
+        "on labeled items)",
         "",
         f"## {ENTITY_TITLE}",
         "",

@@ -20,6 +20,9 @@ TOKEN_TITLE = "Token-level (seed's method, includes O — reads higher than enti
 FIGURES_TITLE = "Run figures"
 ERRORS_TITLE = "Errors by kind"
 LOSSES_TITLE = "Not model errors: failed items and alignment losses"
+HEADLINE_TITLE = "Headline: entity-level micro F1"
+FAILURES_TITLE = "Failed items by kind"
+FAILURES_HEADER = ("kind", "items", "example")
 COST_TITLE = "Cost against quality"
 
 SCORE_HEADER = ("type", "P %", "R %", "F1 %", "support")
@@ -194,6 +197,28 @@ def loss_rows(ev: Evaluation) -> list[tuple[str, str]]:
     rows += [(f"failed: {reason}", str(n)) for reason, n in losses.failed_reasons.items()][:10]
     rows += [(f"unaligned: {reason}", str(n)) for reason, n in losses.unaligned_reasons.items()]
     return rows
+
+
+def headline_rows(ev: Evaluation) -> list[tuple[str, str]]:
+    """F1 over all items (a failed item finds nothing) first, then over labeled items."""
+    h = ev.headline
+    if h is None:
+        return [("over labeled items", pct(ev.entity.micro.f1))]
+    return [
+        (
+            f"over all {h.items:,} items (the {h.failed:,} failed find nothing)",
+            pct(h.all_items.f1),
+        ),
+        (f"over the {h.items - h.failed:,} labeled items", pct(h.labeled_items.f1)),
+    ]
+
+
+def failure_rows(ev: Evaluation) -> list[tuple[str, str, str]]:
+    """Failed items grouped by kind of reason, each with one item's whole reason."""
+    return [
+        (k.kind, f"{k.items:,}", f"{k.example.id}: {k.example.reason}")
+        for k in ev.losses.failed_kinds
+    ]
 
 
 def worst_diffs(ev: Evaluation) -> list[ItemDiff]:

@@ -26,6 +26,7 @@ from prelabel.flower import flower_command
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
+    from prelabel.model import ReasoningEffort
     from prelabel.settings import Settings
     from producer.labeling import LabelingOptions
     from producer.loading import DatasetSpec
@@ -95,6 +96,13 @@ class ResponseFormat(StrEnum):
     json_object = "json_object"
 
 
+class ReasoningEffortChoice(StrEnum):
+    minimal = "minimal"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
 DatasetOpt = Annotated[
     str,
     typer.Option(
@@ -160,8 +168,8 @@ FewShotFromOpt = Annotated[
     str | None,
     typer.Option(
         "--few-shot-from",
-        help="Labelled examples to choose from (same forms as --dataset). "
-        "Default: the train split beside --dataset.",
+        help="Labelled examples to choose from (same forms as --dataset). Default: the train "
+        "split of --dataset's folder or hub dataset; for a file, train.EXT in its folder.",
     ),
 ]
 MaxTokensOpt = Annotated[
@@ -236,6 +244,15 @@ def run(
     few_shot_strategy: FewShotStrategyOpt = FewShotStrategy.similar,
     few_shot_from: FewShotFromOpt = None,
     response_format: ResponseFormatOpt = ResponseFormat.auto,
+    reasoning_effort: Annotated[
+        ReasoningEffortChoice | None,
+        typer.Option(
+            "--reasoning-effort",
+            help="For reasoning models (o-series, gpt-5). Their reasoning counts against "
+            "--max-tokens.",
+            case_sensitive=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -305,6 +322,7 @@ def run(
         shard_size=shard_size,
         batch_size=batch_size,
         max_tokens=max_tokens or default_max_tokens(batch_size),
+        reasoning_effort=_effort(reasoning_effort),
         cache=cache,
         budget_usd=budget_usd,
         budget_tokens=budget_tokens,
@@ -366,6 +384,10 @@ def _dataset_spec(
         )
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+
+
+def _effort(value: ReasoningEffortChoice | None) -> ReasoningEffort | None:
+    return None if value is None else value.value
 
 
 def _labeling(

@@ -13,6 +13,8 @@ PrelabelError                 base; the CLI prints it as one red line, exit code
 
 from __future__ import annotations
 
+import re
+
 
 class PrelabelError(Exception):
     """Base of every error prelabel raises on purpose."""
@@ -53,3 +55,22 @@ class UploadError(PrelabelError):
 
 class ItemError(PrelabelError):
     """One item could not be labeled. Its message becomes the item's `error` field."""
+
+
+_LINE = re.compile(r"^line \d+: ")
+_LARGE_NUMBER = re.compile(r"\d[\d,]{3,}")
+#: The longest failure kind kept (the reason itself is kept whole with its item).
+_KIND_CHARS = 120
+
+
+def failure_kind(reason: str | None) -> str:
+    """What kind of failure an item's reason is, to group reasons by.
+
+    Reasons say what happened first and the item's detail after a colon (the answer's
+    start, the endpoint's message); a batch line's prefix ("line 3: ") and large numbers
+    (token counts, lengths) vary from item to item and are left out.
+    """
+    if not reason:
+        return "no reason recorded"
+    head = _LINE.sub("", reason).split(": ", 1)[0].strip()
+    return _LARGE_NUMBER.sub("N", head)[:_KIND_CHARS]

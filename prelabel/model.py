@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROMPT_VERSION = "ner-v1"
+PROMPT_VERSION = "ner-v2"
 
 
 class _Frozen(BaseModel):
@@ -128,6 +128,7 @@ class Usage(_Frozen):
 
 
 ItemStatus = Literal["labeled", "failed"]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
 class ItemResult(_Frozen):
@@ -154,6 +155,9 @@ class RunConfig(_Frozen):
     tpm: int | None = Field(None, gt=0)
     max_tokens: int = Field(512, gt=0)
     temperature: float = 0.0
+    #: For reasoning models (o-series, gpt-5): how much they think before they answer. Their
+    #: thinking counts against `max_tokens` (sent as `max_completion_tokens`).
+    reasoning_effort: ReasoningEffort | None = None
     batch_size: int = Field(1, ge=1)
     shard_size: int = Field(50, ge=1)
     prompt_version: str = PROMPT_VERSION

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 from pydantic import ValidationError
 
-from prelabel.errors import BrokerError, RunError
+from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
 
@@ -355,7 +355,8 @@ def read_run(client: redis.Redis, run_id: str, now: float) -> RunView:
 
 
 def failure_reasons(client: redis.Redis, run_id: str, top: int = 5) -> list[tuple[str, int]]:
-    """The most common reasons items of the run failed, with how many items each."""
+    """The most common kinds of reason items of the run failed for, with how many items each
+    (`prelabel.errors.failure_kind`: one line per kind, not one per answer snippet)."""
     reasons: Counter[str] = Counter()
     try:
         for _, raw in client.hscan_iter(RunKeys(run_id).results, count=1000):
@@ -363,7 +364,7 @@ def failure_reasons(client: redis.Redis, run_id: str, top: int = 5) -> list[tupl
             text = _text(raw)
             if '"status":"failed"' not in text:
                 continue
-            reasons[str(json.loads(text).get("error") or "no reason recorded")] += 1
+            reasons[failure_kind(json.loads(text).get("error"))] += 1
     except redis.RedisError as exc:
         raise BrokerError(f"Redis error reading the results of run {run_id}: {exc}") from None
     return reasons.most_common(top)

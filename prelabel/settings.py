@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     #: Seconds a cached answer stays in Redis.
     cache_ttl: int = Field(30 * 24 * 3600, ge=60)
     #: The model's context window in tokens: a request that cannot fit (prompt + max_tokens)
-    #: is split, and a single sentence that cannot fit fails with that reason.
-    context_tokens: int = Field(128_000, ge=256)
+    #: is split, and a single sentence that cannot fit fails with that reason. None: what
+    #: the server says (llama.cpp, vLLM, Ollama), else 128,000 (`workers.window`).
+    context_tokens: int | None = Field(None, ge=256)
 
 
 def is_local_endpoint(base_url: str) -> bool:

@@ -94,7 +94,9 @@ def resolve_labeling(
 
 
 def _pool_spec(spec: DatasetSpec, options: LabelingOptions) -> DatasetSpec:
-    """Where examples come from: `--few-shot-from`, else the train split beside the dataset."""
+    """Where examples come from: `--few-shot-from`, else the train split beside the dataset:
+    a folder's or a hub dataset's own train split, or for a file, `train` with the file's
+    extension in the same folder (`conll2003/test.txt` → `conll2003/train.txt`)."""
     fields = {
         "text_field": spec.text_field,
         "tokens_field": spec.tokens_field,
@@ -105,9 +107,12 @@ def _pool_spec(spec: DatasetSpec, options: LabelingOptions) -> DatasetSpec:
         return DatasetSpec(source=options.few_shot_from, split="train", **fields)
     path = Path(spec.source).expanduser()
     if path.is_file():
+        beside = path.with_name("train" + path.suffix)
+        if beside.is_file() and beside.resolve() != path.resolve():
+            return DatasetSpec(source=str(beside), split="train", **fields)
         raise ConfigError(
-            f"--few-shot needs labelled examples and {spec.source} is a single file: "
-            "pass --few-shot-from FILE_OR_FOLDER (a train split)"
+            f"--few-shot needs labelled examples: {spec.source} is a single file and there is "
+            f"no {beside.name} beside it; pass --few-shot-from FILE_OR_FOLDER (a train split)"
         )
     # A folder holds its splits; a hub dataset has a train split of its own.
     return DatasetSpec(source=spec.source, split="train", **fields)

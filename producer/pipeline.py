@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import RunConfig
+from prelabel.model import ReasoningEffort, RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
@@ -35,6 +36,7 @@ class RunOptions:
     shard_size: int = 50
     batch_size: int = 1
     max_tokens: int = 512
+    reasoning_effort: ReasoningEffort | None = None
     cache: bool = True
     budget_usd: float | None = None
     budget_tokens: int | None = None
@@ -74,7 +76,7 @@ def run_pipeline(
     dataset, note = default_types(dataset, options.labeling)
     notes = [note] if note else []
     labeling = resolve_labeling(dataset, spec, options.labeling)
-    check_endpoint(settings, options.base_url)
+    warning = check_endpoint(settings, options.base_url, options.model)
     price = price_for(options.model)
     try:
         config = _config(options, labeling, dataset, price)
@@ -105,6 +107,8 @@ def run_pipeline(
         f"model {config.model} at {config.base_url}",
         soft_wrap=True,
     )
+    if warning:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{len(dataset.records)}[/] items from {dataset.source}"
         + (f", [yellow]{len(dataset.skipped)} skipped[/]" if dataset.skipped else ""),
@@ -136,6 +140,7 @@ def _config(
         rpm=options.rpm,
         tpm=options.tpm,
         max_tokens=options.max_tokens,
+        reasoning_effort=options.reasoning_effort,
         batch_size=options.batch_size,
         shard_size=options.shard_size,
         ontology=labeling.ontology,

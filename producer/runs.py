@@ -29,18 +29,22 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def check_endpoint(settings: Settings, base_url: str) -> None:
-    """Fail now, with one line, when the LLM endpoint cannot be reached or refuses the key.
+def check_endpoint(settings: Settings, base_url: str, model: str | None = None) -> str | None:
+    """Fail now, with one line, when the LLM endpoint cannot be reached or refuses the key;
+    return a warning when the endpoint lists its models and `model` is not one of them.
 
     The key is the workers' business: without one here, an endpoint that answers 401 has
-    answered, and each worker checks its own key on its first call.
+    answered, and each worker checks its own key on its first call. A model that is not
+    listed is only a warning: a server that serves one model (llama.cpp's) answers to any
+    name, and a provider may serve models it does not list; but a typo is most often what
+    it is.
     """
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     client = openai.OpenAI(
         base_url=base_url, api_key=key or "sk-none-on-the-producer", max_retries=0, timeout=10
     )
     try:
-        client.models.list()
+        listed = [m.id for m in client.models.list()]
     except openai.APIConnectionError:
         raise EndpointError(
             f"cannot reach the LLM endpoint at {base_url}: start it, or pass --base-url "
@@ -48,12 +52,19 @@ def check_endpoint(settings: Settings, base_url: str) -> None:
         ) from None
     except openai.AuthenticationError:
         if key is None:
-            return
+            return None
         raise EndpointError(f"{base_url} rejected the API key: check OPENAI_API_KEY") from None
     except openai.APIStatusError:
-        pass  # some compatible servers have no /models; the endpoint answered, which is enough
+        return None  # some compatible servers have no /models; the endpoint answered
     finally:
         client.close()
+    if model is None or not listed or model in listed:
+        return None
+    shown = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+    return (
+        f"model {model!r} is not among the models {base_url} lists ({shown}): check --model "
+        "(a server that serves one model may answer to any name)"
+    )
 
 
 def shard(records: Sequence[Record], size: int) -> list[list[Record]]:

@@ -1,4 +1,4 @@
-"""The oracle: answers ner-v1 prompts with the gold mentions of the sentences it was given.
+"""The oracle: answers ner-v2 prompts with the gold mentions of the sentences it was given.
 
 Everything is precomputed at construction (one JSON answer per known sentence), so that
 answering a request is a dictionary lookup and, for a batch, one `json.dumps`.
@@ -69,7 +69,7 @@ class OracleReply:
 
 
 class Oracle:
-    """Answers ner-v1 prompts from gold records, optionally with seeded noise."""
+    """Answers ner-v2 prompts from gold records, optionally with seeded noise."""
 
     def __init__(
         self,

@@ -1,6 +1,7 @@
 """The simulator's HTTP server: OpenAI's chat completions API in front of the oracle.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON).
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON), and
+`GET /props` (llama.cpp's server's, when `context_tokens` is set).
 Every response carries `x-prelabel-simulator: 1`; completions carry
 `system_fingerprint: "prelabel-simulator"`.
 
@@ -20,6 +21,12 @@ does, an answer longer than `max_tokens` (or `max_completion_tokens`) is cut the
 With caps, every answer carries the `x-ratelimit-*` headers of the moment the request was
 admitted, read as `header_style` says (simulator/limits.py); `success_headers=False` drops
 them from 200 answers only, as a proxy that strips them would (429s and 5xx keep them).
+
+Strict as OpenAI's API is: reasoning models (o-series, gpt-5) refuse `max_tokens` and a
+temperature other than 1 with a 400, and other models refuse `reasoning_effort`.
+
+`broken_bodies` plays a server (or proxy) that answers 200 with something that is not a chat
+completion: request N gets the (N mod len)-th kind of `BROKEN_BODIES`.
 """
 
 from __future__ import annotations
@@ -54,7 +61,19 @@ from simulator.oracle import Oracle
 
 FINGERPRINT = "prelabel-simulator"
 #: Listed by `/v1/models`; chat accepts any model name and echoes it back.
-MODELS = ("prelabel-oracle", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1")
+MODELS = (
+    "prelabel-oracle",
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "gpt-4.1",
+    "o4-mini",
+    "gpt-5-mini",
+)
+#: Reasoning models, by name prefix, as OpenAI's API treats them ("gpt-5-chat" is not one).
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+#: 200 bodies that are not chat completions, for `broken_bodies`.
+BROKEN_BODIES = ("choices-number", "message-string", "usage-string", "no-choices")
 #: Relative spread (coefficient of variation) of the latency draws.
 LATENCY_SPREAD = 0.3
 #: How many unknown sentences `/stats` keeps as examples, to debug a wire-format mismatch.
@@ -83,6 +102,10 @@ class SimulatorConfig:
     success_headers: bool = True
     require_key: str | None = field(default=None, repr=False)
     seed: int = 0
+    broken_bodies: tuple[str, ...] = ()
+    #: A context window to play a local server's: `/props` reports it as llama.cpp's server
+    #: does, `/v1/models` as vLLM's `max_model_len`, and a longer request gets vLLM's 400.
+    context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -103,6 +126,11 @@ class SimulatorConfig:
             raise ConfigError(
                 f"simulator --header-style must be one of {', '.join(HEADER_STYLES)} "
                 f"(got {self.header_style!r})"
+            )
+        unknown = sorted(set(self.broken_bodies) - set(BROKEN_BODIES))
+        if unknown:
+            raise ConfigError(
+                f"simulator broken body {unknown[0]!r} is unknown; use {', '.join(BROKEN_BODIES)}"
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"simulator --port must be between 0 and 65535 (got {self.port})")
@@ -172,6 +200,7 @@ class _Handlers:
         self.rng = random.Random(config.seed)
         self.stats = Stats()
         self.ids = itertools.count(1)
+        self.broken = itertools.count()
         self.auth = None if config.require_key is None else f"Bearer {config.require_key}"
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
@@ -206,6 +235,20 @@ class _Handlers:
             prompt_tokens = count_prompt_tokens(messages)
         except ValueError as exc:
             return _error(400, str(exc), "invalid_request_error", None)
+        refused = _unsupported(body, model)
+        if refused is not None:
+            return refused
+        wanted = prompt_tokens + (max_tokens or 0)
+        if config.context_tokens is not None and wanted > config.context_tokens:
+            return _error(
+                400,
+                f"This model's maximum context length is {config.context_tokens} tokens. "
+                f"However, you requested {wanted} tokens ({prompt_tokens} in the messages, "
+                f"{max_tokens or 0} in the completion). Please reduce the length of the "
+                "messages or completion.",
+                "BadRequestError",
+                None,
+            )
 
         admission = self.limiter.admit(prompt_tokens + (max_tokens or DEFAULT_MAX_TOKENS))
         headers = admission.headers
@@ -266,31 +309,33 @@ class _Handlers:
             stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
         stats.prompt_tokens += prompt_tokens
         stats.completion_tokens += completion_tokens
+        completion = {
+            "id": f"chatcmpl-sim{next(self.ids):012x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        if config.broken_bodies:
+            stats.faults += 1
+            kinds = config.broken_bodies
+            _break(completion, kinds[next(self.broken) % len(kinds)])
         if not config.success_headers:
             headers = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
-        answer = web.json_response(
-            {
-                "id": f"chatcmpl-sim{next(self.ids):012x}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-            headers=headers,
-        )
+        answer = web.json_response(completion, headers=headers)
         if not drip:
             return answer
         stats.faults += 1
@@ -300,11 +345,19 @@ class _Handlers:
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
+        window = self.config.context_tokens
+        extra = {} if window is None else {"max_model_len": window}
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": FINGERPRINT}
+            {"id": name, "object": "model", "created": 0, "owned_by": FINGERPRINT, **extra}
             for name in MODELS
         ]
         return web.json_response({"object": "list", "data": data})
+
+    async def props(self, request: web.Request) -> web.Response:
+        window = self.config.context_tokens
+        if window is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"default_generation_settings": {"n_ctx": window}})
 
     async def stats_route(self, request: web.Request) -> web.Response:
         return web.json_response(asdict(self.stats) | {"gold_sentences": len(self.oracle)})
@@ -321,6 +374,60 @@ async def _drip(request: web.Request, answer: web.Response, every: float) -> web
         await asyncio.sleep(every)
     await stream.write_eof()
     return stream
+
+
+def _break(completion: dict[str, Any], kind: str) -> None:
+    """Make `completion` a 200 body that is not a chat completion, of the given kind."""
+    if kind == "choices-number":
+        completion["choices"] = 5
+    elif kind == "message-string":
+        completion["choices"][0]["message"] = "hello"
+    elif kind == "usage-string":
+        completion["usage"] = "lots"
+    else:
+        del completion["choices"]
+
+
+def _unsupported(body: dict[str, Any], model: str) -> web.Response | None:
+    """OpenAI's 400 for a parameter the model refuses, or None."""
+    reasoning = model.rsplit("/", 1)[-1].startswith(REASONING_PREFIXES) and "-chat" not in model
+    if reasoning and "max_tokens" in body:
+        return _unsupported_error(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    temperature = body.get("temperature", 1)
+    if reasoning and temperature != 1:
+        return _unsupported_error(
+            f"Unsupported value: 'temperature' does not support {temperature} with this "
+            "model. Only the default (1) value is supported.",
+            "temperature",
+            "unsupported_value",
+        )
+    effort = body.get("reasoning_effort")
+    if effort is not None and not reasoning:
+        return _unsupported_error(
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            "reasoning_effort",
+            "unsupported_parameter",
+        )
+    if effort is not None and effort not in ("minimal", "low", "medium", "high"):
+        return _unsupported_error(
+            f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', 'medium', "
+            "and 'high'.",
+            "reasoning_effort",
+            "invalid_value",
+        )
+    return None
+
+
+def _unsupported_error(message: str, param: str, code: str) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return web.json_response(body, status=400)
 
 
 def _item_ids(request: web.Request) -> list[str]:
@@ -369,6 +476,7 @@ def build_app(config: SimulatorConfig, oracle: Oracle) -> web.Application:
     app[STATS_KEY] = handlers.stats
     app.router.add_post("/v1/chat/completions", handlers.chat)
     app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/props", handlers.props)
     app.router.add_get("/stats", handlers.stats_route)
     app.on_response_prepare.append(_mark)
     return app

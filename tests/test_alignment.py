@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prelabel.model import EntityType, Ontology, Record
-from workers.alignment import CLAIMED, EMPTY, NOT_FOUND, Alignment, align
+from workers.alignment import CLAIMED, EMPTY, NOT_FOUND, REPEATED, Alignment, align
 
 CONLL = Ontology()
 
@@ -115,8 +115,15 @@ CASES = [
         "Paris .",
         {"LOCATION": ["Paris", "Paris"]},
         [("LOC", "Paris", 0)],
-        [("LOCATION", "Paris", CLAIMED)],
+        [("LOCATION", "Paris", REPEATED)],
         id="more-repeats-than-occurrences",
+    ),
+    pytest.param(
+        "Tokyo fans met in Tokyo .",
+        {"LOCATION": ["Tokyo"] * 6},
+        [("LOC", "Tokyo", 0), ("LOC", "Tokyo", 18)],
+        [("LOCATION", "Tokyo", REPEATED)] * 4,
+        id="a-looping-model-repeats-a-mention",
     ),
     pytest.param(
         "Lyon beat Paris in Paris",
@@ -369,3 +376,11 @@ def test_conll_gold_mentions_align_back_to_gold_tags(conll_test_path: Path) -> N
 def test_a_lone_string_is_one_mention() -> None:
     result = align(record("Peter spoke"), {"PERSON": "Peter"}, CONLL)
     assert placed(result) == [("PER", "Peter", 0)]
+
+
+def test_an_unplaced_mention_keeps_a_bounded_text() -> None:
+    """One item's result must stay small in Redis and in the files, whatever the answer."""
+    from workers.alignment import MAX_KEPT_CHARS
+
+    result = align(record("Paris ."), {"LOCATION": ["x" * 100_000], "FOOD": ["y" * 5000]}, CONLL)
+    assert [len(u.mention) for u in result.unaligned] == [MAX_KEPT_CHARS, MAX_KEPT_CHARS]

@@ -154,8 +154,28 @@ def test_few_shot_examples_are_counted_and_need_a_pool() -> None:
     assert with_examples.requests == plain.requests
     assert with_examples.prompt_tokens > plain.prompt_tokens
     assert with_examples.few_shot == 3
-    with pytest.raises(ConfigError, match="pass --few-shot-from"):
+    with pytest.raises(ConfigError, match=r"no train\.conll beside it; pass --few-shot-from"):
         estimate_run(spec, model="m", base_url="x", labeling=LabelingOptions(few_shot=3))
+
+
+def test_few_shot_examples_default_to_the_train_file_beside_a_dataset_file(
+    tmp_path: Path,
+) -> None:
+    """`--dataset conll2003/test.txt --few-shot 3` reads conll2003/train.txt, as the help says
+    (issue 13.9)."""
+    from producer.labeling import resolve_labeling
+    from producer.loading import load_dataset_records
+
+    sample = SAMPLE.read_text(encoding="utf-8")
+    (tmp_path / "test.conll").write_text(sample, encoding="utf-8")
+    (tmp_path / "train.conll").write_text(sample, encoding="utf-8")
+    spec = DatasetSpec(source=str(tmp_path / "test.conll"), limit=5)
+    labeling = resolve_labeling(load_dataset_records(spec), spec, LabelingOptions(few_shot=3))
+    assert labeling.pool and "train.conll" in labeling.pool_source
+    estimate = estimate_run(
+        spec, model="gpt-4o-mini", base_url="x", labeling=LabelingOptions(few_shot=3)
+    )
+    assert estimate.few_shot == 3
 
 
 def prelabel(*args: str) -> subprocess.CompletedProcess[str]:

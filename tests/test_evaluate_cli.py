@@ -297,3 +297,60 @@ def test_kili_json_list_without_gold_uses_the_producers_tokeniser(tmp_path):
     words = dict(zip(item.tokens, item.pred or (), strict=True))
     assert words["O'Neil"] == "B-PER" and words["Washington"] == "B-LOC"
     assert words["D"] == "I-LOC" and words["today"] == "O" and words["Dr"] == "O"
+
+
+def test_the_headline_is_f1_over_all_items_beside_f1_over_labeled_items(
+    capsys: pytest.CaptureFixture[str], run_folder: Path, tmp_path: Path
+) -> None:
+    """A failed item predicts nothing: the headline counts its gold entities as missed, so a
+    run that fails its hard items cannot read better than it delivers (issue 13.2)."""
+    report = run_json(capsys, run_folder)
+    gold = [tags for _, tags in GOLD]
+    everything = entity_scores(gold, [["B-PER", "O", "B-LOC"], ["O"] * 4, ["O"] * 4]).micro
+    headline = report["headline"]
+    assert (headline["items"], headline["failed"]) == (3, 1)
+    assert headline["all_items"]["f1"] == pytest.approx(everything.f1)
+    assert headline["labeled_items"]["f1"] == report["entity"]["micro"]["f1"]
+    assert headline["all_items"]["f1"] < headline["labeled_items"]["f1"]
+    kinds = report["losses"]["failed_kinds"]
+    assert kinds == [
+        {
+            "kind": "endpoint said 500",
+            "items": 1,
+            "example": {
+                "id": "test-000002",
+                "reason": "endpoint said 500",
+                "type": "",
+                "mention": "",
+            },
+        }
+    ]
+
+    out = tmp_path / "reports"
+    proc = prelabel("evaluate", str(run_folder), "--out", str(out), "--resamples", "20")
+    assert proc.returncode == 0, proc.stderr
+    shown = f"{100 * everything.f1:.2f}"
+    terminal = " ".join(proc.stdout.split())
+    assert f"over all 3 items (the 1 failed find nothing) {shown}" in " ".join(
+        terminal.replace("│", " ").split()
+    )
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"**Entity-level micro F1 over all 3 items (the 1 failed find nothing): {shown}**" in md
+    assert "Failed items by kind" in md and "test-000002: endpoint said 500" in md
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "micro F1, all items" in html and f'<div class="value">{shown}</div>' in html
+
+
+def test_compare_shows_each_runs_f1_over_all_items(
+    capsys: pytest.CaptureFixture[str], run_folder: Path, tmp_path: Path
+) -> None:
+    gold = [tags for _, tags in GOLD]
+    b = write_conll(tmp_path / "b.conll", gold)
+    compare_command(run_folder / "predictions.jsonl", b, json_out=True, resamples=50)
+    result = json.loads(capsys.readouterr().out)
+    everything = entity_scores(gold, [["B-PER", "O", "B-LOC"], ["O"] * 4, ["O"] * 4]).micro
+    assert result["f1_all_a"] == pytest.approx(everything.f1) and result["f1_all_b"] == 1.0
+    assert (result["items_all"], result["failed_a"], result["failed_b"]) == (3, 1, 0)
+    compare_command(run_folder / "predictions.jsonl", b, resamples=50)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "over all 3 items with gold" in out

@@ -211,7 +211,7 @@ def test_report_files(tmp_path, evaluation):
     write_report_json(evaluation, json_path)
     md = md_path.read_text(encoding="utf-8")
     f1 = f"{100 * evaluation.entity.micro.f1:.2f}"
-    assert f"Entity-level micro F1: {f1}" in md
+    assert f"Entity-level micro F1 over labeled items: {f1}" in md
     micro_row = next(line for line in md.splitlines() if line.startswith("| micro avg |"))
     assert [cell.strip() for cell in micro_row.split("|")][4] == f1
     assert TOKEN_LEVEL_LABEL in md and TOKEN_TITLE in md and ENTITY_TITLE in md

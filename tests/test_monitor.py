@@ -231,21 +231,29 @@ def parse(text: str) -> dict[tuple[str, tuple], float]:
 
 def test_reads_runs_and_failure_reasons_from_redis(redis_client: redis.Redis) -> None:
     store = RunStore(redis_client)
-    records = [Record.from_tokens(f"i{n}", ["a", "b"]) for n in range(6)]
-    store.create(config(run_id="rr", total=6, shards=1), [records])
+    records = [Record.from_tokens(f"i{n}", ["a", "b"]) for n in range(7)]
+    store.create(config(run_id="rr", total=7, shards=1), [records])
     keys = RunKeys("rr")
-    reasons = ["endpoint failed 6 times: HTTP 500"] * 3 + ["the model returned an empty answer"]
+    # Grouped by kind, not by the whole text: the answer snippets differ from item to item.
+    reasons = [
+        'answer is not JSON: {"LOC": ["Tokyo", "Tokyo", "Tok',
+        "answer is not JSON: I think the entities are",
+        "line 3: answer is not JSON: sure",
+        "endpoint failed 6 times: HTTP 500",
+        "the model returned an empty answer",
+    ]
     for n, reason in enumerate(reasons):
         result = ItemResult(id=f"i{n}", status="failed", error=reason)
         redis_client.hset(keys.results, f"i{n}", result.model_dump_json())
-    redis_client.hset(keys.results, "i5", ItemResult(id="i5", status="labeled").model_dump_json())
-    redis_client.hset(keys.counters, mapping={"failed": 4, "labeled": 1})
+    redis_client.hset(keys.results, "i6", ItemResult(id="i6", status="labeled").model_dump_json())
+    redis_client.hset(keys.counters, mapping={"failed": 5, "labeled": 1})
     assert failure_reasons(redis_client, "rr") == [
-        ("endpoint failed 6 times: HTTP 500", 3),
+        ("answer is not JSON", 3),
+        ("endpoint failed 6 times", 1),
         ("the model returned an empty answer", 1),
     ]
     view = read_run(redis_client, "rr", now=2000.0)
-    assert view.status == "running" and view.sample.done == 5
+    assert view.status == "running" and view.sample.done == 6
     # A run listed in the index whose data expired is skipped, not an error.
     assert [v.config.run_id for v in read_runs(redis_client, ["gone", "rr"], 1.0)] == ["rr"]
     with pytest.raises(RunError, match="prelabel runs"):

@@ -6,7 +6,8 @@ import pytest
 
 from prelabel.errors import ItemError
 from prelabel.model import Ontology
-from workers.parsing import parse_answer, parse_batch_answer
+from workers import parsing
+from workers.parsing import MAX_ANSWER_CHARS, MAX_MENTIONS, parse_answer, parse_batch_answer
 
 CONLL = Ontology()
 EMPTY: dict[str, list[str]] = {
@@ -246,3 +247,60 @@ def test_batch_answer_list_of_the_wrong_length_is_not_guessed() -> None:
 )
 def test_batch_answer_sloppy_keys_and_wrappers(content: str) -> None:
     assert parse_batch_answer(content, 2, CONLL) == [answer(PERSON=["Ann"]), answer()]
+
+
+# --- bounded work (issue 14.4) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def scanned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Characters each brace match was allowed to scan (the parser's only superlinear risk)."""
+    spans: list[int] = []
+    real = parsing._matching_brace
+
+    def counting(text: str, start: int, limit: int, *brackets: str) -> int | None:
+        spans.append(limit - start)
+        return real(text, start, limit, *brackets)
+
+    monkeypatch.setattr(parsing, "_matching_brace", counting)
+    return spans
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["{" * 150_000, "{" * 75_000 + "[" * 75_000, 'x {"a": ' * 20_000, "{'" * 75_000],
+    ids=["open-braces", "braces-then-brackets", "repeated-prefix", "quotes"],
+)
+def test_parsing_a_looping_answer_scans_a_bounded_multiple_of_it(
+    scanned: list[int], answer: str
+) -> None:
+    """A model stuck repeating `{` cost 20 s of CPU at 16,000 characters (every `{` was
+    scanned to the end): the scan is now charged against a budget of a few times the answer."""
+    with pytest.raises(ItemError, match="not JSON"):
+        parse_answer(answer, CONLL)
+    assert sum(scanned) <= (parsing.SCAN_FACTOR + 1) * len(answer)
+    scanned.clear()
+    errors = parse_batch_answer(answer, 3, CONLL)
+    assert all(isinstance(e, ItemError) for e in errors)
+    assert sum(scanned) <= (parsing.SCAN_FACTOR + 1) * len(answer)
+
+
+def test_an_answer_after_junk_braces_is_still_found(scanned: list[int]) -> None:
+    answer = "Notes: {draft} {x} " + '{"PERSON": ["Ann"]}'
+    assert parse_answer(answer, CONLL)["PERSON"] == ["Ann"]
+
+
+def test_an_answer_longer_than_the_bound_fails_without_being_scanned(scanned: list[int]) -> None:
+    answer = '{"PERSON": [' + '"Tokyo", ' * (MAX_ANSWER_CHARS // 9) + '"Tokyo"]}'
+    with pytest.raises(ItemError, match=r"characters, more than the 200,000 read.*looping"):
+        parse_answer(answer, CONLL)
+    assert scanned == []
+    assert all(isinstance(e, ItemError) for e in parse_batch_answer(answer, 2, CONLL))
+
+
+def test_an_answer_with_more_mentions_than_a_sentence_can_hold_fails() -> None:
+    answer = '{"LOCATION": [' + ", ".join(['"Tokyo"'] * (MAX_MENTIONS + 1)) + "]}"
+    with pytest.raises(ItemError, match=f"more than {MAX_MENTIONS} mentions"):
+        parse_answer(answer, CONLL)
+    fine = '{"LOCATION": [' + ", ".join(['"Tokyo"'] * MAX_MENTIONS) + "]}"
+    assert len(parse_answer(fine, CONLL)["LOCATION"]) == MAX_MENTIONS

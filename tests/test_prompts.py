@@ -14,7 +14,14 @@ from prelabel.errors import ConfigError
 from prelabel.model import PROMPT_VERSION, EntityType, Ontology, Record
 from workers.fewshot import Example
 from workers.parsing import parse_answer, parse_batch_answer
-from workers.prompts import DEFAULT_TEMPLATE, build_messages, load_template, response_format
+from workers.prompts import (
+    BUILT_IN_EXAMPLE,
+    DEFAULT_TEMPLATE,
+    build_messages,
+    copies_an_example,
+    load_template,
+    response_format,
+)
 
 CONLL = Ontology()
 CUSTOM = Ontology(
@@ -36,20 +43,38 @@ def system(records: list[Record], ontology: Ontology = CONLL) -> str:
     return build_messages(records, ontology)[0]["content"]
 
 
-def test_messages_are_one_system_then_one_user_message() -> None:
+def test_messages_are_system_then_the_worked_example_as_a_turn_then_the_sentence() -> None:
     messages = build_messages(RECORDS[:1], CONLL)
-    assert [m["role"] for m in messages] == ["system", "user"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert all(set(m) == {"role", "content"} and m["content"] for m in messages)
+    # The example is a turn of its own: a small model copied it into answers from the system
+    # message (Smith, Paris, Berlin for unrelated sentences).
+    assert "Smith" not in messages[0]["content"]
+    assert messages[1]["content"] == BUILT_IN_EXAMPLE.text
+    assert parse_answer(messages[2]["content"], CONLL) == {
+        "PERSON": ["Smith"],
+        "ORGANIZATION": [],
+        "LOCATION": ["Paris", "Berlin", "Paris"],
+        "MISCELLANEOUS": [],
+    }
+
+
+def test_an_answer_that_is_the_worked_example_is_recognised() -> None:
+    copied = {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"], "MISCELLANEOUS": []}
+    assert copies_an_example(copied, RECORDS[0].text, CONLL)
+    assert not copies_an_example(copied, BUILT_IN_EXAMPLE.text, CONLL)
+    assert not copies_an_example({"PERSON": ["Smith"]}, RECORDS[0].text, CONLL)
+    assert not copies_an_example(copied, RECORDS[0].text, CUSTOM)
 
 
 def test_single_record_user_content_is_its_text() -> None:
     messages = build_messages(RECORDS[:1], CONLL)
-    assert messages[1]["content"] == "EU rejects German call to boycott British lamb ."
+    assert messages[-1]["content"] == "EU rejects German call to boycott British lamb ."
 
 
 def test_batch_user_content_is_numbered_lines() -> None:
     messages = build_messages(RECORDS, CONLL)
-    assert messages[1]["content"] == (
+    assert messages[-1]["content"] == (
         "1: EU rejects German call to boycott British lamb .\n"
         "2: Peter Blackburn\n"
         "3: BRUSSELS 1996-08-22"
@@ -58,7 +83,7 @@ def test_batch_user_content_is_numbered_lines() -> None:
 
 def test_batch_lines_stay_one_per_record_when_a_text_holds_a_line_break() -> None:
     odd = Record(id="n", tokens=("a", "b"), text="a\nb", offsets=((0, 1), (2, 3)))
-    content = build_messages([odd, RECORDS[1]], CONLL)[1]["content"]
+    content = build_messages([odd, RECORDS[1]], CONLL)[-1]["content"]
     assert content.splitlines() == ["1: a b", "2: Peter Blackburn"]
 
 
@@ -99,11 +124,11 @@ def test_system_prompt_is_compact(size: int) -> None:
 
 
 def test_prompt_examples_are_valid_answers() -> None:
-    # The example closes the system prompt; it must obey the prompt's own rules.
-    single = system(RECORDS[:1]).splitlines()[-1]
+    # The example's answer must obey the prompt's own rules and schema.
+    single = build_messages(RECORDS[:1], CONLL)[2]["content"]
     assert parse_answer(single, CONLL)["LOCATION"] == ["Paris", "Berlin", "Paris"]
     assert validate(json.loads(single), response_format(CONLL, 1)) == []
-    batched = system(RECORDS).splitlines()[-1]
+    batched = build_messages(RECORDS, CONLL)[2]["content"]
     assert parse_batch_answer(batched, 1, CONLL) == [parse_answer(single, CONLL)]
     assert validate(json.loads(batched)["1"], response_format(CONLL, 1)) == []
 
@@ -271,10 +296,11 @@ def test_one_example_in_a_batch_still_goes_out_numbered() -> None:
 
 
 def test_examples_replace_the_built_in_example_and_keep_the_prefix_stable() -> None:
-    plain = system(RECORDS[:1])
-    with_examples = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)[0]["content"]
-    assert "Smith flew" in plain and "Smith flew" not in with_examples
-    assert with_examples.startswith(plain.split("\nExample:")[0])
+    plain = build_messages(RECORDS[:1], CONLL)
+    with_examples = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)
+    assert plain[1]["content"] == BUILT_IN_EXAMPLE.text
+    assert all("Smith flew" not in m["content"] for m in with_examples)
+    assert with_examples[0] == plain[0]
     # The same examples for two sentences: everything but the last message is identical.
     a = build_messages(RECORDS[:1], CONLL, examples=EXAMPLES)
     b = build_messages(RECORDS[1:2], CONLL, examples=EXAMPLES)

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from prelabel.model import Entity, EntityType, Ontology, Record, Unaligned
 
 NOT_FOUND = "not found in the sentence on token boundaries"
+REPEATED = "repeated more often than the sentence holds it"
+#: The longest mention text an unaligned entry keeps: the rest says nothing more, and one
+#: item's result must stay small in Redis and in the files.
+MAX_KEPT_CHARS = 200
 CLAIMED = "every occurrence on token boundaries is already taken by another mention"
 EMPTY = "empty mention"
 
@@ -46,7 +50,11 @@ def align(record: Record, mentions: Mapping[str, Sequence[str]], ontology: Ontol
     by_name = ontology.by_name()
     rank = {t.name: i for i, t in enumerate(ontology.types)}
     unknown = [
-        _Miss(len(rank), k, Unaligned(type=name, mention=m, reason=_unknown_type(name)))
+        _Miss(
+            len(rank),
+            k,
+            Unaligned(type=name, mention=m[:MAX_KEPT_CHARS], reason=_unknown_type(name)),
+        )
         for name, given in mentions.items()
         if name not in by_name
         for k, m in enumerate(given)
@@ -154,6 +162,7 @@ def _place(
     misses: list[_Miss] = []
     for entity_type in order:
         cursor = 0
+        placed: set[str] = set()
         for position, mention in enumerate(mentions[entity_type.name]):
             compact = "".join(mention.split())
             found: tuple[int, int, int] | bool = False
@@ -165,9 +174,15 @@ def _place(
                     taken[i] = True
                 spans.append((first, last, entity_type.tag))
                 _check(index.record, first, last, compact)
+                placed.add(compact)
                 continue
             reason = CLAIMED if found else (NOT_FOUND if compact else EMPTY)
-            unaligned = Unaligned(type=entity_type.name, mention=mention, reason=reason)
+            if found and compact in placed:
+                # A looping model's "Tokyo", "Tokyo", ...: no other type would take it.
+                reason = REPEATED
+            unaligned = Unaligned(
+                type=entity_type.name, mention=mention[:MAX_KEPT_CHARS], reason=reason
+            )
             misses.append(_Miss(rank[entity_type.name], position, unaligned))
     return _Placement(spans=spans, misses=misses)
 

@@ -11,7 +11,7 @@ from prelabel.model import ITEM_IDS_HEADER, RunConfig
 from prelabel.settings import is_local_endpoint
 from workers.budget import Budget
 from workers.cache import ResponseCache, request_digest
-from workers.llm import ChatCaller, Completion
+from workers.llm import CallFailed, ChatCaller, Completion, request_params
 from workers.results import ResultSink
 
 
@@ -56,7 +56,8 @@ class GuardedCaller:
             digest = self._digest(messages, item_ids, response_format)
             hit = await self.cache.get(digest)
             if hit is not None:
-                completion = Completion(**hit)
+                # Nothing was sent: the item's usage charges no request for it.
+                completion = dataclasses.replace(Completion(**hit), requests=0)
                 # An answer the simulator gave stays a simulated one when it comes from the cache.
                 await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
                 return Answer(completion, digest, cached=True)
@@ -67,6 +68,9 @@ class GuardedCaller:
                 messages, prompt_tokens, item_ids, response_format=response_format
             )
             used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+        except CallFailed as exc:  # a 200 that could not be read was paid for all the same
+            used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
+            raise
         finally:
             await self.budget.settle(prompt_tokens, cfg.max_tokens, used_prompt, used_completion)
         return Answer(completion, digest, cached=False)
@@ -82,11 +86,7 @@ class GuardedCaller:
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
         headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
-        params = {
-            "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature,
-            "response_format": response_format,
-        }
+        params = {**request_params(cfg), "response_format": response_format}
         return request_digest(cfg.base_url, cfg.model, messages, params, headers)
 
     async def remember(self, answer: Answer) -> None:

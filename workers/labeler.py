@@ -12,22 +12,36 @@ from openai import AsyncOpenAI
 
 from prelabel.errors import ItemError
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Record, RunConfig, Usage
+from prelabel.model import ItemResult, Record, RunConfig, Unaligned, Usage
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from workers.alignment import align
+from workers.alignment import NOT_FOUND, align
 from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
-from workers.llm import ChatCaller, Completion, EmptyAnswer, PauseLimits, RunStopped
+from workers.llm import (
+    TRUNCATED,
+    CallFailed,
+    ChatCaller,
+    Completion,
+    EmptyAnswer,
+    PauseLimits,
+    RunStopped,
+    truncated_reason,
+)
 from workers.parsing import parse_answer, parse_batch_answer
+from workers.prompts import copies_an_example, example_mentions
 from workers.ratelimit import TokenBucket, account_id, caps_for
 from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
+from workers.window import ContextWindow, context_window
 
 log = logging.getLogger(__name__)
+
+#: The reason of an unplaced mention that the prompt's worked example holds.
+COPIED = "copied from the prompt's worked example; not in the sentence"
 
 
 class ShardLabeler:
@@ -65,6 +79,9 @@ class ShardLabeler:
         self.redis = redis
         self.requests = RequestBuilder(config, self._selector())
         self._inflight = asyncio.Semaphore(settings.inflight)
+        self.client = client
+        self._spent: dict[str, Usage] = {}
+        self._window: ContextWindow | None = None
         self._stopped: RunStopped | BudgetReached | None = None
         self._status_read_at = float("-inf")
         self._is_running = True
@@ -88,19 +105,24 @@ class ShardLabeler:
         return await self.sink.commit(results)
 
     async def _attempt(self, batch: Sequence[Record]) -> list[ItemResult]:
-        """Results for `batch`; a batch whose answer is partly unusable is split in halves."""
+        """Results for `batch`; a batch whose answer is partly unusable is split in halves.
+
+        What each call spends is shared out over the items it was for, and an item's result
+        carries all it took (retries, and the calls of the batches it was split from), so
+        that the items' usage adds up to the run's.
+        """
         ontology = self.config.ontology
         messages = self.requests.messages(batch)
-        fmt = self.requests.response_format(len(batch))
+        fmt = self.requests.response_format(batch)
         prompt_tokens = count_message_tokens(messages, self.config.model)
-        if prompt_tokens + self.config.max_tokens > self.settings.context_tokens:
+        window = await self._context_window()
+        if prompt_tokens + self.config.max_tokens > window.tokens:
             if len(batch) > 1:
-                half = len(batch) // 2
-                return await self._attempt(batch[:half]) + await self._attempt(batch[half:])
+                return await self._split(batch)
             reason = (
-                f"the request needs {prompt_tokens} prompt tokens + {self.config.max_tokens} "
-                f"for the answer, more than the model's context of "
-                f"{self.settings.context_tokens} (PRELABEL_CONTEXT_TOKENS)"
+                f"too long for the model's context: the request needs {prompt_tokens} prompt "
+                f"tokens + {self.config.max_tokens} for the answer, more than the "
+                f"{window.tokens} of {window.source}"
             )
             return [self._failed(batch[0], reason)]
         try:
@@ -108,11 +130,12 @@ class ShardLabeler:
                 messages, prompt_tokens, [r.id for r in batch], response_format=fmt
             )
         except EmptyAnswer as exc:
+            self._charge(batch, exc.spent)
             if len(batch) > 1:  # as for a partly unusable answer: halves, down to one
-                half = len(batch) // 2
-                return await self._attempt(batch[:half]) + await self._attempt(batch[half:])
+                return await self._split(batch)
             return [self._failed(batch[0], exc.message)]
         except ItemError as exc:
+            self._charge(batch, exc.spent if isinstance(exc, CallFailed) else Usage())
             if fmt is not None and self.requests.fall_back(exc.message):
                 log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)
                 return await self._attempt(batch)
@@ -121,6 +144,8 @@ class ShardLabeler:
             self._stopped = exc
             return []
         completion = reply.completion
+        if not reply.cached:  # a cached answer was paid for by the run that cached it
+            self._charge(batch, _spent(completion))
         if len(batch) == 1:
             answers: list[dict[str, list[str]] | ItemError]
             try:
@@ -129,15 +154,20 @@ class ShardLabeler:
                 answers = [exc]
         else:
             answers = parse_batch_answer(completion.content, len(batch), ontology)
-        usage = _share(completion, len(batch))
         results: list[ItemResult] = []
         retry: list[Record] = []
         for record, answer in zip(batch, answers, strict=True):
             if isinstance(answer, ItemError):
                 if len(batch) > 1:
                     retry.append(record)
+                elif completion.finish_reason == TRUNCATED:
+                    results.append(self._failed(record, truncated_reason(self.config.max_tokens)))
                 else:
-                    results.append(self._failed(record, answer.message, usage))
+                    results.append(self._failed(record, answer.message))
+                continue
+            if copies_an_example(answer, record.text, ontology):
+                reason = "the answer is the prompt's worked example, not this sentence's"
+                results.append(self._failed(record, reason))
                 continue
             aligned = align(record, answer, ontology)
             results.append(
@@ -146,8 +176,8 @@ class ShardLabeler:
                     status="labeled",
                     entities=aligned.entities,
                     tags=aligned.tags,
-                    unaligned=aligned.unaligned,
-                    usage=usage,
+                    unaligned=self._flag_copies(aligned.unaligned),
+                    usage=self._spent.pop(record.id, Usage()),
                     model=self.config.model,
                     prompt_version=self.config.prompt_version,
                 )
@@ -155,11 +185,43 @@ class ShardLabeler:
         if results and all(r.status == "labeled" for r in results):
             await self.caller.remember(reply)
         if retry:
-            half = max(1, len(retry) // 2)
-            for part in (retry[:half], retry[half:]):
-                if part:
-                    results.extend(await self._attempt(part))
+            results.extend(await self._split(retry))
         return results
+
+    async def _split(self, batch: Sequence[Record]) -> list[ItemResult]:
+        half = max(1, len(batch) // 2)
+        results: list[ItemResult] = []
+        for part in (batch[:half], batch[half:]):
+            if part:
+                results.extend(await self._attempt(part))
+        return results
+
+    def _charge(self, batch: Sequence[Record], spent: Usage) -> None:
+        """Share `spent` out over `batch`: whole numbers, the remainders to the first items."""
+        for record, share in zip(batch, _shares(spent, len(batch)), strict=True):
+            held = self._spent.get(record.id, Usage())
+            self._spent[record.id] = Usage(
+                prompt_tokens=held.prompt_tokens + share.prompt_tokens,
+                completion_tokens=held.completion_tokens + share.completion_tokens,
+                requests=held.requests + share.requests,
+            )
+
+    def _flag_copies(self, unaligned: tuple[Unaligned, ...]) -> tuple[Unaligned, ...]:
+        """Unplaced mentions that come from the prompt's worked example say so."""
+        copied = example_mentions(self.config.ontology)
+        return tuple(
+            u.model_copy(update={"reason": COPIED})
+            if u.reason == NOT_FOUND and (u.type, u.mention) in copied
+            else u
+            for u in unaligned
+        )
+
+    async def _context_window(self) -> ContextWindow:
+        if self._window is None:
+            self._window = await context_window(
+                self.client, self.settings, self.config.base_url, self.config.model
+            )
+        return self._window
 
     def _selector(self) -> ExampleSelector | None:
         """This process's few-shot selector for the run (pool read and fitted once)."""
@@ -181,22 +243,34 @@ class ShardLabeler:
             self._is_running = status in (b"running", None)
         return self._is_running
 
-    def _failed(self, record: Record, reason: str, usage: Usage | None = None) -> ItemResult:
+    def _failed(self, record: Record, reason: str) -> ItemResult:
         log.warning("item %s failed: %s", record.id, reason)
         return ItemResult(
             id=record.id,
             status="failed",
             error=reason,
-            usage=usage or Usage(),
+            usage=self._spent.pop(record.id, Usage()),
             model=self.config.model,
             prompt_version=self.config.prompt_version,
         )
 
 
-def _share(completion: Completion, n: int) -> Usage:
-    """One item's share of a batched call's usage."""
+def _spent(completion: Completion) -> Usage:
     return Usage(
-        prompt_tokens=completion.prompt_tokens // n,
-        completion_tokens=completion.completion_tokens // n,
-        requests=1 if n == 1 else 0,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        requests=completion.requests,
     )
+
+
+def _shares(spent: Usage, n: int) -> list[Usage]:
+    """`spent` in `n` whole shares that add up to it (the first items take the remainders)."""
+    parts = [divmod(v, n) for v in (spent.prompt_tokens, spent.completion_tokens, spent.requests)]
+    return [
+        Usage(
+            prompt_tokens=parts[0][0] + (i < parts[0][1]),
+            completion_tokens=parts[1][0] + (i < parts[1][1]),
+            requests=parts[2][0] + (i < parts[2][1]),
+        )
+        for i in range(n)
+    ]

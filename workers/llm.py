@@ -18,18 +18,28 @@ How each outcome is met:
 - 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter;
   the timeout bounds the whole call (httpx's bounds each read: a body dripped one byte at a
   time would otherwise hold a call, and its shard, for ever);
-- anything else (400, other 4xx): the item fails with the endpoint's message.
+- anything else (400, other 4xx): the item fails with the endpoint's message;
+- a 200 whose body is not a chat completion (not JSON, no `choices`, a `message` that is not
+  an object): the item fails with what was wrong, once (it is paid for, and retrying a server
+  that answers like this would only pay again).
+
+Every attempt the endpoint received counts as a request, in the run's counters and in the
+item's usage (`Completion.spent`, `CallFailed.spent`), so that the items' usage adds up to the
+run's. Usage the endpoint reports is checked: a count that is not a non-negative integer, or
+that no request of this size could use, is replaced by prelabel's own estimate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import openai
@@ -43,9 +53,9 @@ from tenacity import (
 )
 
 from prelabel.errors import ItemError, RunError
-from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig
+from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig, Usage
 from prelabel.settings import is_local_endpoint
-from workers.ratelimit import ProviderLimits, TokenBucket
+from workers.ratelimit import Admission, ProviderLimits, TokenBucket
 from workers.results import ResultSink
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,9 @@ log = logging.getLogger(__name__)
 #: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
 JSON_MODE: dict[str, Any] = {"type": "json_object"}
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
+#: A prompt the endpoint counts at more than this many times prelabel's estimate is not
+#: believed (the estimate is exact for OpenAI models, and above the truth for others).
+ABSURD_PROMPT = 10
 #: A caller adds its calls to the run's spend counters at most this often, and whenever its
 #: last call in flight ends (so a shard's figures are complete before its last item commits):
 #: one Redis round trip per interval instead of one per call.
@@ -63,7 +76,15 @@ class RunStopped(RunError):
     """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
 
 
-class EmptyAnswer(ItemError):
+class CallFailed(ItemError):
+    """A call that cannot give an answer for its items, with what it spent on the way."""
+
+    def __init__(self, message: str, spent: Usage | None = None) -> None:
+        super().__init__(message)
+        self.spent = spent or Usage()
+
+
+class EmptyAnswer(CallFailed):
     """The model answered with no content (a refusal under structured outputs, say)."""
 
 
@@ -83,12 +104,54 @@ class PauseLimits:
     in_all: float = 15 * 60.0
 
 
+#: `finish_reason` of an answer cut off at `max_tokens`.
+TRUNCATED = "length"
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     content: str
     prompt_tokens: int
     completion_tokens: int
     simulated: bool
+    #: "stop", or "length" when the answer was cut off at max_tokens ("" when not given).
+    finish_reason: str = ""
+    #: Attempts the endpoint received for this answer (retries included); 0 from the cache.
+    requests: int = 1
+
+
+def truncated_reason(max_tokens: int) -> str:
+    """Why an answer cut off at `max_tokens` cannot be read, and what to do."""
+    return (
+        f"answer cut off at max_tokens ({max_tokens}) before its JSON closed: the model ran "
+        "out of room, often by repeating itself; raise --max-tokens or lower --batch-size"
+    )
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o-series, gpt-5 family): they take `max_completion_tokens`,
+    only the default temperature, and `reasoning_effort`."""
+    name = model.rsplit("/", 1)[-1].removeprefix("ft:")
+    return bool(_REASONING.match(name)) and "-chat" not in name
+
+
+_REASONING = re.compile(r"(o[1-9]|gpt-5)(\b|[-.])")
+
+
+def request_params(config: RunConfig) -> dict[str, Any]:
+    """The generation parameters of a run's requests, as the model accepts them.
+
+    Reasoning models refuse `max_tokens` and a non-default `temperature` with a 400: they get
+    `max_completion_tokens` (which bounds reasoning and answer together) and, when the run
+    gives one, `reasoning_effort`. Other models get `max_tokens`, which every
+    OpenAI-compatible server knows, and the run's temperature.
+    """
+    if is_reasoning_model(config.model):
+        params: dict[str, Any] = {"max_completion_tokens": config.max_tokens}
+        if config.reasoning_effort is not None:
+            params["reasoning_effort"] = config.reasoning_effort
+        return params
+    return {"max_tokens": config.max_tokens, "temperature": config.temperature}
 
 
 def _wait(state: RetryCallState) -> float:
@@ -135,6 +198,7 @@ class ChatCaller:
         #: adds to the prompt): later reservations include it, so admission never undercounts.
         self._undercount = 0
         self._warned = False
+        self._warned_usage = False
         self._unspent: Counter[str] = Counter()
         self._spent_at = time.monotonic()
         self._active = 0
@@ -151,27 +215,51 @@ class ChatCaller:
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait,
             retry=retry_if_exception_type((_RateLimited, _Transient)),
+            before_sleep=self._log_retry,
             reraise=True,
         )
+        sent = Counter[str]()
         self._active += 1
         try:
             async for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         self._spend(retries=1)
-                    return await self._once(
-                        messages, prompt_tokens, item_ids, response_format or JSON_MODE
+                    completion = await self._once(
+                        messages, prompt_tokens, item_ids, response_format or JSON_MODE, sent
                     )
+                    return dataclasses.replace(completion, requests=sent["requests"])
         except _RateLimited:
-            raise ItemError(
-                f"still rate limited after {self.max_attempts} attempts: lower --rpm/--tpm"
+            raise CallFailed(
+                f"still rate limited after {self.max_attempts} attempts: lower --rpm/--tpm",
+                _usage(sent),
             ) from None
         except _Transient as exc:
-            raise ItemError(f"endpoint failed {self.max_attempts} times: {exc}") from None
+            raise CallFailed(
+                f"endpoint failed {self.max_attempts} times: {exc}", _usage(sent)
+            ) from None
+        except CallFailed as exc:
+            exc.spent = _usage(sent)
+            raise
+        except ItemError as exc:
+            raise CallFailed(exc.message, _usage(sent)) from None
         finally:
             self._active -= 1
             await self._flush_spend(now=self._active == 0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        why = outcome.exception() if outcome is not None else None
+        log.warning(
+            "call to %s for %s: %s; attempt %d of %d, retrying in %.1fs",
+            self.config.base_url,
+            self.config.model,
+            why,
+            state.attempt_number,
+            self.max_attempts,
+            state.upcoming_sleep,
+        )
 
     def _spend(self, **amounts: int) -> None:
         self._unspent.update(amounts)
@@ -189,6 +277,7 @@ class ChatCaller:
         prompt_tokens: int,
         item_ids: list[str],
         response_format: dict[str, Any],
+        sent: Counter[str],
     ) -> Completion:
         cfg = self.config
         headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
@@ -199,8 +288,7 @@ class ChatCaller:
         body = {
             "model": cfg.model,
             "messages": messages,
-            "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature,
+            **request_params(cfg),
             "response_format": response_format,
         }
         try:
@@ -216,10 +304,29 @@ class ChatCaller:
                     options={"headers": headers} if headers else {},
                 )
         except TimeoutError:
-            self._spend(requests=1)
+            self._sent(sent)  # the endpoint had it, and may bill it
             raise _Transient(f"no whole answer within {self._deadline:g}s") from None
-        except openai.RateLimitError as exc:
-            self._spend(requests=1, rate_limited=1)
+        except openai.APIStatusError as exc:
+            self._sent(sent)
+            await self._refused(exc, reserved)
+        except openai.APIConnectionError as exc:  # timeouts included
+            if _left(exc):
+                self._sent(sent)  # the endpoint may have served it
+            timed_out = isinstance(exc, openai.APITimeoutError)
+            raise _Transient("timed out" if timed_out else f"connection failed: {exc}") from None
+        self._sent(sent)
+        return await self._read(raw, prompt_tokens, reserved, admission, sent)
+
+    def _sent(self, sent: Counter[str]) -> None:
+        """One more request the endpoint received, in the run's counters and the call's."""
+        self._spend(requests=1)
+        sent["requests"] += 1
+
+    async def _refused(self, exc: openai.APIStatusError, reserved: int) -> NoReturn:
+        """Raise what an HTTP error status means for the call, the item or the run."""
+        cfg = self.config
+        if isinstance(exc, openai.RateLimitError):
+            self._spend(rate_limited=1)
             if _error_code(exc) == "insufficient_quota":
                 raise RunStopped(
                     f"the account behind {cfg.base_url} has no quota left (insufficient_quota): "
@@ -234,41 +341,37 @@ class ChatCaller:
             # The provider counted the refused call: its reservation stays, nothing refunded.
             await self.bucket.settle(reserved, reserved, ProviderLimits.from_headers(refused))
             raise _RateLimited(str(exc)) from None
-        except openai.AuthenticationError:
-            self._spend(requests=1)
+        if isinstance(exc, openai.AuthenticationError):
             raise RunStopped(
                 f"{cfg.base_url} rejected the API key (401): check OPENAI_API_KEY on the workers"
             ) from None
-        except openai.PermissionDeniedError:
-            self._spend(requests=1)
+        if isinstance(exc, openai.PermissionDeniedError):
             raise RunStopped(
                 f"{cfg.base_url} refused access (403) for model {cfg.model!r}: "
                 "check the key's project and permissions"
             ) from None
-        except openai.NotFoundError:
-            self._spend(requests=1)
+        if isinstance(exc, openai.NotFoundError):
             raise RunStopped(
                 f"model {cfg.model!r} is not served at {cfg.base_url} (404): check --model"
             ) from None
-        except openai.BadRequestError as exc:
-            self._spend(requests=1)
+        if isinstance(exc, openai.BadRequestError):
             raise ItemError(f"the endpoint rejected the request (400): {_message(exc)}") from None
-        except openai.APIStatusError as exc:
-            self._spend(requests=1)
-            if exc.status_code >= 500:
-                raise _Transient(f"HTTP {exc.status_code}") from None
-            raise ItemError(
-                f"the endpoint answered HTTP {exc.status_code}: {_message(exc)}"
-            ) from None
-        except openai.APITimeoutError:
-            self._spend(requests=1)
-            raise _Transient("timed out") from None
-        except openai.APIConnectionError as exc:
-            raise _Transient(f"connection failed: {exc}") from None
+        if exc.status_code >= 500:
+            raise _Transient(f"HTTP {exc.status_code}") from None
+        raise ItemError(f"the endpoint answered HTTP {exc.status_code}: {_message(exc)}") from None
 
+    async def _read(
+        self,
+        raw: httpx.Response,
+        prompt_tokens: int,
+        reserved: int,
+        admission: Admission,
+        sent: Counter[str],
+    ) -> Completion:
+        """The completion in a 200's body, its usage checked; CallFailed when unusable."""
+        cfg = self.config
         answer = _answer(raw)
-        used_prompt = answer.prompt_tokens if answer.prompt_tokens is not None else prompt_tokens
-        used_completion = answer.completion_tokens or 0
+        used_prompt, used_completion = self._usage(answer, prompt_tokens)
         self._undercount = max(self._undercount, used_prompt - prompt_tokens)
         limits = ProviderLimits.from_headers(raw.headers)
         self._check_caps(limits)
@@ -277,20 +380,52 @@ class ChatCaller:
         await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
         self._spend(
-            requests=1,
-            prompt_tokens=used_prompt,
-            completion_tokens=used_completion,
-            simulated=int(simulated),
+            prompt_tokens=used_prompt, completion_tokens=used_completion, simulated=int(simulated)
         )
-        if not answer.json:
-            raise ItemError(
-                f"{cfg.base_url} answered HTTP {raw.status_code} with a body that is not JSON "
-                "(a proxy's page?): check --base-url"
+        sent.update(prompt_tokens=used_prompt, completion_tokens=used_completion)
+        if answer.problem:
+            raise CallFailed(
+                f"{cfg.base_url} answered HTTP {raw.status_code} with {answer.problem}: "
+                "not a chat completion; check --base-url, or the server"
             )
         if not answer.content:
-            why = f": it refused ({answer.refusal})" if answer.refusal else ""
+            if answer.finish_reason == TRUNCATED:
+                raise EmptyAnswer(truncated_reason(cfg.max_tokens))
+            why = f": it refused ({answer.refusal[:200]})" if answer.refusal else ""
             raise EmptyAnswer(f"the model returned an empty answer{why}")
-        return Completion(answer.content, used_prompt, used_completion, simulated)
+        return Completion(
+            answer.content, used_prompt, used_completion, simulated, answer.finish_reason
+        )
+
+    def _usage(self, answer: _Answer, prompt_tokens: int) -> tuple[int, int]:
+        """The prompt and completion tokens to count: the endpoint's, unless impossible.
+
+        A count that is missing, negative or not an integer, a completion longer than
+        `max_tokens`, or a prompt many times the estimate (which is exact for OpenAI models
+        and above the truth for others) is replaced by the estimate (the prompt) or the bound
+        (`max_tokens`): a broken or hostile endpoint must not make a run's cost negative or
+        absurd.
+        """
+        cfg = self.config
+        prompt, completion = answer.prompt_tokens, answer.completion_tokens
+        bad: list[str] = []
+        if prompt is None or not 0 <= prompt <= ABSURD_PROMPT * prompt_tokens + 1000:
+            bad += [] if prompt is None else [f"prompt_tokens {prompt}"]
+            prompt = prompt_tokens
+        if completion is None or not 0 <= completion <= cfg.max_tokens:
+            bad += [] if completion is None else [f"completion_tokens {completion}"]
+            completion = cfg.max_tokens if completion is not None and completion > 0 else 0
+        if bad and not self._warned_usage:
+            self._warned_usage = True
+            log.warning(
+                "%s reported impossible usage (%s) for a request of about %d prompt tokens "
+                "and max_tokens %d: prelabel counts its own estimate instead",
+                cfg.base_url,
+                ", ".join(bad),
+                prompt_tokens,
+                cfg.max_tokens,
+            )
+        return prompt, completion
 
     async def _pause(self, asked: float) -> None:
         """Pause the fleet for a 429's `asked` seconds, capped; stop the run past its limit."""
@@ -337,34 +472,84 @@ class ChatCaller:
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    """What prelabel reads from a chat completion's JSON."""
+    """What prelabel reads from a chat completion's JSON; `problem` says why it is not one."""
 
-    content: str | None
-    refusal: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    json: bool = True
+    content: str | None = None
+    refusal: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str = ""
+    problem: str = ""
 
 
 def _answer(response: httpx.Response) -> _Answer:
-    """The first choice's content (or refusal) and the usage, from a completion's body.
+    """The first choice's content (or refusal), finish reason and usage, from a body.
 
-    Read with `json` rather than into openai's `ChatCompletion` model: prelabel needs four
-    fields, and an OpenAI-compatible server may omit any of them.
+    Read with `json` rather than into openai's `ChatCompletion` model: prelabel needs a few
+    fields, and an OpenAI-compatible server may omit any of them. Each field is checked for
+    its type: a body a server or proxy got wrong becomes a `problem`, never an exception.
     """
     try:
         data = response.json()
     except ValueError:
-        return _Answer(None, None, None, None, json=False)
-    data = data if isinstance(data, dict) else {}
-    choices = data.get("choices") or [{}]
-    message = (choices[0] if isinstance(choices[0], dict) else {}).get("message") or {}
-    usage = data.get("usage") or {}
+        return _Answer(problem="a body that is not JSON (a proxy's page?)")
+    if not isinstance(data, dict):
+        return _Answer(problem=f"JSON that is {_kind(data)}, not an object")
+    usage = data.get("usage")
+    prompt = completion = None
+    if isinstance(usage, dict):
+        prompt = _count(usage.get("prompt_tokens"))
+        completion = _count(usage.get("completion_tokens"))
+    problem = _problem(data)
+    if problem:
+        return _Answer(prompt_tokens=prompt, completion_tokens=completion, problem=problem)
+    choice = data["choices"][0]
+    message = choice["message"]
     return _Answer(
         content=_text(message.get("content")),
         refusal=_text(message.get("refusal")),
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        finish_reason=_text(choice.get("finish_reason")) or "",
+    )
+
+
+def _problem(data: dict[str, Any]) -> str:
+    """What makes `data` not a chat completion ("" when it is one)."""
+    if "choices" not in data:
+        return "an object without choices"
+    choices = data["choices"]
+    if not isinstance(choices, list) or not choices:
+        return f"choices that are {_kind(choices)}, not a list of choices"
+    if not isinstance(choices[0], dict):
+        return f"a choice that is {_kind(choices[0])}, not an object"
+    if not isinstance(choices[0].get("message"), dict):
+        return f"a message that is {_kind(choices[0].get('message'))}, not an object"
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        return f"usage that is {_kind(usage)}, not an object"
+    return ""
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    if value is None:
+        return "null"
+    return {dict: "an object", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+def _left(exc: openai.APIConnectionError) -> bool:
+    """False when the request never left (no connection was made), else True."""
+    # By name: the openai client raises from httpx or httpx2, whichever it was built on.
+    return type(exc.__cause__).__name__ not in ("ConnectError", "ConnectTimeout")
+
+
+def _usage(sent: Counter[str]) -> Usage:
+    return Usage(
+        prompt_tokens=sent["prompt_tokens"],
+        completion_tokens=sent["completion_tokens"],
+        requests=sent["requests"],
     )
 
 

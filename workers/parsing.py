@@ -8,6 +8,11 @@ with a one-line reason, so that the worker can retry the item or record why it f
 
 Keys that are not ontology types are kept under their own name: alignment reports their
 mentions as unaligned, rather than losing them without a trace.
+
+Reading is linear in the answer's length and bounded: an answer longer than `MAX_ANSWER_CHARS`
+fails at once, and the search for a JSON object scans at most `SCAN_FACTOR` times the answer
+in all, however many candidate braces it holds (a model stuck repeating `{` must not hold the
+event loop for minutes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ from prelabel.model import Ontology
 
 #: Candidate objects tried per answer; a sane answer needs one or two.
 _MAX_CANDIDATES = 32
+#: The longest answer read, in characters: far above any labeling answer (a batch of 20
+#: CoNLL sentences answers in about 3,000), far below what would hold a worker.
+MAX_ANSWER_CHARS = 200_000
+#: Characters the brace matching may scan in all, per character of the answer.
+SCAN_FACTOR = 4
+#: The most mentions one sentence's answer may hold (a CoNLL sentence has at most about 40):
+#: more is a model looping, and would make one item's result megabytes in Redis and files.
+MAX_MENTIONS = 500
 #: A quoted string (kept as is) or a bare JSON literal (rewritten for `ast.literal_eval`).
 _LITERALS = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|\b(null|true|false)\b""")
 _PYTHON_LITERAL = {"null": "None", "true": "True", "false": "False"}
@@ -37,6 +50,7 @@ def parse_answer(content: str, ontology: Ontology) -> dict[str, list[str]]:
     the ontology does not know follow under their own name. Raises `ItemError` when the
     answer cannot be read.
     """
+    _check_length(content)
     answer = _extract_object(content)
     return _mentions_by_type(_unwrap(answer, _type_aliases(ontology).__contains__), ontology)
 
@@ -50,6 +64,10 @@ def parse_batch_answer(
     retry just those items; keys beyond the batch are ignored. When the whole answer is
     unreadable, every slot holds that same error.
     """
+    try:
+        _check_length(content)
+    except ItemError as error:
+        return [error] * size
     listed = _extract_list(content)
     if listed is not None and len(listed) == size:
         # A list with one object per sentence: the position is the line number.
@@ -77,6 +95,14 @@ def parse_batch_answer(
     return results
 
 
+def _check_length(content: str) -> None:
+    if len(content) > MAX_ANSWER_CHARS:
+        raise ItemError(
+            f"answer is {len(content):,} characters, more than the {MAX_ANSWER_CHARS:,} read: "
+            f"the model was probably looping; {_snippet(content)}"
+        )
+
+
 def _line_key(key: object) -> str:
     """`"1"` for keys like 1, " 1 ", "line 1", "#1", "1." or "Sentence 1:"; else the key."""
     text = str(key).strip()
@@ -102,7 +128,7 @@ def _extract_list(content: str) -> list[Any] | None:
     start, brace = content.find("["), content.find("{")
     if start == -1 or (brace != -1 and brace < start):
         return None
-    end = _matching_brace(content, start, "[", "]")
+    end = _matching_brace(content, start, len(content), "[", "]")
     if end is None:
         return None
     value = _decode(content[start : end + 1])
@@ -117,9 +143,13 @@ def _extract_object(content: str) -> Mapping[Any, Any]:
         raise ItemError("answer is empty")
     # Code fences and prose around the object need no special case: they lie outside it.
     tried = 0
+    budget = SCAN_FACTOR * len(content)
     start = content.find("{")
-    while start != -1 and tried < _MAX_CANDIDATES:
-        end = _matching_brace(content, start)
+    while start != -1 and tried < _MAX_CANDIDATES and budget > 0:
+        # Each scan is charged what it read: total work stays linear in the answer.
+        limit = min(len(content), start + budget)
+        end = _matching_brace(content, start, limit)
+        budget -= (limit if end is None else end + 1) - start
         if end is not None:
             tried += 1
             value = _decode(content[start : end + 1])
@@ -129,12 +159,15 @@ def _extract_object(content: str) -> Mapping[Any, Any]:
     raise ItemError(f"answer is not JSON: {_snippet(content)}")
 
 
-def _matching_brace(text: str, start: int, opening: str = "{", closing: str = "}") -> int | None:
-    """The index of the `closing` that closes the `opening` at `start`, skipping strings."""
+def _matching_brace(
+    text: str, start: int, limit: int, opening: str = "{", closing: str = "}"
+) -> int | None:
+    """The index of the `closing` that closes the `opening` at `start`, skipping strings,
+    looking no further than `limit`."""
     depth = 0
     quote = ""
     i = start
-    while i < len(text):
+    while i < limit:
         char = text[i]
         if quote:
             if char == "\\":
@@ -174,10 +207,18 @@ def _mentions_by_type(answer: Mapping[Any, Any], ontology: Ontology) -> dict[str
     for t in ontology.types:
         aliases.setdefault(t.tag.casefold(), t.name)
     mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
+    total = 0
     for key, value in answer.items():
         given = str(key).strip()
         name = names.get(given) or aliases.get(given.casefold(), given)
-        mentions.setdefault(name, []).extend(_mention_list(name, value))
+        found = _mention_list(name, value)
+        total += len(found)
+        if total > MAX_MENTIONS:
+            raise ItemError(
+                f"answer holds more than {MAX_MENTIONS} mentions for one sentence: the model "
+                f"was probably looping; {_snippet(repr(found[:5]))}"
+            )
+        mentions.setdefault(name, []).extend(found)
     return mentions
 
 

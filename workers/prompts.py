@@ -1,11 +1,16 @@
-"""The chat messages and the structured-output schema of the ner-v1 wire format.
+"""The chat messages and the structured-output schema of the ner-v2 wire format.
 
 One record goes out as its bare text; several go out as numbered lines `"{i}: {text}"`.
 Few-shot examples, when a run has them, come between the system message and the records,
 as user/assistant turns in the same format as the request (one pair per example for a single
-record, one numbered pair for a batch). The system prompt depends only on the ontology, the
-template and single vs batched mode, never on the records or the batch size, so that every
-request of a run starts with the same prefix and providers' prompt caching applies.
+record, one numbered pair for a batch). Without them, a built-in worked example goes out the
+same way (for ontologies with the CoNLL names): as a turn of its own, a small model does not
+take it for part of the sentence's answer, as it did when the example sat in the system
+message (a 270M model answered "Smith, Paris, Berlin" for unrelated sentences).
+
+The system prompt depends only on the ontology, the template and single vs batched mode,
+never on the records or the batch size, so that every request of a run starts with the same
+prefix and providers' prompt caching applies.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
 #: A tiny worked example for ontologies that use the CoNLL names: it shows order of
 #: appearance and a repeated mention, the two rules models break most.
-_EXAMPLE_TEXT = "Smith flew from Paris to Berlin and back to Paris ."
-_EXAMPLE_MENTIONS = {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]}
+BUILT_IN_EXAMPLE = Example(
+    "Smith flew from Paris to Berlin and back to Paris .",
+    {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +64,7 @@ class PromptTemplate:
 def load_template(path: Path) -> PromptTemplate:
     """Read `--prompt-file` (TOML or JSON with one key, `system`); ConfigError when unusable.
 
-    The version is `ner-v1+custom-<first 8 hex of the template's SHA-256>`, so that every
+    The version is `ner-v2+custom-<first 8 hex of the template's SHA-256>`, so that every
     prediction says which prompt made it.
     """
     try:
@@ -108,12 +115,39 @@ def build_messages(
     if not records:
         raise ValueError("build_messages needs at least one record")
     batched = len(records) > 1
-    system = system_prompt(ontology, batched=batched, template=template, example=not examples)
+    shown = list(examples) or built_in_examples(ontology)
+    system = system_prompt(ontology, batched=batched, template=template, example=not shown)
     return [
         {"role": "system", "content": system},
-        *example_messages(examples, ontology, batched=batched),
+        *example_messages(shown, ontology, batched=batched),
         {"role": "user", "content": user_content([r.text for r in records])},
     ]
+
+
+def built_in_examples(ontology: Ontology) -> list[Example]:
+    """The built-in worked example, for an ontology with its types' names; else none."""
+    names = {t.name for t in ontology.types}
+    return [BUILT_IN_EXAMPLE] if names >= BUILT_IN_EXAMPLE.mentions.keys() else []
+
+
+def copies_an_example(mentions: Mapping[str, Sequence[str]], text: str, ontology: Ontology) -> bool:
+    """True when an answer is the built-in example's answer given for another sentence."""
+    return any(
+        text != example.text
+        and {k: list(v) for k, v in mentions.items() if v}
+        == {k: list(v) for k, v in example.mentions.items() if v}
+        for example in built_in_examples(ontology)
+    )
+
+
+def example_mentions(ontology: Ontology) -> set[tuple[str, str]]:
+    """`(type name, mention)` pairs of the built-in example, to flag copies of it."""
+    return {
+        (name, mention)
+        for example in built_in_examples(ontology)
+        for name, found in example.mentions.items()
+        for mention in found
+    }
 
 
 def user_content(texts: Sequence[str]) -> str:
@@ -161,7 +195,7 @@ def system_prompt(
 ) -> str:
     """The system message for `ontology`, in single-sentence or numbered-lines mode.
 
-    `example=False` leaves out the built-in worked example (few-shot examples replace it).
+    `example=True` (no example turns follow) shows the answer's shape in it.
     """
     types = "\n".join(
         f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.types
@@ -171,52 +205,54 @@ def system_prompt(
     answer = f'an object mapping each line number ("1", "2", ...) to {one}' if batched else one
     fmt = f"Answer with JSON only: {answer}."
     if example:
-        fmt += "\n" + _example(ontology, batched=batched)
+        fmt += "\n" + _shape(ontology, batched=batched)
     # Plain replacement, not str.format: a template may hold JSON braces of its own.
     text = template if template is not None else DEFAULT_TEMPLATE
     return text.replace("{sentences}", where).replace("{types}", types).replace("{format}", fmt)
 
 
-def response_format(ontology: Ontology, batch_size: int) -> dict[str, Any]:
+def response_format(
+    ontology: Ontology, batch_size: int, max_mentions: int | None = None
+) -> dict[str, Any]:
     """OpenAI's `response_format` (strict JSON schema) for an answer about `batch_size` records.
 
     A batch of 1 uses the single-sentence object; larger batches an object keyed "1".."K".
+    `max_mentions` bounds each type's list (`maxItems`): a model that starts repeating a
+    mention ("Tokyo", "Tokyo", ...) is made to close the list rather than loop until
+    `max_tokens` cuts it off (llama.cpp, vLLM and Ollama turn the schema into a grammar).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if batch_size == 1:
-        name, schema = "ner_answer", _sentence_schema(ontology)
+        name, schema = "ner_answer", _sentence_schema(ontology, max_mentions)
     else:
         keys = [str(i) for i in range(1, batch_size + 1)]
         name = "ner_batch_answer"
         schema = {
             "type": "object",
             # Inlined rather than `$ref`: not every OpenAI-compatible server resolves refs.
-            "properties": {key: _sentence_schema(ontology) for key in keys},
+            "properties": {key: _sentence_schema(ontology, max_mentions) for key in keys},
             "required": keys,
             "additionalProperties": False,
         }
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
-def _sentence_schema(ontology: Ontology) -> dict[str, Any]:
+def _sentence_schema(ontology: Ontology, max_mentions: int | None) -> dict[str, Any]:
     names = [t.name for t in ontology.types]
+    mentions: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+    if max_mentions is not None:
+        mentions["maxItems"] = max_mentions
     return {
         "type": "object",
-        "properties": {name: {"type": "array", "items": {"type": "string"}} for name in names},
+        "properties": {name: mentions for name in names},
         "required": names,
         "additionalProperties": False,
     }
 
 
-def _example(ontology: Ontology, *, batched: bool) -> str:
-    names = {t.name for t in ontology.types}
-    if names >= _EXAMPLE_MENTIONS.keys():
-        answer = {t.name: list(_EXAMPLE_MENTIONS.get(t.name, [])) for t in ontology.types}
-        if batched:
-            return f"Example:\n1: {_EXAMPLE_TEXT}\n" + _dumps({"1": answer})
-        return f"Example:\n{_EXAMPLE_TEXT}\n" + _dumps(answer)
-    # Another ontology: a sentence about people and places would mislead; show the shape.
+def _shape(ontology: Ontology, *, batched: bool) -> str:
+    # An ontology without example turns: a sentence about people and places would mislead.
     shape: dict[str, list[str]] = {t.name: [] for t in ontology.types}
     if ontology.types:
         shape[ontology.types[0].name] = ["<mention as written>", "<next mention>"]

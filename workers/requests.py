@@ -19,6 +19,14 @@ _JSON_MODE_RUNS: set[str] = set()
 _SCHEMA_REFUSAL = re.compile(r"response_format|json_schema|structured output", re.IGNORECASE)
 
 
+def mention_bound(batch: Sequence[Record]) -> int:
+    """The most mentions of one type a sentence of `batch` can hold (one per token), rounded
+    up to a power of two so that a run sends a handful of distinct schemas (providers
+    compile each schema once, and the first request with a new one waits for that)."""
+    longest = max((len(r.tokens) for r in batch), default=1)
+    return 1 << max(2, (longest - 1).bit_length())
+
+
 class RequestBuilder:
     """Messages (system, few-shot examples, records) and `response_format` for a run."""
 
@@ -37,12 +45,12 @@ class RequestBuilder:
             batch, self.config.ontology, examples=examples, template=self.config.system_template
         )
 
-    def response_format(self, size: int) -> dict[str, Any] | None:
-        """The strict schema for `size` answers, or None for JSON mode."""
+    def response_format(self, batch: Sequence[Record]) -> dict[str, Any] | None:
+        """The strict schema for `batch`'s answers, or None for JSON mode."""
         choice = self.config.response_format
         if choice == "json_object" or (choice == "auto" and self.config.run_id in _JSON_MODE_RUNS):
             return None
-        return response_format(self.config.ontology, size)
+        return response_format(self.config.ontology, len(batch), mention_bound(batch))
 
     def fall_back(self, error: str) -> bool:
         """True (and JSON mode from now on) when `error` is the endpoint refusing the schema.

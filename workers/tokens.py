@@ -67,8 +67,17 @@ def is_exact(model: str) -> bool:
 def count_tokens(text: str, model: str) -> int:
     """Tokens of `text` for `model` (an upper estimate for unknown models)."""
     enc, factor = _encoding(model)
-    # encode_ordinary: a "<|endoftext|>" inside a dataset's text is text, not an error.
-    return math.ceil(len(enc.encode_ordinary(text)) * factor)
+    return math.ceil(_encoded_length(enc, text) * factor)
+
+
+def _encoded_length(enc: bpe_openai.Encoding, text: str) -> int:
+    """Tokens of `text`; for a text too long for the encoder, its UTF-8 bytes (a token is at
+    least one byte, so that bound is safe: such a text is too long for any context)."""
+    try:
+        # encode_ordinary: a "<|endoftext|>" inside a dataset's text is text, not an error.
+        return len(enc.encode_ordinary(text))
+    except ValueError:  # bpe-openai: "Input too long to encode safely" (megabytes of text)
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 def count_message_tokens(messages: Sequence[dict[str, str]], model: str) -> int:
@@ -81,4 +90,4 @@ def count_message_tokens(messages: Sequence[dict[str, str]], model: str) -> int:
 @lru_cache(maxsize=4096)
 def _content_tokens(content: str, model: str) -> int:
     # Every request of a run repeats its system prompt (and few-shot examples recur): counted once.
-    return len(_encoding(model)[0].encode_ordinary(content))
+    return _encoded_length(_encoding(model)[0], content)
