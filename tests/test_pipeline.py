@@ -118,7 +118,9 @@ def test_run_with_noise_scores_below_one_and_files_stay_consistent(
     ("args", "env_over", "needle"),
     [
         (["--dataset", "/nonexistent/data.conll"], {}, "/nonexistent/data.conll"),
-        (["--dataset", "FOLDER", "--split", "nosuchsplit"], {}, "nosuchsplit"),
+        # A split the folder has no file for (an unknown split name is a usage error of the
+        # --split choice: tests/test_cli.py).
+        (["--dataset", "FOLDER", "--split", "train"], {}, "no file for split 'train'"),
         (["--base-url", "http://127.0.0.1:9/v1"], {}, "cannot reach the LLM endpoint"),
         (["--redis-url", "redis://127.0.0.1:1/0"], {}, "Redis at redis://127.0.0.1:1/0"),
         # No key on the producer is no error (the workers hold it): the endpoint is checked.
