@@ -73,15 +73,32 @@ def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
     raise SystemExit("the private redis-server did not start")
 
 
-def active(settings: Any, hostname_prefix: str | None = None) -> list[dict[str, Any]]:
-    """The shard tasks Celery workers of this queue are running (of one worker, if given)."""
-    replies = make_app(settings).control.inspect(timeout=5).active() or {}
+def active(settings: Any, worker: str | None = None) -> list[dict[str, Any]]:
+    """The shard tasks this queue's workers are running (only `worker`'s, if named: then the
+    answer comes as soon as it replies, rather than after the whole timeout)."""
+    control = make_app(settings).control
+    if worker is None:
+        replies = control.inspect(timeout=5).active() or {}
+    else:
+        replies = control.inspect(destination=[worker], limit=1, timeout=5).active() or {}
     return [
         task
         for name, tasks in replies.items()
-        if name.startswith(hostname_prefix or settings.queue)
+        if name.startswith(worker or settings.queue)
         for task in tasks
     ]
+
+
+def worker_name(settings: Any, prefix: str) -> str:
+    for reply in make_app(settings).control.ping(timeout=3) or []:
+        for name in reply:
+            if name.startswith(prefix):
+                return str(name)
+    raise SystemExit(f"no worker named {prefix}* answered")
+
+
+def done_shards(client: redis.Redis, run_id: str) -> set[int]:
+    return {int(m) for m in client.smembers(f"prelabel:run:{run_id}:done")}
 
 
 def shards_of(tasks: list[dict[str, Any]]) -> set[int]:
@@ -111,31 +128,34 @@ def measure(fault: str, args: argparse.Namespace, redis_box: dict[str, Any]) -> 
                     raise SystemExit(f"{fault}: the run did not reach a quarter")
                 time.sleep(0.2)
             victim = fleet.procs[0]
-            prefix = f"{fleet.settings.queue}-0@"
-            hit: set[int] = set()
+            name = worker_name(fleet.settings, f"{fleet.settings.queue}-0@")
+            # The shards the fault hits: running on the victim (or anywhere, for Redis), and
+            # not done by the time it strikes (a shard may end while Celery answers).
             tasks: list[dict[str, Any]] = []
-            if fault in ("sigkill-main", "sigstop"):
-                hit = shards_of(active(fleet.settings, prefix))
-            elif fault == "sigkill-child":
-                tasks = active(fleet.settings, prefix)
-                if tasks:
-                    hit = shards_of(tasks[:1])
-            elif fault == "redis-restart":
-                hit = shards_of(active(fleet.settings))
+            hit: set[int] = set()
+            for _ in range(50):
+                tasks = active(fleet.settings, None if fault == "redis-restart" else name)
+                if fault == "sigkill-child":
+                    tasks = tasks[:1]
+                hit = shards_of(tasks) - done_shards(client, config.run_id)
+                if hit or fault == "none":
+                    break
+            if fault == "redis-restart":
+                hit -= done_shards(client, config.run_id)
             struck = time.monotonic()
             inflict(fault, victim, tasks, redis_box)
+            if fault != "redis-restart":
+                hit -= done_shards(client, config.run_id)
             hit_done_at: float | None = None if hit else struck
             while True:
                 try:
-                    done_shards = {
-                        int(m) for m in client.smembers(f"prelabel:run:{config.run_id}:done")
-                    }
+                    now_done = done_shards(client, config.run_id)
                     status, _ = store.status(config.run_id)
                 except (redis.RedisError, BrokerError):
                     time.sleep(0.2)
                     continue
                 now = time.monotonic()
-                if hit_done_at is None and hit <= done_shards:
+                if hit_done_at is None and hit <= now_done:
                     hit_done_at = now
                 if status != "running" or now - struck > DEADLINE:
                     break
