@@ -13,11 +13,11 @@ most of the run's shards wait in the queue when the fault strikes (a quarter of 
 - `redis-restart`: Redis (a private redis-server with AOF, on a free port) stopped and
   started again 3 s later.
 
-The shards the fault hit are those the worker (or process) was running, asked from Celery just
-before it; for a Redis restart, every shard running then. Reported: seconds from the fault to
-the last of them done, to the whole run done, and the simulator's requests per item (paid
-calls; its 5xx are off, so every request is paid). The workers run with the default lease
-(30 s) and reconciler interval (15 s), as a user's would.
+The shards the fault hit are those the worker (or process) was running and had not finished,
+asked from Celery just before it; for a Redis restart, every shard under a lease then.
+Reported: seconds from the fault to the last of them done, to the whole run done, and the
+simulator's requests per item (paid calls; its 5xx are off, so every request is paid). The
+workers run with the default lease (30 s) and reconciler interval (15 s), as a user's would.
 
     python benchmarks/bench_recovery.py [--items 3000] [--rpm 1800] [--workers 3]
         [--faults none sigkill-main sigkill-child sigstop redis-restart]
@@ -73,20 +73,12 @@ def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
     raise SystemExit("the private redis-server did not start")
 
 
-def active(settings: Any, worker: str | None = None) -> list[dict[str, Any]]:
-    """The shard tasks this queue's workers are running (only `worker`'s, if named: then the
-    answer comes as soon as it replies, rather than after the whole timeout)."""
+def active(settings: Any, worker: str) -> list[dict[str, Any]]:
+    """The shard tasks `worker` is running (asked of it alone: the answer comes as soon as it
+    replies, rather than after the whole timeout)."""
     control = make_app(settings).control
-    if worker is None:
-        replies = control.inspect(timeout=5).active() or {}
-    else:
-        replies = control.inspect(destination=[worker], limit=1, timeout=5).active() or {}
-    return [
-        task
-        for name, tasks in replies.items()
-        if name.startswith(worker or settings.queue)
-        for task in tasks
-    ]
+    replies = control.inspect(destination=[worker], limit=1, timeout=5).active() or {}
+    return [task for tasks in replies.values() for task in tasks]
 
 
 def worker_name(settings: Any, prefix: str) -> str:
@@ -129,19 +121,20 @@ def measure(fault: str, args: argparse.Namespace, redis_box: dict[str, Any]) -> 
                 time.sleep(0.2)
             victim = fleet.procs[0]
             name = worker_name(fleet.settings, f"{fleet.settings.queue}-0@")
-            # The shards the fault hits: running on the victim (or anywhere, for Redis), and
+            # The shards the fault hits: in work on the victim (or anywhere, for Redis), and
             # not done by the time it strikes (a shard may end while Celery answers).
             tasks: list[dict[str, Any]] = []
             hit: set[int] = set()
-            for _ in range(50):
-                tasks = active(fleet.settings, None if fault == "redis-restart" else name)
+            if fault == "redis-restart":  # every shard in work: those under a lease
+                leased = client.zrange(f"prelabel:run:{config.run_id}:leases", 0, -1)
+                hit = {int(m) for m in leased} - done_shards(client, config.run_id)
+            for _ in range(50 if fault not in ("none", "redis-restart") else 0):
+                tasks = active(fleet.settings, name)
                 if fault == "sigkill-child":
                     tasks = tasks[:1]
                 hit = shards_of(tasks) - done_shards(client, config.run_id)
-                if hit or fault == "none":
+                if hit:
                     break
-            if fault == "redis-restart":
-                hit -= done_shards(client, config.run_id)
             struck = time.monotonic()
             inflict(fault, victim, tasks, redis_box)
             if fault != "redis-restart":
