@@ -13,11 +13,11 @@ most of the run's shards wait in the queue when the fault strikes (a quarter of 
 - `redis-restart`: Redis (a private redis-server with AOF, on a free port) stopped and
   started again 3 s later.
 
-The shards the fault hit are those the worker (or process) was running, asked from Celery just
-before it; for a Redis restart, every shard running then. Reported: seconds from the fault to
-the last of them done, to the whole run done, and the simulator's requests per item (paid
-calls; its 5xx are off, so every request is paid). The workers run with the default lease
-(30 s) and reconciler interval (15 s), as a user's would.
+The shards the fault hit are those the worker (or process) was running and had not finished,
+asked from Celery just before it; for a Redis restart, every shard under a lease then.
+Reported: seconds from the fault to the last of them done, to the whole run done, and the
+simulator's requests per item (paid calls; its 5xx are off, so every request is paid). The
+workers run with the default lease (30 s) and reconciler interval (15 s), as a user's would.
 
     python benchmarks/bench_recovery.py [--items 3000] [--rpm 1800] [--workers 3]
         [--faults none sigkill-main sigkill-child sigstop redis-restart]
@@ -73,15 +73,24 @@ def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
     raise SystemExit("the private redis-server did not start")
 
 
-def active(settings: Any, hostname_prefix: str | None = None) -> list[dict[str, Any]]:
-    """The shard tasks Celery workers of this queue are running (of one worker, if given)."""
-    replies = make_app(settings).control.inspect(timeout=5).active() or {}
-    return [
-        task
-        for name, tasks in replies.items()
-        if name.startswith(hostname_prefix or settings.queue)
-        for task in tasks
-    ]
+def active(settings: Any, worker: str) -> list[dict[str, Any]]:
+    """The shard tasks `worker` is running (asked of it alone: the answer comes as soon as it
+    replies, rather than after the whole timeout)."""
+    control = make_app(settings).control
+    replies = control.inspect(destination=[worker], limit=1, timeout=5).active() or {}
+    return [task for tasks in replies.values() for task in tasks]
+
+
+def worker_name(settings: Any, prefix: str) -> str:
+    for reply in make_app(settings).control.ping(timeout=3) or []:
+        for name in reply:
+            if name.startswith(prefix):
+                return str(name)
+    raise SystemExit(f"no worker named {prefix}* answered")
+
+
+def done_shards(client: redis.Redis, run_id: str) -> set[int]:
+    return {int(m) for m in client.smembers(f"prelabel:run:{run_id}:done")}
 
 
 def shards_of(tasks: list[dict[str, Any]]) -> set[int]:
@@ -111,31 +120,35 @@ def measure(fault: str, args: argparse.Namespace, redis_box: dict[str, Any]) -> 
                     raise SystemExit(f"{fault}: the run did not reach a quarter")
                 time.sleep(0.2)
             victim = fleet.procs[0]
-            prefix = f"{fleet.settings.queue}-0@"
-            hit: set[int] = set()
+            name = worker_name(fleet.settings, f"{fleet.settings.queue}-0@")
+            # The shards the fault hits: in work on the victim (or anywhere, for Redis), and
+            # not done by the time it strikes (a shard may end while Celery answers).
             tasks: list[dict[str, Any]] = []
-            if fault in ("sigkill-main", "sigstop"):
-                hit = shards_of(active(fleet.settings, prefix))
-            elif fault == "sigkill-child":
-                tasks = active(fleet.settings, prefix)
-                if tasks:
-                    hit = shards_of(tasks[:1])
-            elif fault == "redis-restart":
-                hit = shards_of(active(fleet.settings))
+            hit: set[int] = set()
+            if fault == "redis-restart":  # every shard in work: those under a lease
+                leased = client.zrange(f"prelabel:run:{config.run_id}:leases", 0, -1)
+                hit = {int(m) for m in leased} - done_shards(client, config.run_id)
+            for _ in range(50 if fault not in ("none", "redis-restart") else 0):
+                tasks = active(fleet.settings, name)
+                if fault == "sigkill-child":
+                    tasks = tasks[:1]
+                hit = shards_of(tasks) - done_shards(client, config.run_id)
+                if hit:
+                    break
             struck = time.monotonic()
             inflict(fault, victim, tasks, redis_box)
+            if fault != "redis-restart":
+                hit -= done_shards(client, config.run_id)
             hit_done_at: float | None = None if hit else struck
             while True:
                 try:
-                    done_shards = {
-                        int(m) for m in client.smembers(f"prelabel:run:{config.run_id}:done")
-                    }
+                    now_done = done_shards(client, config.run_id)
                     status, _ = store.status(config.run_id)
                 except (redis.RedisError, BrokerError):
                     time.sleep(0.2)
                     continue
                 now = time.monotonic()
-                if hit_done_at is None and hit <= done_shards:
+                if hit_done_at is None and hit <= now_done:
                     hit_done_at = now
                 if status != "running" or now - struck > DEADLINE:
                     break
