@@ -669,6 +669,20 @@ class Replay:
         return self.now
 
 
+def test_acquire_keeps_running_totals_that_settle_refunds_move(
+    redis_client: redis.Redis, scripts: dict[str, Any]
+) -> None:
+    marks = [
+        scripts["acquire"](keys=[KEYS.bucket, KEYS.pause], args=[600, 60_000, 1.0, 1, cost])[3:]
+        for cost in (100, 250)
+    ]
+    assert marks == [[1, 100], [2, 350]]
+    settle(scripts, 250, 200)  # 50 refunded: the provider never charged them
+    assert [stored_int(v) for v in redis_client.hmget(KEYS.bucket, ["creq", "ctok"])] == [2, 300]
+    refused = scripts["acquire"](keys=[KEYS.bucket, KEYS.pause], args=[600, 60_000, 1.0, 1, 10**4])
+    assert refused[0] == 0 and len(refused) == 3  # nothing charged, no totals
+
+
 def test_headers_as_old_as_the_call_cost_no_throughput(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
