@@ -61,10 +61,14 @@ class SpyBucket(TokenBucket):
         return await super().acquire(tokens, requests)
 
     async def settle(
-        self, reserved: int, actual: int, limits: ProviderLimits | None = None
+        self,
+        reserved: int,
+        actual: int,
+        limits: ProviderLimits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settled.append((reserved, actual, limits))
-        await super().settle(reserved, actual, limits)
+        await super().settle(reserved, actual, limits, admission)
 
 
 @dataclass
