@@ -165,7 +165,7 @@ class ShardLabeler:
                 else:
                     results.append(self._failed(record, answer.message))
                 continue
-            if copies_an_example(answer, record.text, ontology):
+            if not self.config.few_shot and copies_an_example(answer, record.text, ontology):
                 reason = "the answer is the prompt's worked example, not this sentence's"
                 results.append(self._failed(record, reason))
                 continue
@@ -207,8 +207,9 @@ class ShardLabeler:
             )
 
     def _flag_copies(self, unaligned: tuple[Unaligned, ...]) -> tuple[Unaligned, ...]:
-        """Unplaced mentions that come from the prompt's worked example say so."""
-        copied = example_mentions(self.config.ontology)
+        """Unplaced mentions that come from the prompt's worked example say so (a run with
+        few-shot examples shows no worked example)."""
+        copied = set() if self.config.few_shot else example_mentions(self.config.ontology)
         return tuple(
             u.model_copy(update={"reason": COPIED})
             if u.reason == NOT_FOUND and (u.type, u.mention) in copied
