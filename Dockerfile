@@ -14,6 +14,7 @@ RUN mkdir prelabel && touch prelabel/__init__.py \
  && /opt/venv/bin/pip install . \
  && /opt/venv/bin/pip uninstall --yes prelabel
 COPY prelabel prelabel
+COPY task_types task_types
 COPY producer producer
 COPY workers workers
 COPY collector collector
