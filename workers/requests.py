@@ -6,7 +6,7 @@ the very messages a run will send.
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,9 +14,7 @@ from prelabel.model import Record, RunConfig
 from workers.fewshot import ExampleSelector
 from workers.prompts import build_messages, response_format
 
-#: Runs whose endpoint refused `json_schema` in this process: they use JSON mode from then on.
-_JSON_MODE_RUNS: set[str] = set()
-_SCHEMA_REFUSAL = re.compile(r"response_format|json_schema|structured output", re.IGNORECASE)
+log = logging.getLogger(__name__)
 
 
 def mention_bound(batch: Sequence[Record]) -> int:
@@ -27,12 +25,39 @@ def mention_bound(batch: Sequence[Record]) -> int:
     return 1 << max(2, (longest - 1).bit_length())
 
 
+class SchemaRefusals:
+    """The endpoints (base URL and model) that refused `json_schema`, as one worker process
+    has seen: a run on `auto` asks them in JSON mode from then on. The worker's context holds
+    one, so that each shard of a run, and each run on the same endpoint, is spared the refusal.
+    """
+
+    def __init__(self) -> None:
+        self._endpoints: set[tuple[str, str]] = set()
+
+    def refused(self, config: RunConfig) -> bool:
+        """True when `config`'s endpoint refused the schema before."""
+        return (config.base_url, config.model) in self._endpoints
+
+    def add(self, config: RunConfig) -> bool:
+        """Remember that `config`'s endpoint refused the schema; True the first time."""
+        endpoint = (config.base_url, config.model)
+        known = endpoint in self._endpoints
+        self._endpoints.add(endpoint)
+        return not known
+
+
 class RequestBuilder:
     """Messages (system, few-shot examples, records) and `response_format` for a run."""
 
-    def __init__(self, config: RunConfig, selector: ExampleSelector | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        selector: ExampleSelector | None = None,
+        refusals: SchemaRefusals | None = None,
+    ) -> None:
         self.config = config
         self.selector = selector if config.few_shot else None
+        self.refusals = refusals if refusals is not None else SchemaRefusals()
 
     def messages(self, batch: Sequence[Record]) -> list[dict[str, str]]:
         """The chat messages asking for `batch`'s labels."""
@@ -48,19 +73,18 @@ class RequestBuilder:
     def response_format(self, batch: Sequence[Record]) -> dict[str, Any] | None:
         """The strict schema for `batch`'s answers, or None for JSON mode."""
         choice = self.config.response_format
-        if choice == "json_object" or (choice == "auto" and self.config.run_id in _JSON_MODE_RUNS):
+        if choice == "json_object" or (choice == "auto" and self.refusals.refused(self.config)):
             return None
         return response_format(self.config.ontology, len(batch), mention_bound(batch))
 
-    def fall_back(self, error: str) -> bool:
-        """True (and JSON mode from now on) when `error` is the endpoint refusing the schema.
+    def fall_back(self) -> bool:
+        """True (and JSON mode from now on) when the run may meet the endpoint's refusal of
+        its schema (`SchemaRefused`) by asking again in JSON mode; says so once per endpoint.
 
-        Only with `auto`: a run that asked for `json_schema` explicitly fails instead. Call it
-        only for a request that was sent with the schema, so that a retry cannot loop.
+        Only with `auto`: a run that asked for `json_schema` explicitly fails instead.
         """
         if self.config.response_format != "auto":
             return False
-        if "(400)" not in error or not _SCHEMA_REFUSAL.search(error):
-            return False
-        _JSON_MODE_RUNS.add(self.config.run_id)
+        if self.refusals.add(self.config):
+            log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)
         return True
