@@ -22,6 +22,7 @@ from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, Record, RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
+from workers.budget import BudgetReached
 from workers.labeler import ShardLabeler
 from workers.requests import SchemaRefusals
 from workers.transports import (
@@ -116,6 +117,21 @@ def test_results_are_committed_with_what_each_call_spent(
             ("Paris", "LOC"),
         ]
     assert total(results) == Usage(prompt_tokens=40, completion_tokens=12, requests=2)
+
+
+def test_the_cache_and_the_budget_wrap_any_transport(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    label(redis_url, MockTransport(answer), batch_size=2)
+    again = MockTransport(answer)
+    results = label(redis_url, again, run_id="seam-test-run-2", batch_size=2)
+    assert again.requests == [] and {r.status for r in results.values()} == {"labeled"}
+    assert int(redis_client.hget(RunKeys("seam-test-run-2").counters, "cache_hits") or 0) == 2
+
+    broke = MockTransport(answer)
+    with pytest.raises(BudgetReached):
+        label(redis_url, broke, run_id="seam-test-run-3", budget_tokens=1, cache=False)
+    assert broke.requests == []
 
 
 def test_a_batch_answer_unusable_in_part_is_asked_again_in_halves(

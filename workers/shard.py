@@ -75,7 +75,11 @@ async def _label(
         )
         await _shard_done(store, redis, config, shard)
         return committed
-    labeler = ShardLabeler(settings, config, transport, redis, store, context.refusals)
+    # Made in a thread: a few-shot run's example pool is read from the store and fitted on
+    # the way (once per process and run), which must not hold up the lease's heartbeat.
+    labeler = await asyncio.to_thread(
+        ShardLabeler, settings, config, transport, redis, store, context.refusals
+    )
     # What `prelabel status` compares the run's rates against (PRELABEL_CAPS is the workers').
     caps = {"rpm": transport.bucket.caps.rpm, "tpm": transport.bucket.caps.tpm}
     await redis.hset(keys.meta, "caps", json.dumps(caps))

@@ -127,7 +127,8 @@ def _retry_after(headers: Any) -> float:
 class RealtimeTransport:
     """Makes chat completions for one run, under the bucket, counting what they cost.
 
-    The only part of prelabel that holds an `AsyncOpenAI` client.
+    The labeler sees the `Transport` seam only: the `AsyncOpenAI` client (made and kept by the
+    worker's context) is known here and nowhere else on the way to the endpoint.
     """
 
     def __init__(
