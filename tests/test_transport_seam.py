@@ -23,8 +23,8 @@ from prelabel.model import ItemResult, Record, RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from workers.budget import BudgetReached
+from workers.json_mode import SchemaRefusals
 from workers.labeler import ShardLabeler
-from workers.requests import SchemaRefusals
 from workers.transports import (
     ChatRequest,
     Completion,

@@ -31,7 +31,7 @@ from prelabel.connections import async_client_for, connect
 from prelabel.model import RunConfig
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
-from workers.requests import SchemaRefusals
+from workers.json_mode import SchemaRefusals
 from workers.transports import RealtimeTransport
 
 log = logging.getLogger(__name__)

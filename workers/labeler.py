@@ -20,9 +20,10 @@ from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
 from workers.halving import by_halves
+from workers.json_mode import SchemaRefusals
 from workers.parsing import parse_answer, parse_batch_answer
 from workers.prompts import copies_an_example, example_mentions
-from workers.requests import RequestBuilder, SchemaRefusals
+from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
 from workers.transports import (
@@ -73,7 +74,8 @@ class ShardLabeler:
             config,
         )
         self.redis = redis
-        self.requests = RequestBuilder(config, self._selector(), refusals)
+        self.refusals = refusals if refusals is not None else SchemaRefusals()
+        self.requests = RequestBuilder(config, self._selector(), self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
         self._spent: dict[str, Usage] = {}
         self._window: ContextWindow | None = None
@@ -124,7 +126,7 @@ class ShardLabeler:
             reply = await self.caller.complete(request)
         except SchemaRefused as exc:
             self._charge(batch, exc.spent)
-            if self.requests.fall_back():  # the same batch again, in JSON mode
+            if self.refusals.fall_back(self.config):  # the same batch again, in JSON mode
                 return await self._attempt(batch)
             return [self._failed(r, exc.message) for r in batch], []
         except EmptyAnswer as exc:

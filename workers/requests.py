@@ -6,15 +6,13 @@ the very messages a run will send.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from prelabel.model import Record, RunConfig
 from workers.fewshot import ExampleSelector
+from workers.json_mode import SchemaRefusals
 from workers.prompts import build_messages, response_format
-
-log = logging.getLogger(__name__)
 
 
 def mention_bound(batch: Sequence[Record]) -> int:
@@ -23,27 +21,6 @@ def mention_bound(batch: Sequence[Record]) -> int:
     compile each schema once, and the first request with a new one waits for that)."""
     longest = max((len(r.tokens) for r in batch), default=1)
     return 1 << max(2, (longest - 1).bit_length())
-
-
-class SchemaRefusals:
-    """The endpoints (base URL and model) that refused `json_schema`, as one worker process
-    has seen: a run on `auto` asks them in JSON mode from then on. The worker's context holds
-    one, so that each shard of a run, and each run on the same endpoint, is spared the refusal.
-    """
-
-    def __init__(self) -> None:
-        self._endpoints: set[tuple[str, str]] = set()
-
-    def refused(self, config: RunConfig) -> bool:
-        """True when `config`'s endpoint refused the schema before."""
-        return (config.base_url, config.model) in self._endpoints
-
-    def add(self, config: RunConfig) -> bool:
-        """Remember that `config`'s endpoint refused the schema; True the first time."""
-        endpoint = (config.base_url, config.model)
-        known = endpoint in self._endpoints
-        self._endpoints.add(endpoint)
-        return not known
 
 
 class RequestBuilder:
@@ -76,15 +53,3 @@ class RequestBuilder:
         if choice == "json_object" or (choice == "auto" and self.refusals.refused(self.config)):
             return None
         return response_format(self.config.ontology, len(batch), mention_bound(batch))
-
-    def fall_back(self) -> bool:
-        """True (and JSON mode from now on) when the run may meet the endpoint's refusal of
-        its schema (`SchemaRefused`) by asking again in JSON mode; says so once per endpoint.
-
-        Only with `auto`: a run that asked for `json_schema` explicitly fails instead.
-        """
-        if self.config.response_format != "auto":
-            return False
-        if self.refusals.add(self.config):
-            log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)
-        return True
