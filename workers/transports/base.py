@@ -10,12 +10,21 @@ the labeler knows nothing of HTTP, rate limits or retries.
 Run-wide parameters (model, temperature, max tokens) are the transport's, given with the
 run's config when it is made: a request carries only what changes from one call to the next.
 
-A deferred transport (OpenAI's Batch API) is meant to sit behind the same values: its
-`submit` would write each request as a JSONL line (`chat.chat_body` for the body,
-`ChatRequest.key` for the `custom_id`) and keep the batch's id; its `collect` would read the
-output lines back by `custom_id` into the same `Completion`s (`chat.read_answer` reads a
-line's `response.body`) or outcomes, so that the cache, the budget and the labeler's
-handling of each answer stay as they are.
+A deferred transport (OpenAI's Batch API, half the price) is meant to sit behind the same
+values, with two steps where `complete` has one:
+
+- `submit(requests) -> handle`: each request a JSONL line (`chat.chat_body` for its body,
+  its `item_ids` for its `custom_id`), at most 50,000 a file and one model; the handle
+  (the batch's id) is kept in Redis with the run, since a worker may die before the answer
+  comes (24 hours at most);
+- `collect(handle) -> {custom_id: Completion | CallFailed}`: once the batch is done, its output
+  lines by `custom_id` (`chat.read_answer` reads a line's `response.body`; an error line, or
+  one left out by an expired batch, is a `CallFailed` for its items).
+
+The labeler's handling of each answer (parsing, halving, results) then stays as it is: the
+items a collected answer leaves go out in the next batch. The budget reserves at submit and
+settles at collect; the shared bucket has no part in it (the provider's batch queue limit
+replaces the rate caps).
 """
 
 from __future__ import annotations
@@ -41,11 +50,6 @@ class ChatRequest:
     prompt_tokens: int
     #: The items it asks about, in order (a local endpoint gets them in a header).
     item_ids: tuple[str, ...]
-
-    @property
-    def key(self) -> str:
-        """A name for the request among a run's (a batch file's `custom_id`)."""
-        return ",".join(self.item_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ How each outcome is met:
   that answers like this would only pay again).
 
 Every attempt the endpoint received counts as a request, in the run's counters and in the
-item's usage (`Completion.spent`, `CallFailed.spent`), so that the items' usage adds up to the
+item's usage (`Completion.requests`, `CallFailed.spent`), so that the items' usage adds up to the
 run's. Usage the endpoint reports is checked: a count that is not a non-negative integer, or
 that no request of this size could use, is replaced by prelabel's own estimate.
 """
