@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(30 * 24 * 3600, ge=60)
     #: The model's context window in tokens: a request that cannot fit (prompt + max_tokens)
     #: is split, and a single sentence that cannot fit fails with that reason. None: what
-    #: the server says (llama.cpp, vLLM, Ollama), else 128,000 (`workers.window`).
+    #: the server says (llama.cpp, vLLM, Ollama), else 128,000 (`workers.transports.window`).
     context_tokens: int | None = Field(None, ge=256)
 
 

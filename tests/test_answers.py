@@ -27,12 +27,12 @@ from prelabel.store import RunStore
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import BROKEN_BODIES, RunningSimulator
 from workers.labeler import COPIED, ShardLabeler
-from workers.llm import CallFailed, ChatCaller, Completion
 from workers.prompts import build_messages
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens, count_tokens
-from workers.window import DEFAULT_CONTEXT_TOKENS, context_window
+from workers.transports import CallFailed, ChatRequest, Completion, RealtimeTransport
+from workers.transports.window import DEFAULT_CONTEXT_TOKENS, context_window
 
 RUN = "answers-test-run"
 LOCAL = "http://127.0.0.1:9/v1"
@@ -69,19 +69,19 @@ def call(
     http: httpx.AsyncClient | None = None,
     **config: Any,
 ) -> Completion:
-    """One ChatCaller call for GOLD[0], as a worker makes it."""
+    """One realtime transport call for GOLD[0], as a worker makes it."""
 
     async def main() -> Completion:
         client = redis.asyncio.Redis.from_url(redis_url)
         llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, http_client=http)
         cfg = RunConfig(run_id=RUN, model=model, base_url=base_url, max_tokens=64, **config)
-        caller = ChatCaller(
+        caller = RealtimeTransport(
             llm, TokenBucket(client, "acct", Caps(None, None)), ResultSink(client, RUN), cfg, 2
         )
         messages = build_messages(unlabeled(GOLD[:1]), cfg.ontology)
         try:
             return await caller.complete(
-                messages, count_message_tokens(messages, model), [GOLD[0].id]
+                ChatRequest(messages, None, count_message_tokens(messages, model), (GOLD[0].id,))
             )
         finally:
             await llm.close()
@@ -106,8 +106,10 @@ def label(
         llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, http_client=http)
         cfg = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, **config)
         store = RunStore(redis.Redis.from_url(redis_url))
+        settings = load_settings(**(env or {}))
         try:
-            labeler = ShardLabeler(load_settings(**(env or {})), cfg, llm, client, store)
+            transport = RealtimeTransport.for_run(llm, client, settings, cfg)
+            labeler = ShardLabeler(settings, cfg, transport, client, store)
             await labeler.label(records)
             raw = await client.hgetall(RunKeys(RUN).results)
             return {k.decode(): ItemResult.model_validate_json(v) for k, v in raw.items()}
@@ -240,7 +242,7 @@ def test_other_models_get_no_reasoning_effort(redis_url: str, redis_client: redi
 def test_a_retried_call_says_so_in_the_log(
     redis_url: str, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="workers.llm")
+    caplog.set_level(logging.WARNING, logger="workers.transports.realtime")
     with simulator(fail_rate=1.0) as sim, pytest.raises(CallFailed, match="failed 2 times"):
         call(redis_url, sim.base_url)
     lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
@@ -309,7 +311,7 @@ def test_an_answer_that_copies_the_worked_example_is_flagged(
 def test_the_context_window_is_learnt_from_the_server(redis_url: str) -> None:
     async def window(base_url: str, model: str, **env: str) -> tuple[int, str]:
         async with AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0) as llm:
-            found = await context_window(llm, load_settings(**env), base_url, model)
+            found = await context_window(llm, base_url, model, load_settings(**env).context_tokens)
             return found.tokens, found.source
 
     with simulator(context_tokens=3000) as sim:

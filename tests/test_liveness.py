@@ -18,9 +18,9 @@ from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from tests.test_llm import ACCOUNT, RUN, ask, simulator
 from workers.lease import shard_lease
-from workers.llm import ChatCaller, PauseLimits, RunStopped
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
+from workers.transports import PauseLimits, RealtimeTransport, RunStopped
 
 #: Long enough that only a hang reaches it.
 HANG = 60.0
@@ -73,7 +73,8 @@ def test_a_dripped_answer_is_abandoned_at_the_call_deadline(
         llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=2)
         config = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, max_tokens=64)
         sink = ResultSink(client, RUN)
-        caller = ChatCaller(llm, TokenBucket(client, ACCOUNT, Caps(None, None)), sink, config, 1)
+        bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
+        caller = RealtimeTransport(llm, bucket, sink, config, 1)
         try:
             with pytest.raises(ItemError, match="no whole answer within 2s"):
                 await ask(caller)
@@ -100,9 +101,9 @@ def test_an_hour_long_retry_after_is_capped_and_a_run_paused_too_long_stops(
         bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
         limits = PauseLimits(longest=0.5, in_all=1.2)
         try:
-            await ask(ChatCaller(llm, bucket, sink, config, 10, limits))  # the minute's one
+            await ask(RealtimeTransport(llm, bucket, sink, config, 10, limits))  # the minute's one
             with pytest.raises(RunStopped, match="paused 2 s in all, over PRELABEL_MAX_PAUSED"):
-                await ask(ChatCaller(llm, bucket, sink, config, 10, limits))
+                await ask(RealtimeTransport(llm, bucket, sink, config, 10, limits))
         finally:
             await llm.close()
             await client.aclose()

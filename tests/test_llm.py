@@ -1,5 +1,6 @@
-"""ChatCaller through the real `openai` client against the simulator over HTTP, with the shared
-bucket on real Redis: 429s pause the fleet, refusals stop the run, 5xx retry, headers resync.
+"""The realtime transport through the real `openai` client against the simulator over HTTP,
+with the shared bucket on real Redis: 429s pause the fleet, refusals stop the run, 5xx retry,
+headers resync.
 A mock transport stands in only for answers the simulator never gives (403, 404, too large)."""
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from prelabel.keys import BucketKeys, RunKeys
 from prelabel.model import Record, RunConfig
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import RunningSimulator
-from workers.llm import ChatCaller, Completion, RunStopped
 from workers.prompts import build_messages
 from workers.ratelimit import Admission, Caps, ProviderLimits, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
+from workers.transports import ChatRequest, Completion, RealtimeTransport, RunStopped
 
 T = TypeVar("T")
 RUN = "llm-test-run"
@@ -81,10 +82,10 @@ class Fleet:
     sink: ResultSink
     config: RunConfig
 
-    def caller(self, max_attempts: int = 3) -> ChatCaller:
+    def caller(self, max_attempts: int = 3) -> RealtimeTransport:
         bucket = SpyBucket(self.redis, ACCOUNT, self.caps)
         bucket.settled, bucket.acquired = [], []
-        return ChatCaller(self.client, bucket, self.sink, self.config, max_attempts)
+        return RealtimeTransport(self.client, bucket, self.sink, self.config, max_attempts)
 
 
 def with_fleet(
@@ -112,10 +113,10 @@ def with_fleet(
     return asyncio.run(main())
 
 
-async def ask(caller: ChatCaller) -> Completion:
+async def ask(caller: RealtimeTransport) -> Completion:
     messages = build_messages([RECORD], caller.config.ontology)
     prompt_tokens = count_message_tokens(messages, caller.config.model)
-    return await caller.complete(messages, prompt_tokens, [RECORD.id])
+    return await caller.complete(ChatRequest(messages, None, prompt_tokens, (RECORD.id,)))
 
 
 def counters(client: redis.Redis) -> dict[str, int]:
@@ -240,7 +241,7 @@ def test_an_answer_without_usage_is_counted_at_the_estimate(
         caller = fleet.caller()
         messages = build_messages([RECORD], caller.config.ontology)
         estimate = count_message_tokens(messages, caller.config.model)
-        return await caller.complete(messages, estimate, [RECORD.id]), estimate
+        return await caller.complete(ChatRequest(messages, None, estimate, (RECORD.id,))), estimate
 
     completion, estimate = with_fleet(
         redis_url, "http://127.0.0.1:9/v1", body, http_client=answering(bare)
@@ -381,7 +382,9 @@ def test_an_empty_answer_to_a_batch_splits_it(redis_url: str, redis_client: redi
         )
         store = RunStore(redis.Redis.from_url(redis_url))
         try:
-            labeler = ShardLabeler(load_settings(), config, llm, client, store)
+            settings = load_settings()
+            transport = RealtimeTransport.for_run(llm, client, settings, config)
+            labeler = ShardLabeler(settings, config, transport, client, store)
             assert await labeler.label(records) == 2
             return [r.decode() for r in await client.hvals(RunKeys(RUN).results)]
         finally:

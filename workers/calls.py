@@ -1,18 +1,17 @@
 """Every LLM call of a run passes here: the answer cache first, then the run's budget,
-then the endpoint (through ChatCaller and the shared bucket)."""
+then the transport (any `Transport`: today the realtime one, through the shared bucket)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
 
 from prelabel.model import ITEM_IDS_HEADER, RunConfig
 from prelabel.settings import is_local_endpoint
 from workers.budget import Budget
 from workers.cache import ResponseCache, request_digest
-from workers.llm import CallFailed, ChatCaller, Completion, request_params
 from workers.results import ResultSink
+from workers.transports import CallFailed, ChatRequest, Completion, Transport, request_params
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,35 +24,29 @@ class Answer:
 
 
 class GuardedCaller:
-    """Cache, then budget, then the endpoint."""
+    """Cache, then budget, then the transport."""
 
     def __init__(
         self,
-        caller: ChatCaller,
+        transport: Transport,
         cache: ResponseCache,
         budget: Budget,
         sink: ResultSink,
         config: RunConfig,
     ) -> None:
-        self.caller = caller
+        self.transport = transport
         self.cache = cache
         self.budget = budget
         self.sink = sink
         self.config = config
         self._local = is_local_endpoint(config.base_url)
 
-    async def complete(
-        self,
-        messages: list[dict[str, str]],
-        prompt_tokens: int,
-        item_ids: list[str],
-        response_format: dict[str, Any] | None = None,
-    ) -> Answer:
-        """An answer to `messages`; raises BudgetReached, ItemError or RunStopped."""
+    async def complete(self, request: ChatRequest) -> Answer:
+        """An answer to `request`; raises BudgetReached, CallFailed or RunStopped."""
         cfg = self.config
         digest = ""
         if self.cache.enabled:
-            digest = self._digest(messages, item_ids, response_format)
+            digest = self._digest(request)
             hit = await self.cache.get(digest)
             if hit is not None:
                 # Nothing was sent: the item's usage charges no request for it.
@@ -61,33 +54,28 @@ class GuardedCaller:
                 # An answer the simulator gave stays a simulated one when it comes from the cache.
                 await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
                 return Answer(completion, digest, cached=True)
-        await self.budget.reserve(prompt_tokens, cfg.max_tokens)
+        await self.budget.reserve(request.prompt_tokens, cfg.max_tokens)
         used_prompt = used_completion = 0
         try:
-            completion = await self.caller.complete(
-                messages, prompt_tokens, item_ids, response_format=response_format
-            )
+            completion = await self.transport.complete(request)
             used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
             raise
         finally:
-            await self.budget.settle(prompt_tokens, cfg.max_tokens, used_prompt, used_completion)
+            await self.budget.settle(
+                request.prompt_tokens, cfg.max_tokens, used_prompt, used_completion
+            )
         return Answer(completion, digest, cached=False)
 
-    def _digest(
-        self,
-        messages: list[dict[str, str]],
-        item_ids: list[str],
-        response_format: dict[str, Any] | None,
-    ) -> str:
+    def _digest(self, request: ChatRequest) -> str:
         """The cache key of a request: everything that shapes its answer."""
         cfg = self.config
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
-        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
-        params = {**request_params(cfg), "response_format": response_format}
-        return request_digest(cfg.base_url, cfg.model, messages, params, headers)
+        headers = {ITEM_IDS_HEADER: json.dumps(list(request.item_ids))} if self._local else None
+        params = {**request_params(cfg), "response_format": request.response_format}
+        return request_digest(cfg.base_url, cfg.model, request.messages, params, headers)
 
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""

@@ -4,7 +4,9 @@ A shard task used to start its own event loop, its own `AsyncOpenAI` client (whi
 CA certificates) and its own Redis connections, and close them all at its end: with a fast
 endpoint that set-up was most of a worker's time. A worker process now keeps one event loop
 and, on it, one async Redis client and one `AsyncOpenAI` client per (endpoint, key), for as
-long as it lives; HTTP and Redis connections are reused from one shard to the next.
+long as it lives; HTTP and Redis connections are reused from one shard to the next. Each
+shard gets its own realtime transport (`transport`) on the process's client for its endpoint,
+and the process's memory of the endpoints that refused `json_schema` (`refusals`).
 
 Celery's prefork pool forks its children from the worker's main process: the context is made
 lazily in the process that uses it (and made again when the process id changes), never
@@ -26,8 +28,11 @@ import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
 from prelabel.connections import async_client_for, connect
+from prelabel.model import RunConfig
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
+from workers.json_mode import SchemaRefusals
+from workers.transports import RealtimeTransport
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class WorkerContext:
         self._runner = asyncio.Runner()
         self._redis: aioredis.Redis | None = None
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+        #: Endpoints that refused `json_schema` in this process: `auto` runs use JSON mode.
+        self.refusals = SchemaRefusals()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` to its end on this process's event loop, in the caller's context.
@@ -74,6 +81,11 @@ class WorkerContext:
                 timeout=self.settings.request_timeout,
             )
         return self._clients[key]
+
+    def transport(self, config: RunConfig, api_key: str) -> RealtimeTransport:
+        """The realtime transport for a shard of `config`'s run, on this process's client."""
+        client = self.client(config.base_url, api_key)
+        return RealtimeTransport.for_run(client, self.redis, self.settings, config)
 
     def close(self) -> None:
         """Close the clients and the loop; tasks the loop still holds are cancelled."""

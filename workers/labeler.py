@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from openai import AsyncOpenAI
 
 from prelabel.errors import ItemError
 from prelabel.keys import RunKeys
@@ -20,23 +19,25 @@ from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
-from workers.llm import (
-    TRUNCATED,
-    CallFailed,
-    ChatCaller,
-    Completion,
-    EmptyAnswer,
-    PauseLimits,
-    RunStopped,
-    truncated_reason,
-)
+from workers.halving import by_halves
+from workers.json_mode import SchemaRefusals
 from workers.parsing import parse_answer, parse_batch_answer
 from workers.prompts import copies_an_example, example_mentions
-from workers.ratelimit import TokenBucket, account_id, caps_for
 from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
-from workers.window import ContextWindow, context_window
+from workers.transports import (
+    TRUNCATED,
+    CallFailed,
+    ChatRequest,
+    Completion,
+    ContextWindow,
+    EmptyAnswer,
+    RunStopped,
+    SchemaRefused,
+    Transport,
+    truncated_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +46,37 @@ COPIED = "copied from the prompt's worked example; not in the sentence"
 
 
 class ShardLabeler:
-    """Labels the uncommitted records of one shard of a run."""
+    """Labels the uncommitted records of one shard of a run, through `transport`.
+
+    `refusals` remembers the endpoints that refused `json_schema` (the worker's context holds
+    one for the process; a labeler on its own starts with none).
+    """
 
     def __init__(
         self,
         settings: Settings,
         config: RunConfig,
-        client: AsyncOpenAI,
+        transport: Transport,
         redis: aioredis.Redis,
         store: RunStore,
+        refusals: SchemaRefusals | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.store = store
         self.sink = ResultSink(redis, config.run_id)
-        api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        self.caps = caps_for(settings, config)
-        bucket = TokenBucket(redis, account_id(config.base_url, config.model, api_key), self.caps)
+        self.transport = transport
         self.caller = GuardedCaller(
-            ChatCaller(
-                client,
-                bucket,
-                self.sink,
-                config,
-                settings.max_attempts,
-                PauseLimits(settings.max_pause, settings.max_paused),
-            ),
+            transport,
             ResponseCache(redis, settings.cache_ttl, enabled=config.cache),
             Budget(redis, config),
             self.sink,
             config,
         )
         self.redis = redis
-        self.requests = RequestBuilder(config, self._selector())
+        self.refusals = refusals if refusals is not None else SchemaRefusals()
+        self.requests = RequestBuilder(config, self._selector(), self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
-        self.client = client
         self._spent: dict[str, Usage] = {}
         self._window: ContextWindow | None = None
         self._stopped: RunStopped | BudgetReached | None = None
@@ -101,11 +98,12 @@ class ShardLabeler:
         async with self._inflight:
             if self._stopped is not None or not await self._running():
                 return 0
-            results = await self._attempt(batch)
+            results = await by_halves(batch, self._attempt)
         return await self.sink.commit(results)
 
-    async def _attempt(self, batch: Sequence[Record]) -> list[ItemResult]:
-        """Results for `batch`; a batch whose answer is partly unusable is split in halves.
+    async def _attempt(self, batch: Sequence[Record]) -> tuple[list[ItemResult], list[Record]]:
+        """Results for what one call settles of `batch`, and the records it leaves, which
+        `by_halves` asks again in smaller batches (a single record is always settled).
 
         What each call spends is shared out over the items it was for, and an item's result
         carries all it took (retries, and the calls of the batches it was split from), so
@@ -113,36 +111,35 @@ class ShardLabeler:
         """
         ontology = self.config.ontology
         messages = self.requests.messages(batch)
-        fmt = self.requests.response_format(batch)
-        prompt_tokens = count_message_tokens(messages, self.config.model)
-        window = await self._context_window()
-        if prompt_tokens + self.config.max_tokens > window.tokens:
+        request = ChatRequest(
+            messages,
+            self.requests.response_format(batch),
+            count_message_tokens(messages, self.config.model),
+            tuple(r.id for r in batch),
+        )
+        too_long = await self._too_long(request)
+        if too_long:
             if len(batch) > 1:
-                return await self._split(batch)
-            reason = (
-                f"too long for the model's context: the request needs {prompt_tokens} prompt "
-                f"tokens + {self.config.max_tokens} for the answer, more than the "
-                f"{window.tokens} of {window.source}"
-            )
-            return [self._failed(batch[0], reason)]
+                return [], list(batch)
+            return [self._failed(batch[0], too_long)], []
         try:
-            reply = await self.caller.complete(
-                messages, prompt_tokens, [r.id for r in batch], response_format=fmt
-            )
+            reply = await self.caller.complete(request)
+        except SchemaRefused as exc:
+            self._charge(batch, exc.spent)
+            if self.refusals.fall_back(self.config):  # the same batch again, in JSON mode
+                return await self._attempt(batch)
+            return [self._failed(r, exc.message) for r in batch], []
         except EmptyAnswer as exc:
             self._charge(batch, exc.spent)
             if len(batch) > 1:  # as for a partly unusable answer: halves, down to one
-                return await self._split(batch)
-            return [self._failed(batch[0], exc.message)]
-        except ItemError as exc:
-            self._charge(batch, exc.spent if isinstance(exc, CallFailed) else Usage())
-            if fmt is not None and self.requests.fall_back(exc.message):
-                log.warning("%s refused json_schema: JSON mode from now on", self.config.base_url)
-                return await self._attempt(batch)
-            return [self._failed(r, exc.message) for r in batch]
+                return [], list(batch)
+            return [self._failed(batch[0], exc.message)], []
+        except CallFailed as exc:
+            self._charge(batch, exc.spent)
+            return [self._failed(r, exc.message) for r in batch], []
         except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
-            return []
+            return [], []
         completion = reply.completion
         if not reply.cached:  # a cached answer was paid for by the run that cached it
             self._charge(batch, _spent(completion))
@@ -184,17 +181,19 @@ class ShardLabeler:
             )
         if results and all(r.status == "labeled" for r in results):
             await self.caller.remember(reply)
-        if retry:
-            results.extend(await self._split(retry))
-        return results
+        return results, retry
 
-    async def _split(self, batch: Sequence[Record]) -> list[ItemResult]:
-        half = max(1, len(batch) // 2)
-        results: list[ItemResult] = []
-        for part in (batch[:half], batch[half:]):
-            if part:
-                results.extend(await self._attempt(part))
-        return results
+    async def _too_long(self, request: ChatRequest) -> str:
+        """Why `request` cannot fit the model's context window ("" when it fits)."""
+        window = await self._context_window()
+        needed = request.prompt_tokens + self.config.max_tokens
+        if needed <= window.tokens:
+            return ""
+        return (
+            f"too long for the model's context: the request needs {request.prompt_tokens} "
+            f"prompt tokens + {self.config.max_tokens} for the answer, more than the "
+            f"{window.tokens} of {window.source}"
+        )
 
     def _charge(self, batch: Sequence[Record], spent: Usage) -> None:
         """Share `spent` out over `batch`: whole numbers, the remainders to the first items."""
@@ -219,9 +218,7 @@ class ShardLabeler:
 
     async def _context_window(self) -> ContextWindow:
         if self._window is None:
-            self._window = await context_window(
-                self.client, self.settings, self.config.base_url, self.config.model
-            )
+            self._window = await self.transport.context_window()
         return self._window
 
     def _selector(self) -> ExampleSelector | None:

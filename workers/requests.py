@@ -6,17 +6,13 @@ the very messages a run will send.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from prelabel.model import Record, RunConfig
 from workers.fewshot import ExampleSelector
+from workers.json_mode import SchemaRefusals
 from workers.prompts import build_messages, response_format
-
-#: Runs whose endpoint refused `json_schema` in this process: they use JSON mode from then on.
-_JSON_MODE_RUNS: set[str] = set()
-_SCHEMA_REFUSAL = re.compile(r"response_format|json_schema|structured output", re.IGNORECASE)
 
 
 def mention_bound(batch: Sequence[Record]) -> int:
@@ -30,9 +26,15 @@ def mention_bound(batch: Sequence[Record]) -> int:
 class RequestBuilder:
     """Messages (system, few-shot examples, records) and `response_format` for a run."""
 
-    def __init__(self, config: RunConfig, selector: ExampleSelector | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        selector: ExampleSelector | None = None,
+        refusals: SchemaRefusals | None = None,
+    ) -> None:
         self.config = config
         self.selector = selector if config.few_shot else None
+        self.refusals = refusals if refusals is not None else SchemaRefusals()
 
     def messages(self, batch: Sequence[Record]) -> list[dict[str, str]]:
         """The chat messages asking for `batch`'s labels."""
@@ -48,19 +50,6 @@ class RequestBuilder:
     def response_format(self, batch: Sequence[Record]) -> dict[str, Any] | None:
         """The strict schema for `batch`'s answers, or None for JSON mode."""
         choice = self.config.response_format
-        if choice == "json_object" or (choice == "auto" and self.config.run_id in _JSON_MODE_RUNS):
+        if choice == "json_object" or (choice == "auto" and self.refusals.refused(self.config)):
             return None
         return response_format(self.config.ontology, len(batch), mention_bound(batch))
-
-    def fall_back(self, error: str) -> bool:
-        """True (and JSON mode from now on) when `error` is the endpoint refusing the schema.
-
-        Only with `auto`: a run that asked for `json_schema` explicitly fails instead. Call it
-        only for a request that was sent with the schema, so that a retry cannot loop.
-        """
-        if self.config.response_format != "auto":
-            return False
-        if "(400)" not in error or not _SCHEMA_REFUSAL.search(error):
-            return False
-        _JSON_MODE_RUNS.add(self.config.run_id)
-        return True

@@ -18,7 +18,6 @@ endpoint's 400.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +25,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
-from prelabel.settings import Settings
+from workers.transports.base import ContextWindow
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +36,16 @@ DEFAULT_CONTEXT_TOKENS = 128_000
 ASK_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class ContextWindow:
-    """A window in tokens, and where it was learnt (for the failure reason of a long item)."""
-
-    tokens: int
-    source: str
-
-
 _known: dict[tuple[str, str], ContextWindow] = {}
 
 
 async def context_window(
-    client: AsyncOpenAI, settings: Settings, base_url: str, model: str
+    client: AsyncOpenAI, base_url: str, model: str, setting: int | None = None
 ) -> ContextWindow:
-    """The window a request to `model` at `base_url` gets (asked once per process)."""
-    if settings.context_tokens is not None:
-        return ContextWindow(settings.context_tokens, "PRELABEL_CONTEXT_TOKENS")
+    """The window a request to `model` at `base_url` gets: `setting` (PRELABEL_CONTEXT_TOKENS)
+    when given, else what the server says (asked once per process)."""
+    if setting is not None:
+        return ContextWindow(setting, "PRELABEL_CONTEXT_TOKENS")
     key = (base_url, model)
     if key not in _known:
         told = await _ask(client, base_url, model)

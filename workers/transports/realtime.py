@@ -1,4 +1,5 @@
-"""One chat completion, through the shared bucket, retried only when retrying can help.
+"""The realtime transport: one chat completion, through the shared bucket, retried only when
+retrying can help.
 
 The `openai` client's own retries are off (`max_retries=0`): every attempt here goes
 through the bucket first, so no retry can bypass the fleet's rate limit.
@@ -18,13 +19,15 @@ How each outcome is met:
 - 5xx, timeouts, dropped connections: retried with exponential backoff and full jitter;
   the timeout bounds the whole call (httpx's bounds each read: a body dripped one byte at a
   time would otherwise hold a call, and its shard, for ever);
+- a 400 about the `json_schema` response format of a request that sent one: `SchemaRefused`
+  (the items fail with the endpoint's message, unless the run falls back to JSON mode);
 - anything else (400, other 4xx): the item fails with the endpoint's message;
 - a 200 whose body is not a chat completion (not JSON, no `choices`, a `message` that is not
   an object): the item fails with what was wrong, once (it is paid for, and retrying a server
   that answers like this would only pay again).
 
 Every attempt the endpoint received counts as a request, in the run's counters and in the
-item's usage (`Completion.spent`, `CallFailed.spent`), so that the items' usage adds up to the
+item's usage (`Completion.requests`, `CallFailed.spent`), so that the items' usage adds up to the
 run's. Usage the endpoint reports is checked: a count that is not a non-negative integer, or
 that no request of this size could use, is replaced by prelabel's own estimate.
 """
@@ -43,6 +46,7 @@ from typing import Any, NoReturn
 
 import httpx
 import openai
+import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 from tenacity import (
     AsyncRetrying,
@@ -52,16 +56,27 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from prelabel.errors import ItemError, RunError
+from prelabel.errors import ItemError
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig, Usage
-from prelabel.settings import is_local_endpoint
-from workers.ratelimit import Admission, ProviderLimits, TokenBucket
+from prelabel.settings import Settings, is_local_endpoint
+from workers.ratelimit import Admission, ProviderLimits, TokenBucket, account_id, caps_for
 from workers.results import ResultSink
+from workers.transports.base import (
+    TRUNCATED,
+    CallFailed,
+    ChatRequest,
+    Completion,
+    ContextWindow,
+    EmptyAnswer,
+    RunStopped,
+    SchemaRefused,
+    truncated_reason,
+)
+from workers.transports.chat import ChatAnswer, chat_body, read_answer
+from workers.transports.window import context_window
 
 log = logging.getLogger(__name__)
 
-#: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
-JSON_MODE: dict[str, Any] = {"type": "json_object"}
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
 #: A prompt the endpoint counts at more than this many times prelabel's estimate is not
 #: believed (the estimate is exact for OpenAI models, and above the truth for others).
@@ -70,22 +85,8 @@ ABSURD_PROMPT = 10
 #: last call in flight ends (so a shard's figures are complete before its last item commits):
 #: one Redis round trip per interval instead of one per call.
 SPEND_EVERY = 0.25
-
-
-class RunStopped(RunError):
-    """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
-
-
-class CallFailed(ItemError):
-    """A call that cannot give an answer for its items, with what it spent on the way."""
-
-    def __init__(self, message: str, spent: Usage | None = None) -> None:
-        super().__init__(message)
-        self.spent = spent or Usage()
-
-
-class EmptyAnswer(CallFailed):
-    """The model answered with no content (a refusal under structured outputs, say)."""
+#: A 400 that names these is about the response format (the endpoint takes no `json_schema`).
+_SCHEMA_REFUSAL = re.compile(r"response_format|json_schema|structured output", re.IGNORECASE)
 
 
 class _RateLimited(Exception):
@@ -102,56 +103,6 @@ class PauseLimits:
 
     longest: float = 60.0
     in_all: float = 15 * 60.0
-
-
-#: `finish_reason` of an answer cut off at `max_tokens`.
-TRUNCATED = "length"
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    content: str
-    prompt_tokens: int
-    completion_tokens: int
-    simulated: bool
-    #: "stop", or "length" when the answer was cut off at max_tokens ("" when not given).
-    finish_reason: str = ""
-    #: Attempts the endpoint received for this answer (retries included); 0 from the cache.
-    requests: int = 1
-
-
-def truncated_reason(max_tokens: int) -> str:
-    """Why an answer cut off at `max_tokens` cannot be read, and what to do."""
-    return (
-        f"answer cut off at max_tokens ({max_tokens}) before its JSON closed: the model ran "
-        "out of room, often by repeating itself; raise --max-tokens or lower --batch-size"
-    )
-
-
-def is_reasoning_model(model: str) -> bool:
-    """OpenAI's reasoning models (o-series, gpt-5 family): they take `max_completion_tokens`,
-    only the default temperature, and `reasoning_effort`."""
-    name = model.rsplit("/", 1)[-1].removeprefix("ft:")
-    return bool(_REASONING.match(name)) and "-chat" not in name
-
-
-_REASONING = re.compile(r"(o[1-9]|gpt-5)(\b|[-.])")
-
-
-def request_params(config: RunConfig) -> dict[str, Any]:
-    """The generation parameters of a run's requests, as the model accepts them.
-
-    Reasoning models refuse `max_tokens` and a non-default `temperature` with a 400: they get
-    `max_completion_tokens` (which bounds reasoning and answer together) and, when the run
-    gives one, `reasoning_effort`. Other models get `max_tokens`, which every
-    OpenAI-compatible server knows, and the run's temperature.
-    """
-    if is_reasoning_model(config.model):
-        params: dict[str, Any] = {"max_completion_tokens": config.max_tokens}
-        if config.reasoning_effort is not None:
-            params["reasoning_effort"] = config.reasoning_effort
-        return params
-    return {"max_tokens": config.max_tokens, "temperature": config.temperature}
 
 
 def _wait(state: RetryCallState) -> float:
@@ -173,8 +124,12 @@ def _retry_after(headers: Any) -> float:
     return 1.0
 
 
-class ChatCaller:
-    """Makes chat completions for one run, under the bucket, counting what they cost."""
+class RealtimeTransport:
+    """Makes chat completions for one run, under the bucket, counting what they cost.
+
+    The labeler sees the `Transport` seam only: the `AsyncOpenAI` client (made and kept by the
+    worker's context) is known here and nowhere else on the way to the endpoint.
+    """
 
     def __init__(
         self,
@@ -184,9 +139,12 @@ class ChatCaller:
         config: RunConfig,
         max_attempts: int,
         pauses: PauseLimits = PauseLimits(),
+        context_tokens: int | None = None,
     ) -> None:
         self.client = client
         self.pauses = pauses
+        #: The context window the settings give (PRELABEL_CONTEXT_TOKENS), else None.
+        self.context_tokens = context_tokens
         self.bucket = bucket
         self.sink = sink
         self.config = config
@@ -203,14 +161,33 @@ class ChatCaller:
         self._spent_at = time.monotonic()
         self._active = 0
 
-    async def complete(
-        self,
-        messages: list[dict[str, str]],
-        prompt_tokens: int,
-        item_ids: list[str],
-        response_format: dict[str, Any] | None = None,
-    ) -> Completion:
-        """The model's answer to `messages`; raises ItemError or RunStopped when it cannot."""
+    @classmethod
+    def for_run(
+        cls, client: AsyncOpenAI, redis: aioredis.Redis, settings: Settings, config: RunConfig
+    ) -> RealtimeTransport:
+        """The transport of one shard of `config`'s run, as the workers' settings shape it:
+        the account's shared bucket, retries, pause limits and context window."""
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        bucket = TokenBucket(
+            redis, account_id(config.base_url, config.model, key), caps_for(settings, config)
+        )
+        return cls(
+            client,
+            bucket,
+            ResultSink(redis, config.run_id),
+            config,
+            settings.max_attempts,
+            PauseLimits(settings.max_pause, settings.max_paused),
+            settings.context_tokens,
+        )
+
+    async def context_window(self) -> ContextWindow:
+        """The setting's window, else what the server says (asked once per process)."""
+        cfg = self.config
+        return await context_window(self.client, cfg.base_url, cfg.model, self.context_tokens)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The model's answer to `request`; raises CallFailed (or a subclass) or RunStopped."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait,
@@ -225,9 +202,7 @@ class ChatCaller:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         self._spend(retries=1)
-                    completion = await self._once(
-                        messages, prompt_tokens, item_ids, response_format or JSON_MODE, sent
-                    )
+                    completion = await self._once(request, sent)
                     return dataclasses.replace(completion, requests=sent["requests"])
         except _RateLimited:
             raise CallFailed(
@@ -271,26 +246,14 @@ class ChatCaller:
         self._spent_at = time.monotonic()
         await self.sink.spend(**unspent)
 
-    async def _once(
-        self,
-        messages: list[dict[str, str]],
-        prompt_tokens: int,
-        item_ids: list[str],
-        response_format: dict[str, Any],
-        sent: Counter[str],
-    ) -> Completion:
+    async def _once(self, request: ChatRequest, sent: Counter[str]) -> Completion:
         cfg = self.config
-        headers = {ITEM_IDS_HEADER: json.dumps(item_ids)} if self._local else None
-        reserved = prompt_tokens + self._undercount + cfg.max_tokens
+        headers = {ITEM_IDS_HEADER: json.dumps(list(request.item_ids))} if self._local else None
+        reserved = request.prompt_tokens + self._undercount + cfg.max_tokens
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
         self._spend(bucket_wait_ms=round(admission.waited * 1000))
-        body = {
-            "model": cfg.model,
-            "messages": messages,
-            **request_params(cfg),
-            "response_format": response_format,
-        }
+        body = chat_body(cfg, request)
         try:
             # `client.post` is the client's own route for requests it has no typed method for
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
@@ -308,22 +271,23 @@ class ChatCaller:
             raise _Transient(f"no whole answer within {self._deadline:g}s") from None
         except openai.APIStatusError as exc:
             self._sent(sent)
-            await self._refused(exc, reserved)
+            await self._refused(exc, reserved, schema=request.response_format is not None)
         except openai.APIConnectionError as exc:  # timeouts included
             if _left(exc):
                 self._sent(sent)  # the endpoint may have served it
             timed_out = isinstance(exc, openai.APITimeoutError)
             raise _Transient("timed out" if timed_out else f"connection failed: {exc}") from None
         self._sent(sent)
-        return await self._read(raw, prompt_tokens, reserved, admission, sent)
+        return await self._read(raw, request.prompt_tokens, reserved, admission, sent)
 
     def _sent(self, sent: Counter[str]) -> None:
         """One more request the endpoint received, in the run's counters and the call's."""
         self._spend(requests=1)
         sent["requests"] += 1
 
-    async def _refused(self, exc: openai.APIStatusError, reserved: int) -> NoReturn:
-        """Raise what an HTTP error status means for the call, the item or the run."""
+    async def _refused(self, exc: openai.APIStatusError, reserved: int, schema: bool) -> NoReturn:
+        """Raise what an HTTP error status means for the call, the item or the run (`schema`:
+        the request asked for a `json_schema` answer)."""
         cfg = self.config
         if isinstance(exc, openai.RateLimitError):
             self._spend(rate_limited=1)
@@ -355,7 +319,10 @@ class ChatCaller:
                 f"model {cfg.model!r} is not served at {cfg.base_url} (404): check --model"
             ) from None
         if isinstance(exc, openai.BadRequestError):
-            raise ItemError(f"the endpoint rejected the request (400): {_message(exc)}") from None
+            message = f"the endpoint rejected the request (400): {_message(exc)}"
+            if schema and _SCHEMA_REFUSAL.search(message):
+                raise SchemaRefused(message) from None
+            raise ItemError(message) from None
         if exc.status_code >= 500:
             raise _Transient(f"HTTP {exc.status_code}") from None
         raise ItemError(f"the endpoint answered HTTP {exc.status_code}: {_message(exc)}") from None
@@ -397,7 +364,7 @@ class ChatCaller:
             answer.content, used_prompt, used_completion, simulated, answer.finish_reason
         )
 
-    def _usage(self, answer: _Answer, prompt_tokens: int) -> tuple[int, int]:
+    def _usage(self, answer: ChatAnswer, prompt_tokens: int) -> tuple[int, int]:
         """The prompt and completion tokens to count: the endpoint's, unless impossible.
 
         A count that is missing, negative or not an integer, a completion longer than
@@ -470,73 +437,13 @@ class ChatCaller:
                 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """What prelabel reads from a chat completion's JSON; `problem` says why it is not one."""
-
-    content: str | None = None
-    refusal: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str = ""
-    problem: str = ""
-
-
-def _answer(response: httpx.Response) -> _Answer:
-    """The first choice's content (or refusal), finish reason and usage, from a body.
-
-    Read with `json` rather than into openai's `ChatCompletion` model: prelabel needs a few
-    fields, and an OpenAI-compatible server may omit any of them. Each field is checked for
-    its type: a body a server or proxy got wrong becomes a `problem`, never an exception.
-    """
+def _answer(response: httpx.Response) -> ChatAnswer:
+    """What a 200's body says (a body that is not JSON is a `problem` too)."""
     try:
         data = response.json()
     except ValueError:
-        return _Answer(problem="a body that is not JSON (a proxy's page?)")
-    if not isinstance(data, dict):
-        return _Answer(problem=f"JSON that is {_kind(data)}, not an object")
-    usage = data.get("usage")
-    prompt = completion = None
-    if isinstance(usage, dict):
-        prompt = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
-    problem = _problem(data)
-    if problem:
-        return _Answer(prompt_tokens=prompt, completion_tokens=completion, problem=problem)
-    choice = data["choices"][0]
-    message = choice["message"]
-    return _Answer(
-        content=_text(message.get("content")),
-        refusal=_text(message.get("refusal")),
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        finish_reason=_text(choice.get("finish_reason")) or "",
-    )
-
-
-def _problem(data: dict[str, Any]) -> str:
-    """What makes `data` not a chat completion ("" when it is one)."""
-    if "choices" not in data:
-        return "an object without choices"
-    choices = data["choices"]
-    if not isinstance(choices, list) or not choices:
-        return f"choices that are {_kind(choices)}, not a list of choices"
-    if not isinstance(choices[0], dict):
-        return f"a choice that is {_kind(choices[0])}, not an object"
-    if not isinstance(choices[0].get("message"), dict):
-        return f"a message that is {_kind(choices[0].get('message'))}, not an object"
-    usage = data.get("usage")
-    if usage is not None and not isinstance(usage, dict):
-        return f"usage that is {_kind(usage)}, not an object"
-    return ""
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, list):
-        return "an empty list" if not value else "a list"
-    if value is None:
-        return "null"
-    return {dict: "an object", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+        return ChatAnswer(problem="a body that is not JSON (a proxy's page?)")
+    return read_answer(data)
 
 
 def _left(exc: openai.APIConnectionError) -> bool:
@@ -551,14 +458,6 @@ def _usage(sent: Counter[str]) -> Usage:
         completion_tokens=sent["completion_tokens"],
         requests=sent["requests"],
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _seconds(timeout: object) -> float | None:

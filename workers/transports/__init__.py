@@ -1,0 +1,44 @@
+"""Transports: how a run's chat requests reach a model, behind one seam (`Transport`).
+
+- `base`: the seam's values (`ChatRequest`, `Completion`, `ContextWindow`), the `Transport`
+  protocol and the outcomes a transport raises (`CallFailed`, `EmptyAnswer`, `SchemaRefused`,
+  `RunStopped`);
+- `chat`: a chat completion's request body and what is read from its answer, shared by any
+  transport of chat completions;
+- `realtime`: `RealtimeTransport`, one HTTP call per request through the account's shared
+  token bucket, with retries, 429 pauses and rate-limit header resync;
+- `window`: the context window a server serves.
+
+The answer cache and the run's budget wrap any transport (`workers.calls`).
+"""
+
+from workers.transports.base import (
+    TRUNCATED,
+    CallFailed,
+    ChatRequest,
+    Completion,
+    ContextWindow,
+    EmptyAnswer,
+    RunStopped,
+    SchemaRefused,
+    Transport,
+    truncated_reason,
+)
+from workers.transports.chat import request_params
+from workers.transports.realtime import PauseLimits, RealtimeTransport
+
+__all__ = [
+    "TRUNCATED",
+    "CallFailed",
+    "ChatRequest",
+    "Completion",
+    "ContextWindow",
+    "EmptyAnswer",
+    "PauseLimits",
+    "RealtimeTransport",
+    "RunStopped",
+    "SchemaRefused",
+    "Transport",
+    "request_params",
+    "truncated_reason",
+]
