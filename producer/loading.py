@@ -1,4 +1,4 @@
-"""Load a dataset's items as `Record`s, from the Hugging Face hub or a local file or folder.
+"""Load a dataset's items as `NerRecord`s, from the Hugging Face hub or a local file or folder.
 
 Every source becomes a `datasets.Dataset` first (the hub and JSONL/CSV/Parquet through
 `datasets.load_dataset`, CoNLL through our own reader and `Dataset.from_dict`), so that one
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,9 @@ from pyarrow import ArrowException
 from pydantic import BaseModel, ConfigDict, Field
 
 from prelabel.errors import DatasetError
-from prelabel.model import Record
-from producer.conll import TagError, decode_lines, read_conll, to_iob2
+from producer.conll import decode_lines, read_conll
+from task_types.ner.bio import TagError, checked_iob2, types_of
+from task_types.ner.model import NerRecord
 
 Format = Literal["auto", "conll", "jsonl", "csv", "parquet"]
 
@@ -57,7 +58,7 @@ class LoadedDataset(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    records: list[Record]
+    records: list[NerRecord]
     entity_tags: tuple[str, ...]
     source: str
     split: str
@@ -129,7 +130,7 @@ def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
     if spec.entity_types is not None:
         entity_tags = spec.entity_types
     else:
-        entity_tags = tuple(sorted(seen | table.declared_types | _types_of(fields.tag_names)))
+        entity_tags = tuple(sorted(seen | table.declared_types | types_of(fields.tag_names)))
     return LoadedDataset(
         records=records,
         entity_tags=entity_tags,
@@ -284,7 +285,7 @@ def _conll_table(path: Path, split: str) -> _Table:
     )
     lines = [s.line for s in sentences]
     # The file declares its types through every sentence, not only the first `limit` ones.
-    declared = _types_of(tag for s in sentences for tag in s.tags)
+    declared = types_of(tag for s in sentences for tag in s.tags)
     return _Table(
         ds=ds,
         origin=str(path),
@@ -464,12 +465,12 @@ def _holds_integers(ds: datasets.Dataset, column: str) -> bool:
 
 def _build_records(
     table: _Table, fields: _Fields, spec: DatasetSpec
-) -> tuple[list[Record], list[tuple[str, str]], set[str]]:
+) -> tuple[list[NerRecord], list[tuple[str, str]], set[str]]:
     """Turn rows into records until `spec.limit` records are made; list the items skipped."""
     allowed = frozenset(spec.entity_types) if spec.entity_types is not None else None
     wanted = [c for c in (fields.id, fields.tokens, fields.text, fields.tags) if c]
     ds = table.ds.select_columns(list(dict.fromkeys(wanted)))
-    records: list[Record] = []
+    records: list[NerRecord] = []
     skipped: list[tuple[str, str]] = []
     seen_types: set[str] = set()
     seen_ids: set[str] = set()
@@ -490,7 +491,7 @@ def _build_records(
                 continue
             seen_ids.add(rid)
             records.append(record)
-            seen_types |= _types_of(record.gold_tags)
+            seen_types |= types_of(record.gold_tags)
             if spec.limit is not None and len(records) >= spec.limit:
                 return records, skipped, seen_types
     return records, skipped, seen_types
@@ -498,7 +499,7 @@ def _build_records(
 
 def _record(
     rid: str, row: dict[str, Any], fields: _Fields, allowed: frozenset[str] | None, table: _Table
-) -> Record:
+) -> NerRecord:
     if fields.tokens is not None:
         tokens = _str_list(row[fields.tokens], "tokens")
         if not any(t.strip() for t in tokens):
@@ -507,7 +508,7 @@ def _record(
             if not token.strip():
                 raise _Skip(f"token {k} is empty or whitespace")
         gold = _gold_tags(row, fields, len(tokens), allowed, table.origin)
-        return Record.from_tokens(rid, tokens, gold)
+        return NerRecord.from_tokens(rid, tokens, gold)
     assert fields.text is not None
     text = row[fields.text]
     if text is None:
@@ -519,7 +520,7 @@ def _record(
     # Keep the original text and the tokens' true offsets in it, so that spans found in the
     # text are spans of the source, not of a re-joined copy.
     spans = word_spans(text)
-    return Record(
+    return NerRecord(
         id=rid,
         tokens=tuple(token for token, _, _ in spans),
         text=text,
@@ -561,7 +562,7 @@ def _gold_tags(
         unit = "tokens" if fields.tokens else "tokens (text split into words and punctuation)"
         raise _Skip(f"{len(tags)} tags for {count} {unit}")
     try:
-        return to_iob2(tags, allowed)
+        return checked_iob2(tags, allowed)
     except TagError as e:
         raise _Skip(str(e)) from None
 
@@ -604,10 +605,3 @@ def _as_list(value: object, what: str) -> list[object]:
     if not isinstance(parsed, list):
         raise _Skip(f"{what} {stripped[:40]!r} is not a list")
     return list(parsed)
-
-
-def _types_of(tags: Sequence[str] | Iterator[str] | None) -> frozenset[str]:
-    """Entity types named by IOB tags; anything that is not `B-X`/`I-X` names none."""
-    if tags is None:
-        return frozenset()
-    return frozenset(t[2:] for t in tags if t[:2] in ("B-", "I-") and len(t) > 2)

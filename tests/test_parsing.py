@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from prelabel.errors import ItemError
-from prelabel.model import Ontology
-from workers import parsing
-from workers.parsing import MAX_ANSWER_CHARS, MAX_MENTIONS, parse_answer, parse_batch_answer
+from task_types.ner import parsing
+from task_types.ner.model import CONLL
+from task_types.ner.parsing import MAX_ANSWER_CHARS, MAX_MENTIONS, parse_answer, parse_batch_answer
 
-CONLL = Ontology()
 EMPTY: dict[str, list[str]] = {
     "PERSON": [],
     "ORGANIZATION": [],
@@ -100,7 +99,7 @@ def test_sloppy_answers_are_repaired(content: str, expected: dict[str, list[str]
     parsed = parse_answer(content, CONLL)
     assert parsed == expected
     # Ontology types first, in ontology order: callers iterate in prompt order.
-    assert list(parsed)[:4] == [t.name for t in CONLL.types]
+    assert list(parsed)[:4] == [t.name for t in CONLL.labels]
 
 
 UNREPAIRABLE = [

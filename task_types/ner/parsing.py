@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from prelabel.errors import ItemError
-from prelabel.model import Ontology
+from task_types.ner.model import Ontology
 
 #: Candidate objects tried per answer; a sane answer needs one or two.
 _MAX_CANDIDATES = 32
@@ -120,7 +120,9 @@ def _unwrap(answer: Mapping[Any, Any], expected: Callable[[str], bool]) -> Mappi
 
 
 def _type_aliases(ontology: Ontology) -> set[str]:
-    return {t.name.casefold() for t in ontology.types} | {t.tag.casefold() for t in ontology.types}
+    return {t.name.casefold() for t in ontology.labels} | {
+        t.tag.casefold() for t in ontology.labels
+    }
 
 
 def _extract_list(content: str) -> list[Any] | None:
@@ -201,12 +203,12 @@ def _decode(text: str) -> object:
 
 
 def _mentions_by_type(answer: Mapping[Any, Any], ontology: Ontology) -> dict[str, list[str]]:
-    names = {t.name: t.name for t in ontology.types}
+    names = {t.name: t.name for t in ontology.labels}
     # Models echo names in other casings, or the dataset's tags (PER for PERSON).
-    aliases = {t.name.casefold(): t.name for t in ontology.types}
-    for t in ontology.types:
+    aliases = {t.name.casefold(): t.name for t in ontology.labels}
+    for t in ontology.labels:
         aliases.setdefault(t.tag.casefold(), t.name)
-    mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
+    mentions: dict[str, list[str]] = {t.name: [] for t in ontology.labels}
     total = 0
     for key, value in answer.items():
         given = str(key).strip()

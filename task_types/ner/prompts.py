@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
-from prelabel.model import PROMPT_VERSION, Ontology, Record
-from workers.fewshot import Example
+from task_types.base import Example
+from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
 
 #: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
 #: ontology with its descriptions, `{format}` is the answer format (and, without few-shot
@@ -101,7 +101,7 @@ def check_template(template: str, where: str) -> None:
 
 
 def build_messages(
-    records: Sequence[Record],
+    records: Sequence[NerRecord],
     ontology: Ontology,
     *,
     examples: Sequence[Example] = (),
@@ -126,7 +126,7 @@ def build_messages(
 
 def built_in_examples(ontology: Ontology) -> list[Example]:
     """The built-in worked example, for an ontology with its types' names; else none."""
-    names = {t.name for t in ontology.types}
+    names = {t.name for t in ontology.labels}
     return [BUILT_IN_EXAMPLE] if names >= BUILT_IN_EXAMPLE.mentions.keys() else []
 
 
@@ -186,7 +186,7 @@ def answer_json(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> st
 
 
 def _ordered(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> dict[str, list[str]]:
-    return {t.name: list(mentions.get(t.name, ())) for t in ontology.types}
+    return {t.name: list(mentions.get(t.name, ())) for t in ontology.labels}
 
 
 @lru_cache(maxsize=64)
@@ -198,7 +198,7 @@ def system_prompt(
     `example=True` (no example turns follow) shows the answer's shape in it.
     """
     types = "\n".join(
-        f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.types
+        f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.labels
     )
     where = "each numbered sentence" if batched else "the sentence"
     one = "an object mapping every type to its list of mentions ([] if none)"
@@ -239,7 +239,7 @@ def response_format(
 
 
 def _sentence_schema(ontology: Ontology, max_mentions: int | None) -> dict[str, Any]:
-    names = [t.name for t in ontology.types]
+    names = [t.name for t in ontology.labels]
     mentions: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
     if max_mentions is not None:
         mentions["maxItems"] = max_mentions
@@ -253,9 +253,9 @@ def _sentence_schema(ontology: Ontology, max_mentions: int | None) -> dict[str, 
 
 def _shape(ontology: Ontology, *, batched: bool) -> str:
     # An ontology without example turns: a sentence about people and places would mislead.
-    shape: dict[str, list[str]] = {t.name: [] for t in ontology.types}
-    if ontology.types:
-        shape[ontology.types[0].name] = ["<mention as written>", "<next mention>"]
+    shape: dict[str, list[str]] = {t.name: [] for t in ontology.labels}
+    if ontology.labels:
+        shape[ontology.labels[0].name] = ["<mention as written>", "<next mention>"]
     return "Answer shape: " + _dumps({"1": shape} if batched else shape)
 
 
