@@ -15,8 +15,7 @@ from prelabel.errors import ConfigError
 from prelabel.labels import restrict
 from prelabel.model import DEFAULT_TASK, LabelSet
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
-from task_types import Example
-from task_types.ner.prompts import PromptTemplate, load_template
+from task_types import Example, PromptTemplate
 from workers.fewshot import MAX_EXAMPLES, STRATEGIES
 
 ResponseFormatChoice = Literal["auto", "json_schema", "json_object"]
@@ -78,7 +77,7 @@ def resolve_labeling(
             labels = restrict(labels, spec.entity_types, str(options.ontology_file))
     else:
         labels = task.labels_from_tags(dataset.entity_tags)
-    template = load_template(options.prompt_file) if options.prompt_file is not None else None
+    template = task.read_template(options.prompt_file) if options.prompt_file else None
     pool: list[Example] = []
     source = ""
     if options.few_shot:

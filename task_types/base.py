@@ -27,6 +27,14 @@ class Example:
     mentions: Mapping[str, Sequence[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A user's system-prompt template and the prompt version recorded with its predictions."""
+
+    system: str
+    version: str
+
+
 @runtime_checkable
 class Labeling(Protocol):
     """What the producer, the workers and the simulator need from a task type."""
@@ -64,10 +72,14 @@ class Labeling(Protocol):
         """A user's label-set file; ConfigError naming the file and the fix."""
         ...
 
+    def read_template(self, path: Path) -> PromptTemplate:
+        """A user's system-prompt file (`--prompt-file`); ConfigError when unusable."""
+        ...
+
     def messages(
         self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
     ) -> list[dict[str, str]]:
-        """The chat messages asking for `batch`'s labels."""
+        """The chat messages asking for `batch`'s labels (with `config.system_template`)."""
         ...
 
     def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:

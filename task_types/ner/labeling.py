@@ -8,7 +8,7 @@ from typing import Any
 
 from prelabel.errors import ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
-from task_types.base import Answer, Example, LabelingDefaults
+from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate
 from task_types.ner import alignment, gold, guess, ontology, parsing, prompts
 from task_types.ner.model import CONLL, PROMPT_VERSION, NerRecord, NerResult, Unaligned, from_tags
 
@@ -30,6 +30,9 @@ class NerLabeling(LabelingDefaults):
 
     def read_labels(self, path: Path) -> LabelSet:
         return ontology.load_ontology(path)
+
+    def read_template(self, path: Path) -> PromptTemplate:
+        return prompts.load_template(path)
 
     def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
         return from_tags(tags)

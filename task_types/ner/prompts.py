@@ -20,13 +20,12 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
-from task_types.base import Example
+from task_types.base import Example, PromptTemplate
 from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
 
 #: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
@@ -51,14 +50,6 @@ BUILT_IN_EXAMPLE = Example(
     "Smith flew from Paris to Berlin and back to Paris .",
     {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]},
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PromptTemplate:
-    """A user's system-prompt template and the prompt version recorded with its predictions."""
-
-    system: str
-    version: str
 
 
 def load_template(path: Path) -> PromptTemplate:
