@@ -157,7 +157,7 @@ def kili_tags(
 
 
 def _tokenised(item_id: str, text: str) -> NerRecord:
-    from producer.loading import word_spans
+    from task_types.ner.rows import word_spans
 
     spans = word_spans(text)
     return NerRecord(

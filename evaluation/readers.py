@@ -229,7 +229,8 @@ def load_gold(spec: str, split: str) -> list[NerRecord]:
     """Gold records from a dataset, in any form `prelabel run --dataset` accepts."""
     from producer.loading import DatasetSpec, load_dataset_records
 
-    records = load_dataset_records(DatasetSpec(source=spec, split=split)).records
+    loaded = load_dataset_records(DatasetSpec(source=spec, split=split)).records
+    records = [r for r in loaded if isinstance(r, NerRecord)]
     if not any(r.gold_tags is not None for r in records):
         raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
     return records

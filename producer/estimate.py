@@ -85,7 +85,7 @@ def estimate_run(
     Needs neither Redis nor the endpoint: an estimate can be made anywhere.
     """
     options = labeling or LabelingOptions()
-    dataset, _ = default_types(load_dataset_records(spec), options)
+    dataset, _ = default_types(load_dataset_records(spec, options.task), options)
     resolved = resolve_labeling(dataset, spec, options)
     price = price_for(model)
     config = RunConfig(

@@ -89,7 +89,7 @@ def resolve_labeling(
                 f"use one of {', '.join(STRATEGIES)}"
             )
         pool_spec = _pool_spec(spec, options)
-        loaded = load_dataset_records(pool_spec)
+        loaded = load_dataset_records(pool_spec, task.name)
         pool = task.examples(loaded.records, labels)
         source = loaded.source
         if not pool:

@@ -27,6 +27,26 @@ class Example:
     mentions: Mapping[str, Sequence[str]]
 
 
+class SkipItem(Exception):
+    """A dataset row that cannot be used; the message is the reason the load lists it with."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowFields:
+    """Which columns of a dataset's rows hold what (None: the table has no such column)."""
+
+    #: The item as a list of tokens (wins over `text` when a table has both).
+    tokens: str | None
+    text: str | None
+    #: The gold labels, as strings or as integer ids into `tag_names`.
+    tags: str | None
+    tag_names: tuple[str, ...] | None = None
+    #: The label tags the gold may use (None: any).
+    allowed: frozenset[str] | None = None
+    #: Where the rows come from, for messages.
+    origin: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class PromptTemplate:
     """A user's system-prompt template and the prompt version recorded with its predictions."""
@@ -66,6 +86,19 @@ class Labeling(Protocol):
 
     def labels(self, config: RunConfig) -> LabelSet:
         """The run's label set: its own, else the default."""
+        ...
+
+    def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
+        """The record (with its gold, when the row has any) of a dataset row; `SkipItem` when
+        the row cannot be used, DatasetError when no row of the table can."""
+        ...
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        """The label tags that gold values name (NER: `B-PER` names `PER`)."""
+        ...
+
+    def gold_tags(self, record: Record) -> frozenset[str]:
+        """The label tags `record`'s gold uses."""
         ...
 
     def read_labels(self, path: Path) -> LabelSet:

@@ -19,9 +19,9 @@ from producer.loading import (
     LoadedDataset,
     _hub_table,
     load_dataset_records,
-    word_spans,
 )
 from task_types.ner.bio import TagError, checked_iob2
+from task_types.ner.rows import word_spans
 from tests.conftest import SAMPLE_CONLL
 
 EU = ["EU", "rejects", "German", "call"]

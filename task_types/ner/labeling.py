@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
-from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate
-from task_types.ner import alignment, gold, guess, ontology, parsing, prompts
+from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
+from task_types.ner import alignment, bio, gold, guess, ontology, parsing, prompts, rows
 from task_types.ner.model import CONLL, PROMPT_VERSION, NerRecord, NerResult, Unaligned, from_tags
 
 #: The reason of an unplaced mention that the prompt's worked example holds.
@@ -27,6 +27,16 @@ class NerLabeling(LabelingDefaults):
     result_model = NerResult
     counters = ("unaligned",)
     default_labels: LabelSet = CONLL
+
+    def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
+        return rows.record_from_row(id, row, fields)
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        return bio.types_of(values)
+
+    def gold_tags(self, record: Record) -> frozenset[str]:
+        assert isinstance(record, NerRecord)
+        return bio.types_of(record.gold_tags)
 
     def read_labels(self, path: Path) -> LabelSet:
         return ontology.load_ontology(path)
