@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from prelabel.errors import ConfigError, ItemError
-from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from prelabel.labels import read_label_set
+from prelabel.model import ItemResult, Label, LabelSet, Record, RunConfig, Usage
 
 #: One item's answer as the task type read it (NER: mentions per type name).
 Answer = Any
@@ -148,13 +149,23 @@ class Labeling(Protocol):
 
 
 class LabelingDefaults:
-    """What most task types share: the label set and no counters of their own."""
+    """What most task types share: no counters of their own, and a label set whose tags are
+    the dataset's label names, read from a `[[labels]]` file."""
 
     default_labels: LabelSet = LabelSet()
     counters: tuple[str, ...] = ()
 
     def labels(self, config: RunConfig) -> LabelSet:
         return config.labels if config.labels.labels else self.default_labels
+
+    def read_labels(self, path: Path) -> LabelSet:
+        return read_label_set(path, flag="--labels", key="labels", noun="labels")
+
+    def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
+        return LabelSet(labels=tuple(Label(name=tag, tag=tag) for tag in tags))
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        return frozenset(values or ())
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from typing import Any
 
 from prelabel.errors import ConfigError
 from task_types.base import Example, PromptTemplate
+from task_types.messages import numbered, user_content
 from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
 
 #: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
@@ -141,16 +142,6 @@ def example_mentions(ontology: Ontology) -> set[tuple[str, str]]:
     }
 
 
-def user_content(texts: Sequence[str]) -> str:
-    """The user message: one text as it is, or one numbered line per text."""
-    return texts[0] if len(texts) == 1 else _numbered(texts)
-
-
-def _numbered(texts: Sequence[str]) -> str:
-    # A line break inside a text would break the one-line-per-sentence contract.
-    return "\n".join(f"{i}: {' '.join(text.splitlines())}" for i, text in enumerate(texts, 1))
-
-
 def example_messages(
     examples: Sequence[Example], ontology: Ontology, *, batched: bool
 ) -> list[dict[str, str]]:
@@ -166,7 +157,7 @@ def example_messages(
     answers = {str(i): _ordered(e.mentions, ontology) for i, e in enumerate(examples, 1)}
     # A batch of one example still goes out numbered: the model must see the batched shape.
     return [
-        {"role": "user", "content": _numbered([e.text for e in examples])},
+        {"role": "user", "content": numbered([e.text for e in examples])},
         {"role": "assistant", "content": _dumps(answers)},
     ]
 
