@@ -159,7 +159,7 @@ class LabelingDefaults:
         return config.labels if config.labels.labels else self.default_labels
 
     def read_labels(self, path: Path) -> LabelSet:
-        return read_label_set(path, flag="--labels", key="labels", noun="labels")
+        return read_label_set(path, flag="--ontology", key="labels", noun="labels")
 
     def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
         return LabelSet(labels=tuple(Label(name=tag, tag=tag) for tag in tags))
