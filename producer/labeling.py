@@ -23,7 +23,8 @@ ResponseFormatChoice = Literal["auto", "json_schema", "json_object"]
 
 @dataclass(frozen=True)
 class LabelingOptions:
-    """What the user chose: `--ontology`, `--prompt-file`, `--few-shot*`, `--response-format`."""
+    """What the user chose: `--ontology`, `--prompt-file`, `--few-shot*`, `--response-format`,
+    and the task type."""
 
     ontology_file: Path | None = None
     prompt_file: Path | None = None
@@ -54,8 +55,9 @@ class Labeling:
 
 
 def default_types(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
-    """The dataset, with CoNLL's four types when nothing names any (text without gold, no
-    --entity-types, no --ontology), and a note saying so ("" when nothing changed)."""
+    """The dataset, with the task type's default labels (NER: CoNLL's four types) when nothing
+    names any (text without gold, no --entity-types, no --ontology), and a note saying so
+    ("" when nothing changed)."""
     if dataset.entity_tags or options.ontology_file is not None:
         return dataset, ""
     tags = tuple(t.tag for t in task_types.get(options.task).default_labels.labels)
