@@ -7,9 +7,9 @@ and come back validated.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
 DEFAULT_TASK = "ner"
@@ -124,6 +124,17 @@ class RunConfig(Frozen):
     #: USD per million prompt and completion tokens, resolved when the run is created.
     price_input: float | None = None
     price_output: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_ontology(cls, data: Any) -> Any:
+        """A run.json written before task types held its label set as `ontology`:
+        `{"types": [...]}` (a run folder outlives the version that wrote it)."""
+        if isinstance(data, dict) and "ontology" in data and "labels" not in data:
+            data = dict(data)
+            old = data.pop("ontology")
+            data["labels"] = {"labels": old.get("types", ())} if isinstance(old, dict) else old
+        return data
 
 
 #: Header on every simulator response, so reports can say the answers were not a model's.

@@ -147,3 +147,11 @@ def test_a_task_type_that_is_mostly_a_json_schema_is_a_few_dozen_lines() -> None
     )
     assert isinstance(first, TopicResult) and first.topic == "sport"
     assert second == "topic 'weather' is not a label"
+
+
+def test_a_run_config_written_before_task_types_still_reads() -> None:
+    config = RunConfig(run_id="r", model="m", base_url="b", labels=CONLL)
+    old = config.model_dump(mode="json")
+    old["ontology"] = {"types": old.pop("labels")["labels"]}
+    del old["task"]
+    assert RunConfig.model_validate_json(json.dumps(old)) == config
