@@ -37,20 +37,21 @@ from common import CONLL, console, fleet, flush, logs_dir, table, write_results
 
 from evaluation.metrics import entity_scores, token_scores
 from prelabel import launch
-from prelabel.model import Ontology, Record
 from producer.loading import DatasetSpec, load_dataset_records
-from simulator.oracle import Oracle, bio_spans
-from workers.alignment import align
-from workers.parsing import parse_answer
+from simulator.oracle import Oracle
+from task_types.ner.alignment import align
+from task_types.ner.bio import mention_spans
+from task_types.ner.model import NerRecord, Ontology, from_tags
+from task_types.ner.parsing import parse_answer
 
 Span = tuple[str, int, int]
 
 
-def gold_spans(record: Record) -> list[Span]:
+def gold_spans(record: NerRecord) -> list[Span]:
     """The record's gold entities as `(tag, start char, end char)`."""
     return [
         (kind, record.offsets[b][0], record.offsets[e - 1][1])
-        for kind, b, e in bio_spans(record.gold_tags or ())
+        for kind, b, e in mention_spans(record.gold_tags or ())
     ]
 
 
@@ -72,7 +73,7 @@ def off_gold(gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]) -> 
     return sum(sum((Counter(p) - Counter(g)).values()) for g, p in zip(gold, pred, strict=True))
 
 
-def in_process(records: list[Record], ontology: Ontology) -> dict[str, Any]:
+def in_process(records: list[NerRecord], ontology: Ontology) -> dict[str, Any]:
     oracle = Oracle(records, ontology)
     gold_tags = [list(r.gold_tags or ()) for r in records]
     gold = [gold_spans(r) for r in records]
@@ -176,7 +177,7 @@ def main() -> None:
     if not test_file.exists():
         raise SystemExit(f"CoNLL-2003 test split not found at {test_file}")
     dataset = load_dataset_records(DatasetSpec(source=str(test_file), limit=args.limit))
-    ontology = Ontology.from_tags(dataset.entity_tags)
+    ontology = from_tags(dataset.entity_tags)
     started = time.monotonic()
     result = in_process(dataset.records, ontology)
     result["seconds"] = time.monotonic() - started

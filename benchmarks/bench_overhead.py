@@ -53,8 +53,9 @@ from common import (
     write_results,
 )
 
-from prelabel.model import ITEM_IDS_HEADER, Record, RunConfig
+from prelabel.model import ITEM_IDS_HEADER, RunConfig
 from prelabel.settings import load_settings
+from task_types.ner.model import NerRecord
 from workers.requests import RequestBuilder
 
 MAX_TOKENS = 128
@@ -74,7 +75,7 @@ class Round:
 
 
 def run_prelabel(
-    running: Fleet, items: list[Record], base_url: str, sim_pid: int, shard_size: int = 50
+    running: Fleet, items: list[NerRecord], base_url: str, sim_pid: int, shard_size: int = 50
 ) -> Round:
     """One run through the (already warm) fleet, timed from enqueue to the last commit."""
     store = running.store()
@@ -105,7 +106,7 @@ def run_prelabel(
 
 def profile_prelabel(
     running: Fleet,
-    items: list[Record],
+    items: list[NerRecord],
     base_url: str,
     sim_pid: int,
     spy: str,
@@ -187,7 +188,7 @@ def _bare_process(
 
 
 def run_bare(
-    items: list[Record], base_url: str, inflight: int, sim_pid: int, post: bool = False
+    items: list[NerRecord], base_url: str, inflight: int, sim_pid: int, post: bool = False
 ) -> Round:
     """Items/s of two processes, each a bare AsyncOpenAI loop over half of the requests, with
     `chat.completions.create` (or, with `post`, with `client.post` as prelabel calls)."""

@@ -33,16 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 from prelabel.keys import RunKeys  # noqa: E402
 from prelabel.launch import free_port  # noqa: E402
-from prelabel.model import Entity, ItemResult, Ontology, Record, RunConfig, Usage  # noqa: E402
+from prelabel.model import RunConfig, Usage  # noqa: E402
 from prelabel.settings import load_settings  # noqa: E402
 from prelabel.store import RunStore  # noqa: E402
 from producer.runs import new_run_id, start_run  # noqa: E402
+from task_types.ner.model import CONLL as CONLL_LABELS  # noqa: E402
+from task_types.ner.model import Entity, NerRecord, NerResult  # noqa: E402
 
 CONLL = ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
 SAMPLE = ROOT / "producer" / "samples" / "sample.conll"
 
 
-def records(n: int) -> list[Record]:
+def records(n: int) -> list[NerRecord]:
     """n records cycled from CoNLL-2003 train (or the shipped sample), with unique ids."""
     from producer import DatasetSpec, load_dataset_records
 
@@ -57,7 +59,7 @@ def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def result_for(record: Record) -> ItemResult:
+def result_for(record: NerRecord) -> NerResult:
     """What a worker commits for an item: its gold entities as predictions."""
     spans = []
     tags = record.gold_tags or ("O",) * len(record.tokens)
@@ -68,7 +70,7 @@ def result_for(record: Record) -> ItemResult:
                 j += 1
             start, end = record.offsets[i][0], record.offsets[j - 1][1]
             spans.append(Entity(type=tag[2:], start=start, end=end, text=record.text[start:end]))
-    return ItemResult(
+    return NerResult(
         id=record.id,
         status="labeled",
         entities=tuple(spans),
@@ -101,7 +103,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], redis.Redis, str]:
 
 
 def measure(
-    client: redis.Redis, url: str, items: list[Record], shard_size: int
+    client: redis.Redis, url: str, items: list[NerRecord], shard_size: int
 ) -> dict[str, int | float]:
     settings = load_settings(REDIS_URL=url, queue="prelabel-bench")
     shards = -(-len(items) // shard_size)
@@ -110,7 +112,7 @@ def measure(
         model="gpt-4o-mini",
         base_url="https://api.openai.com/v1",
         shard_size=shard_size,
-        ontology=Ontology(),
+        labels=CONLL_LABELS,
         dataset="bench",
         split="train",
         total=len(items),
@@ -133,7 +135,7 @@ def measure(
     for n, record in enumerate(items, 1):
         script(
             keys=[keys.results, keys.counters],
-            args=[record.id, result_for(record).model_dump_json(), "labeled", 0],
+            args=[record.id, result_for(record).model_dump_json(), "labeled", "{}"],
             client=pipe,
         )
         if n % 1000 == 0:

@@ -36,13 +36,15 @@ from common import CONLL, console, table, write_results
 
 from evaluation.metrics import entity_scores
 from prelabel.errors import ItemError
-from prelabel.model import Ontology, Record, RunConfig
-from producer.estimate import guessed_answer
+from prelabel.model import RunConfig
 from producer.loading import DatasetSpec, load_dataset_records
 from simulator.oracle import Oracle
-from workers.alignment import align
-from workers.fewshot import ExampleSelector, examples_from_records, make_selector
-from workers.parsing import parse_answer, parse_batch_answer
+from task_types.ner.alignment import align
+from task_types.ner.gold import examples_from_records
+from task_types.ner.guess import guessed_answer
+from task_types.ner.model import NerRecord, Ontology, from_tags
+from task_types.ner.parsing import parse_answer, parse_batch_answer
+from workers.fewshot import ExampleSelector, make_selector
 from workers.requests import RequestBuilder
 from workers.tokens import count_message_tokens, count_tokens
 
@@ -68,7 +70,7 @@ class Row:
     over_max_tokens: int = 0
 
 
-def batches(records: Sequence[Record], size: int) -> list[list[Record]]:
+def batches(records: Sequence[NerRecord], size: int) -> list[list[NerRecord]]:
     """Shards of 50, then batches within each shard: as a run cuts its work."""
     out = []
     for start in range(0, len(records), SHARD):
@@ -84,7 +86,7 @@ class Labeler:
         self.builder, self.oracle, self.ontology = builder, oracle, ontology
         self.requests = self.prompt = self.completion = self.failed = self.over = 0
 
-    def label(self, batch: Sequence[Record]) -> dict[str, list[str]]:
+    def label(self, batch: Sequence[NerRecord]) -> dict[str, list[str]]:
         messages = self.builder.messages(batch)
         content = self.oracle.respond(messages, [r.id for r in batch]).content
         self.requests += 1
@@ -121,7 +123,7 @@ class Labeler:
 
 
 def prelabel_row(
-    records: list[Record],
+    records: list[NerRecord],
     ontology: Ontology,
     oracles: tuple[Oracle, Oracle],
     selector: ExampleSelector | None,
@@ -137,7 +139,7 @@ def prelabel_row(
         shard_size=SHARD,
         few_shot=shots,
         few_shot_strategy=strategy,
-        ontology=ontology,
+        labels=ontology,
     )
     builder = RequestBuilder(config, selector)
     name = f"prelabel, batch {size}" + (f" + {shots} {strategy}" if shots else "")
@@ -163,7 +165,9 @@ def prelabel_row(
     return row
 
 
-def seed_row(records: list[Record], oracles: tuple[Oracle, Oracle], prompt: str, name: str) -> Row:
+def seed_row(
+    records: list[NerRecord], oracles: tuple[Oracle, Oracle], prompt: str, name: str
+) -> Row:
     import json
 
     row = Row(name)
@@ -194,7 +198,7 @@ def main() -> None:
     test = load_dataset_records(DatasetSpec(source=str(CONLL), split="test", limit=args.limit))
     train = load_dataset_records(DatasetSpec(source=str(CONLL), split="train"))
     records = test.records
-    ontology = Ontology.from_tags(test.entity_tags)
+    ontology = from_tags(test.entity_tags)
     pool = examples_from_records(train.records, ontology)
     oracles = (Oracle(records, ontology), Oracle(records, ontology, noise=NOISE, seed=0))
     selectors = {name: make_selector(name, pool) for name in ("similar", "random")}

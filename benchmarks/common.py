@@ -30,10 +30,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from prelabel import launch  # noqa: E402
-from prelabel.model import Ontology, Record, RunConfig  # noqa: E402
+from prelabel.model import RunConfig  # noqa: E402
 from prelabel.settings import Settings, load_settings  # noqa: E402
 from prelabel.store import RunStore  # noqa: E402
 from producer.runs import new_run_id, start_run  # noqa: E402
+from task_types.ner.model import NerRecord, from_tags  # noqa: E402
 
 REDIS_URL = os.environ.get("PRELABEL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 CONLL = ROOT.parent / "shared" / "data" / "conll2003"
@@ -50,7 +51,7 @@ def gold_source() -> tuple[Path, str]:
     return (train, "train") if train.exists() else (SAMPLE, "test")
 
 
-def records(n: int) -> list[Record]:
+def records(n: int) -> list[NerRecord]:
     """n records cycled from the gold data, with unique ids."""
     from producer import DatasetSpec, load_dataset_records
 
@@ -164,7 +165,7 @@ def wait_ready(settings: Settings, workers: int, timeout: float = 90) -> None:
 
 def new_run(
     settings: Settings,
-    items: list[Record],
+    items: list[NerRecord],
     base_url: str,
     *,
     rpm: int | None = None,
@@ -181,7 +182,7 @@ def new_run(
         tpm=tpm,
         max_tokens=max_tokens,
         shard_size=shard_size,
-        ontology=Ontology.from_tags(["PER", "ORG", "LOC", "MISC"]),
+        labels=from_tags(["PER", "ORG", "LOC", "MISC"]),
         dataset="bench",
         split="train",
         total=len(items),

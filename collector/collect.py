@@ -17,8 +17,9 @@ from prelabel.files import write_atomic
 if TYPE_CHECKING:
     from collector.exports import PredictionRow
     from evaluation import Evaluation, Item
-    from prelabel.model import ItemResult, RunConfig
+    from prelabel.model import RunConfig
     from prelabel.store import RunStore
+    from task_types.ner.model import NerResult
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,14 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     """
     from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
     from evaluation import RunFigures, evaluate_items
+    from task_types.ner.model import NerRecord, NerResult
 
     config = store.config(run_id)
-    results = store.results(run_id)
+    results = store.results(run_id, NerResult)
     counters = store.counters(run_id)
     rows: list[PredictionRow] = []
     missing = 0
-    for record in store.records(run_id):
+    for record in store.records(run_id, NerRecord):
         result = results.get(record.id)
         if result is None:
             missing += 1
@@ -125,10 +127,10 @@ def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
     return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))
 
 
-def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:
-    from prelabel.model import ItemResult
+def _not_labeled(item_id: str, config: RunConfig) -> NerResult:
+    from task_types.ner.model import NerResult
 
-    return ItemResult(
+    return NerResult(
         id=item_id,
         status="failed",
         error="not labeled: the run stopped before this item was done",

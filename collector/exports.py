@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from prelabel.errors import DatasetError, RunError
 from prelabel.files import write_atomic
-from prelabel.model import Entity, ItemResult, ItemStatus, Record, Unaligned, Usage
+from prelabel.model import ItemStatus, Usage
+from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -50,7 +51,7 @@ class PredictionRow(BaseModel):
         return self
 
     @classmethod
-    def from_result(cls, record: Record, result: ItemResult) -> PredictionRow:
+    def from_result(cls, record: NerRecord, result: NerResult) -> PredictionRow:
         """Join an item's record (text, tokens, gold) with the worker's result for it."""
         if record.id != result.id:
             raise RunError(f"result for item {result.id!r} was paired with record {record.id!r}")

@@ -34,7 +34,8 @@ from collector.exports import PredictionRow
 from collector.offsets import OffsetMap, OffsetUnit, check_entities, span_matches
 from prelabel.errors import ConfigError, DatasetError
 from prelabel.files import readable_mode, write_atomic
-from prelabel.model import Entity, Ontology, RunConfig
+from prelabel.model import RunConfig
+from task_types.ner.model import Entity, Ontology
 
 #: The NER job of the Kili projects prelabel creates.
 KILI_JOB = "NAMED_ENTITIES_RECOGNITION_JOB"
@@ -78,7 +79,7 @@ def kili_json_interface(ontology: Ontology, job: str = KILI_JOB) -> dict[str, An
     """A Kili json_interface with one NER job whose categories are the ontology's tags."""
     categories = {
         t.tag: {"name": t.name, "children": [], "color": PALETTE[i % len(PALETTE)]}
-        for i, t in enumerate(ontology.types)
+        for i, t in enumerate(ontology.labels)
     }
     return {
         "jobs": {
@@ -177,7 +178,7 @@ def write_kili(
     predictions = out_dir / "kili_predictions.jsonl"
     interface = out_dir / "kili_interface.json"
     write_atomic(predictions, kili_prediction_lines(rows, kili_model_name(config), unit=unit))
-    write_atomic(interface, json.dumps(kili_json_interface(config.ontology), indent=2) + "\n")
+    write_atomic(interface, json.dumps(kili_json_interface(config.labels), indent=2) + "\n")
     return predictions, interface
 
 
@@ -188,7 +189,7 @@ def label_studio_config(ontology: Ontology) -> str:
     """A Label Studio labeling config: one Labels control over one Text object."""
     labels = "\n".join(
         f"    <Label value={quoteattr(t.tag)} background={quoteattr(PALETTE[i % len(PALETTE)])}/>"
-        for i, t in enumerate(ontology.types)
+        for i, t in enumerate(ontology.labels)
     )
     return (
         "<View>\n"
@@ -236,7 +237,7 @@ def write_label_studio(
     tasks_path = out_dir / "tasks.json"
     config_path = out_dir / "label_config.xml"
     write_atomic(tasks_path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
-    write_atomic(config_path, label_studio_config(config.ontology))
+    write_atomic(config_path, label_studio_config(config.labels))
     return tasks_path, config_path
 
 
@@ -245,7 +246,7 @@ def write_label_studio(
 
 def tag_names(ontology: Ontology, rows: Iterable[PredictionRow]) -> list[str]:
     """ClassLabel names: O, then B-/I- per ontology type, then any other tag the rows hold."""
-    names = ["O"] + [f"{p}-{t.tag}" for t in ontology.types for p in ("B", "I")]
+    names = ["O"] + [f"{p}-{t.tag}" for t in ontology.labels for p in ("B", "I")]
     known = set(names)
     extra = {tag for row in rows for tag in (*row.tags, *(row.gold_tags or ())) if tag not in known}
     return names + sorted(extra)
@@ -267,7 +268,7 @@ def write_hf_dataset(out_dir: Path, rows: Sequence[PredictionRow], config: RunCo
         raise ConfigError(
             f"{out_dir} exists and is not a datasets folder: choose an empty or new --out"
         )
-    label = ClassLabel(names=tag_names(config.ontology, rows))
+    label = ClassLabel(names=tag_names(config.labels, rows))
     features = Features(
         {
             "id": Value("string"),

@@ -49,7 +49,8 @@ from collector.offsets import OffsetUnit
 from collector.source import RunData
 from prelabel.errors import ConfigError, UploadError
 from prelabel.files import write_atomic
-from prelabel.model import Entity, RunConfig
+from prelabel.model import RunConfig
+from task_types.ner.model import Entity
 
 if TYPE_CHECKING:
     from kili.client import Kili
@@ -154,14 +155,14 @@ def dry_run(
         project: dict[str, Any] = {
             "use_project_id": target.project_id,
             "requires_job": target.job,
-            "requires_categories": [t.tag for t in config.ontology.types],
+            "requires_categories": [t.tag for t in config.labels.labels],
         }
     else:
         project = {
             "create_project": {
                 "title": project_title(config),
                 "input_type": "TEXT",
-                "json_interface": kili_json_interface(config.ontology, target.job),
+                "json_interface": kili_json_interface(config.labels, target.job),
             }
         }
     project["offset_unit"] = options.unit

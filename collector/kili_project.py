@@ -57,7 +57,7 @@ def find_or_create_project(
         description=f"Pre-annotations by {config.model} ({config.prompt_version}), run "
         f"{config.run_id}, from prelabel",
         input_type="TEXT",
-        json_interface=kili_json_interface(config.ontology, job),
+        json_interface=kili_json_interface(config.labels, job),
     )
     return created["id"], True
 
@@ -83,7 +83,7 @@ def check_interface(project: Mapping[str, Any], job: str, config: RunConfig) -> 
             "NAMED_ENTITIES_RECOGNITION"
         )
     categories = (jobs[job].get("content") or {}).get("categories") or {}
-    lacking = [t.tag for t in config.ontology.types if t.tag not in categories]
+    lacking = [t.tag for t in config.labels.labels if t.tag not in categories]
     if lacking:
         raise UploadError(
             f"job {job} of Kili project {pid} lacks the categories {', '.join(lacking)}: "

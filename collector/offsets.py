@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prelabel.errors import DatasetError
-from prelabel.model import Entity
+from task_types.ner.model import Entity
 
 #: How a tool counts offsets into a text.
 OffsetUnit = Literal["utf16", "codepoint"]

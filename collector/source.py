@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from collector.exports import PredictionRow, read_predictions_jsonl
 from prelabel.errors import DatasetError
-from prelabel.model import ItemResult, RunConfig
+from prelabel.model import RunConfig
 from prelabel.store import RunStore
+from task_types.ner.model import NerRecord, NerResult
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,10 @@ def load_run_redis(store: RunStore, run_id: str) -> RunData:
     Items without a result are rows of status "failed", as the collector writes them.
     """
     config = store.config(run_id)
-    results = store.results(run_id)
+    results = store.results(run_id, NerResult)
     rows = []
-    for record in store.records(run_id):
-        result = results.get(record.id) or ItemResult(
+    for record in store.records(run_id, NerRecord):
+        result = results.get(record.id) or NerResult(
             id=record.id,
             status="failed",
             error="not labeled: the run stopped before this item was done",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from prelabel.errors import failure_kind
-from prelabel.model import Unaligned
+from task_types.ner.model import Unaligned
 
 from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals, item_counts
 from .errors import ErrorAnalysis, analyse, item_diff

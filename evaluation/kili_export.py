@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.errors import DatasetError
-from prelabel.model import CONLL_TYPES, Record, Unaligned
+from task_types.ner.model import CONLL_TYPES, NerRecord, Unaligned
 
 from .analysis import Item
 from .metrics import RunFigures
@@ -120,7 +120,7 @@ def _locate(text: str, begin: int, content: str) -> int | None:
 
 
 def kili_tags(
-    record: Record, response: Mapping[str, Any]
+    record: NerRecord, response: Mapping[str, Any]
 ) -> tuple[tuple[str, ...], tuple[Unaligned, ...]]:
     """IOB2 tags over `record`'s tokens from a Kili NER json_response (every job's
     annotations), and the annotations that could not be placed, with the reason.
@@ -156,11 +156,11 @@ def kili_tags(
     return tuple(tags), tuple(lost)
 
 
-def _tokenised(item_id: str, text: str) -> Record:
-    from producer.loading import word_spans
+def _tokenised(item_id: str, text: str) -> NerRecord:
+    from task_types.ner.rows import word_spans
 
     spans = word_spans(text)
-    return Record(
+    return NerRecord(
         id=item_id,
         tokens=tuple(t for t, _, _ in spans),
         text=text,
@@ -168,7 +168,7 @@ def _tokenised(item_id: str, text: str) -> Record:
     )
 
 
-def read_kili(path: Path, gold: Sequence[Record] | None, assets: Path | None = None) -> Source:
+def read_kili(path: Path, gold: Sequence[NerRecord] | None, assets: Path | None = None) -> Source:
     """A Kili json_response export (JSONL or a JSON list). Texts come from the export
     (`content`/`text`), else `assets`, else the gold record of the same id. Tokens come from
     the gold record (by id, else by text) or, without one, from the producer's tokeniser.
@@ -176,7 +176,7 @@ def read_kili(path: Path, gold: Sequence[Record] | None, assets: Path | None = N
     rows = _kili_rows(path)
     texts = read_assets(assets) if assets is not None else {}
     by_id = {r.id: r for r in gold or ()}
-    by_text: dict[str, list[Record]] = {}
+    by_text: dict[str, list[NerRecord]] = {}
     for r in gold or ():
         by_text.setdefault(text_key([r.text]), []).append(r)
     items: list[Item] = []

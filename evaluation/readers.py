@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from collector.exports import PredictionRow, read_predictions_jsonl
 from prelabel.errors import DatasetError
-from prelabel.model import Record
+from task_types.ner.model import NerRecord
 
 from .analysis import Item
 from .metrics import RunFigures
@@ -225,24 +225,25 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 # --- gold -----------------------------------------------------------------------------------------
 
 
-def load_gold(spec: str, split: str) -> list[Record]:
+def load_gold(spec: str, split: str) -> list[NerRecord]:
     """Gold records from a dataset, in any form `prelabel run --dataset` accepts."""
     from producer.loading import DatasetSpec, load_dataset_records
 
-    records = load_dataset_records(DatasetSpec(source=spec, split=split)).records
+    loaded = load_dataset_records(DatasetSpec(source=spec, split=split)).records
+    records = [r for r in loaded if isinstance(r, NerRecord)]
     if not any(r.gold_tags is not None for r in records):
         raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
     return records
 
 
-def attach_gold(items: Sequence[Item], gold: Sequence[Record], where: str) -> list[Item]:
+def attach_gold(items: Sequence[Item], gold: Sequence[NerRecord], where: str) -> list[Item]:
     """Replace each item's gold tags with those of its gold record (by id, else by text).
 
     An item that matches no record, or whose tokens differ from its record's, is a user
     mistake: the predictions do not belong to that dataset.
     """
     by_id = {r.id: r for r in gold}
-    by_text: dict[str, list[Record]] = {}
+    by_text: dict[str, list[NerRecord]] = {}
     for r in gold:
         by_text.setdefault(text_key(r.tokens), []).append(r)
     used: set[str] = set()

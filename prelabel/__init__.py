@@ -1,6 +1,7 @@
 """prelabel: pre-label datasets with LLMs, at scale, overnight.
 
-The shared core: the domain model, settings, errors and the Redis layout of a run.
+The shared core: the domain model (task types subclass it: `task_types`), settings, errors
+and the Redis layout of a run.
 The parts live beside it: `producer`, `workers`, `collector`, `evaluation`, `simulator`.
 """
 
@@ -19,15 +20,11 @@ from prelabel.errors import (
 
 if TYPE_CHECKING:
     from prelabel.model import (
-        CONLL_TYPES,
-        PROMPT_VERSION,
-        Entity,
-        EntityType,
         ItemResult,
-        Ontology,
+        Label,
+        LabelSet,
         Record,
         RunConfig,
-        Unaligned,
         Usage,
     )
     from prelabel.settings import Settings
@@ -38,15 +35,11 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(
         (
-            "CONLL_TYPES",
-            "PROMPT_VERSION",
-            "Entity",
-            "EntityType",
             "ItemResult",
-            "Ontology",
+            "Label",
+            "LabelSet",
             "Record",
             "RunConfig",
-            "Unaligned",
             "Usage",
         ),
         "prelabel.model",
@@ -68,24 +61,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CONLL_TYPES",
-    "PROMPT_VERSION",
     "BrokerError",
     "ConfigError",
     "DatasetError",
     "EndpointError",
-    "Entity",
-    "EntityType",
     "ItemError",
     "ItemResult",
-    "Ontology",
+    "Label",
+    "LabelSet",
     "PrelabelError",
     "Record",
     "RunConfig",
     "RunError",
     "RunStore",
     "Settings",
-    "Unaligned",
     "UploadError",
     "Usage",
 ]

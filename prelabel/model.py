@@ -1,125 +1,59 @@
-"""The domain model: records to label, the ontology, results and a run's configuration.
+"""The domain model's core: records to label, label sets, results and a run's configuration.
 
-All of these are frozen pydantic models, so they cross process boundaries (Redis, files)
-as JSON and come back validated.
+A task type (`task_types`) subclasses `Record` and `ItemResult` with what it needs. All of
+these are frozen pydantic models, so they cross process boundaries (Redis, files) as JSON
+and come back validated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PROMPT_VERSION = "ner-v2"
+#: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
+DEFAULT_TASK = "ner"
+#: The default task's prompt version (a test in task_types checks that they agree).
+DEFAULT_PROMPT_VERSION = "ner-v2"
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """A frozen model that rejects unknown fields (the base of every model here)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Record(_Frozen):
-    """One item to label: its tokens, the text built from them, and gold tags when known.
-
-    `offsets[i]` is the `(start, end)` character span of `tokens[i]` in `text`, so that a
-    character span found in `text` maps back to the dataset's own tokens.
-    """
+class Record(Frozen):
+    """One item to label; a task type's record model adds what it needs (tokens, gold)."""
 
     id: str
-    tokens: tuple[str, ...]
     text: str
-    offsets: tuple[tuple[int, int], ...]
-    gold_tags: tuple[str, ...] | None = None
-
-    @classmethod
-    def from_tokens(
-        cls, id: str, tokens: Sequence[str], gold_tags: Sequence[str] | None = None
-    ) -> Record:
-        """Join tokens with single spaces, remembering each token's character span."""
-        offsets: list[tuple[int, int]] = []
-        pos = 0
-        for tok in tokens:
-            offsets.append((pos, pos + len(tok)))
-            pos += len(tok) + 1
-        return cls(
-            id=id,
-            tokens=tuple(tokens),
-            text=" ".join(tokens),
-            offsets=tuple(offsets),
-            gold_tags=tuple(gold_tags) if gold_tags is not None else None,
-        )
 
 
-class EntityType(_Frozen):
-    """An entity type as the model sees it (`name`), and as the dataset tags it (`tag`)."""
+class Label(Frozen):
+    """A label as the model sees it (`name`), and as the dataset calls it (`tag`)."""
 
     name: str
     tag: str
     description: str = ""
 
 
-CONLL_TYPES: tuple[EntityType, ...] = (
-    EntityType(
-        name="PERSON",
-        tag="PER",
-        description="names of people, real or fictional, including surnames alone",
-    ),
-    EntityType(
-        name="ORGANIZATION",
-        tag="ORG",
-        description="companies, institutions, agencies, political parties, sports teams, "
-        "bands and other named groups",
-    ),
-    EntityType(
-        name="LOCATION",
-        tag="LOC",
-        description="countries, cities, regions, geographic features, addresses and facilities",
-    ),
-    EntityType(
-        name="MISCELLANEOUS",
-        tag="MISC",
-        description="other named entities: nationalities, languages, events, works of art, "
-        "products, and adjectives derived from names (e.g. German, British)",
-    ),
-)
+class LabelSet(Frozen):
+    """The labels a run asks for, in the order the prompt lists them.
+
+    Empty means the task type's default label set (`Labeling.labels`).
+    """
+
+    labels: tuple[Label, ...] = ()
+
+    def by_name(self) -> dict[str, Label]:
+        return {t.name: t for t in self.labels}
+
+    def by_tag(self) -> dict[str, Label]:
+        return {t.tag: t for t in self.labels}
 
 
-class Ontology(_Frozen):
-    """The entity types to label, in the order the prompt lists them."""
-
-    types: tuple[EntityType, ...] = CONLL_TYPES
-
-    def by_name(self) -> dict[str, EntityType]:
-        return {t.name: t for t in self.types}
-
-    def by_tag(self) -> dict[str, EntityType]:
-        return {t.tag: t for t in self.types}
-
-    @classmethod
-    def from_tags(cls, tags: Sequence[str]) -> Ontology:
-        """An ontology for a dataset's own tag names; CoNLL tags keep their CoNLL names."""
-        known = {t.tag: t for t in CONLL_TYPES}
-        return cls(types=tuple(known.get(tag, EntityType(name=tag, tag=tag)) for tag in tags))
-
-
-class Entity(_Frozen):
-    """A labeled span: `text == record.text[start:end]`, `type` is the dataset's tag name."""
-
-    type: str
-    start: int
-    end: int
-    text: str
-
-
-class Unaligned(_Frozen):
-    """A mention the model gave that could not be placed in the text, and why."""
-
-    type: str
-    mention: str
-    reason: str
-
-
-class Usage(_Frozen):
+class Usage(Frozen):
     """Tokens and calls spent on one item (a batched call's usage is shared out)."""
 
     prompt_tokens: int = 0
@@ -131,21 +65,24 @@ ItemStatus = Literal["labeled", "failed"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
-class ItemResult(_Frozen):
-    """What a worker commits for one item: its entities and tags, or its failure."""
+class ItemResult(Frozen):
+    """What a worker commits for one item: its failure, or (in a task type's result model,
+    a subclass) its prediction."""
 
     id: str
     status: ItemStatus
-    entities: tuple[Entity, ...] = ()
-    tags: tuple[str, ...] = ()
-    unaligned: tuple[Unaligned, ...] = ()
     error: str | None = None
     usage: Usage = Usage()
     model: str = ""
-    prompt_version: str = PROMPT_VERSION
+    prompt_version: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """What this result adds to the run's counters beside labeled/failed (its task
+        type's `counters`); committed once with it."""
+        return {}
 
 
-class RunConfig(_Frozen):
+class RunConfig(Frozen):
     """Everything a worker needs to label a run's items. It never holds an API key."""
 
     run_id: str
@@ -160,8 +97,11 @@ class RunConfig(_Frozen):
     reasoning_effort: ReasoningEffort | None = None
     batch_size: int = Field(1, ge=1)
     shard_size: int = Field(50, ge=1)
-    prompt_version: str = PROMPT_VERSION
-    ontology: Ontology = Ontology()
+    #: The task type (`task_types.get(task)`): what is labeled, and how.
+    task: str = DEFAULT_TASK
+    prompt_version: str = DEFAULT_PROMPT_VERSION
+    #: The labels to ask for; empty: the task type's default.
+    labels: LabelSet = LabelSet()
     dataset: str = ""
     split: str = ""
     total: int = 0
@@ -184,6 +124,17 @@ class RunConfig(_Frozen):
     #: USD per million prompt and completion tokens, resolved when the run is created.
     price_input: float | None = None
     price_output: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_ontology(cls, data: Any) -> Any:
+        """A run.json written before task types held its label set as `ontology`:
+        `{"types": [...]}` (a run folder outlives the version that wrote it)."""
+        if isinstance(data, dict) and "ontology" in data and "labels" not in data:
+            data = dict(data)
+            old = data.pop("ontology")
+            data["labels"] = {"labels": old.get("types", ())} if isinstance(old, dict) else old
+        return data
 
 
 #: Header on every simulator response, so reports can say the answers were not a model's.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
@@ -20,14 +21,14 @@ from prelabel.errors import BrokerError, RunError
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import ItemResult, Record, RunConfig
 
-#: A shard as stored: a JSON array of records (parsed and validated in one pass).
-_RECORDS = TypeAdapter(list[Record])
-
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
+Res = TypeVar("Res", bound=ItemResult)
 
 RunStatus = Literal["running", "completed", "failed", "cancelled", "stopped"]
 
-#: Counters a run keeps; `labeled + failed` reaches `total` when the run is done.
+#: Counters every run keeps (its task type adds its own); `labeled + failed` reaches `total`
+#: when the run is done.
 COUNTERS = (
     "labeled",
     "failed",
@@ -36,7 +37,6 @@ COUNTERS = (
     "completion_tokens",
     "rate_limited",
     "retries",
-    "unaligned",
 )
 
 
@@ -54,13 +54,14 @@ class RunStore:
         *,
         queue: str | None = None,
         out_dir: Path | None = None,
+        counters: Sequence[str] = (),
     ) -> None:
         """Write a new run: its config, its shards, zeroed counters and the input items
         that could not be read (with their reasons), in one transaction.
 
         `queue` (the Celery queue its shards go to) and `out_dir` (its `--out`, absolute)
         are kept beside the config: `status` names the queue when no worker takes the run,
-        and `collect` writes where `run --out` said.
+        and `collect` writes where `run --out` said. `counters` are the task type's own.
         """
         keys = RunKeys(config.run_id)
         try:
@@ -78,7 +79,7 @@ class RunStore:
             )
             for n, shard in enumerate(shards):
                 pipe.set(keys.shard(n), json.dumps([r.model_dump(mode="json") for r in shard]))
-            pipe.hset(keys.counters, mapping=dict.fromkeys(COUNTERS, 0))
+            pipe.hset(keys.counters, mapping=dict.fromkeys((*COUNTERS, *counters), 0))
             pipe.zadd(RUNS, {config.run_id: config.created_at})
             pipe.execute()
         except redis.RedisError as exc:
@@ -121,16 +122,17 @@ class RunStore:
         raw = self._get(lambda: self.redis.hgetall(RunKeys(run_id).counters))
         return {_text(k): int(v) for k, v in raw.items()}
 
-    def shard(self, run_id: str, n: int) -> list[Record]:
+    def shard(self, run_id: str, n: int, model: type[R]) -> list[R]:
+        """Shard `n`'s records, read as `model` (the run's task type's `record_model`)."""
         raw = self._get(lambda: self.redis.get(RunKeys(run_id).shard(n)))
         if raw is None:
             raise RunError(f"shard {n} of run {run_id!r} is not in Redis")
-        return _RECORDS.validate_json(raw)
+        return _list_of(model).validate_json(raw)
 
-    def records(self, run_id: str) -> Iterator[Record]:
+    def records(self, run_id: str, model: type[R]) -> Iterator[R]:
         """Every record of the run, in shard order."""
         for n in range(self.config(run_id).shards):
-            yield from self.shard(run_id, n)
+            yield from self.shard(run_id, n, model)
 
     def skipped(self, run_id: str) -> list[tuple[str, str]]:
         """Input items that could not be read, as (where, reason)."""
@@ -153,11 +155,11 @@ class RunStore:
             self._get(lambda: self.redis.zrem(RUNS, *gone))
         return alive
 
-    def results(self, run_id: str) -> dict[str, ItemResult]:
-        """Committed results by item id."""
-        out: dict[str, ItemResult] = {}
+    def results(self, run_id: str, model: type[Res]) -> dict[str, Res]:
+        """Committed results by item id, read as `model` (the task type's `result_model`)."""
+        out: dict[str, Res] = {}
         for item_id, raw in self.redis.hscan_iter(RunKeys(run_id).results, count=1000):
-            out[_text(item_id)] = ItemResult.model_validate_json(raw)
+            out[_text(item_id)] = model.model_validate_json(raw)
         return out
 
     def expire(self, run_id: str, seconds: int) -> None:
@@ -186,6 +188,12 @@ class RunStore:
             return call()
         except redis.RedisError as exc:
             raise BrokerError(f"Redis error: {exc}") from None
+
+
+@cache
+def _list_of(model: type[R]) -> TypeAdapter[list[R]]:
+    """A shard as stored: a JSON array of records (parsed and validated in one pass)."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def _text(value: bytes | str) -> str:

@@ -1,4 +1,4 @@
-"""CoNLL files and the IOB tag scheme: decoding, sentence splitting, IOB1 to IOB2.
+"""CoNLL files: decoding and sentence splitting (the tags are read by the task type).
 
 A CoNLL file holds one token per line, columns separated by whitespace, the token first and
 the NER tag last (CoNLL-2003 has four: `token POS chunk NER`). Blank lines end sentences and
@@ -8,14 +8,13 @@ reads the file so that an encoding error can name its line and byte offset.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from prelabel.errors import DatasetError
 
 DOCSTART = "-DOCSTART-"
-OUTSIDE = "O"
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,6 @@ class ConllSentence:
     line: int
     #: Why the sentence cannot be used (a line that is not UTF-8), or None.
     error: str | None = None
-
-
-class TagError(ValueError):
-    """A tag sequence breaks the IOB scheme; the message says which tag and where."""
 
 
 def decode_lines(path: Path, bad: dict[int, str] | None = None) -> Iterator[tuple[int, str]]:
@@ -121,40 +116,3 @@ def read_conll(path: Path) -> list[ConllSentence]:
             "-DOCSTART- lines); point to a CoNLL file with `token ... TAG` lines"
         )
     return sentences
-
-
-def tag_type(tag: str) -> str | None:
-    """The entity type of a valid IOB tag (`B-PER` gives `PER`), None for `O`."""
-    return None if tag == OUTSIDE else tag[2:]
-
-
-def to_iob2(tags: Sequence[str], allowed: frozenset[str] | None = None) -> tuple[str, ...]:
-    """Check IOB tags and return them in IOB2, where every entity starts with `B-`.
-
-    IOB1 (as in the original CoNLL-2003 release) starts an entity with `I-` and uses `B-`
-    only between two adjacent entities of one type; an `I-X` that follows `O` or another
-    type therefore opens an entity and becomes `B-X`. IOB2 input comes back unchanged.
-    Raises `TagError` for a tag that is not `O`, `B-X` or `I-X`, or whose type is not in
-    `allowed` when that is given.
-    """
-    out: list[str] = []
-    previous_type: str | None = None
-    for i, tag in enumerate(tags):
-        if tag == OUTSIDE:
-            out.append(tag)
-            previous_type = None
-            continue
-        prefix, sep, kind = tag.partition("-")
-        if prefix not in ("B", "I") or not sep or not kind:
-            raise TagError(f"unknown tag {tag!r} at token {i} (expected O, B-TYPE or I-TYPE)")
-        if allowed is not None and kind not in allowed:
-            raise TagError(
-                f"tag {tag!r} at token {i} has type {kind!r}, not one of the entity types "
-                f"{', '.join(sorted(allowed))}"
-            )
-        if prefix == "I" and previous_type != kind:
-            out.append(f"B-{kind}")
-        else:
-            out.append(tag)
-        previous_type = kind
-    return tuple(out)

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import task_types
 from collector import Collected, collect
 from prelabel.errors import RunError
 from prelabel.files import write_atomic
@@ -45,13 +46,18 @@ def retry_failed(settings: Settings, store: RunStore, run_id: str) -> tuple[int,
     changes nothing. Returns how many items, and which shards, it took up again.
     """
     config = store.config(run_id)
+    task = task_types.get(config.task)
     status, _ = store.status(run_id)
     if status == "running":
         raise RunError(
             f"run {run_id} is still running: wait for it to end (or `prelabel cancel` it) "
             "before relabeling its failed items"
         )
-    failed = [item_id for item_id, r in store.results(run_id).items() if r.status == "failed"]
+    failed = [
+        item_id
+        for item_id, r in store.results(run_id, task.result_model).items()
+        if r.status == "failed"
+    ]
     if not failed:
         return 0, []
     keys = RunKeys(run_id)
@@ -61,7 +67,7 @@ def retry_failed(settings: Settings, store: RunStore, run_id: str) -> tuple[int,
     shards = [
         n
         for n in range(config.shards)
-        if any(record.id in wanted for record in store.shard(run_id, n))
+        if any(record.id in wanted for record in store.shard(run_id, n, task.record_model))
     ]
     if shards:
         store.redis.srem(keys.done, *map(str, shards))

@@ -5,23 +5,22 @@ few-shot examples, same system prompt; `workers.requests.RequestBuilder`), with 
 own encoding: exact for OpenAI models, an upper estimate for others (`workers.tokens`).
 
 Completion tokens cannot be known before the model answers. Two figures are given:
-- an estimate: the answer JSON in the prompt's format, with every run of capitalised words
-  as a mention (the first word of a sentence only when it is not a plain Titlecase word). On
-  CoNLL-2003 test this guesses 5,942 mentions for 5,648 gold ones: a slight overestimate;
+- an estimate: an answer of plausible length in the prompt's format, guessed by the task type
+  (`Labeling.guess_answer`);
 - a bound: `max_tokens` per request, which is also what a provider counts against the
   tokens/min cap at admission.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.table import Table
 
-from prelabel.model import Ontology, Record, RunConfig
+import task_types
+from prelabel.model import Record, RunConfig
 from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from producer.pricing import Price, price_for
@@ -86,7 +85,7 @@ def estimate_run(
     Needs neither Redis nor the endpoint: an estimate can be made anywhere.
     """
     options = labeling or LabelingOptions()
-    dataset, _ = default_types(load_dataset_records(spec), options)
+    dataset, _ = default_types(load_dataset_records(spec, options.task), options)
     resolved = resolve_labeling(dataset, spec, options)
     price = price_for(model)
     config = RunConfig(
@@ -96,7 +95,8 @@ def estimate_run(
         max_tokens=max_tokens,
         batch_size=batch_size,
         shard_size=shard_size,
-        ontology=resolved.ontology,
+        task=resolved.task.name,
+        labels=resolved.labels,
         prompt_version=resolved.prompt_version,
         system_template=resolved.template.system if resolved.template else None,
         few_shot=options.few_shot,
@@ -120,6 +120,8 @@ def estimate_requests(
     if config.few_shot and labeling is not None and labeling.pool:
         selector = make_selector(config.few_shot_strategy, labeling.pool)
     builder = RequestBuilder(config, selector)
+    task = task_types.get(config.task)
+    labels = task.labels(config)
     requests = prompt = completion = over = 0
     for start in range(0, len(records), config.shard_size):
         shard = records[start : start + config.shard_size]
@@ -127,7 +129,7 @@ def estimate_requests(
             batch = shard[first : first + config.batch_size]
             requests += 1
             prompt += count_message_tokens(builder.messages(batch), config.model)
-            answer = count_tokens(guessed_answer(batch, config.ontology), config.model)
+            answer = count_tokens(task.guess_answer(batch, labels), config.model)
             completion += answer
             over += answer > config.max_tokens
     return Estimate(
@@ -147,36 +149,6 @@ def estimate_requests(
         few_shot=config.few_shot if selector is not None else 0,
         over_max_tokens=over,
     )
-
-
-def guessed_answer(batch: Sequence[Record], ontology: Ontology) -> str:
-    """An answer of plausible length: capitalised-word runs as mentions, in the prompt's format."""
-    first = ontology.types[0].name if ontology.types else "ENTITY"
-
-    def one(record: Record) -> dict[str, list[str]]:
-        answer: dict[str, list[str]] = {t.name: [] for t in ontology.types}
-        answer[first] = guess_mentions(record.tokens)
-        return answer
-
-    if len(batch) == 1:
-        return json.dumps(one(batch[0]), ensure_ascii=False)
-    return json.dumps({str(i): one(r) for i, r in enumerate(batch, 1)}, ensure_ascii=False)
-
-
-def guess_mentions(tokens: Sequence[str]) -> list[str]:
-    """Runs of capitalised tokens; a sentence's first word only when it is not Titlecase."""
-    runs: list[str] = []
-    current: list[str] = []
-    for i, token in enumerate(tokens):
-        capital = token[:1].isupper() and not (i == 0 and token[1:].islower())
-        if capital:
-            current.append(token)
-        elif current:
-            runs.append(" ".join(current))
-            current = []
-    if current:
-        runs.append(" ".join(current))
-    return runs
 
 
 def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = None) -> Table:

@@ -1,4 +1,4 @@
-"""A run's labeling choices, resolved before it starts: ontology, prompt, few-shot pool.
+"""A run's labeling choices, resolved before it starts: label set, prompt, few-shot pool.
 
 `prelabel run`, `run --dry-run` and `prelabel estimate` all resolve the same way, so that an
 estimate is built from the very messages the workers will send.
@@ -10,19 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import task_types
 from prelabel.errors import ConfigError
-from prelabel.model import CONLL_TYPES, PROMPT_VERSION, Ontology
-from prelabel.ontology import load_ontology, restrict
+from prelabel.labels import restrict
+from prelabel.model import DEFAULT_TASK, LabelSet
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
-from workers.fewshot import MAX_EXAMPLES, STRATEGIES, Example, examples_from_records
-from workers.prompts import PromptTemplate, load_template
+from task_types import Example, PromptTemplate
+from workers.fewshot import MAX_EXAMPLES, STRATEGIES
 
 ResponseFormatChoice = Literal["auto", "json_schema", "json_object"]
 
 
 @dataclass(frozen=True)
 class LabelingOptions:
-    """What the user chose: `--ontology`, `--prompt-file`, `--few-shot*`, `--response-format`."""
+    """What the user chose: `--ontology`, `--prompt-file`, `--few-shot*`, `--response-format`,
+    and the task type."""
 
     ontology_file: Path | None = None
     prompt_file: Path | None = None
@@ -30,13 +32,14 @@ class LabelingOptions:
     few_shot_strategy: str = "similar"
     few_shot_from: str | None = None
     response_format: ResponseFormatChoice = "auto"
+    task: str = DEFAULT_TASK
 
 
 @dataclass(frozen=True)
 class Labeling:
     """The resolved choices: what the workers need, with where the examples came from."""
 
-    ontology: Ontology
+    labels: LabelSet
     template: PromptTemplate | None
     pool: list[Example]
     pool_source: str
@@ -44,15 +47,20 @@ class Labeling:
 
     @property
     def prompt_version(self) -> str:
-        return self.template.version if self.template else PROMPT_VERSION
+        return self.template.version if self.template else self.task.prompt_version
+
+    @property
+    def task(self) -> task_types.TaskType:
+        return task_types.get(self.options.task)
 
 
 def default_types(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
-    """The dataset, with CoNLL's four types when nothing names any (text without gold, no
-    --entity-types, no --ontology), and a note saying so ("" when nothing changed)."""
+    """The dataset, with the task type's default labels (NER: CoNLL's four types) when nothing
+    names any (text without gold, no --entity-types, no --ontology), and a note saying so
+    ("" when nothing changed)."""
     if dataset.entity_tags or options.ontology_file is not None:
         return dataset, ""
-    tags = tuple(t.tag for t in CONLL_TYPES)
+    tags = tuple(t.tag for t in task_types.get(options.task).default_labels.labels)
     note = (
         "the data names no entity types, nor do --entity-types or --ontology: labeling "
         + ", ".join(tags)
@@ -63,14 +71,15 @@ def default_types(dataset: LoadedDataset, options: LabelingOptions) -> tuple[Loa
 def resolve_labeling(
     dataset: LoadedDataset, spec: DatasetSpec, options: LabelingOptions
 ) -> Labeling:
-    """Read the ontology and prompt files and load the few-shot pool; ConfigError on misuse."""
+    """Read the label-set and prompt files and load the few-shot pool; ConfigError on misuse."""
+    task = task_types.get(options.task)
     if options.ontology_file is not None:
-        ontology = load_ontology(options.ontology_file)
+        labels = task.read_labels(options.ontology_file)
         if spec.entity_types:
-            ontology = restrict(ontology, spec.entity_types, str(options.ontology_file))
+            labels = restrict(labels, spec.entity_types, str(options.ontology_file))
     else:
-        ontology = Ontology.from_tags(dataset.entity_tags)
-    template = load_template(options.prompt_file) if options.prompt_file is not None else None
+        labels = task.labels_from_tags(dataset.entity_tags)
+    template = task.read_template(options.prompt_file) if options.prompt_file else None
     pool: list[Example] = []
     source = ""
     if options.few_shot:
@@ -82,15 +91,15 @@ def resolve_labeling(
                 f"use one of {', '.join(STRATEGIES)}"
             )
         pool_spec = _pool_spec(spec, options)
-        loaded = load_dataset_records(pool_spec)
-        pool = examples_from_records(loaded.records, ontology)
+        loaded = load_dataset_records(pool_spec, task.name)
+        pool = task.examples(loaded.records, labels)
         source = loaded.source
         if not pool:
             raise ConfigError(
                 f"--few-shot-from {pool_spec.source}: no sentence with gold tags to show as an "
                 "example; point it to a labelled train split"
             )
-    return Labeling(ontology, template, pool, source, options)
+    return Labeling(labels, template, pool, source, options)
 
 
 def _pool_spec(spec: DatasetSpec, options: LabelingOptions) -> DatasetSpec:

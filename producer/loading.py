@@ -1,10 +1,11 @@
-"""Load a dataset's items as `Record`s, from the Hugging Face hub or a local file or folder.
+"""Load a dataset's items as records, from the Hugging Face hub or a local file or folder.
 
 Every source becomes a `datasets.Dataset` first (the hub and JSONL/CSV/Parquet through
 `datasets.load_dataset`, CoNLL through our own reader and `Dataset.from_dict`), so that one
-function turns rows into records for all of them. Items that cannot be used (tag count off,
-unknown tags, empty sentences) are listed in `LoadedDataset.skipped` with a reason; problems
-with the whole source raise `DatasetError` with one line that says what to do.
+function turns rows into records for all of them: the task type's (`Labeling.record`). Items
+that cannot be used (tag count off, unknown tags, empty sentences) are listed in
+`LoadedDataset.skipped` with a reason; problems with the whole source raise `DatasetError`
+with one line that says what to do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from datasets.exceptions import DatasetsError
 from pyarrow import ArrowException
 from pydantic import BaseModel, ConfigDict, Field
 
+import task_types
 from prelabel.errors import DatasetError
-from prelabel.model import Record
-from producer.conll import TagError, decode_lines, read_conll, to_iob2
+from prelabel.model import DEFAULT_TASK, Record
+from producer.conll import decode_lines, read_conll
+from task_types import Labeling, RowFields, SkipItem
 
 Format = Literal["auto", "conll", "jsonl", "csv", "parquet"]
 
@@ -92,13 +95,13 @@ _FORMAT_LABELS = {"conll": "CoNLL", "jsonl": "JSONL", "csv": "CSV", "parquet": "
 _BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
 _NAME_PARTS = re.compile(r"[._\-\s]+")
 _SPLIT_IN_MESSAGE = re.compile(r"(?:Should be one of|Available splits:) (\[[^\]]*\])")
-#: Words (with inner hyphens and apostrophes) and single punctuation marks.
-_WORD = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
 _BATCH = 1000
 
 
-def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
-    """Load one split of a dataset as records; raise `DatasetError` when the source is unusable."""
+def load_dataset_records(spec: DatasetSpec, task: str = DEFAULT_TASK) -> LoadedDataset:
+    """Load one split of a dataset as records of the task type `task`; raise `DatasetError`
+    when the source is unusable."""
+    labeling = task_types.get(task)
     path = Path(spec.source).expanduser()
     if path.exists():
         try:
@@ -116,7 +119,7 @@ def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
         table = _hub_table(spec.source, spec.split)
         description = f"{spec.source} {spec.split} (Hugging Face hub)"
     fields = table.fields or _resolve_fields(table.ds, table.origin, spec)
-    records, skipped, seen = _build_records(table, fields, spec)
+    records, skipped, seen = _build_records(table, fields, spec, labeling)
     skipped = table.unreadable + skipped
     if not records and not skipped:
         raise DatasetError(f"{table.origin}: split {spec.split!r} has no rows; pick another split")
@@ -129,7 +132,8 @@ def load_dataset_records(spec: DatasetSpec) -> LoadedDataset:
     if spec.entity_types is not None:
         entity_tags = spec.entity_types
     else:
-        entity_tags = tuple(sorted(seen | table.declared_types | _types_of(fields.tag_names)))
+        named = labeling.tags_named([*table.declared_tags, *(fields.tag_names or ())])
+        entity_tags = tuple(sorted(seen | named))
     return LoadedDataset(
         records=records,
         entity_tags=entity_tags,
@@ -158,13 +162,10 @@ class _Table:
     origin: str
     where: Callable[[int], str]
     fields: _Fields | None = None  # known up front for CoNLL; resolved from the spec otherwise
-    declared_types: frozenset[str] = frozenset()
+    #: Gold values the whole source holds (a CoNLL file's, beyond the first `limit` items).
+    declared_tags: frozenset[str] = frozenset()
     #: Items that could not even be read into the table (a line that is not UTF-8).
     unreadable: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _Skip(Exception):
-    """An item that cannot be used; the message is the reason recorded in `skipped`."""
 
 
 def _looks_like_path(source: str) -> bool:
@@ -284,13 +285,13 @@ def _conll_table(path: Path, split: str) -> _Table:
     )
     lines = [s.line for s in sentences]
     # The file declares its types through every sentence, not only the first `limit` ones.
-    declared = _types_of(tag for s in sentences for tag in s.tags)
+    declared = frozenset(tag for s in sentences for tag in s.tags)
     return _Table(
         ds=ds,
         origin=str(path),
         where=lambda i: f"{path}:{lines[i]}",
         fields=_Fields(tokens="tokens", text=None, tags="ner_tags", id="id", tag_names=None),
-        declared_types=declared,
+        declared_tags=declared,
         unreadable=unreadable,
     )
 
@@ -463,10 +464,17 @@ def _holds_integers(ds: datasets.Dataset, column: str) -> bool:
 
 
 def _build_records(
-    table: _Table, fields: _Fields, spec: DatasetSpec
+    table: _Table, fields: _Fields, spec: DatasetSpec, task: Labeling
 ) -> tuple[list[Record], list[tuple[str, str]], set[str]]:
     """Turn rows into records until `spec.limit` records are made; list the items skipped."""
-    allowed = frozenset(spec.entity_types) if spec.entity_types is not None else None
+    row_fields = RowFields(
+        tokens=fields.tokens,
+        text=fields.text,
+        tags=fields.tags,
+        tag_names=fields.tag_names,
+        allowed=frozenset(spec.entity_types) if spec.entity_types is not None else None,
+        origin=table.origin,
+    )
     wanted = [c for c in (fields.id, fields.tokens, fields.text, fields.tags) if c]
     ds = table.ds.select_columns(list(dict.fromkeys(wanted)))
     records: list[Record] = []
@@ -481,133 +489,16 @@ def _build_records(
             rid = "" if given is None else str(given)
             try:
                 if not rid.strip():
-                    raise _Skip(f"no id in field {fields.id!r}")
+                    raise SkipItem(f"no id in field {fields.id!r}")
                 if rid in seen_ids:
-                    raise _Skip(f"duplicate id {rid!r}")
-                record = _record(rid, {c: batch[c][row] for c in wanted}, fields, allowed, table)
-            except _Skip as e:
+                    raise SkipItem(f"duplicate id {rid!r}")
+                record = task.record(rid, {c: batch[c][row] for c in wanted}, row_fields)
+            except SkipItem as e:
                 skipped.append((f"{table.where(i)} ({rid})", str(e)))
                 continue
             seen_ids.add(rid)
             records.append(record)
-            seen_types |= _types_of(record.gold_tags)
+            seen_types |= task.gold_tags(record)
             if spec.limit is not None and len(records) >= spec.limit:
                 return records, skipped, seen_types
     return records, skipped, seen_types
-
-
-def _record(
-    rid: str, row: dict[str, Any], fields: _Fields, allowed: frozenset[str] | None, table: _Table
-) -> Record:
-    if fields.tokens is not None:
-        tokens = _str_list(row[fields.tokens], "tokens")
-        if not any(t.strip() for t in tokens):
-            raise _Skip("empty sentence")
-        for k, token in enumerate(tokens):
-            if not token.strip():
-                raise _Skip(f"token {k} is empty or whitespace")
-        gold = _gold_tags(row, fields, len(tokens), allowed, table.origin)
-        return Record.from_tokens(rid, tokens, gold)
-    assert fields.text is not None
-    text = row[fields.text]
-    if text is None:
-        raise _Skip("no text")
-    if not isinstance(text, str):
-        raise _Skip(f"text is a {type(text).__name__}, not a string")
-    if not text.strip():
-        raise _Skip("empty sentence")
-    # Keep the original text and the tokens' true offsets in it, so that spans found in the
-    # text are spans of the source, not of a re-joined copy.
-    spans = word_spans(text)
-    return Record(
-        id=rid,
-        tokens=tuple(token for token, _, _ in spans),
-        text=text,
-        offsets=tuple((start, end) for _, start, end in spans),
-        gold_tags=_gold_tags(row, fields, len(spans), allowed, table.origin),
-    )
-
-
-def _gold_tags(
-    row: dict[str, Any],
-    fields: _Fields,
-    count: int,
-    allowed: frozenset[str] | None,
-    origin: str,
-) -> tuple[str, ...] | None:
-    value = row[fields.tags] if fields.tags is not None else None
-    # No tags (null, or a blank CSV cell) means an unlabeled item, not a mismatch.
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    names = fields.tag_names
-    tags: list[str] = []
-    for item in _as_list(value, "tags"):
-        if isinstance(item, str) and item.strip().isdigit() and names is not None:
-            item = int(item)
-        if isinstance(item, int) and not isinstance(item, bool):
-            if names is None:
-                raise DatasetError(
-                    f"{origin}: field {fields.tags!r} holds integer tags and the data does not "
-                    "name them; pass tag_names in index order (e.g. O,B-PER,I-PER,...)"
-                )
-            if not 0 <= item < len(names):
-                raise _Skip(f"tag id {item} is out of range for {len(names)} tag names")
-            tags.append(names[item])
-        elif isinstance(item, str):
-            tags.append(item.strip())
-        else:
-            raise _Skip(f"tag {item!r} is neither a string nor an integer")
-    if len(tags) != count:
-        unit = "tokens" if fields.tokens else "tokens (text split into words and punctuation)"
-        raise _Skip(f"{len(tags)} tags for {count} {unit}")
-    try:
-        return to_iob2(tags, allowed)
-    except TagError as e:
-        raise _Skip(str(e)) from None
-
-
-def word_spans(text: str) -> list[tuple[str, int, int]]:
-    """Split raw text into words and punctuation marks, each with its `(start, end)` in `text`.
-
-    Words keep inner hyphens and apostrophes ("pre-war", "O'Neil"); every other non-space
-    character is a token of its own, so only whitespace falls between tokens.
-    """
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
-
-def _str_list(value: object, what: str) -> list[str]:
-    items = _as_list(value, what)
-    if not all(isinstance(item, str) for item in items):
-        raise _Skip(f"{what} must all be strings")
-    return [str(item) for item in items]
-
-
-def _as_list(value: object, what: str) -> list[object]:
-    """A list from a list, a JSON/Python list literal (as CSV stores one), or spaced words."""
-    if isinstance(value, list | tuple):
-        return list(value)
-    if value is None:
-        raise _Skip(f"no {what}")
-    if not isinstance(value, str):
-        raise _Skip(f"{what} is a {type(value).__name__}, not a list")
-    stripped = value.strip()
-    if not stripped.startswith("["):
-        return list(stripped.split())
-    parsed: object
-    try:
-        parsed = json.loads(stripped)
-    except ValueError:
-        try:
-            parsed = ast.literal_eval(stripped)  # literals only: never runs code
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise _Skip(f"cannot parse the {what} list {stripped[:40]!r}") from None
-    if not isinstance(parsed, list):
-        raise _Skip(f"{what} {stripped[:40]!r} is not a list")
-    return list(parsed)
-
-
-def _types_of(tags: Sequence[str] | Iterator[str] | None) -> frozenset[str]:
-    """Entity types named by IOB tags; anything that is not `B-X`/`I-X` names none."""
-    if tags is None:
-        return frozenset()
-    return frozenset(t[2:] for t in tags if t[:2] in ("B-", "I-") and len(t) > 2)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+import task_types
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
@@ -71,8 +72,9 @@ def run_pipeline(
     (into `out_dir`, which is stored with the run).
     """
     store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
-    dataset = load_dataset_records(spec)
-    without_gold = not any(r.gold_tags is not None for r in dataset.records)
+    task = task_types.get(options.labeling.task)
+    dataset = load_dataset_records(spec, task.name)
+    without_gold = not any(task.gold(r) is not None for r in dataset.records)
     dataset, note = default_types(dataset, options.labeling)
     notes = [note] if note else []
     labeling = resolve_labeling(dataset, spec, options.labeling)
@@ -143,7 +145,8 @@ def _config(
         reasoning_effort=options.reasoning_effort,
         batch_size=options.batch_size,
         shard_size=options.shard_size,
-        ontology=labeling.ontology,
+        task=labeling.task.name,
+        labels=labeling.labels,
         prompt_version=labeling.prompt_version,
         system_template=labeling.template.system if labeling.template else None,
         few_shot=options.labeling.few_shot,

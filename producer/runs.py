@@ -12,6 +12,7 @@ import openai
 import redis
 from kombu.exceptions import OperationalError
 
+import task_types
 from prelabel.connections import client_for
 from prelabel.errors import BrokerError, EndpointError
 from prelabel.keys import RunKeys
@@ -88,7 +89,8 @@ def start_run(
     shards = shard(records, config.shard_size)
     if len(shards) != config.shards:
         raise ValueError(f"config says {config.shards} shards, records make {len(shards)}")
-    store.create(config, shards, skipped, queue=settings.queue, out_dir=out_dir)
+    counters = task_types.get(config.task).counters
+    store.create(config, shards, skipped, queue=settings.queue, out_dir=out_dir, counters=counters)
     if fewshot_pool is not None:
         try:
             store.redis.set(RunKeys(config.run_id).fewshot, fewshot_pool)

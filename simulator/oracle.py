@@ -1,15 +1,12 @@
-"""The oracle: answers ner-v2 prompts with the gold mentions of the sentences it was given.
+"""The oracle: answers prompts with the gold of the sentences it was given.
 
 Everything is precomputed at construction (one JSON answer per known sentence), so that
-answering a request is a dictionary lookup and, for a batch, one `json.dumps`.
+answering a request is a dictionary lookup and, for a batch, one `json.dumps`. A sentence's
+gold, `(tag, value)` pairs in order of appearance, is the task type's (`Labeling.gold`; for
+NER, the mentions of its BIO tags).
 
-A sentence's gold mentions come from its BIO `gold_tags` (IOB2, read tolerantly as IOB1: an
-`I-X` that follows `O` or another type starts a mention). A mention's text is the slice of
-the record's text from its first token's start to its last token's end, which for
-`Record.from_tokens` is `" ".join(tokens[b:e])`.
-
-`noise` corrupts each gold mention with that probability: half of the corrupted mentions are
-dropped, the other half relabeled with another type of the ontology. The draws come from a
+`noise` corrupts each gold value with that probability: half of the corrupted values are
+dropped, the other half relabeled with another label of the label set. The draws come from a
 `random.Random` seeded with `(seed, text)` (string seeds hash with SHA-512, not Python's
 salted `hash`), so a sentence gets the same answer in every request and every rerun.
 """
@@ -23,40 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prelabel.errors import ConfigError, DatasetError
-from prelabel.model import Ontology, Record
+import task_types
+from prelabel.errors import ConfigError
+from prelabel.model import DEFAULT_TASK, LabelSet, Record
 
-#: `{type name: [mention, ...]}`, every type of the ontology present, in ontology order.
+#: `{label name: [value, ...]}`, every label of the label set present, in its order.
 Answer = dict[str, list[str]]
 
 _NUMBERED = re.compile(r"(\d+): (.*)\Z")
-
-
-def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """The `(tag type, first token, end token exclusive)` mentions of a BIO tag sequence.
-
-    IOB2 is expected; an `I-X` after `O` or after another type starts a mention (IOB1).
-    Raises ValueError on a tag that is neither `O` nor `B-X`/`I-X`.
-    """
-    spans: list[tuple[str, int, int]] = []
-    kind: str | None = None
-    start = 0
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            if kind is not None:
-                spans.append((kind, start, i))
-                kind = None
-            continue
-        prefix, _, typ = tag.partition("-")
-        if prefix not in ("B", "I") or not typ:
-            raise ValueError(f"tag {tag!r} at token {i} is not O, B-X or I-X")
-        if prefix == "B" or typ != kind:
-            if kind is not None:
-                spans.append((kind, start, i))
-            kind, start = typ, i
-    if kind is not None:
-        spans.append((kind, start, len(tags)))
-    return spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +45,21 @@ class Oracle:
     def __init__(
         self,
         records: Iterable[Record],
-        ontology: Ontology | None = None,
+        ontology: LabelSet | None = None,
         noise: float = 0.0,
         seed: int = 0,
+        task: str = DEFAULT_TASK,
     ) -> None:
         if not 0.0 <= noise <= 1.0:
             raise ConfigError(f"oracle noise must be between 0 and 1 (got {noise}); fix --noise")
         gold: dict[str, list[tuple[str, str]]] = {}
         by_id: dict[str, tuple[str, list[tuple[str, str]]]] = {}
         conflicting: set[str] = set()
+        labeling = task_types.get(task)
         for record in records:
-            if record.gold_tags is None:
+            mentions = labeling.gold(record)
+            if mentions is None:
                 continue  # nothing to answer from
-            mentions = _mentions(record)
             by_id[record.id] = (record.text, mentions)
             # A repeated text keeps its first gold for requests that name no item; a text
             # whose copies disagree is answered per item when the request names its items.
@@ -94,11 +67,13 @@ class Oracle:
             if first != mentions:
                 conflicting.add(record.text)
         if ontology is None:
-            ontology = Ontology.from_tags(sorted({tag for ms in gold.values() for tag, _ in ms}))
+            ontology = labeling.labels_from_tags(
+                sorted({tag for ms in gold.values() for tag, _ in ms})
+            )
         self.ontology = ontology
         self.noise = noise
         self.seed = seed
-        self._names: tuple[str, ...] = tuple(t.name for t in ontology.types)
+        self._names: tuple[str, ...] = tuple(t.name for t in ontology.labels)
         self._answers: dict[str, Answer] = {
             text: self._named(text, mentions) for text, mentions in gold.items()
         }
@@ -188,23 +163,6 @@ class Oracle:
                 name = rng.choice(others)
             answer[name].append(mention)
         return answer
-
-
-def _mentions(record: Record) -> list[tuple[str, str]]:
-    """`(tag type, mention text)` of a record's gold mentions, in order of appearance."""
-    tags = record.gold_tags or ()
-    if len(tags) != len(record.tokens):
-        raise DatasetError(
-            f"record {record.id}: {len(tags)} gold tags for {len(record.tokens)} tokens; "
-            "fix the dataset's tag column"
-        )
-    try:
-        spans = bio_spans(tags)
-    except ValueError as exc:
-        raise DatasetError(f"record {record.id}: {exc}; use IOB2 tags") from exc
-    return [
-        (kind, record.text[record.offsets[b][0] : record.offsets[e - 1][1]]) for kind, b, e in spans
-    ]
 
 
 def message_text(message: Mapping[str, Any]) -> str:

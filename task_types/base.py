@@ -6,17 +6,166 @@ The protocol has two halves, so that each side of the pipeline sees only what it
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from prelabel.errors import ConfigError, ItemError
+from prelabel.labels import read_label_set
+from prelabel.model import ItemResult, Label, LabelSet, Record, RunConfig, Usage
+
+#: One item's answer as the task type read it (NER: mentions per type name).
+Answer = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A labelled item shown as a few-shot example: its text and its answer's values per
+    label name, in order of appearance."""
+
+    text: str
+    mentions: Mapping[str, Sequence[str]]
+
+
+class SkipItem(Exception):
+    """A dataset row that cannot be used; the message is the reason the load lists it with."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowFields:
+    """Which columns of a dataset's rows hold what (None: the table has no such column)."""
+
+    #: The item as a list of tokens (wins over `text` when a table has both).
+    tokens: str | None
+    text: str | None
+    #: The gold labels, as strings or as integer ids into `tag_names`.
+    tags: str | None
+    tag_names: tuple[str, ...] | None = None
+    #: The label tags the gold may use (None: any).
+    allowed: frozenset[str] | None = None
+    #: Where the rows come from, for messages.
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A user's system-prompt template and the prompt version recorded with its predictions."""
+
+    system: str
+    version: str
 
 
 @runtime_checkable
 class Labeling(Protocol):
     """What the producer, the workers and the simulator need from a task type."""
 
-    #: The name a run's configuration carries (`RunConfig.task`) and `--task` takes.
+    #: The name a run's configuration carries (`RunConfig.task`).
     name: str
     #: Bumped whenever the messages change, so that cached answers are not reused.
     prompt_version: str
+
+    @property
+    def record_model(self) -> type[Record]:
+        """The model a run's shards are stored as."""
+        ...
+
+    @property
+    def result_model(self) -> type[ItemResult]:
+        """The model a run's results are stored as."""
+        ...
+
+    @property
+    def counters(self) -> tuple[str, ...]:
+        """Counters (beside labeled and failed) its results add to (`ItemResult.counts`)."""
+        ...
+
+    @property
+    def default_labels(self) -> LabelSet:
+        """The labels a run asks for when nothing chose others."""
+        ...
+
+    def labels(self, config: RunConfig) -> LabelSet:
+        """The run's label set: its own, else the default."""
+        ...
+
+    def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
+        """The record (with its gold, when the row has any) of a dataset row; `SkipItem` when
+        the row cannot be used, DatasetError when no row of the table can."""
+        ...
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        """The label tags that gold values name (NER: `B-PER` names `PER`)."""
+        ...
+
+    def gold_tags(self, record: Record) -> frozenset[str]:
+        """The label tags `record`'s gold uses."""
+        ...
+
+    def read_labels(self, path: Path) -> LabelSet:
+        """A user's label-set file; ConfigError naming the file and the fix."""
+        ...
+
+    def read_template(self, path: Path) -> PromptTemplate:
+        """A user's system-prompt file (`--prompt-file`); ConfigError when unusable."""
+        ...
+
+    def messages(
+        self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
+    ) -> list[dict[str, str]]:
+        """The chat messages asking for `batch`'s labels (with `config.system_template`)."""
+        ...
+
+    def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
+        """The strict structured-output schema for `batch`'s answer."""
+        ...
+
+    def parse(self, content: str, size: int, config: RunConfig) -> list[Answer | ItemError]:
+        """One answer per item of a batch of `size`, or why that item's answer is unusable."""
+        ...
+
+    def predict(
+        self, record: Record, answer: Answer, config: RunConfig, usage: Usage
+    ) -> ItemResult | str:
+        """The labeled result for `record`, or why the answer cannot be one."""
+        ...
+
+    def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:
+        """A few-shot pool from gold-labelled records."""
+        ...
+
+    def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
+        """A label set for a dataset's own tag names."""
+        ...
+
+    def gold(self, record: Record) -> list[tuple[str, str]] | None:
+        """`(tag, value)` pairs of `record`'s gold in order of appearance (None without gold):
+        the simulator's answer; DatasetError when the gold cannot be read."""
+        ...
+
+    def guess_answer(self, batch: Sequence[Record], labels: LabelSet) -> str:
+        """An answer of plausible length for `batch`, to estimate completion tokens."""
+        ...
+
+
+class LabelingDefaults:
+    """What most task types share: no counters of their own, and a label set whose tags are
+    the dataset's label names, read from a `[[labels]]` file."""
+
+    default_labels: LabelSet = LabelSet()
+    counters: tuple[str, ...] = ()
+
+    def labels(self, config: RunConfig) -> LabelSet:
+        return config.labels if config.labels.labels else self.default_labels
+
+    def read_labels(self, path: Path) -> LabelSet:
+        return read_label_set(path, flag="--ontology", key="labels", noun="labels")
+
+    def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
+        return LabelSet(labels=tuple(Label(name=tag, tag=tag) for tag in tags))
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        return frozenset(values or ())
 
 
 @runtime_checkable
@@ -48,8 +197,6 @@ def get(name: str) -> TaskType:
     try:
         return _REGISTRY[name]
     except KeyError:
-        from prelabel.errors import ConfigError
-
         raise ConfigError(
             f"unknown task type {name!r}: use one of {', '.join(sorted(_REGISTRY))}"
         ) from None

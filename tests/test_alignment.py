@@ -8,14 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prelabel.model import EntityType, Ontology, Record
-from workers.alignment import CLAIMED, EMPTY, NOT_FOUND, REPEATED, Alignment, align
-
-CONLL = Ontology()
+from task_types.ner.alignment import CLAIMED, EMPTY, NOT_FOUND, REPEATED, Alignment, align
+from task_types.ner.model import CONLL, EntityType, NerRecord, Ontology
 
 
-def record(text: str) -> Record:
-    return Record.from_tokens("r1", text.split())
+def record(text: str) -> NerRecord:
+    return NerRecord.from_tokens("r1", text.split())
 
 
 def placed(result: Alignment) -> list[tuple[str, str, int]]:
@@ -195,7 +193,7 @@ def test_adjacent_entities_of_one_type_get_separate_b_tags() -> None:
 
 def test_spans_follow_offsets_of_any_spacing() -> None:
     # A record whose text is not single-spaced: spans must come from its own offsets.
-    rec = Record(
+    rec = NerRecord(
         id="r2",
         tokens=("Hello", "New", "York", "!"),
         text="Hello  New\tYork !",
@@ -209,7 +207,7 @@ def test_spans_follow_offsets_of_any_spacing() -> None:
 def test_losing_type_is_placed_first_on_a_second_pass() -> None:
     # LOCATION goes first in this ontology and would take the "England" inside the bank.
     ontology = Ontology(
-        types=(EntityType(name="LOC", tag="LOC"), EntityType(name="ORG", tag="ORG"))
+        labels=(EntityType(name="LOC", tag="LOC"), EntityType(name="ORG", tag="ORG"))
     )
     rec = record("Bank of England sold England bonds")
     result = align(rec, {"LOC": ["England"], "ORG": ["Bank of England"]}, ontology)
@@ -236,11 +234,11 @@ def test_unaligned_are_ordered_by_type_then_mention() -> None:
 #: Disjoint alphabets per type (and for O) make every gold answer unambiguous: when two
 #: types share a string, nothing in the answer says which occurrence is whose.
 ALPHABETS = {"O": "xyz", "PER": "aAb", "ORG": "cCd", "LOC": "eEf", "MISC": "gGh"}
-NAMES = {t.tag: t.name for t in CONLL.types}
+NAMES = {t.tag: t.name for t in CONLL.labels}
 
 
 @st.composite
-def gold_records(draw: st.DrawFn) -> tuple[Record, list[tuple[int, int, str]]]:
+def gold_records(draw: st.DrawFn) -> tuple[NerRecord, list[tuple[int, int, str]]]:
     """A record with random spacing and gold spans (first token, last token, tag)."""
     segments = draw(
         st.lists(
@@ -266,7 +264,7 @@ def gold_records(draw: st.DrawFn) -> tuple[Record, list[tuple[int, int, str]]]:
     for token, separator in zip(tokens, separators, strict=True):
         offsets.append((len(text), len(text) + len(token)))
         text += token + separator
-    rec = Record(id="h", tokens=tuple(tokens), text=text, offsets=tuple(offsets))
+    rec = NerRecord(id="h", tokens=tuple(tokens), text=text, offsets=tuple(offsets))
     return rec, spans
 
 
@@ -282,10 +280,10 @@ def gold_tags(length: int, spans: list[tuple[int, int, str]]) -> tuple[str, ...]
 @settings(max_examples=300, deadline=None)
 @given(gold=gold_records(), spacing=st.sampled_from(["as-is", "none", "single"]))
 def test_gold_mentions_align_back_to_gold_spans(
-    gold: tuple[Record, list[tuple[int, int, str]]], spacing: str
+    gold: tuple[NerRecord, list[tuple[int, int, str]]], spacing: str
 ) -> None:
     rec, spans = gold
-    mentions: dict[str, list[str]] = {t.name: [] for t in CONLL.types}
+    mentions: dict[str, list[str]] = {t.name: [] for t in CONLL.labels}
     expected = []
     for first, last, tag in spans:
         start, end = rec.offsets[first][0], rec.offsets[last][1]
@@ -308,7 +306,7 @@ def test_gold_mentions_align_back_to_gold_spans(
     ),
 )
 def test_any_answer_gives_whole_token_disjoint_spans_or_reasons(
-    gold: tuple[Record, list[tuple[int, int, str]]], mentions: dict[str, list[str]]
+    gold: tuple[NerRecord, list[tuple[int, int, str]]], mentions: dict[str, list[str]]
 ) -> None:
     rec, _ = gold
     result = align(rec, mentions, CONLL)
@@ -327,8 +325,8 @@ def test_any_answer_gives_whole_token_disjoint_spans_or_reasons(
 # --- the CoNLL-2003 test split -----------------------------------------------------------
 
 
-def read_conll(path: Path) -> list[Record]:
-    records: list[Record] = []
+def read_conll(path: Path) -> list[NerRecord]:
+    records: list[NerRecord] = []
     tokens: list[str] = []
     tags: list[str] = []
     for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
@@ -337,15 +335,15 @@ def read_conll(path: Path) -> list[Record]:
             tokens.append(columns[0])
             tags.append(columns[-1])
         elif tokens:
-            records.append(Record.from_tokens(str(len(records)), tokens, tags))
+            records.append(NerRecord.from_tokens(str(len(records)), tokens, tags))
             tokens, tags = [], []
     return records
 
 
-def gold_mentions(rec: Record) -> dict[str, list[str]]:
+def gold_mentions(rec: NerRecord) -> dict[str, list[str]]:
     assert rec.gold_tags is not None
     by_tag = CONLL.by_tag()
-    mentions: dict[str, list[str]] = {t.name: [] for t in CONLL.types}
+    mentions: dict[str, list[str]] = {t.name: [] for t in CONLL.labels}
     tags = rec.gold_tags
     i = 0
     while i < len(tags):
@@ -380,7 +378,7 @@ def test_a_lone_string_is_one_mention() -> None:
 
 def test_an_unplaced_mention_keeps_a_bounded_text() -> None:
     """One item's result must stay small in Redis and in the files, whatever the answer."""
-    from workers.alignment import MAX_KEPT_CHARS
+    from task_types.ner.alignment import MAX_KEPT_CHARS
 
     result = align(record("Paris ."), {"LOCATION": ["x" * 100_000], "FOOD": ["y" * 5000]}, CONLL)
     assert [len(u.mention) for u in result.unaligned] == [MAX_KEPT_CHARS, MAX_KEPT_CHARS]

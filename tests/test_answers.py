@@ -21,13 +21,16 @@ import redis.asyncio
 from openai import AsyncOpenAI
 
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Ontology, Record, RunConfig
+from prelabel.model import RunConfig
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import BROKEN_BODIES, RunningSimulator
-from workers.labeler import COPIED, ShardLabeler
-from workers.prompts import build_messages
+from task_types.ner import NER
+from task_types.ner.labeling import COPIED
+from task_types.ner.model import CONLL, NerRecord, NerResult
+from task_types.ner.prompts import build_messages
+from workers.labeler import ShardLabeler
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens, count_tokens
@@ -37,7 +40,7 @@ from workers.transports.window import DEFAULT_CONTEXT_TOKENS, context_window
 RUN = "answers-test-run"
 LOCAL = "http://127.0.0.1:9/v1"
 GOLD = [
-    Record.from_tokens(
+    NerRecord.from_tokens(
         f"s{n}",
         ["Peter", "Blackburn", "flew", "from", "Tokyo", "to", "Paris", f"on-day-{n}", "."],
         ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "B-LOC", "O", "O"],
@@ -46,8 +49,8 @@ GOLD = [
 ]
 
 
-def unlabeled(records: list[Record]) -> list[Record]:
-    return [Record.from_tokens(r.id, r.tokens) for r in records]
+def unlabeled(records: list[NerRecord]) -> list[NerRecord]:
+    return [NerRecord.from_tokens(r.id, r.tokens) for r in records]
 
 
 @contextmanager
@@ -78,7 +81,7 @@ def call(
         caller = RealtimeTransport(
             llm, TokenBucket(client, "acct", Caps(None, None)), ResultSink(client, RUN), cfg, 2
         )
-        messages = build_messages(unlabeled(GOLD[:1]), cfg.ontology)
+        messages = build_messages(unlabeled(GOLD[:1]), NER.labels(cfg))
         try:
             return await caller.complete(
                 ChatRequest(messages, None, count_message_tokens(messages, model), (GOLD[0].id,))
@@ -93,15 +96,15 @@ def call(
 def label(
     redis_url: str,
     base_url: str,
-    records: list[Record],
+    records: list[NerRecord],
     *,
     http: httpx.AsyncClient | None = None,
     env: dict[str, str] | None = None,
     **config: Any,
-) -> dict[str, ItemResult]:
+) -> dict[str, NerResult]:
     """Label `records` with a ShardLabeler, as a worker does; the committed results by id."""
 
-    async def main() -> dict[str, ItemResult]:
+    async def main() -> dict[str, NerResult]:
         client = redis.asyncio.Redis.from_url(redis_url)
         llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, http_client=http)
         cfg = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, **config)
@@ -112,7 +115,7 @@ def label(
             labeler = ShardLabeler(settings, cfg, transport, client, store)
             await labeler.label(records)
             raw = await client.hgetall(RunKeys(RUN).results)
-            return {k.decode(): ItemResult.model_validate_json(v) for k, v in raw.items()}
+            return {k.decode(): NerResult.model_validate_json(v) for k, v in raw.items()}
         finally:
             await llm.close()
             await client.aclose()
@@ -188,7 +191,7 @@ def test_impossible_usage_is_replaced_by_the_estimate(
 ) -> None:
     content = json.dumps({"PERSON": ["Peter Blackburn"]})
     http = endpoint(lambda _: completion_body(content, usage=usage))
-    messages = build_messages(unlabeled(GOLD[:1]), Ontology())
+    messages = build_messages(unlabeled(GOLD[:1]), CONLL)
     estimate = count_message_tokens(messages, "gpt-4o-mini")
     completion = call(redis_url, LOCAL, http=http)
     assert completion.content == content
@@ -332,8 +335,8 @@ def test_the_context_window_is_learnt_from_the_server(redis_url: str) -> None:
 def test_an_item_too_long_for_the_servers_context_fails_before_it_is_sent(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    long = Record.from_tokens("long", ["word"] * 2000)
-    huge = Record.from_tokens("huge", ["a" * 2_000_000])  # too long for the token counter too
+    long = NerRecord.from_tokens("long", ["word"] * 2000)
+    huge = NerRecord.from_tokens("huge", ["a" * 2_000_000])  # too long for the token counter too
     with simulator(context_tokens=2048) as sim:
         results = label(redis_url, sim.base_url, [*unlabeled(GOLD[:1]), long, huge])
         assert sim.stats.requests == 1  # only the short sentence was sent

@@ -10,21 +10,23 @@ from pathlib import Path
 import pytest
 
 from prelabel.errors import ConfigError
-from prelabel.model import Ontology, Record, RunConfig
-from producer.estimate import estimate_requests, estimate_run, guess_mentions, guessed_answer
+from prelabel.model import RunConfig
+from producer.estimate import estimate_requests, estimate_run
 from producer.labeling import LabelingOptions
 from producer.loading import DatasetSpec
 from producer.pricing import BUILTIN, Price, load_prices, price_for, price_table
-from workers.prompts import build_messages
+from task_types.ner.guess import guess_mentions, guessed_answer
+from task_types.ner.model import NerRecord, from_tags
+from task_types.ner.prompts import build_messages
 from workers.tokens import count_message_tokens
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
-CONLL = Ontology.from_tags(["LOC", "MISC", "ORG", "PER"])
+CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
 
 
-def records(n: int) -> list[Record]:
+def records(n: int) -> list[NerRecord]:
     return [
-        Record.from_tokens(f"r{i}", f"Ann met Bob {i} times in Rome .".split()) for i in range(n)
+        NerRecord.from_tokens(f"r{i}", f"Ann met Bob {i} times in Rome .".split()) for i in range(n)
     ]
 
 
@@ -33,7 +35,7 @@ def config(**over: object) -> RunConfig:
         "run_id": "estimate",
         "model": "gpt-4o-mini",
         "base_url": "http://127.0.0.1:1/v1",
-        "ontology": CONLL,
+        "labels": CONLL,
     }
     return RunConfig.model_validate(base | over)
 

@@ -15,7 +15,8 @@ from collector.exports import PredictionRow, write_predictions_jsonl
 from evaluation import entity_scores
 from evaluation.cli import InputFormat, compare_command, evaluate_command
 from evaluation.kili_export import NOT_THERE, OFF_TOKENS
-from prelabel.model import Entity, ItemResult, Record, Unaligned, Usage
+from prelabel.model import Usage
+from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 
 GOLD = [
     (["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
@@ -64,11 +65,11 @@ def run_folder(tmp_path: Path) -> Path:
     rows = []
     preds = [["B-PER", "O", "B-LOC"], ["O", "O", "O", "O"], None]
     for i, ((tokens, tags), pred) in enumerate(zip(GOLD, preds, strict=True)):
-        record = Record.from_tokens(f"test-{i:06d}", tokens, tags)
+        record = NerRecord.from_tokens(f"test-{i:06d}", tokens, tags)
         if pred is None:
-            result = ItemResult(id=record.id, status="failed", error="endpoint said 500")
+            result = NerResult(id=record.id, status="failed", error="endpoint said 500")
         else:
-            result = ItemResult(
+            result = NerResult(
                 id=record.id,
                 status="labeled",
                 tags=tuple(pred),

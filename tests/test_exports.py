@@ -26,11 +26,12 @@ from evaluation import (
 )
 from evaluation.report import ENTITY_TITLE, TOKEN_TITLE
 from prelabel.errors import DatasetError, RunError
-from prelabel.model import Entity, ItemResult, Record, Unaligned, Usage
+from prelabel.model import Usage
+from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 
 
-def _labeled(record: Record, tags: list[str], entities: list[Entity]) -> ItemResult:
-    return ItemResult(
+def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> NerResult:
+    return NerResult(
         id=record.id,
         status="labeled",
         entities=tuple(entities),
@@ -43,11 +44,11 @@ def _labeled(record: Record, tags: list[str], entities: list[Entity]) -> ItemRes
 
 @pytest.fixture
 def rows() -> list[PredictionRow]:
-    elise = Record.from_tokens(
+    elise = NerRecord.from_tokens(
         "train-0", ["Élise", "visited", "Zürich", "🎉"], ["B-PER", "O", "B-LOC", "O"]
     )
-    paris = Record.from_tokens("train-1", ["Paris", "Saint-Germain", "won"], None)
-    failed = Record.from_tokens("train-2", ["Nothing", "here"], ["O", "O"])
+    paris = NerRecord.from_tokens("train-1", ["Paris", "Saint-Germain", "won"], None)
+    failed = NerRecord.from_tokens("train-2", ["Nothing", "here"], ["O", "O"])
     return [
         PredictionRow.from_result(
             elise,
@@ -70,7 +71,7 @@ def rows() -> list[PredictionRow]:
         ),
         PredictionRow.from_result(
             failed,
-            ItemResult(id="train-2", status="failed", error="endpoint said 500 three times"),
+            NerResult(id="train-2", status="failed", error="endpoint said 500 three times"),
         ),
     ]
 
@@ -89,10 +90,10 @@ def test_from_result_joins_record_and_result(rows):
 
 
 def test_from_result_rejects_a_mismatch():
-    record = Record.from_tokens("a", ["x", "y"])
+    record = NerRecord.from_tokens("a", ["x", "y"])
     with pytest.raises(RunError, match="'b'"):
-        PredictionRow.from_result(record, ItemResult(id="b", status="failed"))
-    short = ItemResult(id="a", status="labeled", tags=("O",))
+        PredictionRow.from_result(record, NerResult(id="b", status="failed"))
+    short = NerResult(id="a", status="labeled", tags=("O",))
     with pytest.raises(RunError, match="1 tags for 2 tokens"):
         PredictionRow.from_result(record, short)
 
@@ -170,9 +171,9 @@ def test_conll_reads_back_with_the_same_tags(tmp_path, rows):
 
 
 def test_conll_keeps_three_columns_for_odd_tokens(tmp_path):
-    record = Record.from_tokens("odd", ["New York", "", "ok"], ["B-LOC", "O", "O"])
+    record = NerRecord.from_tokens("odd", ["New York", "", "ok"], ["B-LOC", "O", "O"])
     row = PredictionRow.from_result(
-        record, ItemResult(id="odd", status="labeled", tags=("B-LOC", "O", "O"))
+        record, NerResult(id="odd", status="labeled", tags=("B-LOC", "O", "O"))
     )
     path = tmp_path / "odd.conll"
     write_conll(path, [row])
@@ -253,11 +254,11 @@ def test_collect_writes_predictions_and_every_report(redis_client, tmp_path):
     from prelabel.store import RunStore
 
     records = [
-        Record.from_tokens("t-0", ["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
-        Record.from_tokens(
+        NerRecord.from_tokens("t-0", ["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
+        NerRecord.from_tokens(
             "t-1", ["Acme", "Corp", "hired", "Bob"], ["B-ORG", "I-ORG", "O", "B-PER"]
         ),
-        Record.from_tokens("t-2", ["Nothing", "here"], ["O", "O"]),
+        NerRecord.from_tokens("t-2", ["Nothing", "here"], ["O", "O"]),
     ]
     config = RunConfig(
         run_id="collect-test",
@@ -272,10 +273,10 @@ def test_collect_writes_predictions_and_every_report(redis_client, tmp_path):
     store.create(config, [records])
     keys = RunKeys(config.run_id)
     results = {
-        "t-0": ItemResult(
+        "t-0": NerResult(
             id="t-0", status="labeled", tags=("B-PER", "O", "B-LOC"), model="gpt-test"
         ),
-        "t-1": ItemResult(
+        "t-1": NerResult(
             id="t-1", status="labeled", tags=("B-ORG", "O", "O", "B-PER"), model="gpt-test"
         ),
     }

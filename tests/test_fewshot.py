@@ -7,13 +7,13 @@ from collections.abc import Sequence
 import pytest
 
 from prelabel.errors import ConfigError
-from prelabel.model import EntityType, Ontology, Record
+from task_types import Example
+from task_types.ner.gold import examples_from_records
+from task_types.ner.model import EntityType, NerRecord, Ontology, from_tags
 from workers.fewshot import (
     STRATEGIES,
-    Example,
     RandomSelector,
     SimilarSelector,
-    examples_from_records,
     make_selector,
     pool_from_json,
     pool_to_json,
@@ -21,11 +21,11 @@ from workers.fewshot import (
     selector_for_run,
 )
 
-CONLL = Ontology.from_tags(["LOC", "MISC", "ORG", "PER"])
+CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
 
 
-def rec(i: int, text: str, tags: str | None) -> Record:
-    return Record.from_tokens(f"r{i}", text.split(), tags.split() if tags else None)
+def rec(i: int, text: str, tags: str | None) -> NerRecord:
+    return NerRecord.from_tokens(f"r{i}", text.split(), tags.split() if tags else None)
 
 
 def test_pool_mentions_come_from_gold_in_order_of_appearance() -> None:
@@ -39,13 +39,13 @@ def test_pool_mentions_come_from_gold_in_order_of_appearance() -> None:
     assert [e.text for e in pool] == [records[0].text, records[1].text]
     first = pool[0].mentions
     assert first["LOCATION"] == ["Paris", "Paris"] and first["PERSON"] == ["Peter Smith"]
-    assert list(first) == [t.name for t in CONLL.types]
+    assert list(first) == [t.name for t in CONLL.labels]
     assert pool[1].mentions["MISCELLANEOUS"] == ["German"]
     assert pool[1].mentions["ORGANIZATION"] == ["EU"]
 
 
 def test_pool_leaves_out_types_the_ontology_does_not_ask_for() -> None:
-    people = Ontology(types=(EntityType(name="PERSON", tag="PER"),))
+    people = Ontology(labels=(EntityType(name="PERSON", tag="PER"),))
     pool = examples_from_records([rec(0, "Ann in Rome", "B-PER O B-LOC")], people)
     assert dict(pool[0].mentions) == {"PERSON": ["Ann"]}
 

@@ -13,10 +13,11 @@ import redis
 from evaluation import RunFigures
 from evaluation.tables import figure_rows
 from prelabel.keys import RunKeys
-from prelabel.model import Record, RunConfig
+from prelabel.model import RunConfig
 from prelabel.monitor import Sample, read_run, read_runs, snapshot
 from prelabel.status import no_worker, one_line
 from prelabel.store import RunStore
+from task_types.ner.model import NerRecord
 
 PRELABEL = str(Path(sys.executable).parent / "prelabel")
 
@@ -26,7 +27,7 @@ def make_run(client: redis.Redis, run_id: str, *, created: float = 1000.0) -> Ru
     config = RunConfig(
         run_id=run_id, model="unpriced-model", base_url="http://x/v1", rpm=300, total=4, shards=1
     ).model_copy(update={"created_at": created})
-    records = [Record.from_tokens(f"i{i}", ["a", "b"]) for i in range(4)]
+    records = [NerRecord.from_tokens(f"i{i}", ["a", "b"]) for i in range(4)]
     store.create(config, [records], queue="q-of-test")
     return store
 

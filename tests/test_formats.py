@@ -32,21 +32,22 @@ from collector.formats import (
 )
 from collector.offsets import OffsetMap
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.model import Entity, ItemResult, Ontology, Record, RunConfig
+from prelabel.model import RunConfig
+from task_types.ner.model import Entity, NerRecord, NerResult, from_tags
 
-ONTOLOGY = Ontology.from_tags(["PER", "ORG", "LOC", "MISC"])
+ONTOLOGY = from_tags(["PER", "ORG", "LOC", "MISC"])
 CONFIG = RunConfig(
     run_id="20260101-000000-abc123",
     model="gpt-test",
     base_url="http://127.0.0.1:1/v1",
     dataset="conll-sample",
     split="test",
-    ontology=ONTOLOGY,
+    labels=ONTOLOGY,
 )
 
 
-def _labeled(record: Record, tags: list[str], entities: list[Entity]) -> PredictionRow:
-    result = ItemResult(
+def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> PredictionRow:
+    result = NerResult(
         id=record.id, status="labeled", entities=tuple(entities), tags=tuple(tags), model="m"
     )
     return PredictionRow.from_result(record, result)
@@ -54,15 +55,15 @@ def _labeled(record: Record, tags: list[str], entities: list[Entity]) -> Predict
 
 def make_rows() -> list[PredictionRow]:
     """Emoji before and inside entities, a repeated mention, no entity, a failure, no gold."""
-    r0 = Record.from_tokens(
+    r0 = NerRecord.from_tokens(
         "t-0",
         ["🎉", "Élise", "visited", "Zürich", "and", "Zürich", "😀😀", "again"],
         ["O", "B-PER", "O", "B-LOC", "O", "B-LOC", "O", "O"],
     )
-    r1 = Record.from_tokens("t-1", ["Paris", "Saint-Germain", "won"], None)
-    r2 = Record.from_tokens("t-2", ["nothing", "here"], ["O", "O"])
-    r3 = Record.from_tokens("t-3", ["Failed", "item"], ["O", "O"])
-    r4 = Record.from_tokens("t-4", ["𝔸lpha", "Corp", "🚀"], ["B-ORG", "I-ORG", "O"])
+    r1 = NerRecord.from_tokens("t-1", ["Paris", "Saint-Germain", "won"], None)
+    r2 = NerRecord.from_tokens("t-2", ["nothing", "here"], ["O", "O"])
+    r3 = NerRecord.from_tokens("t-3", ["Failed", "item"], ["O", "O"])
+    r4 = NerRecord.from_tokens("t-4", ["𝔸lpha", "Corp", "🚀"], ["B-ORG", "I-ORG", "O"])
     return [
         _labeled(
             r0,
@@ -80,7 +81,7 @@ def make_rows() -> list[PredictionRow]:
         ),
         _labeled(r2, ["O", "O"], []),
         PredictionRow.from_result(
-            r3, ItemResult(id="t-3", status="failed", error="endpoint said 500 three times")
+            r3, NerResult(id="t-3", status="failed", error="endpoint said 500 three times")
         ),
         _labeled(
             r4, ["B-ORG", "I-ORG", "O"], [Entity(type="ORG", start=0, end=10, text="𝔸lpha Corp")]
@@ -166,7 +167,7 @@ def test_kili_parser_refuses_a_category_the_interface_lacks(rows: list[Predictio
 
     from collector.formats import kili_json_interface
 
-    narrow = kili_json_interface(Ontology.from_tags(["PER"]))
+    narrow = kili_json_interface(from_tags(["PER"]))
     with pytest.raises(InvalidMutationError, match="Category 'LOC' is not in the job interface"):
         ParsedLabel({"jsonResponse": kili_json_response(rows[0])}, narrow, "TEXT")
 
@@ -326,9 +327,9 @@ def test_hf_export_replaces_its_own_folder_and_refuses_another(
 
 
 def test_tag_names_keep_tags_outside_the_ontology(rows: list[PredictionRow]) -> None:
-    record = Record.from_tokens("t-9", ["Mars"], ["B-PLANET"])
+    record = NerRecord.from_tokens("t-9", ["Mars"], ["B-PLANET"])
     extra = _labeled(record, ["O"], [])
-    names = tag_names(Ontology.from_tags(["PER"]), [*rows, extra])
+    names = tag_names(from_tags(["PER"]), [*rows, extra])
     assert names[:3] == ["O", "B-PER", "I-PER"]
     assert {"B-PLANET", "B-LOC", "B-ORG", "I-ORG"} <= set(names[3:])
     assert len(names) == len(set(names))

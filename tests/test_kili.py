@@ -26,12 +26,13 @@ from collector.source import RunData, load_run_folder, load_run_redis
 from prelabel import launch
 from prelabel.errors import DatasetError, UploadError
 from prelabel.keys import RunKeys
-from prelabel.model import Entity, ItemResult, Ontology, Record, RunConfig
+from prelabel.model import RunConfig
 from prelabel.store import RunStore
+from task_types.ner.model import Entity, NerRecord, NerResult, from_tags
 from tests.fake_kili import FakeKili
 from tests.test_formats import make_rows
 
-ONTOLOGY = Ontology.from_tags(["PER", "ORG", "LOC", "MISC"])
+ONTOLOGY = from_tags(["PER", "ORG", "LOC", "MISC"])
 
 
 def config_for(n: int, run_id: str = "20260101-000000-kili01") -> RunConfig:
@@ -41,7 +42,7 @@ def config_for(n: int, run_id: str = "20260101-000000-kili01") -> RunConfig:
         base_url="http://127.0.0.1:1/v1",
         dataset="conll-sample",
         split="test",
-        ontology=ONTOLOGY,
+        labels=ONTOLOGY,
         total=n,
         shards=1,
         shard_size=max(n, 1),
@@ -52,11 +53,11 @@ def sample_rows() -> list[PredictionRow]:
     """make_rows (emoji, repeated mention, no entity, a failure), plus texts the SDK would take
     for a URL or a file path if given as strings, and enough plain items for several batches."""
     rows = make_rows()
-    url = Record.from_tokens("t-url", ["http://example.com", "is", "down", "says", "Acme"], None)
+    url = NerRecord.from_tokens("t-url", ["http://example.com", "is", "down", "says", "Acme"], None)
     rows.append(
         PredictionRow.from_result(
             url,
-            ItemResult(
+            NerResult(
                 id="t-url",
                 status="labeled",
                 entities=(Entity(type="ORG", start=32, end=36, text="Acme"),),
@@ -64,16 +65,16 @@ def sample_rows() -> list[PredictionRow]:
             ),
         )
     )
-    dot = Record.from_tokens("t-dot", ["."], ["O"])
+    dot = NerRecord.from_tokens("t-dot", ["."], ["O"])
     rows.append(
-        PredictionRow.from_result(dot, ItemResult(id="t-dot", status="labeled", tags=("O",)))
+        PredictionRow.from_result(dot, NerResult(id="t-dot", status="labeled", tags=("O",)))
     )
     for i in range(6):
-        rec = Record.from_tokens(f"p-{i}", ["Berlin", "🇩🇪", "is", "in", "Germany"], None)
+        rec = NerRecord.from_tokens(f"p-{i}", ["Berlin", "🇩🇪", "is", "in", "Germany"], None)
         rows.append(
             PredictionRow.from_result(
                 rec,
-                ItemResult(
+                NerResult(
                     id=rec.id,
                     status="labeled",
                     entities=(
@@ -117,10 +118,10 @@ def run() -> RunData:
 def store_run(client: redis.Redis, rows: list[PredictionRow], config: RunConfig) -> RunStore:
     """Write a run as the producer and the workers leave it in Redis."""
     store = RunStore(client)
-    records = [Record.from_tokens(r.id, r.tokens, r.gold_tags) for r in rows]
+    records = [NerRecord.from_tokens(r.id, r.tokens, r.gold_tags) for r in rows]
     store.create(config, [records])
     results = {
-        r.id: ItemResult(
+        r.id: NerResult(
             id=r.id,
             status=r.status,
             entities=r.entities,
@@ -248,8 +249,8 @@ def test_reupload_replaces_changed_predictions_and_deletes_those_of_failed_items
         update={"entities": (Entity(type="ORG", start=0, end=6, text="Berlin"),)}
     )
     rows[-4] = PredictionRow.from_result(
-        Record.from_tokens(rows[-4].id, rows[-4].tokens, None),
-        ItemResult(id=rows[-4].id, status="failed", error="timeout"),
+        NerRecord.from_tokens(rows[-4].id, rows[-4].tokens, None),
+        NerResult(id=rows[-4].id, status="failed", error="timeout"),
     )
     second = upload_run(RunData(run.config, tuple(rows)), target)
     assert second.predictions_sent == 2
@@ -277,10 +278,10 @@ def test_batches_over_a_megabyte_arrive_gzipped_and_land(
     long_name = "Grand Duchy of " + "Ünterwald-🏔-" * 6000  # ~80 kB, astral characters inside
     rows = []
     for i in range(16):
-        record = Record.from_tokens(f"big-{i}", ["🎉", "The", long_name, "treaty"], None)
+        record = NerRecord.from_tokens(f"big-{i}", ["🎉", "The", long_name, "treaty"], None)
         start = record.text.index(long_name)
         entity = Entity(type="LOC", start=start, end=start + len(long_name), text=long_name)
-        result = ItemResult(
+        result = NerResult(
             id=record.id, status="labeled", entities=(entity,), tags=("O", "O", "B-LOC", "O")
         )
         rows.append(PredictionRow.from_result(record, result))
@@ -392,7 +393,7 @@ def test_an_existing_project_is_checked_then_used(
     lacking = kili.create_project(
         title="mine",
         input_type="TEXT",
-        json_interface=kili_json_interface(Ontology.from_tags(["PER", "ORG"])),
+        json_interface=kili_json_interface(from_tags(["PER", "ORG"])),
     )["id"]
     other_job = kili.create_project(
         title="other", input_type="TEXT", json_interface=kili_json_interface(ONTOLOGY, "NER_JOB")

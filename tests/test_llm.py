@@ -22,10 +22,12 @@ from openai import AsyncOpenAI
 
 from prelabel.errors import ItemError
 from prelabel.keys import BucketKeys, RunKeys
-from prelabel.model import Record, RunConfig
+from prelabel.model import RunConfig
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import RunningSimulator
-from workers.prompts import build_messages
+from task_types.ner import NER
+from task_types.ner.model import NerRecord
+from task_types.ner.prompts import build_messages
 from workers.ratelimit import Admission, Caps, ProviderLimits, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
@@ -35,9 +37,9 @@ T = TypeVar("T")
 RUN = "llm-test-run"
 ACCOUNT = "llm-test-account"
 MAX_TOKENS = 64
-RECORD = Record.from_tokens("s1", ["Peter", "Blackburn", "flew", "to", "Paris", "."])
+RECORD = NerRecord.from_tokens("s1", ["Peter", "Blackburn", "flew", "to", "Paris", "."])
 GOLD = [
-    Record.from_tokens(
+    NerRecord.from_tokens(
         "s1",
         ["Peter", "Blackburn", "flew", "to", "Paris", "."],
         ["B-PER", "I-PER", "O", "O", "B-LOC", "O"],
@@ -114,7 +116,7 @@ def with_fleet(
 
 
 async def ask(caller: RealtimeTransport) -> Completion:
-    messages = build_messages([RECORD], caller.config.ontology)
+    messages = build_messages([RECORD], NER.labels(caller.config))
     prompt_tokens = count_message_tokens(messages, caller.config.model)
     return await caller.complete(ChatRequest(messages, None, prompt_tokens, (RECORD.id,)))
 
@@ -239,7 +241,7 @@ def test_an_answer_without_usage_is_counted_at_the_estimate(
 
     async def body(fleet: Fleet) -> tuple[Completion, int]:
         caller = fleet.caller()
-        messages = build_messages([RECORD], caller.config.ontology)
+        messages = build_messages([RECORD], NER.labels(caller.config))
         estimate = count_message_tokens(messages, caller.config.model)
         return await caller.complete(ChatRequest(messages, None, estimate, (RECORD.id,))), estimate
 
@@ -306,7 +308,7 @@ def test_settle_charges_what_the_provider_counted_at_admission(
     with simulator(tpm=600_000) as sim:
         used_prompt, settled = with_fleet(redis_url, sim.base_url, body, caps=Caps(None, 600_000))
         counted = sim.stats.prompt_tokens
-    messages = build_messages([RECORD], RunConfig(run_id="x", model="m", base_url="b").ontology)
+    messages = build_messages([RECORD], NER.labels(RunConfig(run_id="x", model="m", base_url="b")))
     estimate = count_message_tokens(messages, "gpt-4o-mini")
     [(reserved, actual, limits)] = settled
     assert reserved == estimate + MAX_TOKENS
@@ -369,7 +371,7 @@ def test_an_empty_answer_to_a_batch_splits_it(redis_url: str, redis_client: redi
             },
         )  # fmt: skip
 
-    records = [Record.from_tokens(f"s{n}", ["a", "b"]) for n in range(2)]
+    records = [NerRecord.from_tokens(f"s{n}", ["a", "b"]) for n in range(2)]
 
     async def main() -> list[str]:
         client = redis.asyncio.Redis.from_url(redis_url)

@@ -14,14 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prelabel.errors import DatasetError
-from producer.conll import TagError, to_iob2
 from producer.loading import (
     DatasetSpec,
     LoadedDataset,
     _hub_table,
     load_dataset_records,
-    word_spans,
 )
+from task_types.ner.bio import TagError, checked_iob2
+from task_types.ner.rows import word_spans
 from tests.conftest import SAMPLE_CONLL
 
 EU = ["EU", "rejects", "German", "call"]
@@ -186,7 +186,7 @@ def test_conll_folder_with_two_files_for_one_split_is_refused(tmp_path: Path) ->
     ],
 )
 def test_to_iob2(tags: list[str], expected: list[str]) -> None:
-    assert to_iob2(tags) == tuple(expected)
+    assert checked_iob2(tags) == tuple(expected)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_to_iob2(tags: list[str], expected: list[str]) -> None:
 )
 def test_to_iob2_rejects(tags: list[str], allowed: frozenset[str] | None, fragment: str) -> None:
     with pytest.raises(TagError, match=fragment):
-        to_iob2(tags, allowed)
+        checked_iob2(tags, allowed)
 
 
 @given(
@@ -212,12 +212,12 @@ def test_to_iob2_rejects(tags: list[str], allowed: frozenset[str] | None, fragme
     )
 )
 def test_to_iob2_gives_valid_iob2_and_is_idempotent(tags: list[str]) -> None:
-    out = to_iob2(tags)
+    out = checked_iob2(tags)
     assert len(out) == len(tags)
     for i, tag in enumerate(out):
         if tag.startswith("I-"):
             assert i > 0 and out[i - 1][2:] == tag[2:]
-    assert to_iob2(out) == out
+    assert checked_iob2(out) == out
     # Conversion never changes where the tokens of an entity type are, only how they start.
     assert [t[2:] for t in out] == [t[2:] for t in tags]
 

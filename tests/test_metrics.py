@@ -220,7 +220,7 @@ def test_spans_read_tags_like_conlleval(tags):
 
 def test_evaluate_items_scores_only_labeled_items_with_gold():
     from evaluation import Item, evaluate_items
-    from prelabel.model import Unaligned
+    from task_types.ner.model import Unaligned
 
     items = [
         Item("a", ("Paris", "is", "nice"), ("B-LOC", "O", "O"), ("B-LOC", "O", "O")),

@@ -22,7 +22,7 @@ from prelabel import launch
 from prelabel.errors import RunError
 from prelabel.exporter import RunCollector
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Record, RunConfig
+from prelabel.model import RunConfig
 from prelabel.monitor import (
     RunView,
     Sample,
@@ -36,6 +36,7 @@ from prelabel.monitor import (
 )
 from prelabel.status import one_line, render
 from prelabel.store import RunStore
+from task_types.ner.model import NerRecord, NerResult
 
 
 def config(**over: object) -> RunConfig:
@@ -231,7 +232,7 @@ def parse(text: str) -> dict[tuple[str, tuple], float]:
 
 def test_reads_runs_and_failure_reasons_from_redis(redis_client: redis.Redis) -> None:
     store = RunStore(redis_client)
-    records = [Record.from_tokens(f"i{n}", ["a", "b"]) for n in range(7)]
+    records = [NerRecord.from_tokens(f"i{n}", ["a", "b"]) for n in range(7)]
     store.create(config(run_id="rr", total=7, shards=1), [records])
     keys = RunKeys("rr")
     # Grouped by kind, not by the whole text: the answer snippets differ from item to item.
@@ -243,9 +244,9 @@ def test_reads_runs_and_failure_reasons_from_redis(redis_client: redis.Redis) ->
         "the model returned an empty answer",
     ]
     for n, reason in enumerate(reasons):
-        result = ItemResult(id=f"i{n}", status="failed", error=reason)
+        result = NerResult(id=f"i{n}", status="failed", error=reason)
         redis_client.hset(keys.results, f"i{n}", result.model_dump_json())
-    redis_client.hset(keys.results, "i6", ItemResult(id="i6", status="labeled").model_dump_json())
+    redis_client.hset(keys.results, "i6", NerResult(id="i6", status="labeled").model_dump_json())
     redis_client.hset(keys.counters, mapping={"failed": 5, "labeled": 1})
     assert failure_reasons(redis_client, "rr") == [
         ("answer is not JSON", 3),
@@ -264,7 +265,7 @@ def test_caps_the_workers_apply_stand_in_for_caps_the_run_did_not_give(
     redis_client: redis.Redis,
 ) -> None:
     store = RunStore(redis_client)
-    records = [Record.from_tokens("i0", ["a"])]
+    records = [NerRecord.from_tokens("i0", ["a"])]
     store.create(config(run_id="rc", rpm=None, tpm=500, total=1, shards=1), [records])
     assert snapshot(read_run(redis_client, "rc", now=2000.0)).rpm_cap is None
     # A worker starting a shard writes the caps it resolved (here from PRELABEL_CAPS).

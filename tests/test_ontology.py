@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from prelabel.errors import ConfigError
-from prelabel.model import Record
-from prelabel.ontology import load_ontology, restrict
+from prelabel.labels import restrict
 from producer.labeling import LabelingOptions, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
-from workers.alignment import align
-from workers.prompts import build_messages
+from task_types.ner.alignment import align
+from task_types.ner.model import NerRecord
+from task_types.ner.ontology import load_ontology
+from task_types.ner.prompts import build_messages
 
 TOML = """
 [[types]]
@@ -36,18 +37,18 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_toml_and_json_files_give_the_same_ontology(tmp_path: Path) -> None:
     from_toml = load_ontology(write(tmp_path, "o.toml", TOML))
-    types = [t.model_dump() for t in from_toml.types]
+    types = [t.model_dump() for t in from_toml.labels]
     from_json = load_ontology(write(tmp_path, "o.json", json.dumps({"types": types})))
     assert from_toml == from_json
-    assert [(t.name, t.tag) for t in from_toml.types] == [("HUMAN", "PER"), ("PLACE", "LOC")]
-    assert from_toml.types[1].description == "countries, cities and other places"
+    assert [(t.name, t.tag) for t in from_toml.labels] == [("HUMAN", "PER"), ("PLACE", "LOC")]
+    assert from_toml.labels[1].description == "countries, cities and other places"
 
 
 def test_the_model_answers_with_names_and_the_tags_are_the_datasets(tmp_path: Path) -> None:
     ontology = load_ontology(write(tmp_path, "o.toml", TOML))
-    prompt = build_messages([Record.from_tokens("a", ["x"])], ontology)[0]["content"]
+    prompt = build_messages([NerRecord.from_tokens("a", ["x"])], ontology)[0]["content"]
     assert "- HUMAN: people, by name" in prompt and "PER" not in prompt
-    record = Record.from_tokens("a", ["Ann", "flew", "to", "Rome"])
+    record = NerRecord.from_tokens("a", ["Ann", "flew", "to", "Rome"])
     aligned = align(record, {"HUMAN": ["Ann"], "PLACE": ["Rome"]}, ontology)
     assert aligned.tags == ("B-PER", "O", "O", "B-LOC")
 
@@ -84,7 +85,7 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_entity_types_restrict_an_ontology_file(tmp_path: Path) -> None:
     ontology = load_ontology(write(tmp_path, "o.toml", TOML))
-    assert [t.name for t in restrict(ontology, ["LOC"], "o.toml").types] == ["PLACE"]
+    assert [t.name for t in restrict(ontology, ["LOC"], "o.toml").labels] == ["PLACE"]
     with pytest.raises(ConfigError, match=r"--entity-types ORG: not in o\.toml"):
         restrict(ontology, ["ORG"], "o.toml")
 
@@ -94,9 +95,9 @@ def test_a_run_uses_the_ontology_file_instead_of_the_datasets_tags(tmp_path: Pat
     spec = DatasetSpec(source=str(data))
     dataset = load_dataset_records(spec)
     default = resolve_labeling(dataset, spec, LabelingOptions())
-    assert [t.name for t in default.ontology.types] == ["LOCATION", "PERSON"]
+    assert [t.name for t in default.labels.labels] == ["LOCATION", "PERSON"]
     options = LabelingOptions(ontology_file=write(tmp_path, "o.toml", TOML))
-    assert [t.name for t in resolve_labeling(dataset, spec, options).ontology.types] == [
+    assert [t.name for t in resolve_labeling(dataset, spec, options).labels.labels] == [
         "HUMAN",
         "PLACE",
     ]

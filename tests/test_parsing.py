@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from prelabel.errors import ItemError
-from prelabel.model import Ontology
-from workers import parsing
-from workers.parsing import MAX_ANSWER_CHARS, MAX_MENTIONS, parse_answer, parse_batch_answer
+from task_types import answers
+from task_types.answers import MAX_ANSWER_CHARS
+from task_types.ner.model import CONLL
+from task_types.ner.parsing import MAX_MENTIONS, parse_answer, parse_batch_answer
 
-CONLL = Ontology()
 EMPTY: dict[str, list[str]] = {
     "PERSON": [],
     "ORGANIZATION": [],
@@ -100,7 +100,7 @@ def test_sloppy_answers_are_repaired(content: str, expected: dict[str, list[str]
     parsed = parse_answer(content, CONLL)
     assert parsed == expected
     # Ontology types first, in ontology order: callers iterate in prompt order.
-    assert list(parsed)[:4] == [t.name for t in CONLL.types]
+    assert list(parsed)[:4] == [t.name for t in CONLL.labels]
 
 
 UNREPAIRABLE = [
@@ -256,13 +256,13 @@ def test_batch_answer_sloppy_keys_and_wrappers(content: str) -> None:
 def scanned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Characters each brace match was allowed to scan (the parser's only superlinear risk)."""
     spans: list[int] = []
-    real = parsing._matching_brace
+    real = answers._matching_brace
 
     def counting(text: str, start: int, limit: int, *brackets: str) -> int | None:
         spans.append(limit - start)
         return real(text, start, limit, *brackets)
 
-    monkeypatch.setattr(parsing, "_matching_brace", counting)
+    monkeypatch.setattr(answers, "_matching_brace", counting)
     return spans
 
 
@@ -278,11 +278,11 @@ def test_parsing_a_looping_answer_scans_a_bounded_multiple_of_it(
     scanned to the end): the scan is now charged against a budget of a few times the answer."""
     with pytest.raises(ItemError, match="not JSON"):
         parse_answer(answer, CONLL)
-    assert sum(scanned) <= (parsing.SCAN_FACTOR + 1) * len(answer)
+    assert sum(scanned) <= (answers.SCAN_FACTOR + 1) * len(answer)
     scanned.clear()
     errors = parse_batch_answer(answer, 3, CONLL)
     assert all(isinstance(e, ItemError) for e in errors)
-    assert sum(scanned) <= (parsing.SCAN_FACTOR + 1) * len(answer)
+    assert sum(scanned) <= (answers.SCAN_FACTOR + 1) * len(answer)
 
 
 def test_an_answer_after_junk_braces_is_still_found(scanned: list[int]) -> None:

@@ -11,10 +11,10 @@ import bpe_openai
 import pytest
 
 from prelabel.errors import ConfigError
-from prelabel.model import PROMPT_VERSION, EntityType, Ontology, Record
-from workers.fewshot import Example
-from workers.parsing import parse_answer, parse_batch_answer
-from workers.prompts import (
+from task_types import Example
+from task_types.ner.model import CONLL, PROMPT_VERSION, EntityType, NerRecord, Ontology
+from task_types.ner.parsing import parse_answer, parse_batch_answer
+from task_types.ner.prompts import (
     BUILT_IN_EXAMPLE,
     DEFAULT_TEMPLATE,
     build_messages,
@@ -23,23 +23,22 @@ from workers.prompts import (
     response_format,
 )
 
-CONLL = Ontology()
 CUSTOM = Ontology(
-    types=(
+    labels=(
         EntityType(name="DRUG", tag="DRG", description="medicines and active substances"),
         EntityType(name="DISEASE", tag="DIS", description="illnesses and symptoms"),
     )
 )
 RECORDS = [
-    Record.from_tokens(
+    NerRecord.from_tokens(
         "a", ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
     ),
-    Record.from_tokens("b", ["Peter", "Blackburn"]),
-    Record.from_tokens("c", ["BRUSSELS", "1996-08-22"]),
+    NerRecord.from_tokens("b", ["Peter", "Blackburn"]),
+    NerRecord.from_tokens("c", ["BRUSSELS", "1996-08-22"]),
 ]
 
 
-def system(records: list[Record], ontology: Ontology = CONLL) -> str:
+def system(records: list[NerRecord], ontology: Ontology = CONLL) -> str:
     return build_messages(records, ontology)[0]["content"]
 
 
@@ -82,7 +81,7 @@ def test_batch_user_content_is_numbered_lines() -> None:
 
 
 def test_batch_lines_stay_one_per_record_when_a_text_holds_a_line_break() -> None:
-    odd = Record(id="n", tokens=("a", "b"), text="a\nb", offsets=((0, 1), (2, 3)))
+    odd = NerRecord(id="n", tokens=("a", "b"), text="a\nb", offsets=((0, 1), (2, 3)))
     content = build_messages([odd, RECORDS[1]], CONLL)[-1]["content"]
     assert content.splitlines() == ["1: a b", "2: Peter Blackburn"]
 
@@ -105,7 +104,7 @@ def test_batched_system_prompt_explains_numbered_lines() -> None:
 @pytest.mark.parametrize("size", [1, 3])
 def test_system_prompt_lists_every_type_with_its_description(ontology: Ontology, size: int) -> None:
     prompt = system(RECORDS[:size], ontology)
-    for entity_type in ontology.types:
+    for entity_type in ontology.labels:
         assert f"{entity_type.name}: {entity_type.description}" in prompt
     assert "expert annotator for named entity recognition" in prompt
     assert "JSON only" in prompt
@@ -272,10 +271,10 @@ def test_single_request_shows_each_example_as_a_user_assistant_pair_before_the_s
     # Every example answer is what the prompt asks for: all types, ontology order, valid.
     for example, reply in zip(EXAMPLES, messages[2:5:2], strict=True):
         parsed = json.loads(reply["content"])
-        assert list(parsed) == [t.name for t in CONLL.types]
+        assert list(parsed) == [t.name for t in CONLL.labels]
         assert validate(parsed, response_format(CONLL, 1)) == []
         assert parse_answer(reply["content"], CONLL) == {
-            t.name: list(example.mentions.get(t.name, [])) for t in CONLL.types
+            t.name: list(example.mentions.get(t.name, [])) for t in CONLL.labels
         }
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from prelabel.model import Record
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import BROKEN_BODIES, RunningSimulator
+from task_types.ner.model import NerRecord
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def many(n: int) -> list[tuple[list[str], list[str]]]:
 def simulator(
     sentences: Sequence[tuple[list[str], list[str]]], **options: Any
 ) -> Iterator[RunningSimulator]:
-    gold = [Record.from_tokens(f"g{i}", t, g) for i, (t, g) in enumerate(sentences)]
+    gold = [NerRecord.from_tokens(f"g{i}", t, g) for i, (t, g) in enumerate(sentences)]
     with serve_in_thread(SimulatorConfig(port=0, **options), Oracle(gold)) as running:
         yield running
 

@@ -12,11 +12,12 @@ import redis
 import redis.asyncio as aioredis
 
 from prelabel.keys import RunKeys
-from prelabel.model import Record, RunConfig
+from prelabel.model import RunConfig
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from producer.reconciler import UNACKED, UNACKED_INDEX, reconcile
 from producer.runs import start_run
+from task_types.ner.model import NerRecord
 from workers.lease import LeaseHeld, shard_lease
 from workers.tasks import shard_task_id
 
@@ -65,7 +66,7 @@ def test_a_run_out_lease_can_be_taken_over(redis_url: str, redis_client: redis.R
 @pytest.fixture
 def running(redis_url: str, redis_client: redis.Redis) -> tuple[RunConfig, redis.Redis]:
     """A running run of three shards, its messages in the queue `QUEUE`."""
-    records = [Record.from_tokens(f"i{n}", ["Paris", str(n)]) for n in range(3)]
+    records = [NerRecord.from_tokens(f"i{n}", ["Paris", str(n)]) for n in range(3)]
     config = RunConfig(
         run_id="recovery-1", model="m", base_url="http://127.0.0.1:1/v1", shard_size=1, shards=3
     )

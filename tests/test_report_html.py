@@ -17,7 +17,7 @@ from evaluation.html import report_html
 from evaluation.outputs import write_reports
 from evaluation.report import report_markdown
 from evaluation.tables import ENTITY_TITLE, LOSSES_TITLE, TOKEN_TITLE
-from prelabel.model import Unaligned
+from task_types.ner.model import Unaligned
 
 #: The chart colour of the micro/macro bars (charts._AVERAGE_COLOUR); nothing else uses it.
 AVERAGE_RGB = (0x7A, 0x4F, 0xA3)

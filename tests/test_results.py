@@ -10,14 +10,14 @@ import redis
 import redis.asyncio
 
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Unaligned
+from task_types.ner.model import NerResult, Unaligned
 from workers.results import ResultSink
 
 RUN = "results-test-run"
 
 
-def result(item_id: str, status: str = "labeled", unaligned: int = 0) -> ItemResult:
-    return ItemResult(
+def result(item_id: str, status: str = "labeled", unaligned: int = 0) -> NerResult:
+    return NerResult(
         id=item_id,
         status=status,  # type: ignore[arg-type]
         error=None if status == "labeled" else "a reason",

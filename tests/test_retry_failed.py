@@ -87,12 +87,13 @@ def test_a_running_run_is_not_retried(
     fleet_env: dict[str, str], simulator_url: str, redis_client: redis.Redis
 ) -> None:
     from prelabel.errors import RunError
-    from prelabel.model import Record, RunConfig
+    from prelabel.model import RunConfig
     from prelabel.settings import load_settings
     from producer.control import retry_failed
+    from task_types.ner.model import NerRecord
 
     store = RunStore(redis_client)
     config = RunConfig(run_id="retry-running", model="m", base_url=simulator_url, shards=1)
-    store.create(config, [[Record.from_tokens("i0", ["Paris"])]])
+    store.create(config, [[NerRecord.from_tokens("i0", ["Paris"])]])
     with pytest.raises(RunError, match="still running"):
         retry_failed(load_settings(REDIS_URL=fleet_env["REDIS_URL"]), store, "retry-running")

@@ -20,19 +20,19 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam
 
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.model import CONLL_TYPES, Ontology, Record
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.limits import RateLimiter, TokenBucket, count_prompt_tokens, format_duration
-from simulator.oracle import bio_spans
 from simulator.server import FINGERPRINT, MODELS, RunningSimulator
+from task_types.ner.bio import mention_spans
+from task_types.ner.model import CONLL_TYPES, NerRecord, Ontology
 
 ROOT = Path(__file__).resolve().parents[1]
 O200K = bpe_openai.get_encoding("o200k_base")
 SYSTEM = "Label the named entities of the sentence. Answer with JSON only."
 
 
-def _record(id: str, sentence: str, tags: str) -> Record:
-    return Record.from_tokens(id, sentence.split(" "), tags.split(" "))
+def _record(id: str, sentence: str, tags: str) -> NerRecord:
+    return NerRecord.from_tokens(id, sentence.split(" "), tags.split(" "))
 
 
 RECORDS = [
@@ -121,14 +121,14 @@ def _ask(base_url: str, user: str) -> str:
         (["B-X-Y", "I-X-Y"], [("X-Y", 0, 2)]),
     ],
 )
-def test_bio_spans(tags: list[str], spans: list[tuple[str, int, int]]) -> None:
-    assert bio_spans(tags) == spans
+def test_mention_spans(tags: list[str], spans: list[tuple[str, int, int]]) -> None:
+    assert mention_spans(tags) == spans
 
 
 @pytest.mark.parametrize("bad", ["PER", "E-PER", "B-", "S-LOC"])
-def test_bio_spans_rejects_other_schemes(bad: str) -> None:
+def test_mention_spans_rejects_other_schemes(bad: str) -> None:
     with pytest.raises(ValueError, match="token 1"):
-        bio_spans(["O", bad])
+        mention_spans(["O", bad])
 
 
 @pytest.mark.parametrize(
@@ -291,7 +291,7 @@ def test_oracle_counts_unknown_sentences_and_answers_them_empty() -> None:
 
 
 def test_oracle_uses_the_given_ontology_and_drops_types_it_lacks() -> None:
-    ontology = Ontology(types=CONLL_TYPES[:2])  # PERSON, ORGANIZATION
+    ontology = Ontology(labels=CONLL_TYPES[:2])  # PERSON, ORGANIZATION
     answer = json.loads(Oracle(RECORDS, ontology=ontology).answer(_messages(RECORDS[2].text)))
     assert answer == {"PERSON": ["Smith"], "ORGANIZATION": ["New York Stock Exchange"]}
 
@@ -299,7 +299,7 @@ def test_oracle_uses_the_given_ontology_and_drops_types_it_lacks() -> None:
 def test_oracle_skips_records_without_gold_and_keeps_the_first_copy() -> None:
     first = _record("a", "Paris is nice", "B-LOC O O")
     copy = _record("b", "Paris is nice", "B-PER O O")
-    unlabeled = Record.from_tokens("c", ["Rome"])
+    unlabeled = NerRecord.from_tokens("c", ["Rome"])
     oracle = Oracle([first, copy, unlabeled])
     assert len(oracle) == 1
     # The ontology comes from the kept gold only, so the copy's PER type is not in it.
@@ -311,7 +311,7 @@ def test_oracle_skips_records_without_gold_and_keeps_the_first_copy() -> None:
     ("tags", "problem"), [(["B-PER"], "1 gold tags for 2 tokens"), (["B-PER", "X"], "'X'")]
 )
 def test_oracle_rejects_bad_gold(tags: list[str], problem: str) -> None:
-    record = Record.from_tokens("r7", ["Peter", "Blackburn"], tags)
+    record = NerRecord.from_tokens("r7", ["Peter", "Blackburn"], tags)
     with pytest.raises(DatasetError, match=f"record r7: .*{problem}"):
         Oracle([record])
 
@@ -324,7 +324,7 @@ def test_oracle_needs_a_user_message() -> None:
 MANY_TAGS = "B-PER O B-PER O B-LOC O B-ORG"
 
 
-def _many_records(n: int) -> list[Record]:
+def _many_records(n: int) -> list[NerRecord]:
     return [
         _record(
             f"r{i}", f"Alice{i} met Bob{i} in Paris{i} for Acme{i}", "B-PER O B-PER O B-LOC O B-ORG"
@@ -609,9 +609,9 @@ def test_http_port_in_use_is_a_config_error(sim: RunningSimulator) -> None:
 
 
 SERVE_SCRIPT = """
-from prelabel.model import Record
+from task_types.ner.model import NerRecord
 from simulator import Oracle, SimulatorConfig, serve
-records = [Record.from_tokens("pb", ["Peter", "Blackburn"], ["B-PER", "I-PER"])]
+records = [NerRecord.from_tokens("pb", ["Peter", "Blackburn"], ["B-PER", "I-PER"])]
 serve(SimulatorConfig(port=0), Oracle(records))
 print("stopped", flush=True)
 """
@@ -640,10 +640,10 @@ def test_serve_announces_and_stops_on_sigterm() -> None:
 
 
 def test_item_ids_pick_the_gold_of_identical_sentences_that_disagree() -> None:
-    first = Record.from_tokens("a", ["CENTRAL", "DIVISION"], ["O", "O"])
-    second = Record.from_tokens("b", ["CENTRAL", "DIVISION"], ["B-MISC", "I-MISC"])
-    other = Record.from_tokens("c", ["Paris"], ["B-LOC"])
-    oracle = Oracle([first, second, other], ontology=Ontology(types=CONLL_TYPES))
+    first = NerRecord.from_tokens("a", ["CENTRAL", "DIVISION"], ["O", "O"])
+    second = NerRecord.from_tokens("b", ["CENTRAL", "DIVISION"], ["B-MISC", "I-MISC"])
+    other = NerRecord.from_tokens("c", ["Paris"], ["B-LOC"])
+    oracle = Oracle([first, second, other], ontology=Ontology(labels=CONLL_TYPES))
     single = [{"role": "user", "content": first.text}]
     assert json.loads(oracle.answer(single))["MISCELLANEOUS"] == []
     assert json.loads(oracle.answer(single, ["b"]))["MISCELLANEOUS"] == ["CENTRAL DIVISION"]

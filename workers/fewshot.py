@@ -1,6 +1,6 @@
 """Few-shot examples: a pool of labelled sentences, and selectors that pick from it.
 
-The producer turns a train split into a pool (`examples_from_records`) and stores it with the
+The producer turns a train split into a pool (the task type's `examples`) and stores it with the
 run (`pool_to_json`, key `RunKeys.fewshot`); each worker process reads it once per run and
 fits its selector once (`selector_for_run`). Selectors are pluggable: anything with
 `select(texts, k)` can be registered under a name with `register_strategy`.
@@ -20,28 +20,17 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prelabel.errors import ConfigError
-from prelabel.model import Ontology, Record
+from task_types import Example
 
-#: Examples kept in a pool; a larger train split is sampled (seeded) down to this.
-POOL_LIMIT = 20_000
 #: The most examples one request may carry.
 MAX_EXAMPLES = 50
 _SEED = 0
 log = logging.getLogger(__name__)
 _CACHED_RUNS = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    """A labelled sentence: its text and its mentions per type NAME, in order of appearance."""
-
-    text: str
-    mentions: Mapping[str, Sequence[str]]
 
 
 class ExampleSelector(Protocol):
@@ -142,33 +131,6 @@ def make_selector(strategy: str, pool: Sequence[Example]) -> ExampleSelector:
     return factory(pool)
 
 
-def examples_from_records(
-    records: Iterable[Record], ontology: Ontology, limit: int = POOL_LIMIT
-) -> list[Example]:
-    """A pool from gold-labelled records: one example per distinct text, mentions by type name.
-
-    Gold types the ontology does not list are left out of the answers, as the model is never
-    asked for them. Records without gold tags are skipped.
-    """
-    by_tag = ontology.by_tag()
-    pool: list[Example] = []
-    seen: set[str] = set()
-    for record in records:
-        if record.gold_tags is None or record.text in seen or not record.text.strip():
-            continue
-        seen.add(record.text)
-        mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
-        for tag, first, last in _bio_spans(record.gold_tags):
-            if tag in by_tag:
-                start, end = record.offsets[first][0], record.offsets[last][1]
-                mentions[by_tag[tag].name].append(record.text[start:end])
-        pool.append(Example(text=record.text, mentions=mentions))
-    if len(pool) > limit:
-        keep = sorted(random.Random(_SEED).sample(range(len(pool)), limit))
-        pool = [pool[i] for i in keep]
-    return pool
-
-
 def pool_to_json(pool: Sequence[Example]) -> str:
     """The pool as stored in Redis: `[{"text": ..., "mentions": {...}}, ...]`."""
     return json.dumps(
@@ -209,19 +171,3 @@ def selector_for_run(
     else:
         _SELECTORS.move_to_end(key)
     return selector
-
-
-def _bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """`(type, first token, last token)` of BIO tags; an `I-X` after another type opens one."""
-    spans: list[tuple[str, int, int]] = []
-    kind, start = "", -1
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, typ = tag.partition("-")
-        if prefix == "I" and typ == kind and start >= 0:
-            continue
-        if start >= 0:
-            spans.append((kind, start, i - 1))
-            kind, start = "", -1
-        if prefix in ("B", "I") and typ:
-            kind, start = typ, i
-    return spans

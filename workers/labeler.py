@@ -9,20 +9,18 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+import task_types
 from prelabel.errors import ItemError
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Record, RunConfig, Unaligned, Usage
+from prelabel.model import ItemResult, Record, RunConfig, Usage
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from workers.alignment import NOT_FOUND, align
 from workers.budget import Budget, BudgetReached
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
 from workers.halving import by_halves
 from workers.json_mode import SchemaRefusals
-from workers.parsing import parse_answer, parse_batch_answer
-from workers.prompts import copies_an_example, example_mentions
 from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
@@ -40,9 +38,6 @@ from workers.transports import (
 )
 
 log = logging.getLogger(__name__)
-
-#: The reason of an unplaced mention that the prompt's worked example holds.
-COPIED = "copied from the prompt's worked example; not in the sentence"
 
 
 class ShardLabeler:
@@ -74,6 +69,7 @@ class ShardLabeler:
             config,
         )
         self.redis = redis
+        self.task = task_types.get(config.task)
         self.refusals = refusals if refusals is not None else SchemaRefusals()
         self.requests = RequestBuilder(config, self._selector(), self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
@@ -109,7 +105,6 @@ class ShardLabeler:
         carries all it took (retries, and the calls of the batches it was split from), so
         that the items' usage adds up to the run's.
         """
-        ontology = self.config.ontology
         messages = self.requests.messages(batch)
         request = ChatRequest(
             messages,
@@ -143,14 +138,7 @@ class ShardLabeler:
         completion = reply.completion
         if not reply.cached:  # a cached answer was paid for by the run that cached it
             self._charge(batch, _spent(completion))
-        if len(batch) == 1:
-            answers: list[dict[str, list[str]] | ItemError]
-            try:
-                answers = [parse_answer(completion.content, ontology)]
-            except ItemError as exc:
-                answers = [exc]
-        else:
-            answers = parse_batch_answer(completion.content, len(batch), ontology)
+        answers = self.task.parse(completion.content, len(batch), self.config)
         results: list[ItemResult] = []
         retry: list[Record] = []
         for record, answer in zip(batch, answers, strict=True):
@@ -162,23 +150,13 @@ class ShardLabeler:
                 else:
                     results.append(self._failed(record, answer.message))
                 continue
-            if not self.config.few_shot and copies_an_example(answer, record.text, ontology):
-                reason = "the answer is the prompt's worked example, not this sentence's"
-                results.append(self._failed(record, reason))
-                continue
-            aligned = align(record, answer, ontology)
-            results.append(
-                ItemResult(
-                    id=record.id,
-                    status="labeled",
-                    entities=aligned.entities,
-                    tags=aligned.tags,
-                    unaligned=self._flag_copies(aligned.unaligned),
-                    usage=self._spent.pop(record.id, Usage()),
-                    model=self.config.model,
-                    prompt_version=self.config.prompt_version,
-                )
-            )
+            usage = self._spent.get(record.id, Usage())
+            predicted = self.task.predict(record, answer, self.config, usage)
+            if isinstance(predicted, str):
+                results.append(self._failed(record, predicted))
+            else:
+                self._spent.pop(record.id, None)
+                results.append(predicted)
         if results and all(r.status == "labeled" for r in results):
             await self.caller.remember(reply)
         return results, retry
@@ -204,17 +182,6 @@ class ShardLabeler:
                 completion_tokens=held.completion_tokens + share.completion_tokens,
                 requests=held.requests + share.requests,
             )
-
-    def _flag_copies(self, unaligned: tuple[Unaligned, ...]) -> tuple[Unaligned, ...]:
-        """Unplaced mentions that come from the prompt's worked example say so (a run with
-        few-shot examples shows no worked example)."""
-        copied = set() if self.config.few_shot else example_mentions(self.config.ontology)
-        return tuple(
-            u.model_copy(update={"reason": COPIED})
-            if u.reason == NOT_FOUND and (u.type, u.mention) in copied
-            else u
-            for u in unaligned
-        )
 
     async def _context_window(self) -> ContextWindow:
         if self._window is None:
@@ -243,7 +210,7 @@ class ShardLabeler:
 
     def _failed(self, record: Record, reason: str) -> ItemResult:
         log.warning("item %s failed: %s", record.id, reason)
-        return ItemResult(
+        return self.task.result_model(
             id=record.id,
             status="failed",
             error=reason,

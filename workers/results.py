@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ class ResultSink:
                 for results, _ in group:
                     for r in results:
                         counter = "labeled" if r.status == "labeled" else "failed"
-                        args += [r.id, r.model_dump_json(), counter, len(r.unaligned)]
+                        args += [r.id, r.model_dump_json(), counter, json.dumps(r.counts())]
                 try:
                     flags = iter(
                         await self._commit(keys=[self.keys.results, self.keys.counters], args=args)

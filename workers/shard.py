@@ -15,9 +15,10 @@ import logging
 
 import redis.asyncio as aioredis
 
+import task_types
 from prelabel.errors import ConfigError
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, RunConfig
+from prelabel.model import RunConfig
 from prelabel.settings import api_key_for
 from prelabel.store import RunStatus, RunStore
 from workers.budget import BudgetReached
@@ -62,7 +63,9 @@ async def _label(
     settings, store, redis = context.settings, context.store, context.redis
     run_id = config.run_id
     keys = RunKeys(run_id)
-    records = await asyncio.to_thread(store.shard, run_id, shard)
+    records = await asyncio.to_thread(
+        store.shard, run_id, shard, task_types.get(config.task).record_model
+    )
     attempt = int(await redis.hincrby(keys.attempts, str(shard), 1))
     if attempt > settings.max_shard_attempts:
         # It started that often without finishing: something in it kills its worker.
@@ -108,7 +111,7 @@ async def _fail_rest(
     sink = ResultSink(redis, config.run_id)
     done = await sink.committed(item_ids)
     failed = [
-        ItemResult(
+        task_types.get(config.task).result_model(
             id=item_id,
             status="failed",
             error=reason,

@@ -2,9 +2,125 @@
 
 from __future__ import annotations
 
-from prelabel.model import PROMPT_VERSION
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prelabel.errors import ItemError
+from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
+from task_types.ner import alignment, bio, gold, guess, ontology, parsing, prompts, rows
+from task_types.ner.model import CONLL, PROMPT_VERSION, NerRecord, NerResult, Unaligned, from_tags
+
+#: The reason of an unplaced mention that the prompt's worked example holds.
+COPIED = "copied from the prompt's worked example; not in the sentence"
+#: The reason of an answer that is the prompt's worked example's.
+COPIED_ANSWER = "the answer is the prompt's worked example, not this sentence's"
 
 
-class NerLabeling:
+class NerLabeling(LabelingDefaults):
+    """Mentions per entity type, placed on the sentence's tokens (`alignment`)."""
+
     name = "ner"
     prompt_version = PROMPT_VERSION
+    record_model = NerRecord
+    result_model = NerResult
+    counters = ("unaligned",)
+    default_labels: LabelSet = CONLL
+
+    def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
+        return rows.record_from_row(id, row, fields)
+
+    def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
+        return bio.types_of(values)
+
+    def gold_tags(self, record: Record) -> frozenset[str]:
+        assert isinstance(record, NerRecord)
+        return bio.types_of(record.gold_tags)
+
+    def read_labels(self, path: Path) -> LabelSet:
+        return ontology.load_ontology(path)
+
+    def read_template(self, path: Path) -> PromptTemplate:
+        return prompts.load_template(path)
+
+    def labels_from_tags(self, tags: Sequence[str]) -> LabelSet:
+        return from_tags(tags)
+
+    def messages(
+        self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
+    ) -> list[dict[str, str]]:
+        return prompts.build_messages(
+            _ner(batch), self.labels(config), examples=examples, template=config.system_template
+        )
+
+    def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
+        return prompts.response_format(self.labels(config), len(batch), mention_bound(batch))
+
+    def parse(self, content: str, size: int, config: RunConfig) -> list[Answer | ItemError]:
+        labels = self.labels(config)
+        if size > 1:
+            return list(parsing.parse_batch_answer(content, size, labels))
+        try:
+            return [parsing.parse_answer(content, labels)]
+        except ItemError as exc:
+            return [exc]
+
+    def predict(
+        self, record: Record, answer: Answer, config: RunConfig, usage: Usage
+    ) -> ItemResult | str:
+        assert isinstance(record, NerRecord)
+        labels = self.labels(config)
+        if not config.few_shot and prompts.copies_an_example(answer, record.text, labels):
+            return COPIED_ANSWER
+        aligned = alignment.align(record, answer, labels)
+        # A run with few-shot examples shows no worked example, so nothing is copied from it.
+        copied = set() if config.few_shot else prompts.example_mentions(labels)
+        return NerResult(
+            id=record.id,
+            status="labeled",
+            entities=aligned.entities,
+            tags=aligned.tags,
+            unaligned=_flag_copies(aligned.unaligned, copied),
+            usage=usage,
+            model=config.model,
+            prompt_version=config.prompt_version,
+        )
+
+    def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:
+        return gold.examples_from_records(_ner(list(records)), labels)
+
+    def gold(self, record: Record) -> list[tuple[str, str]] | None:
+        assert isinstance(record, NerRecord)
+        return gold.gold_mentions(record)
+
+    def guess_answer(self, batch: Sequence[Record], labels: LabelSet) -> str:
+        return guess.guessed_answer(_ner(batch), labels)
+
+
+def mention_bound(batch: Sequence[Record]) -> int:
+    """The most mentions of one type a sentence of `batch` can hold (one per token), rounded
+    up to a power of two so that a run sends a handful of distinct schemas (providers
+    compile each schema once, and the first request with a new one waits for that)."""
+    longest = max((len(r.tokens) for r in _ner(batch)), default=1)
+    return 1 << max(2, (longest - 1).bit_length())
+
+
+def _flag_copies(
+    unaligned: tuple[Unaligned, ...], copied: set[tuple[str, str]]
+) -> tuple[Unaligned, ...]:
+    """Unplaced mentions that come from the prompt's worked example say so."""
+    return tuple(
+        u.model_copy(update={"reason": COPIED})
+        if u.reason == alignment.NOT_FOUND and (u.type, u.mention) in copied
+        else u
+        for u in unaligned
+    )
+
+
+def _ner(records: Sequence[Record]) -> list[NerRecord]:
+    """`records` as NER's records (a run of this task type stores nothing else)."""
+    out = [r for r in records if isinstance(r, NerRecord)]
+    if len(out) != len(records):
+        raise TypeError("an NER run's records must be NerRecords")
+    return out

@@ -1,11 +1,125 @@
-"""NER's records and results.
+"""NER's records and results, and its label set under NER's names (entity types, ontology).
 
-(For now these names are the core's NER-shaped models under NER's own names, so that both
-halves of the NER package can import them from here while the core is generalised.)
+They subclass the core's models, so a run's shards and results keep their JSON shape.
 """
 
-from prelabel.model import CONLL_TYPES, Entity, EntityType, Ontology, Unaligned
-from prelabel.model import ItemResult as NerResult
-from prelabel.model import Record as NerRecord
+from __future__ import annotations
 
-__all__ = ["CONLL_TYPES", "Entity", "EntityType", "NerRecord", "NerResult", "Ontology", "Unaligned"]
+from collections.abc import Sequence
+
+from prelabel.model import Frozen, ItemResult, Label, LabelSet, Record
+
+#: Bumped whenever the messages change, so that cached answers are not reused.
+PROMPT_VERSION = "ner-v2"
+
+#: An entity type: what the model answers with (`name`) and what the BIO tags say (`tag`).
+EntityType = Label
+#: The entity types to label, in the order the prompt lists them.
+Ontology = LabelSet
+
+
+class NerRecord(Record):
+    """A sentence to label: its tokens, the text built from them, and gold tags when known.
+
+    `offsets[i]` is the `(start, end)` character span of `tokens[i]` in `text`, so that a
+    character span found in `text` maps back to the dataset's own tokens.
+    """
+
+    tokens: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]
+    gold_tags: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_tokens(
+        cls, id: str, tokens: Sequence[str], gold_tags: Sequence[str] | None = None
+    ) -> NerRecord:
+        """Join tokens with single spaces, remembering each token's character span."""
+        offsets: list[tuple[int, int]] = []
+        pos = 0
+        for tok in tokens:
+            offsets.append((pos, pos + len(tok)))
+            pos += len(tok) + 1
+        return cls(
+            id=id,
+            tokens=tuple(tokens),
+            text=" ".join(tokens),
+            offsets=tuple(offsets),
+            gold_tags=tuple(gold_tags) if gold_tags is not None else None,
+        )
+
+
+CONLL_TYPES: tuple[EntityType, ...] = (
+    EntityType(
+        name="PERSON",
+        tag="PER",
+        description="names of people, real or fictional, including surnames alone",
+    ),
+    EntityType(
+        name="ORGANIZATION",
+        tag="ORG",
+        description="companies, institutions, agencies, political parties, sports teams, "
+        "bands and other named groups",
+    ),
+    EntityType(
+        name="LOCATION",
+        tag="LOC",
+        description="countries, cities, regions, geographic features, addresses and facilities",
+    ),
+    EntityType(
+        name="MISCELLANEOUS",
+        tag="MISC",
+        description="other named entities: nationalities, languages, events, works of art, "
+        "products, and adjectives derived from names (e.g. German, British)",
+    ),
+)
+#: CoNLL's four types: NER's default label set.
+CONLL = Ontology(labels=CONLL_TYPES)
+
+
+def from_tags(tags: Sequence[str]) -> Ontology:
+    """An ontology for a dataset's own tag names; CoNLL tags keep their CoNLL names."""
+    known = {t.tag: t for t in CONLL_TYPES}
+    return Ontology(labels=tuple(known.get(tag, EntityType(name=tag, tag=tag)) for tag in tags))
+
+
+class Entity(Frozen):
+    """A labeled span: `text == record.text[start:end]`, `type` is the dataset's tag name."""
+
+    type: str
+    start: int
+    end: int
+    text: str
+
+
+class Unaligned(Frozen):
+    """A mention the model gave that could not be placed in the text, and why."""
+
+    type: str
+    mention: str
+    reason: str
+
+
+class NerResult(ItemResult):
+    """An item's entities and IOB2 tags, and the mentions that could not be placed."""
+
+    entities: tuple[Entity, ...] = ()
+    tags: tuple[str, ...] = ()
+    unaligned: tuple[Unaligned, ...] = ()
+    prompt_version: str = PROMPT_VERSION
+
+    def counts(self) -> dict[str, int]:
+        return {"unaligned": len(self.unaligned)}
+
+
+__all__ = [
+    "CONLL",
+    "CONLL_TYPES",
+    "PROMPT_VERSION",
+    "Entity",
+    "EntityType",
+    "NerRecord",
+    "NerResult",
+    "Ontology",
+    "Unaligned",
+    "from_tags",
+]

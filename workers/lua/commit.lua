@@ -4,7 +4,8 @@
 -- KEYS[2]  prelabel:run:{run}:counters  hash  labeled, failed, ... counters
 -- ARGV     four values per result, repeated:
 --            item id, ItemResult JSON, counter to move ("labeled" or "failed"),
---            the result's unaligned mentions (added to the "unaligned" counter)
+--            a JSON object of what else the result counts, counter -> amount
+--            (`ItemResult.counts()`; NER's "unaligned": its mentions not placed)
 --
 -- Only a new result moves the counters, so a redelivered shard or a duplicate task can
 -- commit again without counting twice. Returns one flag per result, in order: 1 when this
@@ -13,8 +14,10 @@ local committed = {}
 for i = 1, #ARGV, 4 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('HINCRBY', KEYS[2], ARGV[i + 2], 1)
-    if tonumber(ARGV[i + 3]) > 0 then
-      redis.call('HINCRBY', KEYS[2], 'unaligned', ARGV[i + 3])
+    for counter, amount in pairs(cjson.decode(ARGV[i + 3])) do
+      if amount > 0 then
+        redis.call('HINCRBY', KEYS[2], counter, amount)
+      end
     end
     committed[#committed + 1] = 1
   else

@@ -20,14 +20,14 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
-from prelabel.model import PROMPT_VERSION, Ontology, Record
-from workers.fewshot import Example
+from task_types.base import Example, PromptTemplate
+from task_types.messages import numbered, user_content
+from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
 
 #: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
 #: ontology with its descriptions, `{format}` is the answer format (and, without few-shot
@@ -51,14 +51,6 @@ BUILT_IN_EXAMPLE = Example(
     "Smith flew from Paris to Berlin and back to Paris .",
     {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]},
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PromptTemplate:
-    """A user's system-prompt template and the prompt version recorded with its predictions."""
-
-    system: str
-    version: str
 
 
 def load_template(path: Path) -> PromptTemplate:
@@ -101,7 +93,7 @@ def check_template(template: str, where: str) -> None:
 
 
 def build_messages(
-    records: Sequence[Record],
+    records: Sequence[NerRecord],
     ontology: Ontology,
     *,
     examples: Sequence[Example] = (),
@@ -126,7 +118,7 @@ def build_messages(
 
 def built_in_examples(ontology: Ontology) -> list[Example]:
     """The built-in worked example, for an ontology with its types' names; else none."""
-    names = {t.name for t in ontology.types}
+    names = {t.name for t in ontology.labels}
     return [BUILT_IN_EXAMPLE] if names >= BUILT_IN_EXAMPLE.mentions.keys() else []
 
 
@@ -150,16 +142,6 @@ def example_mentions(ontology: Ontology) -> set[tuple[str, str]]:
     }
 
 
-def user_content(texts: Sequence[str]) -> str:
-    """The user message: one text as it is, or one numbered line per text."""
-    return texts[0] if len(texts) == 1 else _numbered(texts)
-
-
-def _numbered(texts: Sequence[str]) -> str:
-    # A line break inside a text would break the one-line-per-sentence contract.
-    return "\n".join(f"{i}: {' '.join(text.splitlines())}" for i, text in enumerate(texts, 1))
-
-
 def example_messages(
     examples: Sequence[Example], ontology: Ontology, *, batched: bool
 ) -> list[dict[str, str]]:
@@ -175,7 +157,7 @@ def example_messages(
     answers = {str(i): _ordered(e.mentions, ontology) for i, e in enumerate(examples, 1)}
     # A batch of one example still goes out numbered: the model must see the batched shape.
     return [
-        {"role": "user", "content": _numbered([e.text for e in examples])},
+        {"role": "user", "content": numbered([e.text for e in examples])},
         {"role": "assistant", "content": _dumps(answers)},
     ]
 
@@ -186,7 +168,7 @@ def answer_json(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> st
 
 
 def _ordered(mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> dict[str, list[str]]:
-    return {t.name: list(mentions.get(t.name, ())) for t in ontology.types}
+    return {t.name: list(mentions.get(t.name, ())) for t in ontology.labels}
 
 
 @lru_cache(maxsize=64)
@@ -198,7 +180,7 @@ def system_prompt(
     `example=True` (no example turns follow) shows the answer's shape in it.
     """
     types = "\n".join(
-        f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.types
+        f"- {t.name}: {t.description}" if t.description else f"- {t.name}" for t in ontology.labels
     )
     where = "each numbered sentence" if batched else "the sentence"
     one = "an object mapping every type to its list of mentions ([] if none)"
@@ -239,7 +221,7 @@ def response_format(
 
 
 def _sentence_schema(ontology: Ontology, max_mentions: int | None) -> dict[str, Any]:
-    names = [t.name for t in ontology.types]
+    names = [t.name for t in ontology.labels]
     mentions: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
     if max_mentions is not None:
         mentions["maxItems"] = max_mentions
@@ -253,9 +235,9 @@ def _sentence_schema(ontology: Ontology, max_mentions: int | None) -> dict[str, 
 
 def _shape(ontology: Ontology, *, batched: bool) -> str:
     # An ontology without example turns: a sentence about people and places would mislead.
-    shape: dict[str, list[str]] = {t.name: [] for t in ontology.types}
-    if ontology.types:
-        shape[ontology.types[0].name] = ["<mention as written>", "<next mention>"]
+    shape: dict[str, list[str]] = {t.name: [] for t in ontology.labels}
+    if ontology.labels:
+        shape[ontology.labels[0].name] = ["<mention as written>", "<next mention>"]
     return "Answer shape: " + _dumps({"1": shape} if batched else shape)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from prelabel.model import Entity, EntityType, Ontology, Record, Unaligned
+from task_types.ner.model import Entity, EntityType, NerRecord, Ontology, Unaligned
 
 NOT_FOUND = "not found in the sentence on token boundaries"
 REPEATED = "repeated more often than the sentence holds it"
@@ -37,7 +37,9 @@ class Alignment:
     unaligned: tuple[Unaligned, ...]
 
 
-def align(record: Record, mentions: Mapping[str, Sequence[str]], ontology: Ontology) -> Alignment:
+def align(
+    record: NerRecord, mentions: Mapping[str, Sequence[str]], ontology: Ontology
+) -> Alignment:
     """Place `mentions` (type NAME -> mentions in order of appearance) on `record`'s tokens.
 
     Types are placed in ontology order. When a mention only failed because another type
@@ -48,7 +50,7 @@ def align(record: Record, mentions: Mapping[str, Sequence[str]], ontology: Ontol
     mentions = {name: [m] if isinstance(m, str) else m for name, m in mentions.items()}
     index = _Index(record)
     by_name = ontology.by_name()
-    rank = {t.name: i for i, t in enumerate(ontology.types)}
+    rank = {t.name: i for i, t in enumerate(ontology.labels)}
     unknown = [
         _Miss(
             len(rank),
@@ -59,7 +61,7 @@ def align(record: Record, mentions: Mapping[str, Sequence[str]], ontology: Ontol
         if name not in by_name
         for k, m in enumerate(given)
     ]
-    order = [t for t in ontology.types if t.name in mentions]
+    order = [t for t in ontology.labels if t.name in mentions]
     best = _place(index, mentions, order, rank)
     for _ in range(len(order)):
         losers = {miss.unaligned.type for miss in best.misses if miss.unaligned.reason == CLAIMED}
@@ -110,7 +112,7 @@ class _Index:
 
     __slots__ = ("compact", "ends", "folded", "record", "starts")
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: NerRecord) -> None:
         self.record = record
         # before[i]: non-space characters in text[:i], i.e. position i in compact text.
         before = [0] * (len(record.text) + 1)
@@ -217,7 +219,7 @@ def _fold_char(char: str) -> str:
     return lower if len(lower) == 1 else char
 
 
-def _check(record: Record, first: int, last: int, compact: str) -> None:
+def _check(record: NerRecord, first: int, last: int, compact: str) -> None:
     """Guard the invariant that a span's text is the source text of whole tokens."""
     start, end = record.offsets[first][0], record.offsets[last][1]
     text = "".join(record.text[start:end].split())

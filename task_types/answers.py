@@ -1,13 +1,10 @@
-"""Read a model's answer into mentions per type, repairing the usual sloppiness.
+"""Read a model's JSON answer, repairing the usual sloppiness: shared by every task type.
 
-Models wrap JSON in code fences or prose, answer in Python-style quotes, give a lone
-string for a list or `null` for none, change the casing of type names, wrap the answer in
+Models wrap JSON in code fences or prose, answer in Python-style quotes, wrap the answer in
 one more object (`{"entities": {...}}`), and answer a batch as a list or with keys like
-`"line 1"`. All of that is repaired here. What cannot be repaired becomes an `ItemError`
-with a one-line reason, so that the worker can retry the item or record why it failed.
-
-Keys that are not ontology types are kept under their own name: alignment reports their
-mentions as unaligned, rather than losing them without a trace.
+`"line 1"`. All of that is repaired here; what an answer's object means is the task type's
+to read. What cannot be repaired becomes an `ItemError` with a one-line reason, so that the
+worker can retry the item or record why it failed.
 
 Reading is linear in the answer's length and bounded: an answer longer than `MAX_ANSWER_CHARS`
 fails at once, and the search for a JSON object scans at most `SCAN_FACTOR` times the answer
@@ -21,10 +18,11 @@ import ast
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from prelabel.errors import ItemError
-from prelabel.model import Ontology
+
+T = TypeVar("T")
 
 #: Candidate objects tried per answer; a sane answer needs one or two.
 _MAX_CANDIDATES = 32
@@ -33,9 +31,6 @@ _MAX_CANDIDATES = 32
 MAX_ANSWER_CHARS = 200_000
 #: Characters the brace matching may scan in all, per character of the answer.
 SCAN_FACTOR = 4
-#: The most mentions one sentence's answer may hold (a CoNLL sentence has at most about 40):
-#: more is a model looping, and would make one item's result megabytes in Redis and files.
-MAX_MENTIONS = 500
 #: A quoted string (kept as is) or a bare JSON literal (rewritten for `ast.literal_eval`).
 _LITERALS = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|\b(null|true|false)\b""")
 _PYTHON_LITERAL = {"null": "None", "true": "True", "false": "False"}
@@ -43,29 +38,18 @@ _MISSING = object()
 _LINE_KEY = re.compile(r"(?:(?:line|sentence)\s*)?#?\s*(\d+)\s*[.:)]?", re.IGNORECASE)
 
 
-def parse_answer(content: str, ontology: Ontology) -> dict[str, list[str]]:
-    """Mentions per type NAME from a single-sentence answer.
-
-    Every ontology type is a key (`[]` when the model gave none), in ontology order; keys
-    the ontology does not know follow under their own name. Raises `ItemError` when the
-    answer cannot be read.
-    """
-    _check_length(content)
-    answer = _extract_object(content)
-    return _mentions_by_type(_unwrap(answer, _type_aliases(ontology).__contains__), ontology)
-
-
-def parse_batch_answer(
-    content: str, size: int, ontology: Ontology
-) -> list[dict[str, list[str]] | ItemError]:
-    """One entry per line number 1..`size` of a batched answer: its mentions, or why not.
+def read_batch(
+    content: str, size: int, read_one: Callable[[Mapping[Any, Any]], T]
+) -> list[T | ItemError]:
+    """One entry per line number 1..`size` of a batched answer: `read_one` of its object, or
+    why not.
 
     A missing or unreadable line gives an `ItemError` in its slot, so that the caller can
     retry just those items; keys beyond the batch are ignored. When the whole answer is
     unreadable, every slot holds that same error.
     """
     try:
-        _check_length(content)
+        check_length(content)
     except ItemError as error:
         return [error] * size
     listed = _extract_list(content)
@@ -74,32 +58,32 @@ def parse_batch_answer(
         answer: Mapping[Any, Any] = {str(i): value for i, value in enumerate(listed, 1)}
     else:
         try:
-            answer = _unwrap(_extract_object(content), lambda key: _line_key(key).isdigit())
+            answer = unwrap(extract_object(content), lambda key: _line_key(key).isdigit())
         except ItemError as error:
             return [error] * size
     by_line = {_line_key(key): value for key, value in answer.items()}
-    results: list[dict[str, list[str]] | ItemError] = []
+    results: list[T | ItemError] = []
     for line in range(1, size + 1):
         value = by_line.get(str(line), _MISSING)
         if value is _MISSING:
             results.append(ItemError(f"line {line} is missing from the batched answer"))
         elif not isinstance(value, Mapping):
             results.append(
-                ItemError(f"line {line} is not a JSON object: {_snippet(json.dumps(value))}")
+                ItemError(f"line {line} is not a JSON object: {snippet(json.dumps(value))}")
             )
         else:
             try:
-                results.append(_mentions_by_type(value, ontology))
+                results.append(read_one(value))
             except ItemError as error:
                 results.append(ItemError(f"line {line}: {error}"))
     return results
 
 
-def _check_length(content: str) -> None:
+def check_length(content: str) -> None:
     if len(content) > MAX_ANSWER_CHARS:
         raise ItemError(
             f"answer is {len(content):,} characters, more than the {MAX_ANSWER_CHARS:,} read: "
-            f"the model was probably looping; {_snippet(content)}"
+            f"the model was probably looping; {snippet(content)}"
         )
 
 
@@ -110,17 +94,13 @@ def _line_key(key: object) -> str:
     return match.group(1) if match else text
 
 
-def _unwrap(answer: Mapping[Any, Any], expected: Callable[[str], bool]) -> Mapping[Any, Any]:
+def unwrap(answer: Mapping[Any, Any], expected: Callable[[str], bool]) -> Mapping[Any, Any]:
     """The inner object of `{"entities": {...}}`: one key, not an expected one, an object."""
     if len(answer) == 1:
         ((key, value),) = answer.items()
         if isinstance(value, Mapping) and not expected(str(key).strip().casefold()):
             return value
     return answer
-
-
-def _type_aliases(ontology: Ontology) -> set[str]:
-    return {t.name.casefold() for t in ontology.types} | {t.tag.casefold() for t in ontology.types}
 
 
 def _extract_list(content: str) -> list[Any] | None:
@@ -137,7 +117,7 @@ def _extract_list(content: str) -> list[Any] | None:
     return None
 
 
-def _extract_object(content: str) -> Mapping[Any, Any]:
+def extract_object(content: str) -> Mapping[Any, Any]:
     """The first `{...}` in `content` that reads as an object, as JSON or as a Python literal."""
     if not content.strip():
         raise ItemError("answer is empty")
@@ -156,7 +136,7 @@ def _extract_object(content: str) -> Mapping[Any, Any]:
             if isinstance(value, Mapping):
                 return value
         start = content.find("{", start + 1)
-    raise ItemError(f"answer is not JSON: {_snippet(content)}")
+    raise ItemError(f"answer is not JSON: {snippet(content)}")
 
 
 def _matching_brace(
@@ -200,53 +180,7 @@ def _decode(text: str) -> object:
         return None
 
 
-def _mentions_by_type(answer: Mapping[Any, Any], ontology: Ontology) -> dict[str, list[str]]:
-    names = {t.name: t.name for t in ontology.types}
-    # Models echo names in other casings, or the dataset's tags (PER for PERSON).
-    aliases = {t.name.casefold(): t.name for t in ontology.types}
-    for t in ontology.types:
-        aliases.setdefault(t.tag.casefold(), t.name)
-    mentions: dict[str, list[str]] = {t.name: [] for t in ontology.types}
-    total = 0
-    for key, value in answer.items():
-        given = str(key).strip()
-        name = names.get(given) or aliases.get(given.casefold(), given)
-        found = _mention_list(name, value)
-        total += len(found)
-        if total > MAX_MENTIONS:
-            raise ItemError(
-                f"answer holds more than {MAX_MENTIONS} mentions for one sentence: the model "
-                f"was probably looping; {_snippet(repr(found[:5]))}"
-            )
-        mentions.setdefault(name, []).extend(found)
-    return mentions
-
-
-def _mention_list(name: str, value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return [str(value)]
-    if not isinstance(value, list | tuple):
-        raise ItemError(
-            f"answer for {name} is a {_kind(value)}, not a list of mentions: "
-            f"{_snippet(repr(value))}"
-        )
-    mentions: list[str] = []
-    for item in value:
-        if item is None:
-            continue
-        if isinstance(item, str | int | float) and not isinstance(item, bool):
-            mentions.append(str(item))
-        else:
-            raise ItemError(
-                f"answer for {name} holds a {_kind(item)} where a mention string belongs: "
-                f"{_snippet(repr(item))}"
-            )
-    return mentions
-
-
-def _kind(value: object) -> str:
+def kind(value: object) -> str:
     if isinstance(value, Mapping):
         return "JSON object"
     if isinstance(value, list | tuple):
@@ -256,6 +190,6 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _snippet(text: str) -> str:
+def snippet(text: str) -> str:
     """The start of `text` on one line, for error messages."""
     return " ".join(text.split())[:80]
