@@ -11,10 +11,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from collector.exports import PredictionRow, read_predictions_jsonl
+import task_types
+from collector.exports import read_predictions_jsonl
 from prelabel.errors import DatasetError
 from prelabel.model import ItemResult, RunConfig
 from prelabel.store import RunStore
+from task_types import PredictionRow, TaskType
+
+
+def task_of(config: RunConfig) -> TaskType:
+    """The task type of a run."""
+    # TODO(merge): task_types.get(config.task) once RunConfig carries its task (i15-ner-label).
+    return task_types.get("ner")
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,11 @@ class RunData:
     rows: tuple[PredictionRow, ...]
     #: The run folder the rows were read from, None when they came from Redis.
     folder: Path | None = None
+
+    @property
+    def task(self) -> TaskType:
+        """The run's task type, whose rows these are."""
+        return task_of(self.config)
 
 
 def load_run_folder(folder: Path) -> RunData:
@@ -43,7 +56,7 @@ def load_run_folder(folder: Path) -> RunData:
         raise DatasetError(
             f"{run_json} is not a prelabel run configuration ({exc.errors()[0]['msg']})"
         ) from None
-    rows = read_predictions_jsonl(folder / "predictions.jsonl")
+    rows = read_predictions_jsonl(folder / "predictions.jsonl", task_of(config))
     return RunData(config, tuple(rows), folder)
 
 
@@ -53,6 +66,7 @@ def load_run_redis(store: RunStore, run_id: str) -> RunData:
     Items without a result are rows of status "failed", as the collector writes them.
     """
     config = store.config(run_id)
+    task = task_of(config)
     results = store.results(run_id)
     rows = []
     for record in store.records(run_id):
@@ -63,8 +77,8 @@ def load_run_redis(store: RunStore, run_id: str) -> RunData:
             model=config.model,
             prompt_version=config.prompt_version,
         )
-        rows.append(PredictionRow.from_result(record, result))
+        rows.append(task.row(record, result))
     return RunData(config, tuple(rows))
 
 
-__all__ = ["RunData", "load_run_folder", "load_run_redis"]
+__all__ = ["RunData", "load_run_folder", "load_run_redis", "task_of"]

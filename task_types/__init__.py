@@ -10,6 +10,24 @@ estimate, the simulator server) asks for a run's task type by name and goes thro
 NER (`task_types.ner`) is the first one. "Adding a task type" in the README walks through it.
 """
 
-from task_types.base import Labeling, Reporting, TaskType, get, names, register
+from task_types.base import (
+    KiliJob,
+    Labeling,
+    PredictionRow,
+    Reporting,
+    TaskType,
+    get,
+    names,
+    register,
+)
 
-__all__ = ["Labeling", "Reporting", "TaskType", "get", "names", "register"]
+__all__ = [
+    "KiliJob",
+    "Labeling",
+    "PredictionRow",
+    "Reporting",
+    "TaskType",
+    "get",
+    "names",
+    "register",
+]

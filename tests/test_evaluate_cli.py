@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.exports import PredictionRow, write_predictions_jsonl
+from collector.exports import write_predictions_jsonl
 from evaluation import entity_scores
 from evaluation.cli import InputFormat, compare_command, evaluate_command
 from evaluation.kili_export import NOT_THERE, OFF_TOKENS
 from prelabel.model import Entity, ItemResult, Record, Unaligned, Usage
+from task_types.ner.rows import NerRow
 
 GOLD = [
     (["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
@@ -79,7 +80,7 @@ def run_folder(tmp_path: Path) -> Path:
                 usage=Usage(prompt_tokens=500, completion_tokens=20, requests=1),
                 model="gpt-test",
             )
-        rows.append(PredictionRow.from_result(record, result))
+        rows.append(NerRow.from_result(record, result))
     write_predictions_jsonl(folder / "predictions.jsonl", rows)
     (folder / "run.json").write_text(
         json.dumps({"model": "gpt-test", "dataset": "tiny", "split": "test"}), encoding="utf-8"
