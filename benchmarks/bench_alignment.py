@@ -35,11 +35,11 @@ from typing import Any
 import seed
 from common import CONLL, console, fleet, flush, logs_dir, table, write_results
 
-from evaluation.metrics import entity_scores, token_scores
 from prelabel import launch
 from prelabel.model import Ontology, Record
 from producer.loading import DatasetSpec, load_dataset_records
 from simulator.oracle import Oracle, bio_spans
+from task_types.ner.scores import entity_scores, token_scores
 from workers.alignment import align
 from workers.parsing import parse_answer
 

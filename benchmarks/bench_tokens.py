@@ -34,12 +34,12 @@ from typing import Any
 import seed
 from common import CONLL, console, table, write_results
 
-from evaluation.metrics import entity_scores
 from prelabel.errors import ItemError
 from prelabel.model import Ontology, Record, RunConfig
 from producer.estimate import guessed_answer
 from producer.loading import DatasetSpec, load_dataset_records
 from simulator.oracle import Oracle
+from task_types.ner.scores import entity_scores
 from workers.alignment import align
 from workers.fewshot import ExampleSelector, examples_from_records, make_selector
 from workers.parsing import parse_answer, parse_batch_answer

@@ -18,7 +18,7 @@ from prelabel.errors import DatasetError
 from prelabel.model import CONLL_TYPES, Record, Unaligned
 
 from .analysis import Item
-from .metrics import RunFigures
+from .figures import RunFigures
 from .readers import Source, read_lines, text_key
 
 OFF_TOKENS = "offsets do not fall on token boundaries"

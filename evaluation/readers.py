@@ -27,7 +27,7 @@ from task_types.ner import NER
 from task_types.ner.rows import NerRow
 
 from .analysis import Item
-from .metrics import RunFigures
+from .figures import RunFigures
 
 Format = Literal["auto", "predictions", "conll", "kili"]
 FORMATS: tuple[str, ...] = ("auto", "predictions", "conll", "kili")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from collector.exports import write_predictions_jsonl
-from evaluation import entity_scores
 from evaluation.cli import InputFormat, compare_command, evaluate_command
 from evaluation.kili_export import NOT_THERE, OFF_TOKENS
 from prelabel.model import Entity, ItemResult, Record, Unaligned, Usage
 from task_types.ner.rows import NerRow
+from task_types.ner.scores import entity_scores
 
 GOLD = [
     (["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),

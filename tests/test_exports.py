@@ -11,7 +11,6 @@ from rich.console import Console
 
 from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from evaluation import (
-    TOKEN_LEVEL_LABEL,
     RunFigures,
     evaluate,
     read_report_json,
@@ -25,6 +24,7 @@ from prelabel.model import Entity, ItemResult, Record, Unaligned, Usage
 from task_types.ner import NER
 from task_types.ner.exports import write_conll
 from task_types.ner.rows import NerRow
+from task_types.ner.scores import TOKEN_LEVEL_LABEL
 
 
 def _labeled(record: Record, tags: list[str], entities: list[Entity]) -> ItemResult:
