@@ -35,7 +35,6 @@ from typing import Any
 import seed
 from common import CONLL, console, fleet, flush, logs_dir, table, write_results
 
-from evaluation.metrics import entity_scores, token_scores
 from prelabel import launch
 from producer.loading import DatasetSpec, load_dataset_records
 from simulator.oracle import Oracle
@@ -43,6 +42,7 @@ from task_types.ner.alignment import align
 from task_types.ner.bio import mention_spans
 from task_types.ner.model import NerRecord, Ontology, from_tags
 from task_types.ner.parsing import parse_answer
+from task_types.ner.scores import entity_scores, token_scores
 
 Span = tuple[str, int, int]
 

@@ -25,15 +25,16 @@ from typing import Any
 import numpy as np
 from common import ROOT, console, table, write_results
 
-from evaluation import Item, RunFigures, entity_scores, evaluate_items, token_scores
-from evaluation.bootstrap import bootstrap_intervals, item_counts, paired_bootstrap, scores
+from evaluation import Item, RunFigures, evaluate_items
+from evaluation.bootstrap import bootstrap_intervals, paired_bootstrap, scores
 from evaluation.charts import confusion_chart, f1_chart
-from evaluation.errors import analyse
 from evaluation.html import report_html
-from evaluation.metrics import spans
 from evaluation.outputs import write_reports
 from evaluation.report import report_json, report_markdown
 from producer.conll import read_conll
+from task_types.ner.bio import spans
+from task_types.ner.errors import analyse
+from task_types.ner.scores import entity_scores, item_counts, token_scores
 
 TYPES = ["LOC", "MISC", "ORG", "PER"]
 

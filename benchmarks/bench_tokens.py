@@ -34,7 +34,6 @@ from typing import Any
 import seed
 from common import CONLL, console, table, write_results
 
-from evaluation.metrics import entity_scores
 from prelabel.errors import ItemError
 from prelabel.model import RunConfig
 from producer.loading import DatasetSpec, load_dataset_records
@@ -44,6 +43,7 @@ from task_types.ner.gold import examples_from_records
 from task_types.ner.guess import guessed_answer
 from task_types.ner.model import NerRecord, Ontology, from_tags
 from task_types.ner.parsing import parse_answer, parse_batch_answer
+from task_types.ner.scores import entity_scores
 from workers.fewshot import ExampleSelector, make_selector
 from workers.requests import RequestBuilder
 from workers.tokens import count_message_tokens, count_tokens

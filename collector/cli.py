@@ -22,11 +22,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-#: collector.formats.KILI_JOB, repeated so that `prelabel --help` need not import the Kili
-#: code (the commands import it when they run).
-KILI_JOB = "NAMED_ENTITIES_RECOGNITION_JOB"
-
-
 class Platform(StrEnum):
     kili = "kili"
 
@@ -38,6 +33,7 @@ class OffsetUnitName(StrEnum):
 
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
+    #: NER's own format (`task_types.Reporting.formats`).
     conll = "conll"
     kili = "kili"
     label_studio = "label-studio"
@@ -80,7 +76,14 @@ def upload_command(
             "by its title on later uploads).",
         ),
     ] = None,
-    kili_job: Annotated[str, typer.Option(help="Name of the NER job in the project.")] = KILI_JOB,
+    kili_job: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the job in the project. Default: the task type's own "
+            "(NER: NAMED_ENTITIES_RECOGNITION_JOB).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Assets or predictions per call (at most 100).", min=1, max=100)
     ] = 100,
@@ -141,26 +144,28 @@ def export_command(
     redis_url: RedisOpt = None,
 ) -> None:
     """Export a run's predictions for another tool; each export is checked against its text."""
-    from collector.exports import write_conll, write_predictions_jsonl
-    from collector.formats import check_rows, write_hf_dataset, write_kili, write_label_studio
+    from collector.exports import write_predictions_jsonl
+    from collector.formats import write_hf_dataset, write_kili, write_label_studio
 
     if out is None:
         raise ConfigError("--out is required: the folder to write the export into")
     data = _load(run, None, _settings(redis_url))
-    check_rows(data.rows)
+    task = data.task
+    task.check_rows(data.rows)
     rows = list(data.rows)
     if format is ExportFormat.jsonl:
         paths: tuple[Path, ...] = (out / "predictions.jsonl",)
         write_predictions_jsonl(paths[0], rows)
-    elif format is ExportFormat.conll:
-        paths = (out / "predictions.conll",)
-        write_conll(paths[0], rows)
     elif format is ExportFormat.kili:
-        paths = write_kili(out, rows, data.config, offset_unit.value)
+        paths = write_kili(out, rows, data.config, task, offset_unit.value)
     elif format is ExportFormat.label_studio:
-        paths = write_label_studio(out, rows, data.config)
+        paths = write_label_studio(out, rows, data.config, task)
+    elif format is ExportFormat.hf:
+        paths = (write_hf_dataset(out, rows, data.config, task),)
+    elif format.value in task.formats:
+        paths = task.formats[format.value](out, rows)
     else:
-        paths = (write_hf_dataset(out, rows, data.config),)
+        raise ConfigError(f"--format {format.value} does not apply to {task.name} runs")
     for path in paths:
         console.print(f"  {path}")
 
@@ -170,7 +175,7 @@ def upload_after_run(out_dir: Path, settings: Settings) -> None:
     from collector.kili import upload_run
     from collector.source import load_run_folder
 
-    target = _target(settings, None, KILI_JOB)
+    target = _target(settings, None, None)
     report = upload_run(load_run_folder(out_dir), target, None, err_console)
     _print_report(report, target)
 
@@ -198,7 +203,7 @@ def _load(run: str | None, from_dir: Path | None, settings: Settings) -> RunData
     return load_run_redis(RunStore(client), run)
 
 
-def _target(settings: Settings, project_id: str | None, job: str) -> KiliTarget:
+def _target(settings: Settings, project_id: str | None, job: str | None) -> KiliTarget:
     from collector.kili import KiliTarget
 
     key = settings.kili_api_key.get_secret_value() if settings.kili_api_key else None

@@ -15,11 +15,10 @@ from prelabel.files import write_atomic
 # scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
 # package for its command signatures.
 if TYPE_CHECKING:
-    from collector.exports import PredictionRow
-    from evaluation import Evaluation, Item
-    from prelabel.model import RunConfig
+    from evaluation import Evaluation
+    from prelabel.model import ItemResult, RunConfig
     from prelabel.store import RunStore
-    from task_types.ner.model import NerResult
+    from task_types import PredictionRow
 
 
 @dataclass(frozen=True)
@@ -33,33 +32,35 @@ class Collected:
 
 
 def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float) -> Collected:
-    """Write predictions.jsonl, predictions.conll, run.json, and the evaluation's reports:
-    report.json, report.md, report.html and its charts (f1_by_type.png, confusion.png).
+    """Write predictions.jsonl, the task type's own formats (NER: predictions.conll),
+    run.json, and the evaluation's reports: report.json, report.md, report.html and its
+    charts (f1_by_type.png, confusion.png).
 
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
     """
-    from collector.exports import PredictionRow, write_conll, write_predictions_jsonl
+    from collector.exports import write_predictions_jsonl
+    from collector.source import task_of
     from evaluation import RunFigures, evaluate_items
-    from task_types.ner.model import NerRecord, NerResult
+    from evaluation.readers import item_of_row
 
     config = store.config(run_id)
-    results = store.results(run_id, NerResult)
+    task = task_of(config)
+    results = store.results(run_id, task.result_model)
     counters = store.counters(run_id)
     rows: list[PredictionRow] = []
     missing = 0
-    for record in store.records(run_id, NerRecord):
+    for record in store.records(run_id, task.record_model):
         result = results.get(record.id)
         if result is None:
             missing += 1
-            result = _not_labeled(record.id, config)
-        rows.append(PredictionRow.from_result(record, result))
+            result = _not_labeled(task.result_model, record.id, config)
+        rows.append(task.row(record, result))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / "predictions.jsonl"
-    conll = out_dir / "predictions.conll"
     write_predictions_jsonl(jsonl, rows)
-    write_conll(conll, rows)
+    own = tuple(path for write in task.formats.values() for path in write(out_dir, rows))
     # The run's config beside its predictions, so that uploads and exports of this folder
     # still work once the run's data in Redis has expired.
     run_json = out_dir / "run.json"
@@ -74,8 +75,6 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         completion_tokens=counters.get("completion_tokens", 0),
         rate_limited=counters.get("rate_limited", 0),
         retries=counters.get("retries", 0),
-        unaligned_mentions=sum(len(r.unaligned) for r in rows),
-        mentions_proposed=sum(len(r.entities) + len(r.unaligned) for r in rows),
         unfinished=missing,
         skipped=len(store.skipped(run_id)),
         failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
@@ -87,28 +86,16 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         dataset=config.dataset,
         split=config.split,
         simulator=counters.get("simulated", 0) > 0,
+        **task.figures(rows),
     )
-    evaluation = evaluate_items([_item(r) for r in rows], figures)
+    # TODO(issue 15): the evaluation scores NER's rows (evaluation.readers.item_of_row); its
+    # report frame is not yet reached through the task type.
+    evaluation = evaluate_items([item_of_row(r) for r in rows], figures)
     # Imported here: the charts need matplotlib, which nothing else on import paths does.
     from evaluation.outputs import write_reports
 
-    files = (jsonl, conll, run_json, *write_reports(evaluation, out_dir))
+    files = (jsonl, *own, run_json, *write_reports(evaluation, out_dir))
     return Collected(out_dir, files, evaluation, missing)
-
-
-def _item(row: PredictionRow) -> Item:
-    from evaluation import Item
-
-    # The same reading as evaluation.readers.item_of_row (which cannot be imported here:
-    # it reads predictions.jsonl through this package).
-    return Item(
-        id=row.id,
-        tokens=row.tokens,
-        gold=row.gold_tags,
-        pred=row.tags if row.status == "labeled" else None,
-        error=row.error,
-        unaligned=row.unaligned,
-    )
 
 
 def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
@@ -127,10 +114,8 @@ def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
     return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))
 
 
-def _not_labeled(item_id: str, config: RunConfig) -> NerResult:
-    from task_types.ner.model import NerResult
-
-    return NerResult(
+def _not_labeled(model: type[ItemResult], item_id: str, config: RunConfig) -> ItemResult:
+    return model(
         id=item_id,
         status="failed",
         error="not labeled: the run stopped before this item was done",

@@ -2,10 +2,11 @@
 
 One upload does, in order:
 
-1. checks every span against its text (`offsets.check_entities`) before anything is sent;
-2. finds its project: the one given (`--kili-project-id`), whose interface must hold the NER
-   job and every category of the run, or else the one it created for this run on an earlier
-   upload (found by title), or else creates it (TEXT, one NER job, the ontology's categories);
+1. checks every row against its text (the task type's `check_rows`) before anything is sent;
+2. finds its project: the one given (`--kili-project-id`), whose interface must hold the task
+   type's job and every category of the run, or else the one it created for this run on an
+   earlier upload (found by title), or else creates it (TEXT, the task type's job
+   (`task_types.KiliJob`), the labels as its categories);
 3. uploads the texts as assets, external id = item id, metadata = run, dataset, split; assets
    already in the project are skipped;
 4. uploads one prediction per labeled item, `model_name` = model@prompt version, with
@@ -32,25 +33,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from collector.exports import PredictionRow
-from collector.formats import (
-    KILI_JOB,
-    KILI_OFFSET_UNIT,
-    check_rows,
-    entities_from_kili,
-    kili_json_interface,
-    kili_json_response,
-    kili_model_name,
-    kili_prediction_lines,
-)
+from collector.formats import KILI_OFFSET_UNIT, kili_model_name, kili_prediction_lines
 from collector.kili_client import connect, sdk_errors
 from collector.kili_project import find_or_create_project, project_title, project_url
-from collector.offsets import OffsetUnit
 from collector.source import RunData
 from prelabel.errors import ConfigError, UploadError
 from prelabel.files import write_atomic
 from prelabel.model import RunConfig
-from task_types.ner.model import Entity
+from prelabel.offsets import OffsetUnit
+from task_types import KiliJob, PredictionRow
 
 if TYPE_CHECKING:
     from kili.client import Kili
@@ -66,12 +57,13 @@ ANNOTATION_FIELDS = ("id", "modelName", "jsonResponse", "labelOf.id", "labelOf.e
 
 @dataclass(frozen=True)
 class KiliTarget:
-    """Where to upload: the account (key, endpoint) and, optionally, an existing project."""
+    """Where to upload: the account (key, endpoint), optionally an existing project, and the
+    name of the job in it (None: the task type's own, `KiliJob.default_job`)."""
 
     api_key: str | None
     endpoint: str | None
     project_id: str | None = None
-    job: str = KILI_JOB
+    job: str | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"KiliTarget(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
@@ -121,19 +113,22 @@ def upload_run(
     """Upload `run` to Kili (module docstring); return what was done. Raises UploadError."""
     options = options or UploadOptions()
     console = console or Console(stderr=True)
-    config, rows = run.config, run.rows
-    check_rows(rows)
+    config, rows, task = run.config, run.rows, run.task
+    task.check_rows(rows)
+    job = target.job or task.kili.default_job
     items = [r for r in rows if r.text]
     kili = connect(target.api_key, target.endpoint)
     with sdk_errors(kili.api_endpoint, "finding or creating the project"):
-        project_id, created = find_or_create_project(kili, target.project_id, target.job, config)
+        project_id, created = find_or_create_project(kili, target.project_id, task, job, config)
     report = UploadReport(project_id, created, kili_model_name(config))
     report.items_empty = len(rows) - len(items)
     report.items_failed = sum(r.status != "labeled" for r in items)
 
     with _progress(console) as progress:
         asset_ids = _sync_assets(kili, project_id, items, config, options, report, progress)
-        _sync_predictions(kili, project_id, items, asset_ids, target, options, report, progress)
+        _sync_predictions(
+            kili, project_id, items, asset_ids, task.kili, job, options, report, progress
+        )
     return report
 
 
@@ -148,21 +143,22 @@ def dry_run(
     it sends less: this is the whole of it.
     """
     options = options or UploadOptions()
-    config, rows = run.config, run.rows
-    check_rows(rows)
+    config, rows, task = run.config, run.rows, run.task
+    task.check_rows(rows)
+    job = target.job or task.kili.default_job
     items = [r for r in rows if r.text]
     if target.project_id:
         project: dict[str, Any] = {
             "use_project_id": target.project_id,
-            "requires_job": target.job,
-            "requires_categories": [t.tag for t in config.labels.labels],
+            "requires_job": job,
+            "requires_categories": [t.tag for t in task.labels(config).labels],
         }
     else:
         project = {
             "create_project": {
                 "title": project_title(config),
                 "input_type": "TEXT",
-                "json_interface": kili_json_interface(config.labels, target.job),
+                "json_interface": task.kili.json_interface(task.labels(config), job),
             }
         }
     project["offset_unit"] = options.unit
@@ -181,7 +177,7 @@ def dry_run(
         ),
     )
     write_atomic(
-        paths[2], kili_prediction_lines(items, kili_model_name(config), target.job, options.unit)
+        paths[2], kili_prediction_lines(items, task, kili_model_name(config), job, options.unit)
     )
     return paths
 
@@ -191,16 +187,19 @@ def read_predictions(
     project_id: str,
     model_name: str,
     texts: Mapping[str, str],
-    job: str = KILI_JOB,
+    kili_job: KiliJob[Any],
+    job: str | None = None,
     unit: OffsetUnit = KILI_OFFSET_UNIT,
-) -> dict[str, list[list[Entity]]]:
-    """Read back the predictions of `model_name` (via `kili.predictions`) as code-point
-    entities, by external id; `texts` gives each external id's text. One list per label."""
-    out: dict[str, list[list[Entity]]] = {}
+) -> dict[str, list[Any]]:
+    """Read back the predictions of `model_name` (via `kili.predictions`) in the task type's
+    terms (`KiliJob.read_response`; NER: code-point entities), by external id; `texts` gives
+    each external id's text. One per label."""
+    job = job or kili_job.default_job
+    out: dict[str, list[Any]] = {}
     for external_id, labels in _predictions_by_external_id(kili, project_id, model_name).items():
         for label in labels:
-            entities = entities_from_kili(label["jsonResponse"], texts[external_id], job, unit)
-            out.setdefault(external_id, []).append(entities)
+            read = kili_job.read_response(label["jsonResponse"], texts[external_id], job, unit)
+            out.setdefault(external_id, []).append(read)
     return out
 
 
@@ -242,7 +241,8 @@ def _sync_predictions(
     project_id: str,
     items: Sequence[PredictionRow],
     asset_ids: Mapping[str, str],
-    target: KiliTarget,
+    kili_job: KiliJob[Any],
+    job: str,
     options: UploadOptions,
     report: UploadReport,
     progress: Progress,
@@ -254,9 +254,11 @@ def _sync_predictions(
     labeled = [r for r in items if r.status == "labeled"]
     to_send = []
     for row in labeled:
-        response = kili_json_response(row, target.job, options.unit)
+        response = kili_job.json_response(row, job, options.unit)
         held = current.get(row.id, [])
-        if len(held) == 1 and _same(held[0]["jsonResponse"], response, target.job):
+        if len(held) == 1 and kili_job.response_key(
+            held[0]["jsonResponse"], job
+        ) == kili_job.response_key(response, job):
             report.predictions_unchanged += 1
         else:
             to_send.append((asset_ids[row.id], response))
@@ -352,23 +354,6 @@ def _predictions_by_external_id(
         if label.get("modelName") == model_name:
             out.setdefault(label["labelOf"]["externalId"], []).append(label)
     return out
-
-
-def _same(held: Mapping[str, Any], wanted: Mapping[str, Any], job: str) -> bool:
-    """Whether two json_responses place the same categories on the same spans."""
-
-    def key(response: Mapping[str, Any]) -> list[tuple[tuple[str, ...], int, str]]:
-        annotations = (response.get(job) or {}).get("annotations", [])
-        return sorted(
-            (
-                tuple(sorted(c["name"] for c in a.get("categories", []))),
-                int(a["beginOffset"]),
-                str(a["content"]),
-            )
-            for a in annotations
-        )
-
-    return key(held) == key(wanted)
 
 
 def _resume_hint(what: str, done: int, of: Sequence[object]) -> str:

@@ -1,5 +1,6 @@
 """The Kili project an upload goes to: created for the run, found again by its title, or given
-by id and checked to hold the NER job and every category of the run."""
+by id and checked to hold the task type's job (`task_types.KiliJob`) and every category of
+the run."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.formats import kili_json_interface
 from collector.kili_client import DEFAULT_ENDPOINT
 from prelabel.errors import UploadError
 from prelabel.model import RunConfig
+from task_types import TaskType
 
 if TYPE_CHECKING:
     from kili.client import Kili
@@ -29,7 +30,7 @@ def project_url(endpoint: str | None, project_id: str) -> str:
 
 
 def find_or_create_project(
-    kili: Kili, project_id: str | None, job: str, config: RunConfig
+    kili: Kili, project_id: str | None, task: TaskType, job: str, config: RunConfig
 ) -> tuple[str, bool]:
     """The project's id, and whether this call created it. Raises UploadError when the given
     project, or the one found by title, cannot hold the run's predictions."""
@@ -41,7 +42,7 @@ def find_or_create_project(
                 f"Kili project {project_id} does not exist, or this API key cannot "
                 "see it: check --kili-project-id (PRELABEL_KILI_PROJECT_ID)"
             )
-        check_interface(found[0], job, config)
+        check_interface(found[0], task, job, config)
         return found[0]["id"], False
     title = project_title(config)
     found = [
@@ -50,20 +51,23 @@ def find_or_create_project(
         if p["title"] == title
     ]
     if found:
-        check_interface(found[0], job, config)
+        check_interface(found[0], task, job, config)
         return found[0]["id"], False
     created = kili.create_project(
         title=title,
         description=f"Pre-annotations by {config.model} ({config.prompt_version}), run "
         f"{config.run_id}, from prelabel",
         input_type="TEXT",
-        json_interface=kili_json_interface(config.labels, job),
+        json_interface=task.kili.json_interface(task.labels(config), job),
     )
     return created["id"], True
 
 
-def check_interface(project: Mapping[str, Any], job: str, config: RunConfig) -> None:
-    """A TEXT project whose interface has NER job `job` with a category per ontology tag."""
+def check_interface(
+    project: Mapping[str, Any], task: TaskType, job: str, config: RunConfig
+) -> None:
+    """A TEXT project whose interface has job `job`, of the task type's `mlTask`, with a
+    category per label tag."""
     pid = project["id"]
     if project.get("inputType") != "TEXT":
         raise UploadError(
@@ -75,15 +79,15 @@ def check_interface(project: Mapping[str, Any], job: str, config: RunConfig) -> 
         have = ", ".join(sorted(jobs)) or "none"
         raise UploadError(
             f"Kili project {pid} has no job {job} (its jobs: {have}): add a "
-            "NAMED_ENTITIES_RECOGNITION job of that name in Kili's interface editor"
+            f"{task.kili.ml_task} job of that name in Kili's interface editor"
         )
-    if jobs[job].get("mlTask") != "NAMED_ENTITIES_RECOGNITION":
+    if jobs[job].get("mlTask") != task.kili.ml_task:
         raise UploadError(
             f"job {job} of Kili project {pid} is a {jobs[job].get('mlTask')} job, not "
-            "NAMED_ENTITIES_RECOGNITION"
+            f"{task.kili.ml_task}"
         )
     categories = (jobs[job].get("content") or {}).get("categories") or {}
-    lacking = [t.tag for t in config.labels.labels if t.tag not in categories]
+    lacking = [t.tag for t in task.labels(config).labels if t.tag not in categories]
     if lacking:
         raise UploadError(
             f"job {job} of Kili project {pid} lacks the categories {', '.join(lacking)}: "

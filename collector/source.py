@@ -11,11 +11,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from collector.exports import PredictionRow, read_predictions_jsonl
+import task_types
+from collector.exports import read_predictions_jsonl
 from prelabel.errors import DatasetError
 from prelabel.model import RunConfig
 from prelabel.store import RunStore
-from task_types.ner.model import NerRecord, NerResult
+from task_types import PredictionRow, TaskType
+
+
+def task_of(config: RunConfig) -> TaskType:
+    """The task type of a run."""
+    return task_types.get(config.task)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,11 @@ class RunData:
     rows: tuple[PredictionRow, ...]
     #: The run folder the rows were read from, None when they came from Redis.
     folder: Path | None = None
+
+    @property
+    def task(self) -> TaskType:
+        """The run's task type, whose rows these are."""
+        return task_of(self.config)
 
 
 def load_run_folder(folder: Path) -> RunData:
@@ -44,7 +55,7 @@ def load_run_folder(folder: Path) -> RunData:
         raise DatasetError(
             f"{run_json} is not a prelabel run configuration ({exc.errors()[0]['msg']})"
         ) from None
-    rows = read_predictions_jsonl(folder / "predictions.jsonl")
+    rows = read_predictions_jsonl(folder / "predictions.jsonl", task_of(config))
     return RunData(config, tuple(rows), folder)
 
 
@@ -54,18 +65,19 @@ def load_run_redis(store: RunStore, run_id: str) -> RunData:
     Items without a result are rows of status "failed", as the collector writes them.
     """
     config = store.config(run_id)
-    results = store.results(run_id, NerResult)
+    task = task_of(config)
+    results = store.results(run_id, task.result_model)
     rows = []
-    for record in store.records(run_id, NerRecord):
-        result = results.get(record.id) or NerResult(
+    for record in store.records(run_id, task.record_model):
+        result = results.get(record.id) or task.result_model(
             id=record.id,
             status="failed",
             error="not labeled: the run stopped before this item was done",
             model=config.model,
             prompt_version=config.prompt_version,
         )
-        rows.append(PredictionRow.from_result(record, result))
+        rows.append(task.row(record, result))
     return RunData(config, tuple(rows))
 
 
-__all__ = ["RunData", "load_run_folder", "load_run_redis"]
+__all__ = ["RunData", "load_run_folder", "load_run_redis", "task_of"]

@@ -1,7 +1,11 @@
-"""Score predicted tags against gold: entity-level (CoNLL's number) with bootstrap intervals,
-token-level (the seed's, labelled as such), an error analysis, and reports: rich tables,
-report.md, report.json and report.html (`evaluation.outputs.write_reports`; kept out of this
-namespace so that importing the package does not import matplotlib).
+"""Evaluate a run and report it: the scores with bootstrap intervals, what was lost before
+scoring (failed items by kind), cost against quality, and reports: rich tables, report.md,
+report.json and report.html (`evaluation.outputs.write_reports`; kept out of this namespace so
+that importing the package does not import matplotlib).
+
+What is scored, and how, is the task type's: NER's scores (entity-level, CoNLL's number, and
+token-level, the seed's) and its error analysis are in `task_types.ner.scores` and
+`task_types.ner.errors`.
 """
 
 # The names below are imported on first use (PEP 562), not when the package is: its modules
@@ -20,22 +24,7 @@ if TYPE_CHECKING:
         evaluate_items,
     )
     from .bootstrap import EntityIntervals, Interval, PairedComparison, ScoreIntervals
-    from .errors import ErrorAnalysis, ItemDiff, SpanError, SpanRef
-    from .metrics import (
-        ENTITY_LEVEL_LABEL,
-        TOKEN_LEVEL_LABEL,
-        EntityScores,
-        LabelScores,
-        RunFigures,
-        SpanCounts,
-        TokenScores,
-        TypeScores,
-        entity_scores,
-        span_counts,
-        spans,
-        to_iob2,
-        token_scores,
-    )
+    from .figures import RunFigures
     from .report import (
         read_report_json,
         render_tables,
@@ -56,23 +45,7 @@ _WHERE = {
     "Interval": "bootstrap",
     "PairedComparison": "bootstrap",
     "ScoreIntervals": "bootstrap",
-    "ErrorAnalysis": "errors",
-    "ItemDiff": "errors",
-    "SpanError": "errors",
-    "SpanRef": "errors",
-    "ENTITY_LEVEL_LABEL": "metrics",
-    "TOKEN_LEVEL_LABEL": "metrics",
-    "EntityScores": "metrics",
-    "LabelScores": "metrics",
-    "RunFigures": "metrics",
-    "SpanCounts": "metrics",
-    "TokenScores": "metrics",
-    "TypeScores": "metrics",
-    "entity_scores": "metrics",
-    "span_counts": "metrics",
-    "spans": "metrics",
-    "to_iob2": "metrics",
-    "token_scores": "metrics",
+    "RunFigures": "figures",
     "read_report_json": "report",
     "render_tables": "report",
     "report_markdown": "report",
@@ -93,37 +66,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ENTITY_LEVEL_LABEL",
-    "TOKEN_LEVEL_LABEL",
     "CostQuality",
     "EntityIntervals",
-    "EntityScores",
-    "ErrorAnalysis",
     "Evaluation",
     "Interval",
     "Item",
-    "ItemDiff",
-    "LabelScores",
     "LossExample",
     "Losses",
     "PairedComparison",
     "RunFigures",
     "ScoreIntervals",
-    "SpanCounts",
-    "SpanError",
-    "SpanRef",
-    "TokenScores",
-    "TypeScores",
-    "entity_scores",
     "evaluate",
     "evaluate_items",
     "read_report_json",
     "render_tables",
     "report_markdown",
-    "span_counts",
-    "spans",
-    "to_iob2",
-    "token_scores",
     "write_report_json",
     "write_report_md",
 ]

@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from prelabel.errors import failure_kind
+from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
 from task_types.ner.model import Unaligned
-
-from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals, item_counts
-from .errors import ErrorAnalysis, analyse, item_diff
-from .metrics import (
+from task_types.ner.scores import (
     EntityScores,
-    RunFigures,
     TokenScores,
     TypeScores,
     entity_scores,
+    item_counts,
     token_scores,
 )
+
+from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals
+from .figures import RunFigures
 
 #: How many failed items and unaligned mentions a report lists by name.
 EXAMPLES = 20

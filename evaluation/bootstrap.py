@@ -1,11 +1,13 @@
-"""Bootstrap confidence intervals for entity-level scores, and the paired bootstrap test.
+"""Bootstrap confidence intervals for per-type scores (NER's: entity-level), and the paired
+bootstrap test.
 
 The unit of resampling is the item (a sentence): errors within a sentence are not
 independent, so resampling entities would make the intervals too narrow. Each resample
 draws as many items as there are, with replacement, and recomputes per-type, micro and
-macro precision, recall and F1 from per-item span counts. The counts are precomputed once as
-an `(items, types, 3)` array of (true positives, gold, predicted), and a resample is a vector
-of how many times each item was drawn, so all resamples are one matrix product.
+macro precision, recall and F1 from per-item counts. The counts are precomputed once, by the
+task type (NER's `item_counts` counts spans), as an `(items, types, 3)` array of (true
+positives, gold, predicted), and a resample is a vector of how many times each item was
+drawn, so all resamples are one matrix product.
 
 Intervals are percentile intervals (2.5th and 97.5th percentiles for 95%). The paired test
 for `compare` draws the same items for both runs in every resample; its p-value is defined in
@@ -20,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
-
-from .metrics import spans, to_iob2
 
 #: Default number of resamples; enough for stable 95% percentile bounds (±0.1 F1 points).
 RESAMPLES = 1000
@@ -59,30 +59,6 @@ class EntityIntervals(_Frozen):
     per_type: dict[str, ScoreIntervals]
     micro: ScoreIntervals
     macro: ScoreIntervals
-
-
-def item_counts(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], types: Sequence[str]
-) -> Counts:
-    """Per item and type: strict true positives, gold entities, predicted entities.
-
-    Shape `(items, len(types), 3)`; tags may be IOB1 or IOB2. Types outside `types` are
-    ignored, so pass every type of the evaluation.
-    """
-    index = {t: i for i, t in enumerate(types)}
-    counts = np.zeros((len(gold), len(types), 3), dtype=np.int64)
-    for n, (g, p) in enumerate(zip(gold, pred, strict=True)):
-        gs, ps = spans(to_iob2(g)), spans(to_iob2(p))
-        for kind, *_ in gs & ps:
-            if kind in index:
-                counts[n, index[kind], 0] += 1
-        for kind, *_ in gs:
-            if kind in index:
-                counts[n, index[kind], 1] += 1
-        for kind, *_ in ps:
-            if kind in index:
-                counts[n, index[kind], 2] += 1
-    return counts
 
 
 def _ratio(num: Floats, den: Floats) -> Floats:
@@ -312,7 +288,6 @@ __all__ = [
     "ScoreIntervals",
     "Scores",
     "bootstrap_intervals",
-    "item_counts",
     "paired_bootstrap",
     "resample_weights",
     "resampled_sums",

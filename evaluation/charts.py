@@ -14,8 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from task_types.ner.errors import NO_ENTITY, Confusion
+
 from .analysis import Evaluation
-from .errors import NO_ENTITY, Confusion
 from .tables import CONFUSION_PNG, F1_PNG
 
 _TYPE_COLOUR = "#3b6fb6"

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 
 from prelabel.errors import DatasetError
+from task_types.ner.scores import entity_scores, item_counts
 
 from .analysis import CostQuality, Item, cost_quality
-from .bootstrap import RESAMPLES, PairedComparison, PairedDifference, item_counts, paired_bootstrap
-from .metrics import entity_scores
+from .bootstrap import RESAMPLES, PairedComparison, PairedDifference, paired_bootstrap
 from .readers import Source, match_items
 from .tables import money, pct, ratio
 

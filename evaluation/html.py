@@ -8,8 +8,9 @@ import base64
 from collections.abc import Sequence
 from html import escape
 
+from task_types.ner.errors import ItemDiff, SpanRef
+
 from .analysis import Evaluation
-from .errors import ItemDiff, SpanRef
 from .tables import (
     COST_TITLE,
     ENTITY_HEADER,

@@ -18,7 +18,7 @@ from prelabel.errors import DatasetError
 from task_types.ner.model import CONLL_TYPES, NerRecord, Unaligned
 
 from .analysis import Item
-from .metrics import RunFigures
+from .figures import RunFigures
 from .readers import Source, read_lines, text_key
 
 OFF_TOKENS = "offsets do not fall on token boundaries"
@@ -157,7 +157,7 @@ def kili_tags(
 
 
 def _tokenised(item_id: str, text: str) -> NerRecord:
-    from task_types.ner.rows import word_spans
+    from task_types.ner.records import word_spans
 
     spans = word_spans(text)
     return NerRecord(

@@ -19,12 +19,15 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from collector.exports import PredictionRow, read_predictions_jsonl
+from collector.exports import read_predictions_jsonl
 from prelabel.errors import DatasetError
+from task_types import PredictionRow
+from task_types.ner import NER
 from task_types.ner.model import NerRecord
+from task_types.ner.rows import NerRow
 
 from .analysis import Item
-from .metrics import RunFigures
+from .figures import RunFigures
 
 Format = Literal["auto", "predictions", "conll", "kili"]
 FORMATS: tuple[str, ...] = ("auto", "predictions", "conll", "kili")
@@ -45,7 +48,10 @@ class Source:
 
 
 def item_of_row(row: PredictionRow) -> Item:
-    """A predictions.jsonl row as an evaluation item."""
+    """A predictions.jsonl row as an evaluation item (of a NER run: the evaluation scores NER
+    rows)."""
+    if not isinstance(row, NerRow):
+        raise TypeError(f"item {row.id!r}: the evaluation scores NER rows, not {type(row)}")
     return Item(
         id=row.id,
         tokens=row.tokens,
@@ -123,7 +129,7 @@ def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
     return {}, ""
 
 
-def _figures_of_rows(rows: Sequence[PredictionRow]) -> dict[str, Any]:
+def _figures_of_rows(rows: Sequence[NerRow]) -> dict[str, Any]:
     models = Counter(r.model for r in rows if r.model)
     prompts = Counter(r.prompt_version for r in rows if r.prompt_version)
     return {
@@ -146,7 +152,7 @@ def read_predictions_source(path: Path) -> Source:
     """prelabel's predictions.jsonl; the run's figures from a report.json or run.json
     beside it when there is one (they know the wall time, 429s, dataset and split).
     """
-    rows = read_predictions_jsonl(path)
+    rows: list[NerRow] = read_predictions_jsonl(path, NER)
     derived = _figures_of_rows(rows)
     beside, where = _figures_beside(path)
     try:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from task_types.ner.errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
+from task_types.ner.scores import LabelScores, TypeScores
+
 from .analysis import Evaluation
 from .bootstrap import Interval
-from .errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
-from .metrics import LabelScores, RunFigures, TypeScores
+from .figures import RunFigures
 
 #: The chart files written beside report.md and embedded in report.html.
 F1_PNG = "f1_by_type.png"

@@ -13,8 +13,10 @@ NER (`task_types.ner`) is the first one. "Adding a task type" in the README walk
 from task_types.base import (
     Answer,
     Example,
+    KiliJob,
     Labeling,
     LabelingDefaults,
+    PredictionRow,
     PromptTemplate,
     Reporting,
     RowFields,
@@ -28,8 +30,10 @@ from task_types.base import (
 __all__ = [
     "Answer",
     "Example",
+    "KiliJob",
     "Labeling",
     "LabelingDefaults",
+    "PredictionRow",
     "PromptTemplate",
     "Reporting",
     "RowFields",

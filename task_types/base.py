@@ -6,14 +6,17 @@ The protocol has two halves, so that each side of the pipeline sees only what it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
 
 from prelabel.errors import ConfigError, ItemError
 from prelabel.labels import read_label_set
-from prelabel.model import ItemResult, Label, LabelSet, Record, RunConfig, Usage
+from prelabel.model import ItemResult, ItemStatus, Label, LabelSet, Record, RunConfig, Usage
+from prelabel.offsets import OffsetUnit
 
 #: One item's answer as the task type read it (NER: mentions per type name).
 Answer = Any
@@ -169,14 +172,104 @@ class LabelingDefaults:
 
 
 @runtime_checkable
-class Reporting(Protocol):
-    """What the collector and the evaluation need from a task type."""
+class PredictionRow(Protocol):
+    """One line of predictions.jsonl, as the core frames read it.
 
-    name: str
+    A task type's row model (`Reporting.row_model`, a frozen pydantic model) holds what its
+    predictions are besides these; the frames write and read it whole.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def status(self) -> ItemStatus: ...
+    @property
+    def error(self) -> str | None: ...
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
+#: A task type's own row model (contravariant where it is only taken, never given).
+RowT = TypeVar("RowT", bound=BaseModel)
+RowT_contra = TypeVar("RowT_contra", bound=BaseModel, contravariant=True)
+#: Writes one export format of rows into a folder; returns the files written.
+RowsWriter = Callable[[Path, Sequence[RowT]], tuple[Path, ...]]
 
 
 @runtime_checkable
-class TaskType(Labeling, Reporting, Protocol):
+class KiliJob(Protocol[RowT_contra]):
+    """A task type's Kili job: the interface of the projects prelabel creates, and its rows
+    as `json_response`s (the upload frame, collector/kili.py, does the rest)."""
+
+    #: The job's name in the projects prelabel creates (`--kili-job` by default).
+    default_job: str
+    #: Kili's `mlTask` of the job; a given project's job must have it.
+    ml_task: str
+
+    def json_interface(self, labels: LabelSet, job: str) -> dict[str, Any]:
+        """A json_interface with one job whose categories are the labels' tags."""
+        ...
+
+    def json_response(self, row: RowT_contra, job: str, unit: OffsetUnit) -> dict[str, Any]:
+        """A labeled row as a json_response, character offsets counted in `unit`."""
+        ...
+
+    def response_key(self, response: Mapping[str, Any], job: str) -> object:
+        """What two json_responses share when they say the same (an upload that finds Kili
+        already holding it sends nothing)."""
+        ...
+
+    def read_response(
+        self, response: Mapping[str, Any], text: str, job: str, unit: OffsetUnit
+    ) -> Any:
+        """A json_response read back from Kili, in the task type's own terms."""
+        ...
+
+
+@runtime_checkable
+class Reporting(Protocol[RowT]):
+    """What the collector and the evaluation need from a task type: its predictions.jsonl
+    row, the checks and figures of its rows, its own export formats and its Kili job."""
+
+    name: str
+    #: The row of predictions.jsonl; the frames read a line with `row_model.model_validate_json`.
+    row_model: type[RowT]
+    #: Export formats of the task type's own, by name (NER: `conll`), besides prelabel's
+    #: JSONL, Kili and the other tools' formats below; collect writes each into the run folder.
+    formats: Mapping[str, RowsWriter[RowT]]
+    kili: KiliJob[RowT]
+
+    def row(self, record: Any, result: Any) -> RowT:
+        """Join an item's record with its result (the task type's record and result models)."""
+        ...
+
+    def check_rows(self, rows: Iterable[RowT]) -> None:
+        """Raise a DatasetError naming the first row whose predictions do not fit its text;
+        every export and upload checks first."""
+        ...
+
+    def figures(self, rows: Sequence[RowT]) -> dict[str, int]:
+        """The task type's own run figures (`evaluation.RunFigures` fields) over its rows."""
+        ...
+
+    def label_studio_config(self, labels: LabelSet) -> str:
+        """A Label Studio labeling config for the labels."""
+        ...
+
+    def label_studio_result(self, row: RowT) -> list[dict[str, Any]]:
+        """A labeled row's prediction `result` for Label Studio."""
+        ...
+
+    def hf_columns(
+        self, rows: Sequence[RowT], labels: LabelSet
+    ) -> tuple[Any, dict[str, list[Any]]]:
+        """The `datasets.Features` and the columns of the rows as a Hugging Face dataset."""
+        ...
+
+
+@runtime_checkable
+class TaskType(Labeling, Reporting[Any], Protocol):
     """A task type: both halves."""
 
 

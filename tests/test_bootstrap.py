@@ -8,15 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation import entity_scores
 from evaluation.bootstrap import (
     bootstrap_intervals,
-    item_counts,
     paired_bootstrap,
     resample_weights,
     resampled_sums,
     scores,
 )
+from task_types.ner.scores import entity_scores, item_counts
 
 TAG = st.sampled_from(["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG"])
 PAIRS = st.lists(st.lists(st.tuples(TAG, TAG), min_size=1, max_size=8), min_size=1, max_size=8)

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evaluation import entity_scores
-from evaluation.errors import NO_ENTITY, analyse, item_diff, pair_spans, token_confusion
-from evaluation.metrics import spans
+from task_types.ner.bio import spans
+from task_types.ner.errors import NO_ENTITY, analyse, item_diff, pair_spans, token_confusion
+from task_types.ner.scores import entity_scores
 
 # (name, gold tags, pred tags, expected errors as (kind, gold span, pred span), tp count)
 CASES = [

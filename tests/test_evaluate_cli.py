@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.exports import PredictionRow, write_predictions_jsonl
-from evaluation import entity_scores
+from collector.exports import write_predictions_jsonl
 from evaluation.cli import InputFormat, compare_command, evaluate_command
 from evaluation.kili_export import NOT_THERE, OFF_TOKENS
 from prelabel.model import Usage
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
+from task_types.ner.rows import NerRow
+from task_types.ner.scores import entity_scores
 
 GOLD = [
     (["Élise", "visited", "Zürich"], ["B-PER", "O", "B-LOC"]),
@@ -80,7 +81,7 @@ def run_folder(tmp_path: Path) -> Path:
                 usage=Usage(prompt_tokens=500, completion_tokens=20, requests=1),
                 model="gpt-test",
             )
-        rows.append(PredictionRow.from_result(record, result))
+        rows.append(NerRow.from_result(record, result))
     write_predictions_jsonl(folder / "predictions.jsonl", rows)
     (folder / "run.json").write_text(
         json.dumps({"model": "gpt-test", "dataset": "tiny", "split": "test"}), encoding="utf-8"

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from collector.exports import (
-    PredictionRow,
-    read_predictions_jsonl,
-    write_conll,
-    write_predictions_jsonl,
-)
+from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from evaluation import (
-    TOKEN_LEVEL_LABEL,
     RunFigures,
     evaluate,
     read_report_json,
@@ -27,7 +21,11 @@ from evaluation import (
 from evaluation.report import ENTITY_TITLE, TOKEN_TITLE
 from prelabel.errors import DatasetError, RunError
 from prelabel.model import Usage
+from task_types.ner import NER
+from task_types.ner.exports import write_conll
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
+from task_types.ner.rows import NerRow
+from task_types.ner.scores import TOKEN_LEVEL_LABEL
 
 
 def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> NerResult:
@@ -43,14 +41,14 @@ def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> NerR
 
 
 @pytest.fixture
-def rows() -> list[PredictionRow]:
+def rows() -> list[NerRow]:
     elise = NerRecord.from_tokens(
         "train-0", ["Élise", "visited", "Zürich", "🎉"], ["B-PER", "O", "B-LOC", "O"]
     )
     paris = NerRecord.from_tokens("train-1", ["Paris", "Saint-Germain", "won"], None)
     failed = NerRecord.from_tokens("train-2", ["Nothing", "here"], ["O", "O"])
     return [
-        PredictionRow.from_result(
+        NerRow.from_result(
             elise,
             _labeled(
                 elise,
@@ -61,7 +59,7 @@ def rows() -> list[PredictionRow]:
                 ],
             ),
         ),
-        PredictionRow.from_result(
+        NerRow.from_result(
             paris,
             _labeled(
                 paris,
@@ -69,7 +67,7 @@ def rows() -> list[PredictionRow]:
                 [Entity(type="ORG", start=0, end=19, text="Paris Saint-Germain")],
             ),
         ),
-        PredictionRow.from_result(
+        NerRow.from_result(
             failed,
             NerResult(id="train-2", status="failed", error="endpoint said 500 three times"),
         ),
@@ -92,10 +90,10 @@ def test_from_result_joins_record_and_result(rows):
 def test_from_result_rejects_a_mismatch():
     record = NerRecord.from_tokens("a", ["x", "y"])
     with pytest.raises(RunError, match="'b'"):
-        PredictionRow.from_result(record, NerResult(id="b", status="failed"))
+        NerRow.from_result(record, NerResult(id="b", status="failed"))
     short = NerResult(id="a", status="labeled", tags=("O",))
     with pytest.raises(RunError, match="1 tags for 2 tokens"):
-        PredictionRow.from_result(record, short)
+        NerRow.from_result(record, short)
 
 
 def test_jsonl_round_trip_keeps_non_ascii(tmp_path, rows):
@@ -106,7 +104,7 @@ def test_jsonl_round_trip_keeps_non_ascii(tmp_path, rows):
     lines = raw.splitlines()
     assert len(lines) == 3
     assert json.loads(lines[2])["tags"] == []
-    assert read_predictions_jsonl(path) == rows
+    assert read_predictions_jsonl(path, NER) == rows
     # Only the file itself: the temporary file was renamed over it.
     assert sorted(p.name for p in path.parent.iterdir()) == ["predictions.jsonl"]
 
@@ -116,7 +114,7 @@ def test_jsonl_write_is_atomic(tmp_path, rows):
     write_predictions_jsonl(path, rows)
     before = path.read_bytes()
 
-    def broken() -> Iterator[PredictionRow]:
+    def broken() -> Iterator[NerRow]:
         yield rows[0]
         raise RuntimeError("collector died mid-write")
 
@@ -132,9 +130,9 @@ def test_read_jsonl_names_the_bad_line(tmp_path, rows):
     with path.open("a", encoding="utf-8") as f:
         f.write("\n" + json.dumps({"id": "x", "status": "maybe"}) + "\n")
     with pytest.raises(DatasetError, match=r"predictions\.jsonl:3:"):
-        read_predictions_jsonl(path)
+        read_predictions_jsonl(path, NER)
     with pytest.raises(DatasetError, match="does not exist"):
-        read_predictions_jsonl(tmp_path / "missing.jsonl")
+        read_predictions_jsonl(tmp_path / "missing.jsonl", NER)
 
 
 def _read_conll(path: Path) -> list[list[tuple[str, str, str]]]:
@@ -172,7 +170,7 @@ def test_conll_reads_back_with_the_same_tags(tmp_path, rows):
 
 def test_conll_keeps_three_columns_for_odd_tokens(tmp_path):
     record = NerRecord.from_tokens("odd", ["New York", "", "ok"], ["B-LOC", "O", "O"])
-    row = PredictionRow.from_result(
+    row = NerRow.from_result(
         record, NerResult(id="odd", status="labeled", tags=("B-LOC", "O", "O"))
     )
     path = tmp_path / "odd.conll"

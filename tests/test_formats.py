@@ -20,20 +20,16 @@ import jsonschema
 import pytest
 
 from collector.cli import ExportFormat, OffsetUnitName, export_command
-from collector.exports import PredictionRow, read_predictions_jsonl, write_predictions_jsonl
-from collector.formats import (
-    KILI_JOB,
-    entities_from_kili,
-    kili_json_response,
-    tag_names,
-    write_hf_dataset,
-    write_kili,
-    write_label_studio,
-)
-from collector.offsets import OffsetMap
+from collector.exports import read_predictions_jsonl, write_predictions_jsonl
+from collector.formats import KILI_OFFSET_UNIT, write_hf_dataset, write_kili, write_label_studio
 from prelabel.errors import ConfigError, DatasetError
 from prelabel.model import RunConfig
+from prelabel.offsets import OffsetMap
+from task_types.ner import NER
+from task_types.ner.exports import tag_names
+from task_types.ner.kili import KILI_JOB, entities_from_kili, kili_json_response
 from task_types.ner.model import Entity, NerRecord, NerResult, from_tags
+from task_types.ner.rows import NerRow
 
 ONTOLOGY = from_tags(["PER", "ORG", "LOC", "MISC"])
 CONFIG = RunConfig(
@@ -46,14 +42,14 @@ CONFIG = RunConfig(
 )
 
 
-def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> PredictionRow:
+def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> NerRow:
     result = NerResult(
         id=record.id, status="labeled", entities=tuple(entities), tags=tuple(tags), model="m"
     )
-    return PredictionRow.from_result(record, result)
+    return NerRow.from_result(record, result)
 
 
-def make_rows() -> list[PredictionRow]:
+def make_rows() -> list[NerRow]:
     """Emoji before and inside entities, a repeated mention, no entity, a failure, no gold."""
     r0 = NerRecord.from_tokens(
         "t-0",
@@ -80,7 +76,7 @@ def make_rows() -> list[PredictionRow]:
             [Entity(type="ORG", start=0, end=19, text="Paris Saint-Germain")],
         ),
         _labeled(r2, ["O", "O"], []),
-        PredictionRow.from_result(
+        NerRow.from_result(
             r3, NerResult(id="t-3", status="failed", error="endpoint said 500 three times")
         ),
         _labeled(
@@ -90,7 +86,7 @@ def make_rows() -> list[PredictionRow]:
 
 
 @pytest.fixture
-def rows() -> list[PredictionRow]:
+def rows() -> list[NerRow]:
     rows = make_rows()
     for row in rows:  # the fixture itself must be right to the character
         for e in row.entities:
@@ -99,14 +95,14 @@ def rows() -> list[PredictionRow]:
 
 
 @pytest.fixture
-def run_folder(tmp_path: Path, rows: list[PredictionRow]) -> Path:
+def run_folder(tmp_path: Path, rows: list[NerRow]) -> Path:
     folder = tmp_path / "run"
     write_predictions_jsonl(folder / "predictions.jsonl", rows)
     (folder / "run.json").write_text(CONFIG.model_dump_json(), encoding="utf-8")
     return folder
 
 
-def _shifted(rows: list[PredictionRow]) -> list[PredictionRow]:
+def _shifted(rows: list[NerRow]) -> list[NerRow]:
     """The rows with one entity one character off, as a hand-edited file could have it."""
     bad = rows[0].model_copy(
         update={"entities": (Entity.model_construct(type="PER", start=3, end=8, text="Élise"),)}
@@ -117,8 +113,8 @@ def _shifted(rows: list[PredictionRow]) -> list[PredictionRow]:
 # --- Kili -------------------------------------------------------------------------------
 
 
-def test_kili_json_response_counts_utf16_units_after_emoji(rows: list[PredictionRow]) -> None:
-    response = kili_json_response(rows[0])
+def test_kili_json_response_counts_utf16_units_after_emoji(rows: list[NerRow]) -> None:
+    response = kili_json_response(rows[0], KILI_JOB, KILI_OFFSET_UNIT)
     annotations = response[KILI_JOB]["annotations"]
     # "🎉 Élise": the emoji is two UTF-16 units, so Élise begins at unit 3, code point 2
     assert [a["beginOffset"] for a in annotations] == [3, 17, 28]
@@ -126,17 +122,19 @@ def test_kili_json_response_counts_utf16_units_after_emoji(rows: list[Prediction
     for a in annotations:
         content = a["content"].encode("utf-16-le")
         assert units[2 * a["beginOffset"] : 2 * a["beginOffset"] + len(content)] == content
-    as_codepoints = kili_json_response(rows[0], unit="codepoint")[KILI_JOB]["annotations"]
+    as_codepoints = kili_json_response(rows[0], KILI_JOB, "codepoint")[KILI_JOB]["annotations"]
     assert [a["beginOffset"] for a in as_codepoints] == [2, 16, 27]
-    assert entities_from_kili(response, rows[0].text) == list(rows[0].entities)
+    assert entities_from_kili(response, rows[0].text, KILI_JOB, KILI_OFFSET_UNIT) == list(
+        rows[0].entities
+    )
 
 
 def test_kili_export_reads_back_through_the_sdk_label_parser(
-    tmp_path: Path, rows: list[PredictionRow]
+    tmp_path: Path, rows: list[NerRow]
 ) -> None:
     from kili.utils.labels.parsing import ParsedLabel
 
-    predictions, interface_path = write_kili(tmp_path, rows, CONFIG)
+    predictions, interface_path = write_kili(tmp_path, rows, CONFIG, NER)
     interface = json.loads(interface_path.read_text(encoding="utf-8"))
     categories = interface["jobs"][KILI_JOB]["content"]["categories"]
     assert list(categories) == ["PER", "ORG", "LOC", "MISC"]
@@ -161,15 +159,19 @@ def test_kili_export_reads_back_through_the_sdk_label_parser(
         assert back == list(row.entities)
 
 
-def test_kili_parser_refuses_a_category_the_interface_lacks(rows: list[PredictionRow]) -> None:
+def test_kili_parser_refuses_a_category_the_interface_lacks(rows: list[NerRow]) -> None:
     from kili.services.label_data_parsing.exceptions import InvalidMutationError
     from kili.utils.labels.parsing import ParsedLabel
 
-    from collector.formats import kili_json_interface
+    from task_types.ner.kili import kili_json_interface
 
     narrow = kili_json_interface(from_tags(["PER"]))
     with pytest.raises(InvalidMutationError, match="Category 'LOC' is not in the job interface"):
-        ParsedLabel({"jsonResponse": kili_json_response(rows[0])}, narrow, "TEXT")
+        ParsedLabel(
+            {"jsonResponse": kili_json_response(rows[0], KILI_JOB, KILI_OFFSET_UNIT)},
+            narrow,
+            "TEXT",
+        )
 
 
 # --- Label Studio -----------------------------------------------------------------------
@@ -232,9 +234,9 @@ LABEL_STUDIO_TASKS = {
 
 
 def test_label_studio_export_matches_the_import_format_and_its_config(
-    tmp_path: Path, rows: list[PredictionRow]
+    tmp_path: Path, rows: list[NerRow]
 ) -> None:
-    tasks_path, config_path = write_label_studio(tmp_path, rows, CONFIG)
+    tasks_path, config_path = write_label_studio(tmp_path, rows, CONFIG, NER)
     tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
     jsonschema.validate(tasks, LABEL_STUDIO_TASKS)
 
@@ -273,11 +275,11 @@ def test_label_studio_export_matches_the_import_format_and_its_config(
 
 
 def test_hf_export_loads_with_classlabel_names_beside_gold(
-    tmp_path: Path, rows: list[PredictionRow]
+    tmp_path: Path, rows: list[NerRow]
 ) -> None:
     from datasets import ClassLabel, load_from_disk
 
-    folder = write_hf_dataset(tmp_path / "hf", rows, CONFIG)
+    folder = write_hf_dataset(tmp_path / "hf", rows, CONFIG, NER)
     dataset = load_from_disk(str(folder))
     names = tag_names(ONTOLOGY, rows)
     assert names[:9] == [
@@ -310,23 +312,23 @@ def test_hf_export_loads_with_classlabel_names_beside_gold(
 
 
 def test_hf_export_replaces_its_own_folder_and_refuses_another(
-    tmp_path: Path, rows: list[PredictionRow]
+    tmp_path: Path, rows: list[NerRow]
 ) -> None:
     from datasets import load_from_disk
 
     folder = tmp_path / "hf"
-    write_hf_dataset(folder, rows, CONFIG)
-    write_hf_dataset(folder, rows[:2], CONFIG)
+    write_hf_dataset(folder, rows, CONFIG, NER)
+    write_hf_dataset(folder, rows[:2], CONFIG, NER)
     assert load_from_disk(str(folder))["id"] == ["t-0", "t-1"]
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not a datasets folder"):
-        write_hf_dataset(other, rows, CONFIG)
+        write_hf_dataset(other, rows, CONFIG, NER)
     assert (other / "mine.txt").read_text() == "keep me"
 
 
-def test_tag_names_keep_tags_outside_the_ontology(rows: list[PredictionRow]) -> None:
+def test_tag_names_keep_tags_outside_the_ontology(rows: list[NerRow]) -> None:
     record = NerRecord.from_tokens("t-9", ["Mars"], ["B-PLANET"])
     extra = _labeled(record, ["O"], [])
     names = tag_names(from_tags(["PER"]), [*rows, extra])
@@ -343,7 +345,7 @@ def test_export_command_writes_every_format(run_folder: Path, tmp_path: Path) ->
 
     from producer.conll import read_conll
 
-    rows = read_predictions_jsonl(run_folder / "predictions.jsonl")
+    rows = read_predictions_jsonl(run_folder / "predictions.jsonl", NER)
     for fmt in ExportFormat:
         export_command(
             str(run_folder),
@@ -353,7 +355,7 @@ def test_export_command_writes_every_format(run_folder: Path, tmp_path: Path) ->
             offset_unit=OffsetUnitName.utf16,
         )
 
-    assert read_predictions_jsonl(tmp_path / "jsonl" / "predictions.jsonl") == rows
+    assert read_predictions_jsonl(tmp_path / "jsonl" / "predictions.jsonl", NER) == rows
 
     sentences = read_conll(tmp_path / "conll" / "predictions.conll")
     labeled = [r for r in rows if r.status == "labeled"]
@@ -371,7 +373,7 @@ def test_export_command_writes_every_format(run_folder: Path, tmp_path: Path) ->
 
 @pytest.mark.parametrize("fmt", list(ExportFormat))
 def test_no_export_leaves_with_an_offset_off(
-    tmp_path: Path, rows: list[PredictionRow], fmt: ExportFormat
+    tmp_path: Path, rows: list[NerRow], fmt: ExportFormat
 ) -> None:
     folder = tmp_path / "run"
     write_predictions_jsonl(folder / "predictions.jsonl", _shifted(rows))
@@ -384,7 +386,7 @@ def test_no_export_leaves_with_an_offset_off(
     assert not out.exists()
 
 
-def test_export_names_a_folder_without_run_json(tmp_path: Path, rows: list[PredictionRow]) -> None:
+def test_export_names_a_folder_without_run_json(tmp_path: Path, rows: list[NerRow]) -> None:
     write_predictions_jsonl(tmp_path / "predictions.jsonl", rows)
     with pytest.raises(DatasetError, match=r"run\.json does not exist"):
         export_command(

@@ -18,8 +18,7 @@ import pytest
 import redis
 
 from collector.collect import collect
-from collector.exports import PredictionRow, read_predictions_jsonl, write_predictions_jsonl
-from collector.formats import KILI_JOB, kili_json_interface
+from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from collector.kili import KiliTarget, UploadOptions, project_title, read_predictions, upload_run
 from collector.kili_client import connect
 from collector.source import RunData, load_run_folder, load_run_redis
@@ -28,7 +27,10 @@ from prelabel.errors import DatasetError, UploadError
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from prelabel.store import RunStore
+from task_types.ner import NER
+from task_types.ner.kili import KILI_JOB, kili_json_interface
 from task_types.ner.model import Entity, NerRecord, NerResult, from_tags
+from task_types.ner.rows import NerRow
 from tests.fake_kili import FakeKili
 from tests.test_formats import make_rows
 
@@ -49,13 +51,13 @@ def config_for(n: int, run_id: str = "20260101-000000-kili01") -> RunConfig:
     )
 
 
-def sample_rows() -> list[PredictionRow]:
+def sample_rows() -> list[NerRow]:
     """make_rows (emoji, repeated mention, no entity, a failure), plus texts the SDK would take
     for a URL or a file path if given as strings, and enough plain items for several batches."""
     rows = make_rows()
     url = NerRecord.from_tokens("t-url", ["http://example.com", "is", "down", "says", "Acme"], None)
     rows.append(
-        PredictionRow.from_result(
+        NerRow.from_result(
             url,
             NerResult(
                 id="t-url",
@@ -66,13 +68,11 @@ def sample_rows() -> list[PredictionRow]:
         )
     )
     dot = NerRecord.from_tokens("t-dot", ["."], ["O"])
-    rows.append(
-        PredictionRow.from_result(dot, NerResult(id="t-dot", status="labeled", tags=("O",)))
-    )
+    rows.append(NerRow.from_result(dot, NerResult(id="t-dot", status="labeled", tags=("O",))))
     for i in range(6):
         rec = NerRecord.from_tokens(f"p-{i}", ["Berlin", "🇩🇪", "is", "in", "Germany"], None)
         rows.append(
-            PredictionRow.from_result(
+            NerRow.from_result(
                 rec,
                 NerResult(
                     id=rec.id,
@@ -115,7 +115,7 @@ def run() -> RunData:
     return RunData(config_for(len(rows)), tuple(rows))
 
 
-def store_run(client: redis.Redis, rows: list[PredictionRow], config: RunConfig) -> RunStore:
+def store_run(client: redis.Redis, rows: list[NerRow], config: RunConfig) -> RunStore:
     """Write a run as the producer and the workers leave it in Redis."""
     store = RunStore(client)
     records = [NerRecord.from_tokens(r.id, r.tokens, r.gold_tags) for r in rows]
@@ -136,20 +136,22 @@ def store_run(client: redis.Redis, rows: list[PredictionRow], config: RunConfig)
 
 
 def labeled_entities(
-    rows: list[PredictionRow] | tuple[PredictionRow, ...],
+    rows: list[NerRow] | tuple[NerRow, ...],
 ) -> dict[str, list[Entity]]:
     return {r.id: list(r.entities) for r in rows if r.status == "labeled"}
 
 
 def read_back(
-    fake: FakeKili, project_id: str, rows: tuple[PredictionRow, ...] | list[PredictionRow]
+    fake: FakeKili, project_id: str, rows: tuple[NerRow, ...] | list[NerRow]
 ) -> dict[str, list[list[Entity]]]:
     kili = connect(fake.api_key, fake.endpoint)
-    return read_predictions(kili, project_id, "gpt-test@ner-v2", {r.id: r.text for r in rows})
+    return read_predictions(
+        kili, project_id, "gpt-test@ner-v2", {r.id: r.text for r in rows}, NER.kili
+    )
 
 
 def assert_kili_holds_exactly(
-    fake: FakeKili, project_id: str, rows: list[PredictionRow] | tuple[PredictionRow, ...]
+    fake: FakeKili, project_id: str, rows: list[NerRow] | tuple[NerRow, ...]
 ) -> None:
     """One asset per item with a text, holding that text and the run's metadata; one prediction
     per labeled item, equal to the row's entities to the character; none for failed items."""
@@ -188,7 +190,7 @@ def test_upload_from_redis_reads_back_equal_to_predictions_jsonl(
     config = config_for(len(rows))
     store = store_run(redis_client, rows, config)
     collect(store, config.run_id, tmp_path / "run", wall_seconds=1.0)
-    written = read_predictions_jsonl(tmp_path / "run" / "predictions.jsonl")
+    written = read_predictions_jsonl(tmp_path / "run" / "predictions.jsonl", NER)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["run_id"] == config.run_id
 
     monkeypatch.setenv("KILI_API_KEY", fake.api_key)
@@ -248,7 +250,7 @@ def test_reupload_replaces_changed_predictions_and_deletes_those_of_failed_items
     rows[-5] = rows[-5].model_copy(
         update={"entities": (Entity(type="ORG", start=0, end=6, text="Berlin"),)}
     )
-    rows[-4] = PredictionRow.from_result(
+    rows[-4] = NerRow.from_result(
         NerRecord.from_tokens(rows[-4].id, rows[-4].tokens, None),
         NerResult(id=rows[-4].id, status="failed", error="timeout"),
     )
@@ -284,7 +286,7 @@ def test_batches_over_a_megabyte_arrive_gzipped_and_land(
         result = NerResult(
             id=record.id, status="labeled", entities=(entity,), tags=("O", "O", "B-LOC", "O")
         )
-        rows.append(PredictionRow.from_result(record, result))
+        rows.append(NerRow.from_result(record, result))
     upload_run(RunData(config_for(len(rows)), tuple(rows)), target)
     assert fake.gzipped >= 1  # the prediction batch: 16 json_responses of ~100 kB
     (project_id,) = fake.projects
@@ -608,7 +610,7 @@ def test_run_with_upload_kili_uploads_what_it_collected(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    rows = read_predictions_jsonl(out / "predictions.jsonl")
+    rows = read_predictions_jsonl(out / "predictions.jsonl", NER)
     assert len(rows) == 12 and all(r.status == "labeled" for r in rows)
     (project_id,) = fake.projects
     assets = fake.project_assets(project_id)
@@ -616,7 +618,11 @@ def test_run_with_upload_kili_uploads_what_it_collected(
     kili = connect(fake.api_key, fake.endpoint)
     config = load_run_folder(out).config
     back = read_predictions(
-        kili, project_id, f"gpt-kili-e2e@{config.prompt_version}", {r.id: r.text for r in rows}
+        kili,
+        project_id,
+        f"gpt-kili-e2e@{config.prompt_version}",
+        {r.id: r.text for r in rows},
+        NER.kili,
     )
     assert back == {r.id: [list(r.entities)] for r in rows}
     assert "predictions sent" in proc.stdout

@@ -21,7 +21,7 @@ from producer.loading import (
     load_dataset_records,
 )
 from task_types.ner.bio import TagError, checked_iob2
-from task_types.ner.rows import word_spans
+from task_types.ner.records import word_spans
 from tests.conftest import SAMPLE_CONLL
 
 EU = ["EU", "rejects", "German", "call"]

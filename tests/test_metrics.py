@@ -7,16 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
 
-from evaluation import (
-    TOKEN_LEVEL_LABEL,
-    RunFigures,
-    entity_scores,
-    evaluate,
-    spans,
-    to_iob2,
-    token_scores,
-)
+from evaluation import RunFigures, evaluate
 from prelabel.errors import DatasetError
+from task_types.ner.bio import spans, to_iob2
+from task_types.ner.scores import TOKEN_LEVEL_LABEL, entity_scores, token_scores
 
 # (name, gold, pred, micro (tp, gold, pred), micro (P, R, F1), per type {type: (tp, gold, pred)})
 ENTITY_CASES = [

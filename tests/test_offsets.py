@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.offsets import OffsetMap, check_entities, span_matches, utf16_len
 from prelabel.errors import DatasetError
+from prelabel.offsets import OffsetMap, span_matches, utf16_len
 from task_types.ner.model import Entity
+from task_types.ner.rows import check_entities
 
 # Letters from every plane that matters: ASCII, Latin-1, BMP (CJK), astral (emoji, math).
 CHARS = st.sampled_from([*"ab É中", "🎉", "😀", "𝔸", "👩\u200d💻"])

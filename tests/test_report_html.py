@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation import TOKEN_LEVEL_LABEL, Item, RunFigures, evaluate_items
+from evaluation import Item, RunFigures, evaluate_items
 from evaluation.html import report_html
 from evaluation.outputs import write_reports
 from evaluation.report import report_markdown
 from evaluation.tables import ENTITY_TITLE, LOSSES_TITLE, TOKEN_TITLE
 from task_types.ner.model import Unaligned
+from task_types.ner.scores import TOKEN_LEVEL_LABEL
 
 #: The chart colour of the micro/macro bars (charts._AVERAGE_COLOUR); nothing else uses it.
 AVERAGE_RGB = (0x7A, 0x4F, 0xA3)

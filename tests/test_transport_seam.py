@@ -19,9 +19,10 @@ import redis
 import redis.asyncio
 
 from prelabel.keys import RunKeys
-from prelabel.model import ItemResult, Record, RunConfig, Usage
+from prelabel.model import RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
+from task_types.ner.model import NerRecord, NerResult
 from workers.budget import BudgetReached
 from workers.json_mode import SchemaRefusals
 from workers.labeler import ShardLabeler
@@ -37,7 +38,7 @@ from workers.transports import (
 RUN = "seam-test-run"
 BASE_URL = "https://llm.example/v1"
 RECORDS = [
-    Record.from_tokens(f"s{n}", ["Peter", "Blackburn", "flew", "to", "Paris", f"day{n}", "."])
+    NerRecord.from_tokens(f"s{n}", ["Peter", "Blackburn", "flew", "to", "Paris", f"day{n}", "."])
     for n in range(4)
 ]
 MENTIONS = {"PERSON": ["Peter Blackburn"], "LOCATION": ["Paris"]}
@@ -76,10 +77,10 @@ def label(
     refusals: SchemaRefusals | None = None,
     run_id: str = RUN,
     **config: Any,
-) -> dict[str, ItemResult]:
+) -> dict[str, NerResult]:
     """Label RECORDS through `transport` as a worker does; the committed results by id."""
 
-    async def main() -> dict[str, ItemResult]:
+    async def main() -> dict[str, NerResult]:
         client = redis.asyncio.Redis.from_url(redis_url)
         cfg = RunConfig(run_id=run_id, model="gpt-4o-mini", base_url=BASE_URL, **config)
         store = RunStore(redis.Redis.from_url(redis_url))
@@ -87,14 +88,14 @@ def label(
             labeler = ShardLabeler(load_settings(), cfg, transport, client, store, refusals)
             await labeler.label(RECORDS)
             raw = await client.hgetall(RunKeys(run_id).results)
-            return {k.decode(): ItemResult.model_validate_json(v) for k, v in raw.items()}
+            return {k.decode(): NerResult.model_validate_json(v) for k, v in raw.items()}
         finally:
             await client.aclose()
 
     return asyncio.run(main())
 
 
-def total(results: dict[str, ItemResult]) -> Usage:
+def total(results: dict[str, NerResult]) -> Usage:
     return Usage(
         prompt_tokens=sum(r.usage.prompt_tokens for r in results.values()),
         completion_tokens=sum(r.usage.completion_tokens for r in results.values()),

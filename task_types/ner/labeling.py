@@ -9,7 +9,7 @@ from typing import Any
 from prelabel.errors import ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
-from task_types.ner import alignment, bio, gold, guess, ontology, parsing, prompts, rows
+from task_types.ner import alignment, bio, gold, guess, ontology, parsing, prompts, records
 from task_types.ner.model import CONLL, PROMPT_VERSION, NerRecord, NerResult, Unaligned, from_tags
 
 #: The reason of an unplaced mention that the prompt's worked example holds.
@@ -29,7 +29,7 @@ class NerLabeling(LabelingDefaults):
     default_labels: LabelSet = CONLL
 
     def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
-        return rows.record_from_row(id, row, fields)
+        return records.record_from_row(id, row, fields)
 
     def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
         return bio.types_of(values)

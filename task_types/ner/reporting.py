@@ -1,7 +1,48 @@
-"""NER's reporting half: scores, report tables, exports and the Kili job."""
+"""NER's reporting half: its predictions.jsonl row, exports and Kili job (`task_types.Reporting`).
+
+The pieces live beside it: `rows.py` (the row and its offset check), `exports.py` (CoNLL,
+Label Studio, Hugging Face) and `kili.py` (the Kili job).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from task_types.base import KiliJob, RowsWriter
+from task_types.ner import exports
+from task_types.ner.kili import NerKiliJob
+from task_types.ner.model import NerRecord, NerResult, Ontology
+from task_types.ner.rows import NerRow, check_rows
 
 
 class NerReporting:
     name = "ner"
+    row_model = NerRow
+    formats: Mapping[str, RowsWriter[NerRow]] = {"conll": exports.conll_format}
+    kili: KiliJob[NerRow] = NerKiliJob()
+
+    def row(self, record: NerRecord, result: NerResult) -> NerRow:
+        return NerRow.from_result(record, result)
+
+    def check_rows(self, rows: Iterable[NerRow]) -> None:
+        check_rows(rows)
+
+    def figures(self, rows: Sequence[NerRow]) -> dict[str, int]:
+        """Mentions the aligner could not place, and all the model proposed (placed or not):
+        the unalignable rate is their ratio, an alignment figure, not a model error."""
+        return {
+            "unaligned_mentions": sum(len(r.unaligned) for r in rows),
+            "mentions_proposed": sum(len(r.entities) + len(r.unaligned) for r in rows),
+        }
+
+    def label_studio_config(self, labels: Ontology) -> str:
+        return exports.label_studio_config(labels)
+
+    def label_studio_result(self, row: NerRow) -> list[dict[str, Any]]:
+        return exports.label_studio_result(row)
+
+    def hf_columns(
+        self, rows: Sequence[NerRow], labels: Ontology
+    ) -> tuple[Any, dict[str, list[Any]]]:
+        return exports.hf_columns(rows, labels)

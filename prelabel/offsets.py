@@ -1,7 +1,6 @@
-"""Character offsets: Python's code points, UTF-16 code units, and the check that every span
-is where it claims to be.
+"""Character offsets: Python's code points and UTF-16 code units.
 
-prelabel's own files (predictions.jsonl, `Entity.start`) count code points, as Python's `str`
+prelabel's own files (predictions.jsonl, a span's start) count code points, as Python's `str`
 does. Browser-based labeling tools count UTF-16 code units, as JavaScript's `String` does: a
 character outside the Basic Multilingual Plane (most emoji, some CJK ideographs) is one code
 point but two units, so every offset after it differs by one. The conversion happens at the
@@ -11,12 +10,8 @@ boundary, in both directions, and only for texts that hold such characters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
-
-from prelabel.errors import DatasetError
-from task_types.ner.model import Entity
 
 #: How a tool counts offsets into a text.
 OffsetUnit = Literal["utf16", "codepoint"]
@@ -84,22 +79,4 @@ def span_matches(text: str, begin: int, content: str) -> bool:
     return begin >= 0 and text[begin : begin + len(content)] == content
 
 
-def check_entities(item_id: str, text: str, entities: Iterable[Entity]) -> None:
-    """Raise a DatasetError naming the first entity that is not where it claims to be."""
-    for k, entity in enumerate(entities):
-        if not span_matches(text, entity.start, entity.text) or entity.end != entity.start + len(
-            entity.text
-        ):
-            found = text[entity.start : entity.start + len(entity.text)]
-            raise DatasetError(
-                f"item {item_id!r}, entity {k} ({entity.type} {_short(entity.text)!r} at "
-                f"{entity.start}-{entity.end}): the text there is {_short(found)!r}; the "
-                "predictions do not match their text, so nothing was uploaded or exported"
-            )
-
-
-def _short(text: str, keep: int = 40) -> str:
-    return text if len(text) <= keep else text[: keep - 1] + "…"
-
-
-__all__ = ["OffsetMap", "OffsetUnit", "check_entities", "span_matches", "utf16_len"]
+__all__ = ["OffsetMap", "OffsetUnit", "span_matches", "utf16_len"]

@@ -1,5 +1,5 @@
-"""Scores for predicted BIO tags against gold tags: entity-level (the CoNLL number) and
-token-level (the seed's number), plus the run's figures, as JSON-serialisable models.
+"""NER's scores for predicted BIO tags against gold tags: entity-level (the CoNLL number),
+token-level (the seed's number), and the per-item span counts the bootstrap resamples.
 
 Entity-level scores are what CoNLL results quote: an entity counts only if its type and both
 boundaries match (seqeval, strict mode, IOB2). Token-level scores are kept because the project's
@@ -15,20 +15,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import precision_recall_fscore_support
 
 from prelabel.errors import DatasetError
+from task_types.ner.bio import spans, to_iob2
 
 ENTITY_LEVEL_LABEL = "entity-level (seqeval, strict IOB2): the F1 that CoNLL results use"
 TOKEN_LEVEL_LABEL = (
     "token-level, includes O; reads higher than the entity-level F1 that CoNLL results use"
 )
-
-#: A span as `(type, start, end)`, token indices, `end` exclusive.
-Span = tuple[str, int, int]
 
 
 class _Frozen(BaseModel):
@@ -83,57 +82,6 @@ class TokenScores(_Frozen):
     weighted_by_type: LabelScores
 
 
-class RunFigures(_Frozen):
-    """What a run cost and how it went; `failed` items are not in the scores."""
-
-    items: int = 0
-    labeled: int = 0
-    failed: int = 0
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    unaligned_mentions: int = 0
-    #: Mentions the model proposed for labeled items, placed or not: the unalignable rate is
-    #: `unaligned_mentions / mentions_proposed`, an alignment figure, not a model error.
-    mentions_proposed: int = 0
-    #: Items no worker finished because the run stopped first (a partial collect); they are
-    #: among `failed` as "not labeled", and not in `items_per_second`.
-    unfinished: int = 0
-    #: Input items that could not be read (listed in skipped.jsonl with their reasons).
-    skipped: int = 0
-    #: Failed items by reason (the reason's first clause), most frequent first.
-    failure_reasons: dict[str, int] = Field(default_factory=dict)
-    #: Answers reused from the cache instead of paid for.
-    cache_hits: int = 0
-    wall_seconds: float = 0.0
-    #: What the run cost in US dollars, when known (None: unknown, shown as "n/a").
-    cost_usd: float | None = None
-    model: str = ""
-    prompt_version: str = ""
-    dataset: str = ""
-    split: str = ""
-    simulator: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_derived(cls, data: Any) -> Any:
-        # `items_per_second` is written to JSON for readers but is derived, so a round trip
-        # through `model_dump` must not trip `extra="forbid"`.
-        if isinstance(data, dict) and "items_per_second" in data:
-            data = {k: v for k, v in data.items() if k != "items_per_second"}
-        return data
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def items_per_second(self) -> float:
-        """Items the workers finished (labeled or failed) per second of wall time; 0 when not
-        timed. Items a stopped run never reached are not counted."""
-        done = self.labeled + self.failed - self.unfinished
-        return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-
 def _check_tags(tags: Sequence[str], where: str) -> None:
     for i, tag in enumerate(tags):
         if tag == "O":
@@ -158,41 +106,6 @@ def _check_pairs(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
             )
         _check_tags(g, f"item {i} (gold)")
         _check_tags(p, f"item {i} (prediction)")
-
-
-def to_iob2(tags: Sequence[str]) -> list[str]:
-    """Rewrite IOB1 (or loose BIO) tags as IOB2: an `I-X` that opens an entity becomes `B-X`.
-
-    An `I-X` opens an entity when it follows `O`, the start of the sentence, or a tag of another
-    type. IOB2 input comes back unchanged.
-    """
-    out: list[str] = []
-    prev = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
-
-
-def spans(tags: Sequence[str]) -> set[Span]:
-    """The entities of one tag sequence as `(type, start, end)`, read the way `to_iob2` reads.
-
-    Written without seqeval on purpose: it is the independent count that checks seqeval's.
-    """
-    found: set[Span] = set()
-    start, kind = -1, ""
-    for i, tag in enumerate([*tags, "O"]):
-        continues = tag.startswith("I-") and start >= 0 and tag[2:] == kind
-        if continues:
-            continue
-        if start >= 0:
-            found.add((kind, start, i))
-            start, kind = -1, ""
-        if tag != "O":
-            start, kind = i, tag[2:]
-    return found
 
 
 def span_counts(
@@ -321,19 +234,44 @@ def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
     )
 
 
+Counts = npt.NDArray[np.int64]
+
+
+def item_counts(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], types: Sequence[str]
+) -> Counts:
+    """Per item and type: strict true positives, gold entities, predicted entities.
+
+    Shape `(items, len(types), 3)`; tags may be IOB1 or IOB2. Types outside `types` are
+    ignored, so pass every type of the evaluation.
+    """
+    index = {t: i for i, t in enumerate(types)}
+    counts = np.zeros((len(gold), len(types), 3), dtype=np.int64)
+    for n, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        gs, ps = spans(to_iob2(g)), spans(to_iob2(p))
+        for kind, *_ in gs & ps:
+            if kind in index:
+                counts[n, index[kind], 0] += 1
+        for kind, *_ in gs:
+            if kind in index:
+                counts[n, index[kind], 1] += 1
+        for kind, *_ in ps:
+            if kind in index:
+                counts[n, index[kind], 2] += 1
+    return counts
+
+
 __all__ = [
     "ENTITY_LEVEL_LABEL",
     "TOKEN_LEVEL_LABEL",
+    "Counts",
     "EntityScores",
     "LabelScores",
-    "RunFigures",
-    "Span",
     "SpanCounts",
     "TokenScores",
     "TypeScores",
     "entity_scores",
+    "item_counts",
     "span_counts",
-    "spans",
-    "to_iob2",
     "token_scores",
 ]

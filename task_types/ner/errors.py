@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from .metrics import Span, spans, to_iob2
+from task_types.ner.bio import Span, spans, to_iob2
 
 ErrorKind = Literal["type", "boundary", "type+boundary", "missed", "spurious"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ("type", "boundary", "type+boundary", "missed", "spurious")

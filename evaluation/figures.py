@@ -1,0 +1,65 @@
+"""What a run cost and how it went, as the reports show it beside the scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunFigures(_Frozen):
+    """What a run cost and how it went; `failed` items are not in the scores."""
+
+    items: int = 0
+    labeled: int = 0
+    failed: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    unaligned_mentions: int = 0
+    #: Mentions the model proposed for labeled items, placed or not: the unalignable rate is
+    #: `unaligned_mentions / mentions_proposed`, an alignment figure, not a model error.
+    mentions_proposed: int = 0
+    #: Items no worker finished because the run stopped first (a partial collect); they are
+    #: among `failed` as "not labeled", and not in `items_per_second`.
+    unfinished: int = 0
+    #: Input items that could not be read (listed in skipped.jsonl with their reasons).
+    skipped: int = 0
+    #: Failed items by reason (the reason's first clause), most frequent first.
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+    #: Answers reused from the cache instead of paid for.
+    cache_hits: int = 0
+    wall_seconds: float = 0.0
+    #: What the run cost in US dollars, when known (None: unknown, shown as "n/a").
+    cost_usd: float | None = None
+    model: str = ""
+    prompt_version: str = ""
+    dataset: str = ""
+    split: str = ""
+    simulator: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # `items_per_second` is written to JSON for readers but is derived, so a round trip
+        # through `model_dump` must not trip `extra="forbid"`.
+        if isinstance(data, dict) and "items_per_second" in data:
+            data = {k: v for k, v in data.items() if k != "items_per_second"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def items_per_second(self) -> float:
+        """Items the workers finished (labeled or failed) per second of wall time; 0 when not
+        timed. Items a stopped run never reached are not counted."""
+        done = self.labeled + self.failed - self.unfinished
+        return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+__all__ = ["RunFigures"]
