@@ -640,9 +640,9 @@ def worker(
         os.environ["PRELABEL_INFLIGHT"] = str(inflight)
     settings = _settings()
     connect(settings.redis_url, master=settings.sentinel_master)
-    from workers.app import make_app
+    from workers.app import worker_app
 
-    celery_app = make_app(settings)
+    celery_app = worker_app(settings)
     argv = [
         "worker",
         f"--concurrency={concurrency}",

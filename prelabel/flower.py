@@ -1,6 +1,6 @@
 """`prelabel flower`: Flower on the workers' broker, with the workers' transport options.
 
-Flower is started through the same Celery app as the workers (workers.app.make_app), so its
+Flower is started through the same Celery app as the workers (prelabel.queue.make_app), so its
 broker URL and `visibility_timeout` are the workers'. Equivalent by hand:
 
     FLOWER_BASIC_AUTH=user:password celery --app workers.app flower --port=5555
@@ -84,8 +84,8 @@ def flower_command(
 
     from prelabel import logs
     from prelabel.connections import connect
+    from prelabel.queue import make_app
     from prelabel.settings import load_settings
-    from workers.app import make_app
 
     settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
     connect(settings.redis_url, master=settings.sentinel_master)

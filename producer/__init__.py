@@ -5,14 +5,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
     from producer.pipeline import RunOptions, RunOutcome, run_pipeline
-    from producer.runs import check_endpoint, enqueue, start_run
+    from producer.runs import check_endpoint, start_run
 
 # Imported on first use (PEP 562): loading imports `datasets` and runs imports Celery and
 # openai (seconds), while `prelabel status` and the exporter only need producer.pricing.
 _WHERE = {
     **dict.fromkeys(("DatasetSpec", "LoadedDataset", "load_dataset_records"), "loading"),
     **dict.fromkeys(("RunOptions", "RunOutcome", "run_pipeline"), "pipeline"),
-    **dict.fromkeys(("check_endpoint", "enqueue", "start_run"), "runs"),
+    **dict.fromkeys(("check_endpoint", "start_run"), "runs"),
 }
 
 
@@ -33,7 +33,6 @@ __all__ = [
     "RunOptions",
     "RunOutcome",
     "check_endpoint",
-    "enqueue",
     "load_dataset_records",
     "run_pipeline",
     "start_run",

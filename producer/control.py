@@ -10,9 +10,9 @@ from collector import Collected, collect
 from prelabel.errors import RunError
 from prelabel.files import write_atomic
 from prelabel.keys import RunKeys
+from prelabel.queue import enqueue
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from producer.runs import enqueue
 
 _FORGET_FAILED = (Path(__file__).parent / "lua" / "forget_failed.lua").read_text()
 

@@ -21,7 +21,7 @@ from prelabel.errors import BrokerError
 from prelabel.model import RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
-from producer.reconciler import reconcile
+from workers.reconciler import reconcile
 
 #: Seconds between two progress lines when the output is not a terminal (a log, a pipe).
 LOG_INTERVAL = 30.0

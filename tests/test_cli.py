@@ -234,8 +234,8 @@ def test_a_query_password_works_for_status_runs_and_the_celery_app(password_redi
     assert "no runs in Redis" in proc.stdout
     # The producer's enqueue and the worker go through kombu, which used to fail on this
     # form ("multiple values for keyword argument 'password'").
+    from prelabel.queue import make_app
     from prelabel.settings import load_settings
-    from workers.app import make_app
 
     app = make_app(load_settings(REDIS_URL=url))
     with app.connection_for_write() as conn:
@@ -275,7 +275,7 @@ def test_every_redis_url_flag_names_its_variable() -> None:
 def test_a_worker_imports_no_dataset_scoring_or_kili_library() -> None:
     # What `prelabel worker` loads: the Celery app, its task and the fleet's reconciler.
     code = (
-        "import sys, json, prelabel.cli, workers.app, workers.tasks, producer.reconciler; "
+        "import sys, json, prelabel.cli, workers.app, workers.tasks, workers.reconciler; "
         "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'kili', 'matplotlib'] "
         "if m in sys.modules]))"
     )
