@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
+from prelabel.pricing import run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
 # scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
@@ -110,16 +111,9 @@ def _item(row: PredictionRow) -> Item:
 
 
 def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
-    """What the run's tokens cost in USD: the price resolved when it was created, else the
-    price table's (`producer.pricing`); None when the model's price is unknown."""
-    # Imported here: the producer package imports the collector.
-    from producer.pricing import Price, price_for
-
-    price: Price | None
-    if config.price_input is not None and config.price_output is not None:
-        price = Price(config.price_input, config.price_output)
-    else:
-        price = price_for(config.model)
+    """What the run's tokens cost in USD (`prelabel.pricing.run_price`); None when the model's
+    price is unknown."""
+    price = run_price(config)
     if price is None:
         return None
     return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))

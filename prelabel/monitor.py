@@ -10,13 +10,10 @@ exporter, or the run's creation time (all counters zero) for a one-shot `prelabe
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import redis
 from pydantic import ValidationError
@@ -24,9 +21,7 @@ from pydantic import ValidationError
 from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
-
-if TYPE_CHECKING:
-    from producer.pricing import Price
+from prelabel.pricing import Price, run_price
 
 #: The counter the workers add each call's wait in the shared bucket to, in milliseconds.
 #: Absent (read as 0) until the workers write it.
@@ -158,28 +153,11 @@ class Snapshot:
         return self.rates.charged_tokens_per_min / self.tpm_cap
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """What these tokens cost in US dollars, or None when the model's price is unknown.
-
-    The one place where prices come in: producer.pricing's table (built in, extended by the
-    file named in `PRELABEL_PRICES`).
-    """
-    from producer.pricing import PRICES_ENV, price_for
-
-    price = price_for(model, _prices(os.environ.get(PRICES_ENV) or None))
-    return None if price is None else price.cost(prompt_tokens, completion_tokens)
-
-
-@functools.lru_cache(maxsize=4)
-def _prices(path: str | None) -> Mapping[str, Price]:
-    # Read once per price file, not at every redraw or scrape.
-    from producer.pricing import PRICES_ENV, price_table
-
-    return price_table({PRICES_ENV: path} if path else {})
-
-
-def rates(older: Sample, newer: Sample, *, model: str, max_tokens: int) -> Rates | None:
-    """Rates between two samples of one run; None when no time passed between them."""
+def rates(
+    older: Sample, newer: Sample, *, max_tokens: int, price: Price | None = None
+) -> Rates | None:
+    """Rates between two samples of one run (costed at `price`, if known); None when no time
+    passed between them."""
     seconds = newer.at - older.at
     if seconds <= 0:
         return None
@@ -192,7 +170,7 @@ def rates(older: Sample, newer: Sample, *, model: str, max_tokens: int) -> Rates
     requests = delta("requests")
     prompt = delta("prompt_tokens")
     completion = delta("completion_tokens")
-    cost = cost_usd(model, prompt, completion)
+    cost = None if price is None else price.cost(prompt, completion)
     return Rates(
         seconds=seconds,
         items_per_s=max(newer.done - older.done, 0) / seconds,
@@ -228,7 +206,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         if view.status != "running" and view.updated_at:
             ended = max(view.updated_at, view.active_at or 0.0)
             newer = Sample(at=min(ended, newer.at), counters=newer.counters)
-    window = rates(older, newer, model=cfg.model, max_tokens=cfg.max_tokens)
+    price = run_price(cfg)
+    window = rates(older, newer, max_tokens=cfg.max_tokens, price=price)
     s = view.sample
     remaining = max(cfg.total - s.done, 0)
     stopped = view.status != "running"
@@ -254,7 +233,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         retries=s.get("retries"),
         unaligned=s.get("unaligned"),
         bucket_wait_s=s.get(BUCKET_WAIT_MS) / 1000,
-        cost_usd=cost_usd(cfg.model, s.get("prompt_tokens"), s.get("completion_tokens")),
+        cost_usd=price.cost(s.get("prompt_tokens"), s.get("completion_tokens")) if price else None,
         rpm_cap=cfg.rpm if cfg.rpm is not None else view.worker_rpm,
         tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
         rates=window,
@@ -382,7 +361,6 @@ __all__ = [
     "Sample",
     "Snapshot",
     "Window",
-    "cost_usd",
     "eta_seconds",
     "failure_reasons",
     "rates",

@@ -7,8 +7,8 @@ if TYPE_CHECKING:
     from producer.pipeline import RunOptions, RunOutcome, run_pipeline
     from producer.runs import check_endpoint, start_run
 
-# Imported on first use (PEP 562): loading imports `datasets` and runs imports Celery and
-# openai (seconds), while `prelabel status` and the exporter only need producer.pricing.
+# Imported on first use (PEP 562), for start-up time: loading imports `datasets` and runs
+# imports Celery and openai (seconds).
 _WHERE = {
     **dict.fromkeys(("DatasetSpec", "LoadedDataset", "load_dataset_records"), "loading"),
     **dict.fromkeys(("RunOptions", "RunOutcome", "run_pipeline"), "pipeline"),

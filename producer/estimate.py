@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from prelabel.model import Ontology, Record, RunConfig
+from prelabel.pricing import Price, price_for
 from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
-from producer.pricing import Price, price_for
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
 from workers.tokens import count_message_tokens, count_tokens, is_exact

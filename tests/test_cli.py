@@ -116,11 +116,11 @@ def test_import_of_the_cli_leaves_the_heavy_libraries_out() -> None:
 
 
 def test_status_imports_no_dataset_or_scoring_library() -> None:
-    # `prelabel status` reads prices (producer.pricing): that must not load the producer's
+    # `prelabel status` reads prices (prelabel.pricing): that must not load the producer's
     # dataset loading, Celery or the evaluation.
     code = (
-        "import sys, json; from prelabel.monitor import cost_usd; import prelabel.status; "
-        "cost_usd('gpt-4o-mini', 10, 10); "
+        "import sys, json; from prelabel.pricing import price_for; import prelabel.status; "
+        "price_for('gpt-4o-mini'); "
         "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'celery', 'kili'] "
         "if m in sys.modules]))"
     )

@@ -11,10 +11,10 @@ import pytest
 
 from prelabel.errors import ConfigError
 from prelabel.model import Ontology, Record, RunConfig
+from prelabel.pricing import BUILTIN, Price, load_prices, price_for, price_table
 from producer.estimate import estimate_requests, estimate_run, guess_mentions, guessed_answer
 from producer.labeling import LabelingOptions
 from producer.loading import DatasetSpec
-from producer.pricing import BUILTIN, Price, load_prices, price_for, price_table
 from workers.prompts import build_messages
 from workers.tokens import count_message_tokens
 

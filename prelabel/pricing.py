@@ -12,18 +12,28 @@ or TOML) adds models or overrides these:
 
 A model is looked up by its exact name, then by the longest known name it starts with, so
 that dated snapshots (`gpt-4o-mini-2024-07-18`) get their family's price.
+
+A run's price is resolved once, when it is created, and stored with it (`RunConfig`'s
+`price_input` and `price_output`). Whatever shows what a run cost (`prelabel status`, the
+metrics exporter, the collected report) goes through `run_price`, so that all of them show
+the same cost as `run.json`, whatever the price table says later.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prelabel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prelabel.model import RunConfig
 
 #: The environment variable naming a price file.
 PRICES_ENV = "PRELABEL_PRICES"
@@ -103,8 +113,16 @@ def price_table(environ: Mapping[str, str] | None = None) -> dict[str, Price]:
     table = dict(BUILTIN)
     path = env.get(PRICES_ENV)
     if path:
-        table.update(load_prices(Path(path).expanduser()))
+        table.update(_file_prices(Path(path).expanduser()))
     return table
+
+
+def run_price(config: RunConfig) -> Price | None:
+    """What a run's tokens cost: the price stored with it, else (a run created when its
+    model had no known price) the price table's; None when neither knows the model."""
+    if config.price_input is not None and config.price_output is not None:
+        return Price(config.price_input, config.price_output)
+    return price_for(config.model)
 
 
 def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | None:
@@ -114,6 +132,20 @@ def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | N
         return prices[model]
     family = max((name for name in prices if model.startswith(name + "-")), key=len, default=None)
     return prices[family] if family is not None else None
+
+
+def _file_prices(path: Path) -> dict[str, Price]:
+    # Read once per version of the file, not at every redraw of `status --watch` or scrape.
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_prices(path)  # which says why it cannot be read
+    return dict(_read_prices(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_prices(path: Path, mtime_ns: int, size: int) -> dict[str, Price]:
+    return load_prices(path)
 
 
 def _non_negative(value: object) -> bool:
