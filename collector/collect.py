@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prelabel.counters import RunCounter
 from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
 from prelabel.pricing import run_price
@@ -68,24 +69,24 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         items=len(rows),
         labeled=sum(r.status == "labeled" for r in rows),
         failed=sum(r.status == "failed" for r in rows),
-        requests=counters.get("requests", 0),
-        prompt_tokens=counters.get("prompt_tokens", 0),
-        completion_tokens=counters.get("completion_tokens", 0),
-        rate_limited=counters.get("rate_limited", 0),
-        retries=counters.get("retries", 0),
+        requests=counters.get(RunCounter.REQUESTS, 0),
+        prompt_tokens=counters.get(RunCounter.PROMPT_TOKENS, 0),
+        completion_tokens=counters.get(RunCounter.COMPLETION_TOKENS, 0),
+        rate_limited=counters.get(RunCounter.RATE_LIMITED, 0),
+        retries=counters.get(RunCounter.RETRIES, 0),
         unaligned_mentions=sum(len(r.unaligned) for r in rows),
         mentions_proposed=sum(len(r.entities) + len(r.unaligned) for r in rows),
         unfinished=missing,
         skipped=len(store.skipped(run_id)),
         failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
-        cache_hits=counters.get("cache_hits", 0),
+        cache_hits=counters.get(RunCounter.CACHE_HITS, 0),
         cost_usd=run_cost(config, counters),
         wall_seconds=wall_seconds,
         model=config.model,
         prompt_version=config.prompt_version,
         dataset=config.dataset,
         split=config.split,
-        simulator=counters.get("simulated", 0) > 0,
+        simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
     )
     evaluation = evaluate_items([_item(r) for r in rows], figures)
     # Imported here: the charts need matplotlib, which nothing else on import paths does.
@@ -116,7 +117,9 @@ def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
     price = run_price(config)
     if price is None:
         return None
-    return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))
+    return price.cost(
+        counters.get(RunCounter.PROMPT_TOKENS, 0), counters.get(RunCounter.COMPLETION_TOKENS, 0)
+    )
 
 
 def _not_labeled(item_id: str, config: RunConfig) -> ItemResult:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from collector import Collected, collect
+from prelabel.counters import RunCounter
 from prelabel.errors import RunError
 from prelabel.files import write_atomic
 from prelabel.keys import RunKeys
@@ -89,7 +90,7 @@ def collect_run(
     """
     config = store.config(run_id)
     counters = store.counters(run_id)
-    done = counters.get("labeled", 0) + counters.get("failed", 0)
+    done = counters.get(RunCounter.LABELED, 0) + counters.get(RunCounter.FAILED, 0)
     status, _ = store.status(run_id)
     if done < config.total and status == "running" and not partial:
         raise RunError(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from prelabel.counters import RunCounter
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult
 
@@ -50,7 +51,7 @@ class ResultSink:
                 args: list[str | int] = []
                 for results, _ in group:
                     for r in results:
-                        counter = "labeled" if r.status == "labeled" else "failed"
+                        counter = RunCounter.LABELED if r.status == "labeled" else RunCounter.FAILED
                         args += [r.id, r.model_dump_json(), counter, len(r.unaligned)]
                 try:
                     flags = iter(
@@ -85,7 +86,8 @@ class ResultSink:
         return {i for i, raw in zip(item_ids, found, strict=True) if raw is not None}
 
     async def spend(self, **amounts: int) -> None:
-        """Add to the run's spend counters (requests, tokens, 429s, retries), and note when
+        """Add to the run's spend counters (`RunCounter`'s names: requests, tokens, 429s,
+        retries...), and note when
         (the run's `active_at`: a one-shot `prelabel status` averages rates up to it)."""
         pipe = self.redis.pipeline(transaction=False)
         for name, amount in amounts.items():
