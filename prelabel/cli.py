@@ -744,6 +744,8 @@ def demo(
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
 
+    # Outside the repository, beside its checkout, when there (README, "Quickstart"): the whole
+    # CoNLL-2003 test split. Else the small sample the repository ships.
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
     sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
     data = shared if shared.exists() else sample
