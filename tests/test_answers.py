@@ -20,6 +20,7 @@ import redis
 import redis.asyncio
 from openai import AsyncOpenAI
 
+from prelabel.errors import CallFailed
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, Ontology, Record, RunConfig
 from prelabel.settings import load_settings
@@ -27,7 +28,7 @@ from prelabel.store import RunStore
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import BROKEN_BODIES, RunningSimulator
 from workers.labeler import COPIED, ShardLabeler
-from workers.llm import CallFailed, ChatCaller, Completion
+from workers.llm import ChatCaller, Completion
 from workers.prompts import build_messages
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink

@@ -13,12 +13,12 @@ import redis
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.errors import ItemError
+from prelabel.errors import ItemError, RunStopped
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from tests.test_llm import ACCOUNT, RUN, ask, simulator
 from workers.lease import shard_lease
-from workers.llm import ChatCaller, PauseLimits, RunStopped
+from workers.llm import ChatCaller, PauseLimits
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
 

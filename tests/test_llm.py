@@ -19,12 +19,12 @@ import redis
 import redis.asyncio
 from openai import AsyncOpenAI
 
-from prelabel.errors import ItemError
+from prelabel.errors import ItemError, RunStopped
 from prelabel.keys import BucketKeys, RunKeys
 from prelabel.model import Record, RunConfig
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import RunningSimulator
-from workers.llm import ChatCaller, Completion, RunStopped
+from workers.llm import ChatCaller, Completion
 from workers.prompts import build_messages
 from workers.ratelimit import Admission, Caps, ProviderLimits, TokenBucket
 from workers.results import ResultSink

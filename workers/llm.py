@@ -52,7 +52,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from prelabel.errors import ItemError, RunError
+from prelabel.errors import CallFailed as CallFailed  # re-exported for calls.py, labeler.py
+from prelabel.errors import EmptyAnswer as EmptyAnswer
+from prelabel.errors import ItemError
+from prelabel.errors import RunStopped as RunStopped
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig, Usage
 from prelabel.settings import is_local_endpoint
 from workers.ratelimit import Admission, ProviderLimits, TokenBucket
@@ -70,22 +73,6 @@ ABSURD_PROMPT = 10
 #: last call in flight ends (so a shard's figures are complete before its last item commits):
 #: one Redis round trip per interval instead of one per call.
 SPEND_EVERY = 0.25
-
-
-class RunStopped(RunError):
-    """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
-
-
-class CallFailed(ItemError):
-    """A call that cannot give an answer for its items, with what it spent on the way."""
-
-    def __init__(self, message: str, spent: Usage | None = None) -> None:
-        super().__init__(message)
-        self.spent = spent or Usage()
-
-
-class EmptyAnswer(CallFailed):
-    """The model answered with no content (a refusal under structured outputs, say)."""
 
 
 class _RateLimited(Exception):

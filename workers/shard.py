@@ -12,16 +12,14 @@ import logging
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.errors import ConfigError
+from prelabel.errors import BudgetReached, ConfigError, RunStopped
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, RunConfig
 from prelabel.settings import Settings, api_key_for
 from prelabel.store import RunStatus, RunStore
-from workers.budget import BudgetReached
 from workers.context import WorkerContext
 from workers.labeler import ShardLabeler
 from workers.lease import LeaseHeld, shard_lease
-from workers.llm import RunStopped
 from workers.results import ResultSink
 
 log = logging.getLogger(__name__)
