@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import Field, computed_field, model_validator
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import precision_recall_fscore_support
 
 from prelabel.errors import DatasetError
+from prelabel.frozen import Frozen
 
 ENTITY_LEVEL_LABEL = "entity-level (seqeval, strict IOB2): the F1 that CoNLL results use"
 TOKEN_LEVEL_LABEL = (
@@ -31,11 +32,7 @@ TOKEN_LEVEL_LABEL = (
 Span = tuple[str, int, int]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TypeScores(_Frozen):
+class TypeScores(Frozen):
     """Entity-level scores of one type (or an average): `support` gold, `predicted`, `tp`."""
 
     precision: float
@@ -46,7 +43,7 @@ class TypeScores(_Frozen):
     tp: int
 
 
-class SpanCounts(_Frozen):
+class SpanCounts(Frozen):
     """Entity counts of one type, computed from spans without seqeval (a cross-check)."""
 
     tp: int
@@ -54,7 +51,7 @@ class SpanCounts(_Frozen):
     pred: int
 
 
-class EntityScores(_Frozen):
+class EntityScores(Frozen):
     """Entity-level strict scores: per type, micro and macro averages, and own span counts."""
 
     label: str = ENTITY_LEVEL_LABEL
@@ -64,7 +61,7 @@ class EntityScores(_Frozen):
     span_counts: dict[str, SpanCounts]
 
 
-class LabelScores(_Frozen):
+class LabelScores(Frozen):
     """Token-level scores of one label; `support` is the number of gold tokens with it."""
 
     precision: float
@@ -73,7 +70,7 @@ class LabelScores(_Frozen):
     support: int
 
 
-class TokenScores(_Frozen):
+class TokenScores(Frozen):
     """The seed's token-level table. Read `label` before comparing it with anything."""
 
     label: str = TOKEN_LEVEL_LABEL
@@ -83,7 +80,7 @@ class TokenScores(_Frozen):
     weighted_by_type: LabelScores
 
 
-class RunFigures(_Frozen):
+class RunFigures(Frozen):
     """What a run cost and how it went; `failed` items are not in the scores."""
 
     items: int = 0

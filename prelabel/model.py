@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from prelabel.frozen import Frozen
 
 PROMPT_VERSION = "ner-v2"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Record(_Frozen):
+class Record(Frozen):
     """One item to label: its tokens, the text built from them, and gold tags when known.
 
     `offsets[i]` is the `(start, end)` character span of `tokens[i]` in `text`, so that a
@@ -50,7 +48,7 @@ class Record(_Frozen):
         )
 
 
-class EntityType(_Frozen):
+class EntityType(Frozen):
     """An entity type as the model sees it (`name`), and as the dataset tags it (`tag`)."""
 
     name: str
@@ -84,7 +82,7 @@ CONLL_TYPES: tuple[EntityType, ...] = (
 )
 
 
-class Ontology(_Frozen):
+class Ontology(Frozen):
     """The entity types to label, in the order the prompt lists them."""
 
     types: tuple[EntityType, ...] = CONLL_TYPES
@@ -102,7 +100,7 @@ class Ontology(_Frozen):
         return cls(types=tuple(known.get(tag, EntityType(name=tag, tag=tag)) for tag in tags))
 
 
-class Entity(_Frozen):
+class Entity(Frozen):
     """A labeled span: `text == record.text[start:end]`, `type` is the dataset's tag name."""
 
     type: str
@@ -111,7 +109,7 @@ class Entity(_Frozen):
     text: str
 
 
-class Unaligned(_Frozen):
+class Unaligned(Frozen):
     """A mention the model gave that could not be placed in the text, and why."""
 
     type: str
@@ -119,7 +117,7 @@ class Unaligned(_Frozen):
     reason: str
 
 
-class Usage(_Frozen):
+class Usage(Frozen):
     """Tokens and calls spent on one item (a batched call's usage is shared out)."""
 
     prompt_tokens: int = 0
@@ -131,7 +129,7 @@ ItemStatus = Literal["labeled", "failed"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
-class ItemResult(_Frozen):
+class ItemResult(Frozen):
     """What a worker commits for one item: its entities and tags, or its failure."""
 
     id: str
@@ -145,7 +143,7 @@ class ItemResult(_Frozen):
     prompt_version: str = PROMPT_VERSION
 
 
-class RunConfig(_Frozen):
+class RunConfig(Frozen):
     """Everything a worker needs to label a run's items. It never holds an API key."""
 
     run_id: str
