@@ -1,9 +1,12 @@
-"""Writing result files so that a reader (or a crash) never sees half of one."""
+"""Files: reading the settings files users write (TOML or JSON), and writing result files so
+that a reader (or a crash) never sees half of one."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,3 +54,20 @@ def write_atomic(path: Path, lines: Iterable[str] | str | bytes) -> None:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror}; check the output directory"
         ) from exc
+
+
+def read_toml_or_json(path: Path, what: str) -> object:
+    """The data in a TOML file, or a JSON one (by its `.json` suffix). ConfigError, naming
+    `what` (the flag or variable that gave the path, with it), when it cannot be read or
+    parsed; the caller checks the data's shape."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        return json.loads(text) if is_json else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "JSON" if is_json else "TOML"
+        raise ConfigError(f"{what}: not valid {kind} ({first})") from None

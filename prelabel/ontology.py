@@ -13,14 +13,13 @@ tag, and nothing is guessed from the spelling.
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
+from prelabel.files import read_toml_or_json
 from prelabel.model import EntityType, Ontology
 
 _TYPE_KEYS = {"name", "tag", "description"}
@@ -61,16 +60,7 @@ def restrict(ontology: Ontology, tags: Sequence[str], where: str) -> Ontology:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--ontology {path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data: object = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"--ontology {path}: not valid {kind} ({first})") from None
+    data = read_toml_or_json(path, f"--ontology {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an object with a 'types' list")
     return data

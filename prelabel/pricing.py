@@ -22,15 +22,14 @@ the same cost as `run.json`, whatever the price table says later.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prelabel.errors import ConfigError
+from prelabel.files import read_toml_or_json
 
 if TYPE_CHECKING:
     from prelabel.model import RunConfig
@@ -74,17 +73,7 @@ BUILTIN: Mapping[str, Price] = {
 
 def load_prices(path: Path) -> dict[str, Price]:
     """The models and prices in a price file (see the module docstring for its shape)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{PRICES_ENV}={path}: cannot be read ({exc.strerror or exc})") from None
-    is_json = path.suffix.lower() == ".json"
-    try:
-        data: object = json.loads(text) if is_json else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = "JSON" if is_json else "TOML"
-        raise ConfigError(f"{PRICES_ENV}={path}: not valid {kind} ({first})") from None
+    data = read_toml_or_json(path, f"{PRICES_ENV}={path}")
     if (
         not isinstance(data, dict)
         or set(data) != {"models"}
