@@ -22,9 +22,6 @@ file leaves with an offset that is off, and each converts offsets to the unit it
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from xml.sax.saxutils import quoteattr
 from collector.exports import PredictionRow
 from collector.offsets import OffsetMap, OffsetUnit, check_entities, span_matches
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.files import readable_mode, write_atomic
+from prelabel.files import atomic_dir, write_atomic
 from prelabel.model import Entity, Ontology, RunConfig
 
 #: The NER job of the Kili projects prelabel creates.
@@ -294,17 +291,10 @@ def write_hf_dataset(out_dir: Path, rows: Sequence[PredictionRow], config: RunCo
         f"on {config.dataset} {config.split}"
     )
     # Saved beside, then swapped in, so that a reader never finds half a folder.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    os.chmod(tmp, readable_mode(directory=True))  # mkdtemp makes 0700
     try:
-        with quiet_progress():
+        with atomic_dir(out_dir) as tmp, quiet_progress():
             dataset.save_to_disk(str(tmp))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise DatasetError(f"cannot write the dataset folder {out_dir}: {exc}") from exc
     return out_dir
 

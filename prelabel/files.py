@@ -3,11 +3,13 @@ that a reader (or a crash) never sees half of one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prelabel.errors import ConfigError
@@ -54,6 +56,24 @@ def write_atomic(path: Path, lines: Iterable[str] | str | bytes) -> None:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror}; check the output directory"
         ) from exc
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A new directory beside `path` to write a folder's files into, swapped in for `path`
+    (whatever it held) when the block ends, and removed if the block fails: as `write_atomic`
+    for a folder. OSError is the caller's to turn into a message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    os.chmod(tmp, readable_mode(directory=True))  # mkdtemp makes 0700
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def read_toml_or_json(path: Path, what: str) -> object:
