@@ -23,6 +23,7 @@ from collector.cli import Platform, export_command, upload_command
 from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
 from prelabel.flower import flower_command
+from prelabel.options import RedisUrlOpt
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
@@ -125,16 +126,6 @@ BaseUrlOpt = Annotated[
         show_envvar=True,
         help="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, the simulator). "
         "Default: https://api.openai.com/v1.",
-    ),
-]
-RedisOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        show_envvar=True,
-        help="Redis URL (redis://, rediss://, unix://, sentinel://). "
-        "Default: redis://127.0.0.1:6379/0.",
     ),
 ]
 OntologyOpt = Annotated[
@@ -295,7 +286,7 @@ def run(
             help="Reuse answers cached for identical requests, so reruns never pay twice.",
         ),
     ] = True,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
     upload: Annotated[
         Platform | None,
         typer.Option(help="Then upload the predictions: kili (KILI_API_KEY, KILI_API_ENDPOINT)."),
@@ -535,7 +526,7 @@ def resume(
             help="Label the run's failed items again (same run; collect it again after).",
         ),
     ] = False,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Re-enqueue what a run has not done yet: a stopped, failed or interrupted run goes on.
 
@@ -564,7 +555,7 @@ def resume(
 
 
 @app.command()
-def cancel(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+def cancel(run_id: RunArg, redis_url: RedisUrlOpt = None) -> None:
     """Stop a run cleanly: calls in flight finish and are kept, no new ones start."""
     from prelabel.connections import connect
     from prelabel.store import RunStore
@@ -585,7 +576,7 @@ def collect(
     partial: Annotated[
         bool, typer.Option(help="Collect a run still in work: what is done so far.")
     ] = False,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Collect a run into files (predictions, CoNLL, reports), e.g. after `run --no-wait`."""
     from prelabel.connections import connect
@@ -621,7 +612,7 @@ def worker(
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
     log_json: Annotated[
         bool,
         typer.Option("--log-json", help="JSON logs (also: PRELABEL_LOG_FORMAT=json)."),
@@ -790,7 +781,7 @@ def metrics(
     window: Annotated[
         float, typer.Option(help="Seconds over which rates and the ETA are computed.", min=1)
     ] = 60.0,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Serve Prometheus metrics for every run in Redis: items, tokens, cost, 429s, ETA."""
     from prelabel.connections import connect

@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from prelabel.errors import ConfigError
+from prelabel.options import RedisUrlOpt
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 UNAUTHENTICATED_ENV = "FLOWER_UNAUTHENTICATED_API"
@@ -55,15 +56,7 @@ def flower_command(
             help="Run without basic auth (a trusted network only): UI and API open to all.",
         ),
     ] = False,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            envvar="REDIS_URL",
-            show_envvar=True,
-            help="Redis URL. Default: redis://127.0.0.1:6379/0.",
-        ),
-    ] = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Start Flower for the workers, with basic auth from $FLOWER_BASIC_AUTH.
 
