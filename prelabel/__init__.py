@@ -4,7 +4,7 @@ The shared core: the domain model, settings, errors and the Redis layout of a ru
 The parts live beside it: `producer`, `workers`, `collector`, `evaluation`, `simulator`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prelabel.errors import (
     BrokerError,
@@ -16,6 +16,7 @@ from prelabel.errors import (
     RunError,
     UploadError,
 )
+from prelabel.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from prelabel.model import (
@@ -33,11 +34,12 @@ if TYPE_CHECKING:
     from prelabel.settings import Settings
     from prelabel.store import RunStore
 
-# The model, the settings and the store are imported on first use (PEP 562): pydantic
-# models and redis take a few hundred milliseconds, and `prelabel --help` needs neither.
-_WHERE = {
-    **dict.fromkeys(
-        (
+# The model, the settings and the store are imported on first use, for start-up time:
+# pydantic models and redis take a few hundred milliseconds, and `prelabel --help` needs neither.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "model": (
             "CONLL_TYPES",
             "PROMPT_VERSION",
             "Entity",
@@ -49,23 +51,10 @@ _WHERE = {
             "Unaligned",
             "Usage",
         ),
-        "prelabel.model",
-    ),
-    "Settings": "prelabel.settings",
-    "RunStore": "prelabel.store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
+        "settings": ("Settings",),
+        "store": ("RunStore",),
+    },
+)
 
 __all__ = [
     "CONLL_TYPES",
