@@ -313,3 +313,20 @@ def test_estimate_of_text_without_gold_prices_conlls_four_types(tmp_path: Path) 
     proc = prelabel("estimate", "--dataset", str(data), "--model", "gpt-4o-mini")
     assert proc.returncode == 0, proc.stderr
     assert "requests" in proc.stdout and "prompt tokens (exact)" in proc.stdout
+
+
+def test_estimate_takes_the_dataset_endpoint_limit_and_task_options_of_run() -> None:
+    import typer.main
+
+    from prelabel.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def grouped(command: str) -> dict[str, str]:
+        params = commands[command].params
+        return {p.name: p.rich_help_panel for p in params if p.rich_help_panel}
+
+    run, estimate = grouped("run"), grouped("estimate")
+    assert set(estimate.values()) == {"Dataset", "Endpoint", "Limits", "Task"}
+    assert {n: p for n, p in run.items() if n in estimate} == estimate
+    assert set(run) - set(estimate) == {"reasoning_effort", "budget_usd", "budget_tokens"}
