@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from prelabel.model import Ontology, Record, RunConfig
-from prelabel.pricing import Price, price_for
+from prelabel.pricing import Price, price_for, stored_price
 from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from workers.fewshot import make_selector
@@ -138,11 +138,7 @@ def estimate_requests(
         completion_tokens=completion,
         completion_bound=requests * config.max_tokens,
         exact_prompt=is_exact(config.model),
-        price=(
-            Price(config.price_input, config.price_output)
-            if config.price_input is not None and config.price_output is not None
-            else None
-        ),
+        price=stored_price(config),
         batch_size=config.batch_size,
         few_shot=config.few_shot if selector is not None else 0,
         over_max_tokens=over,
