@@ -2,7 +2,7 @@
 
 The simulator's oracle answers every sentence with its gold mentions, so a perfect aligner
 gets 100.00% entity-level F1: anything less is the aligner's fault, never the model's. The same
-answers go through the seed's method (NOTES.md; benchmarks/seed.py) side by side, in one run:
+answers go through the seed's method (benchmarks/seed.py) side by side, in one run:
 
 - prelabel: `parse_answer`, then `align` (a cursor per type, whole tokens, exact case then
   any case), spans checked against the source text, IOB2 tags on the dataset's tokens;

@@ -41,8 +41,8 @@ from common import console, kill, logs_dir, records, simulator, table, write_res
 
 from prelabel import launch
 from prelabel.errors import BrokerError
+from prelabel.queue import make_app
 from prelabel.store import RunStore
-from workers.app import make_app
 
 FAULTS = ("none", "sigkill-main", "sigkill-child", "sigstop", "redis-restart")
 #: A run still not done this long after its fault counts as stuck.

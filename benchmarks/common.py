@@ -151,7 +151,7 @@ def fleet(workers: int, logs: Path, env: dict[str, str] | None = None) -> Iterat
 
 def wait_ready(settings: Settings, workers: int, timeout: float = 90) -> None:
     """Until `workers` workers of this queue answer a ping."""
-    from workers.app import make_app
+    from prelabel.queue import make_app
 
     app = make_app(settings)
     deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""The seed prelabel replaces (NOTES.md, "NER with LLMs: where others go wrong"), as a baseline.
+"""The seed prelabel replaces, as a baseline: where NER with LLMs goes wrong.
 
 The seed is Kili's tutorial "How to import OpenAI NER pre-annotations" (kili-python-sdk,
 recipes/ner_pre_annotations_openai.ipynb): one request per sentence, an instruction block then

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prelabel.errors import ConfigError
+from prelabel.options import RedisUrlOpt
 
 if TYPE_CHECKING:
     from collector.kili import KiliTarget, UploadReport
@@ -47,15 +48,6 @@ RunArg = Annotated[
         help="A run id whose data is still in Redis, or a run folder (predictions.jsonl "
         "and run.json, as `prelabel run --out` writes them).",
         show_default=False,
-    ),
-]
-RedisOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        show_envvar=True,
-        help="Redis URL. Default: redis://127.0.0.1:6379/0.",
     ),
 ]
 
@@ -98,7 +90,7 @@ def upload_command(
         Path | None,
         typer.Option(help="Folder for --dry-run files. Default: RUN_FOLDER/kili-dry-run."),
     ] = None,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Upload a run's predictions to Kili as pre-annotations for labelers to review.
 
@@ -141,11 +133,11 @@ def export_command(
     offset_unit: Annotated[
         OffsetUnitName, typer.Option(help="Offset unit of the kili format.")
     ] = OffsetUnitName.utf16,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Export a run's predictions for another tool; each export is checked against its text."""
-    from collector.exports import write_predictions_jsonl
     from collector.formats import write_hf_dataset, write_kili, write_label_studio
+    from prelabel.predictions import write_predictions_jsonl
 
     if out is None:
         raise ConfigError("--out is required: the folder to write the export into")

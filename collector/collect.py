@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prelabel.counters import RunCounter
 from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
+from prelabel.pricing import run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
 # scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
@@ -39,10 +41,10 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
     """
-    from collector.exports import write_predictions_jsonl
     from collector.source import task_of
     from evaluation import RunFigures, evaluate_items
     from evaluation.readers import item_of_row
+    from prelabel.predictions import write_predictions_jsonl
 
     config = store.config(run_id)
     task = task_of(config)
@@ -70,22 +72,22 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         items=len(rows),
         labeled=sum(r.status == "labeled" for r in rows),
         failed=sum(r.status == "failed" for r in rows),
-        requests=counters.get("requests", 0),
-        prompt_tokens=counters.get("prompt_tokens", 0),
-        completion_tokens=counters.get("completion_tokens", 0),
-        rate_limited=counters.get("rate_limited", 0),
-        retries=counters.get("retries", 0),
+        requests=counters.get(RunCounter.REQUESTS, 0),
+        prompt_tokens=counters.get(RunCounter.PROMPT_TOKENS, 0),
+        completion_tokens=counters.get(RunCounter.COMPLETION_TOKENS, 0),
+        rate_limited=counters.get(RunCounter.RATE_LIMITED, 0),
+        retries=counters.get(RunCounter.RETRIES, 0),
         unfinished=missing,
         skipped=len(store.skipped(run_id)),
         failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
-        cache_hits=counters.get("cache_hits", 0),
+        cache_hits=counters.get(RunCounter.CACHE_HITS, 0),
         cost_usd=run_cost(config, counters),
         wall_seconds=wall_seconds,
         model=config.model,
         prompt_version=config.prompt_version,
         dataset=config.dataset,
         split=config.split,
-        simulator=counters.get("simulated", 0) > 0,
+        simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
         **task.figures(rows),
     )
     # TODO(issue 15): the evaluation scores NER's rows (evaluation.readers.item_of_row); its
@@ -99,19 +101,14 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
 
 
 def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
-    """What the run's tokens cost in USD: the price resolved when it was created, else the
-    price table's (`producer.pricing`); None when the model's price is unknown."""
-    # Imported here: the producer package imports the collector.
-    from producer.pricing import Price, price_for
-
-    price: Price | None
-    if config.price_input is not None and config.price_output is not None:
-        price = Price(config.price_input, config.price_output)
-    else:
-        price = price_for(config.model)
+    """What the run's tokens cost in USD (`prelabel.pricing.run_price`); None when the model's
+    price is unknown."""
+    price = run_price(config)
     if price is None:
         return None
-    return price.cost(counters.get("prompt_tokens", 0), counters.get("completion_tokens", 0))
+    return price.cost(
+        counters.get(RunCounter.PROMPT_TOKENS, 0), counters.get(RunCounter.COMPLETION_TOKENS, 0)
+    )
 
 
 def _not_labeled(model: type[ItemResult], item_id: str, config: RunConfig) -> ItemResult:

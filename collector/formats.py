@@ -24,15 +24,12 @@ file leaves with an offset that is off, and each has offsets counted in the unit
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.files import readable_mode, write_atomic
+from prelabel.files import atomic_dir, write_atomic
 from prelabel.model import RunConfig
 from prelabel.offsets import OffsetUnit
 from task_types import PredictionRow, TaskType
@@ -133,7 +130,7 @@ def write_hf_dataset(
     and features of the task type (`Reporting.hf_columns`)."""
     from datasets import Dataset
 
-    from producer.loading import quiet_progress
+    from prelabel.hf_datasets import quiet_progress
 
     task.check_rows(rows)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "dataset_info.json").exists():
@@ -147,17 +144,10 @@ def write_hf_dataset(
         f"on {config.dataset} {config.split}"
     )
     # Saved beside, then swapped in, so that a reader never finds half a folder.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    os.chmod(tmp, readable_mode(directory=True))  # mkdtemp makes 0700
     try:
-        with quiet_progress():
+        with atomic_dir(out_dir) as tmp, quiet_progress():
             dataset.save_to_disk(str(tmp))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise DatasetError(f"cannot write the dataset folder {out_dir}: {exc}") from exc
     return out_dir
 

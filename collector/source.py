@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 import task_types
-from collector.exports import read_predictions_jsonl
 from prelabel.errors import DatasetError
 from prelabel.model import RunConfig
+from prelabel.predictions import read_predictions_jsonl
 from prelabel.store import RunStore
 from task_types import PredictionRow, TaskType
 

@@ -11,7 +11,9 @@ token-level, the seed's) and its error analysis are in `task_types.ner.scores` a
 # The names below are imported on first use (PEP 562), not when the package is: its modules
 # load seqeval, scikit-learn and numpy (seconds), and `prelabel --help` imports this package's
 # command signatures only. Type checkers see ordinary imports.
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from prelabel.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .analysis import (
@@ -33,37 +35,34 @@ if TYPE_CHECKING:
         write_report_md,
     )
 
-_WHERE = {
-    "CostQuality": "analysis",
-    "Evaluation": "analysis",
-    "Item": "analysis",
-    "Losses": "analysis",
-    "LossExample": "analysis",
-    "evaluate": "analysis",
-    "evaluate_items": "analysis",
-    "EntityIntervals": "bootstrap",
-    "Interval": "bootstrap",
-    "PairedComparison": "bootstrap",
-    "ScoreIntervals": "bootstrap",
-    "RunFigures": "figures",
-    "read_report_json": "report",
-    "render_tables": "report",
-    "report_markdown": "report",
-    "write_report_json": "report",
-    "write_report_md": "report",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "analysis": (
+            "CostQuality",
+            "Evaluation",
+            "Item",
+            "Losses",
+            "LossExample",
+            "evaluate",
+            "evaluate_items",
+        ),
+        "bootstrap": (
+            "EntityIntervals",
+            "Interval",
+            "PairedComparison",
+            "ScoreIntervals",
+        ),
+        "figures": ("RunFigures",),
+        "report": (
+            "read_report_json",
+            "render_tables",
+            "report_markdown",
+            "write_report_json",
+            "write_report_md",
+        ),
+    },
+)
 
 __all__ = [
     "CostQuality",

@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from prelabel.errors import failure_kind
+from prelabel.frozen import Frozen
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
 from task_types.ner.model import Unaligned
 from task_types.ner.scores import (
@@ -32,11 +33,7 @@ from .figures import RunFigures
 EXAMPLES = 20
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LossExample(_Frozen):
+class LossExample(Frozen):
     """One item lost before scoring (failed), or one mention lost in alignment."""
 
     id: str
@@ -45,7 +42,7 @@ class LossExample(_Frozen):
     mention: str = ""
 
 
-class FailureKind(_Frozen):
+class FailureKind(Frozen):
     """Failed items of one kind (`prelabel.errors.failure_kind`), with one example."""
 
     kind: str
@@ -53,7 +50,7 @@ class FailureKind(_Frozen):
     example: LossExample
 
 
-class Headline(_Frozen):
+class Headline(Frozen):
     """Micro F1 over every item with gold (a failed item predicts nothing) beside the F1 over
     the labeled items only: the second leaves out the failed items, which are the hard ones,
     and so reads higher than what the run delivers."""
@@ -64,7 +61,7 @@ class Headline(_Frozen):
     failed: int
 
 
-class Losses(_Frozen):
+class Losses(Frozen):
     """What the model was never judged on: failed items, and mentions the aligner could not
     place. Apart from model errors on purpose: they are plumbing, prompt or data problems.
 
@@ -74,18 +71,18 @@ class Losses(_Frozen):
 
     failed: int = 0
     #: Failed items by kind of reason, most frequent first (`failed_kinds` has an example).
-    failed_reasons: dict[str, int] = {}
+    failed_reasons: dict[str, int] = Field(default_factory=dict)
     failed_kinds: tuple[FailureKind, ...] = ()
     failed_examples: tuple[LossExample, ...] = ()
     unaligned: int = 0
     unaligned_items: int = 0
-    unaligned_reasons: dict[str, int] = {}
+    unaligned_reasons: dict[str, int] = Field(default_factory=dict)
     unaligned_examples: tuple[LossExample, ...] = ()
     unaligned_missed: int = 0
     without_gold: int = 0
 
 
-class CostQuality(_Frozen):
+class CostQuality(Frozen):
     """Quality against spend: micro F1 points per dollar and per thousand tokens."""
 
     f1_points: float
@@ -95,7 +92,7 @@ class CostQuality(_Frozen):
     f1_per_1k_tokens: float | None
 
 
-class Evaluation(_Frozen):
+class Evaluation(Frozen):
     """Everything a report shows: both score tables, their intervals, the error analysis,
     the losses that are not model errors, the run's figures and its cost against quality.
     """

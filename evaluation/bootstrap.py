@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+
+from prelabel.frozen import Frozen
 
 #: Default number of resamples; enough for stable 95% percentile bounds (±0.1 F1 points).
 RESAMPLES = 1000
@@ -31,18 +32,14 @@ Counts = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Interval(_Frozen):
+class Interval(Frozen):
     """A confidence interval `[low, high]`, as fractions like the scores."""
 
     low: float
     high: float
 
 
-class ScoreIntervals(_Frozen):
+class ScoreIntervals(Frozen):
     """Intervals for precision, recall and F1 of one type or average."""
 
     precision: Interval
@@ -50,7 +47,7 @@ class ScoreIntervals(_Frozen):
     f1: Interval
 
 
-class EntityIntervals(_Frozen):
+class EntityIntervals(Frozen):
     """Bootstrap intervals of the entity-level scores, and how they were drawn."""
 
     resamples: int
@@ -182,7 +179,7 @@ def bootstrap_intervals(
     )
 
 
-class PairedDifference(_Frozen):
+class PairedDifference(Frozen):
     """F1 of A and B on the same items, B − A, its interval, and the paired bootstrap p."""
 
     a: float
@@ -219,7 +216,7 @@ def _type_f1(i: int) -> Callable[[Scores], Floats]:
     return pick
 
 
-class PairedComparison(_Frozen):
+class PairedComparison(Frozen):
     """B against A on the same items: F1 differences per type, micro and macro."""
 
     items: int

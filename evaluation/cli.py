@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from prelabel.errors import ConfigError
+from prelabel.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
+    from task_types.ner.model import NerRecord
+
     from .readers import Source
 
 console = Console()
@@ -71,9 +73,25 @@ def _read(
 ) -> Source:
     if assets is not None and not assets.exists():
         raise ConfigError(f"--assets {assets} does not exist; check the path")
-    from .readers import read_source
+    from .sources import read_source
 
-    return read_source(file, fmt=fmt.value, gold=gold, split=split, assets=assets)
+    records = _load_gold(gold, split) if gold else None
+    return read_source(
+        file, fmt=fmt.value, gold=records, gold_name=gold or "", split=split, assets=assets
+    )
+
+
+def _load_gold(spec: str, split: str) -> list[NerRecord]:
+    """Gold records from a dataset, in any form `prelabel run --dataset` accepts."""
+    # Imported here, for start-up time: `prelabel --help` imports this module.
+    from producer.loading import DatasetSpec, load_dataset_records
+    from task_types.ner.model import NerRecord
+
+    loaded = load_dataset_records(DatasetSpec(source=spec, split=split)).records
+    records = [r for r in loaded if isinstance(r, NerRecord)]
+    if not any(r.gold_tags is not None for r in records):
+        raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
+    return records
 
 
 def evaluate_command(

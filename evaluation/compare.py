@@ -11,10 +11,10 @@ items both labeled than it delivers.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 
 from prelabel.errors import DatasetError
+from prelabel.frozen import Frozen
 from task_types.ner.scores import entity_scores, item_counts
 
 from .analysis import CostQuality, Item, cost_quality
@@ -23,11 +23,7 @@ from .readers import Source, match_items
 from .tables import money, pct, ratio
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Comparison(_Frozen):
+class Comparison(Frozen):
     """B against A: the paired test, which items were compared, and cost against quality."""
 
     a: str

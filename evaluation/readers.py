@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from collector.exports import read_predictions_jsonl
 from prelabel.errors import DatasetError
+from prelabel.predictions import read_predictions_jsonl
 from task_types import PredictionRow
 from task_types.ner import NER
 from task_types.ner.model import NerRecord
@@ -88,7 +88,7 @@ def detect_format(path: Path) -> str:
     return "conll"
 
 
-def _resolve(path: Path) -> Path:
+def resolve_path(path: Path) -> Path:
     if path.is_dir():
         inside = path / "predictions.jsonl"
         if not inside.exists():
@@ -231,17 +231,6 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 # --- gold -----------------------------------------------------------------------------------------
 
 
-def load_gold(spec: str, split: str) -> list[NerRecord]:
-    """Gold records from a dataset, in any form `prelabel run --dataset` accepts."""
-    from producer.loading import DatasetSpec, load_dataset_records
-
-    loaded = load_dataset_records(DatasetSpec(source=spec, split=split)).records
-    records = [r for r in loaded if isinstance(r, NerRecord)]
-    if not any(r.gold_tags is not None for r in records):
-        raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
-    return records
-
-
 def attach_gold(items: Sequence[Item], gold: Sequence[NerRecord], where: str) -> list[Item]:
     """Replace each item's gold tags with those of its gold record (by id, else by text).
 
@@ -274,49 +263,6 @@ def attach_gold(items: Sequence[Item], gold: Sequence[NerRecord], where: str) ->
     return out
 
 
-def read_source(
-    path: Path,
-    *,
-    fmt: str = "auto",
-    gold: str | None = None,
-    split: str = "test",
-    assets: Path | None = None,
-) -> Source:
-    """Read `path` (a predictions file, or a run folder holding predictions.jsonl) in its
-    format, with gold from `gold` (a dataset spec) when given.
-    """
-    if fmt not in FORMATS:
-        raise DatasetError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    path = _resolve(path)
-    kind = detect_format(path) if fmt == "auto" else fmt
-    records = load_gold(gold, split) if gold else None
-    if kind == "kili":
-        # Imported here: the Kili reader builds on this module's Source.
-        from .kili_export import read_kili
-
-        if records is None:
-            raise DatasetError(
-                f"{path} is a Kili export, which holds predictions only; pass --gold SPEC "
-                "(the dataset and --split the assets came from)"
-            )
-        source = read_kili(path, records, assets)
-    elif kind == "predictions":
-        source = read_predictions_source(path)
-    else:
-        source = read_conlleval(path)
-    if records is not None:
-        source = replace(source, items=attach_gold(source.items, records, str(path)))
-        if not source.figures.dataset:
-            figures = source.figures.model_copy(update={"dataset": gold, "split": split})
-            source = replace(source, figures=figures)
-    if not any(i.gold is not None and i.pred is not None for i in source.items):
-        raise DatasetError(
-            f"{path}: no item has both gold and predicted tags, so there is nothing to score; "
-            "pass --gold SPEC with the dataset the predictions were made on"
-        )
-    return source
-
-
 def match_items(a: Sequence[Item], b: Sequence[Item]) -> tuple[list[tuple[Item, Item]], int, int]:
     """Pair the items of two runs (by id when B has it with the same text, else by text).
 
@@ -347,11 +293,10 @@ __all__ = [
     "attach_gold",
     "detect_format",
     "item_of_row",
-    "load_gold",
     "match_items",
     "read_conlleval",
     "read_lines",
     "read_predictions_source",
-    "read_source",
+    "resolve_path",
     "text_key",
 ]

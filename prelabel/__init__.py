@@ -5,7 +5,7 @@ and the Redis layout of a run.
 The parts live beside it: `producer`, `workers`, `collector`, `evaluation`, `simulator`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prelabel.errors import (
     BrokerError,
@@ -17,6 +17,7 @@ from prelabel.errors import (
     RunError,
     UploadError,
 )
+from prelabel.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from prelabel.model import (
@@ -30,35 +31,16 @@ if TYPE_CHECKING:
     from prelabel.settings import Settings
     from prelabel.store import RunStore
 
-# The model, the settings and the store are imported on first use (PEP 562): pydantic
-# models and redis take a few hundred milliseconds, and `prelabel --help` needs neither.
-_WHERE = {
-    **dict.fromkeys(
-        (
-            "ItemResult",
-            "Label",
-            "LabelSet",
-            "Record",
-            "RunConfig",
-            "Usage",
-        ),
-        "prelabel.model",
-    ),
-    "Settings": "prelabel.settings",
-    "RunStore": "prelabel.store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
+# The model, the settings and the store are imported on first use, for start-up time:
+# pydantic models and redis take a few hundred milliseconds, and `prelabel --help` needs neither.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "model": ("ItemResult", "Label", "LabelSet", "Record", "RunConfig", "Usage"),
+        "settings": ("Settings",),
+        "store": ("RunStore",),
+    },
+)
 
 __all__ = [
     "BrokerError",

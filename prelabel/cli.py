@@ -23,6 +23,20 @@ from collector.cli import Platform, export_command, upload_command
 from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
 from prelabel.flower import flower_command
+from prelabel.options import (
+    ENDPOINT,
+    BudgetFlags,
+    DatasetFlags,
+    EndpointFlags,
+    EstimateDatasetFlags,
+    EstimateLimitFlags,
+    LimitFlags,
+    RedisUrlOpt,
+    Split,
+    SplitOpt,
+    TaskFlags,
+    with_groups,
+)
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
@@ -75,134 +89,11 @@ def _main_options(
     """Pre-label datasets with LLMs, at scale, overnight."""
 
 
-class Split(StrEnum):
-    """Split names as `producer.loading` knows them (aliases included)."""
-
-    train = "train"
-    valid = "valid"
-    validation = "validation"
-    dev = "dev"
-    test = "test"
-
-
-class FewShotStrategy(StrEnum):
-    similar = "similar"
-    random = "random"
-
-
-class ResponseFormat(StrEnum):
-    auto = "auto"
-    json_schema = "json_schema"
-    json_object = "json_object"
-
-
 class ReasoningEffortChoice(StrEnum):
     minimal = "minimal"
     low = "low"
     medium = "medium"
     high = "high"
-
-
-DatasetOpt = Annotated[
-    str,
-    typer.Option(
-        "--dataset",
-        help="A Hugging Face hub name (e.g. conll2003) or a local CoNLL file or folder, "
-        "or a JSONL, CSV or Parquet file.",
-    ),
-]
-SplitOpt = Annotated[
-    Split,
-    typer.Option(
-        help="Split to label (valid, validation and dev are the same).", case_sensitive=False
-    ),
-]
-BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base-url",
-        envvar="OPENAI_BASE_URL",
-        show_envvar=True,
-        help="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, the simulator). "
-        "Default: https://api.openai.com/v1.",
-    ),
-]
-RedisOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        show_envvar=True,
-        help="Redis URL (redis://, rediss://, unix://, sentinel://). "
-        "Default: redis://127.0.0.1:6379/0.",
-    ),
-]
-OntologyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ontology",
-        help="Entity types file (TOML or JSON: a list of types, each with name, tag and "
-        "description). "
-        "Default: the dataset's tags, CoNLL's named PERSON, ORGANIZATION, LOCATION, MISCELLANEOUS.",
-    ),
-]
-PromptFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--prompt-file",
-        help='System prompt template (TOML or JSON: system = "..." with {types} and {format}); '
-        "its hash is part of the prompt version recorded with each prediction.",
-    ),
-]
-FewShotOpt = Annotated[
-    int, typer.Option("--few-shot", help="Labelled examples per request (0: none).", min=0)
-]
-FewShotStrategyOpt = Annotated[
-    FewShotStrategy,
-    typer.Option(
-        "--few-shot-strategy",
-        help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
-    ),
-]
-FewShotFromOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--few-shot-from",
-        help="Labelled examples to choose from (same forms as --dataset). Default: the train "
-        "split of --dataset's folder or hub dataset; for a file, train.EXT in its folder.",
-    ),
-]
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Completion token limit per request; it counts against --tpm at admission. "
-        "Default: 256 + 64 per sentence of the batch."
-    ),
-]
-ResponseFormatOpt = Annotated[
-    ResponseFormat,
-    typer.Option(
-        "--response-format",
-        help="auto (a strict JSON schema, JSON mode if the endpoint refuses it), "
-        "json_schema or json_object.",
-    ),
-]
-
-
-TagsFieldOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Gold tags column. Default: ner_tags when the data has it; without gold tags "
-        "the run labels and reports everything but scores.",
-        show_default=False,
-    ),
-]
-
-
-def default_max_tokens(batch_size: int) -> int:
-    """Room for a batch's answer: about 33 tokens a CoNLL sentence on average, dense ones
-    several times that, so that a cut-off answer (which splits the batch) stays rare."""
-    return 256 + 64 * batch_size
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -223,27 +114,13 @@ def _settings(redis_url: str | None = None, base_url: str | None = None) -> Sett
 
 
 @app.command()
+@with_groups
 def run(
-    dataset: DatasetOpt,
-    model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
-    split: SplitOpt = Split.test,
-    limit: Annotated[int | None, typer.Option(help="Label only the first N items.", min=1)] = None,
-    base_url: BaseUrlOpt = None,
-    rpm: Annotated[
-        int | None, typer.Option(help="Requests/min cap shared by every worker.", min=1)
-    ] = None,
-    tpm: Annotated[
-        int | None, typer.Option(help="Tokens/min cap shared by every worker.", min=1)
-    ] = None,
-    shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
-    batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
-    max_tokens: MaxTokensOpt = None,
-    ontology: OntologyOpt = None,
-    prompt_file: PromptFileOpt = None,
-    few_shot: FewShotOpt = 0,
-    few_shot_strategy: FewShotStrategyOpt = FewShotStrategy.similar,
-    few_shot_from: FewShotFromOpt = None,
-    response_format: ResponseFormatOpt = ResponseFormat.auto,
+    data: DatasetFlags,
+    endpoint: EndpointFlags,
+    limits: LimitFlags,
+    task: TaskFlags,
+    budget: BudgetFlags,
     reasoning_effort: Annotated[
         ReasoningEffortChoice | None,
         typer.Option(
@@ -251,6 +128,7 @@ def run(
             help="For reasoning models (o-series, gpt-5). Their reasoning counts against "
             "--max-tokens.",
             case_sensitive=False,
+            rich_help_panel=ENDPOINT,
         ),
     ] = None,
     dry_run: Annotated[
@@ -260,17 +138,6 @@ def run(
             help="Print the run's requests, tokens and price (as `prelabel estimate`), and stop.",
         ),
     ] = False,
-    entity_types: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
-    ] = None,
-    text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
-    tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
-    tags_field: TagsFieldOpt = None,
-    id_field: Annotated[
-        str | None,
-        typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
-    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder. Default: runs/RUN_ID.")] = None,
     wait: Annotated[
         bool,
@@ -280,14 +147,6 @@ def run(
             "once; `prelabel collect RUN` gets it later.",
         ),
     ] = True,
-    budget_usd: Annotated[
-        float | None,
-        typer.Option(help="Stop admitting calls once the run has spent this many dollars."),
-    ] = None,
-    budget_tokens: Annotated[
-        int | None,
-        typer.Option(help="Stop admitting calls once the run has spent this many tokens.", min=1),
-    ] = None,
     cache: Annotated[
         bool,
         typer.Option(
@@ -295,7 +154,7 @@ def run(
             help="Reuse answers cached for identical requests, so reruns never pay twice.",
         ),
     ] = True,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
     upload: Annotated[
         Platform | None,
         typer.Option(help="Then upload the predictions: kili (KILI_API_KEY, KILI_API_ENDPOINT)."),
@@ -310,28 +169,24 @@ def run(
 
     if upload and not wait:
         raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
-    settings = _settings(redis_url, base_url)
-    spec = _dataset_spec(
-        dataset, split, limit, text_field, tokens_field, tags_field, id_field, entity_types
-    )
+    settings = _settings(redis_url, endpoint.base_url)
+    spec = _dataset_spec(data)
     options = RunOptions(
-        model=model,
+        model=endpoint.model,
         base_url=settings.openai_base_url,
-        rpm=rpm,
-        tpm=tpm,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        max_tokens=max_tokens or default_max_tokens(batch_size),
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        shard_size=limits.shard_size,
+        batch_size=limits.batch_size,
+        max_tokens=limits.completion_limit,
         reasoning_effort=_effort(reasoning_effort),
         cache=cache,
-        budget_usd=budget_usd,
-        budget_tokens=budget_tokens,
-        labeling=_labeling(
-            ontology, prompt_file, few_shot, few_shot_strategy, few_shot_from, response_format
-        ),
+        budget_usd=budget.budget_usd,
+        budget_tokens=budget.budget_tokens,
+        labeling=_labeling(task),
     )
     if dry_run:
-        _print_estimate(spec, options, rpm, tpm)
+        _print_estimate(spec, options, limits.rpm, limits.tpm)
         return
     outcome = run_pipeline(settings, spec, options, out, console, wait=wait)
     if not wait:
@@ -354,31 +209,23 @@ def run(
         upload_after_run(outcome.collected.out_dir, settings)
 
 
-def _dataset_spec(
-    dataset: str,
-    split: str,
-    limit: int | None,
-    text_field: str,
-    tokens_field: str,
-    tags_field: str | None,
-    id_field: str | None,
-    entity_types: str | None,
-) -> DatasetSpec:
+def _dataset_spec(data: DatasetFlags) -> DatasetSpec:
     """The dataset flags of `run` and `estimate`, checked."""
     from producer import loading
 
-    types = tuple(t.strip() for t in entity_types.split(",") if t.strip()) if entity_types else None
+    listed = data.entity_types
+    types = tuple(t.strip() for t in listed.split(",") if t.strip()) if listed else None
     # Only a tags column the user named must exist: the default one is optional (text-only
     # data labels without gold), so it is left out of the spec unless given.
-    tags = {"tags_field": tags_field} if tags_field is not None else {}
+    tags = {"tags_field": data.tags_field} if data.tags_field is not None else {}
     try:
         return loading.DatasetSpec(
-            source=dataset,
-            split=str(split),
-            limit=limit,
-            text_field=text_field,
-            tokens_field=tokens_field,
-            id_field=id_field,
+            source=data.dataset,
+            split=str(data.split),
+            limit=data.limit,
+            text_field=data.text_field,
+            tokens_field=data.tokens_field,
+            id_field=data.id_field,
             entity_types=types,
             **tags,
         )
@@ -390,23 +237,16 @@ def _effort(value: ReasoningEffortChoice | None) -> ReasoningEffort | None:
     return None if value is None else value.value
 
 
-def _labeling(
-    ontology: Path | None,
-    prompt_file: Path | None,
-    few_shot: int,
-    few_shot_strategy: FewShotStrategy,
-    few_shot_from: str | None,
-    response_format: ResponseFormat,
-) -> LabelingOptions:
+def _labeling(task: TaskFlags) -> LabelingOptions:
     from producer.labeling import LabelingOptions
 
     return LabelingOptions(
-        ontology_file=ontology,
-        prompt_file=prompt_file,
-        few_shot=few_shot,
-        few_shot_strategy=few_shot_strategy.value,
-        few_shot_from=few_shot_from,
-        response_format=response_format.value,
+        ontology_file=task.ontology,
+        prompt_file=task.prompt_file,
+        few_shot=task.few_shot,
+        few_shot_strategy=task.few_shot_strategy.value,
+        few_shot_from=task.few_shot_from,
+        response_format=task.response_format.value,
     )
 
 
@@ -428,40 +268,12 @@ def _print_estimate(
 
 
 @app.command()
+@with_groups
 def estimate(
-    dataset: DatasetOpt,
-    model: Annotated[str, typer.Option(help="Model name, as the endpoint knows it.")],
-    split: SplitOpt = Split.test,
-    limit: Annotated[
-        int | None, typer.Option(help="Estimate only the first N items.", min=1)
-    ] = None,
-    base_url: BaseUrlOpt = None,
-    rpm: Annotated[
-        int | None, typer.Option(help="Requests/min cap (for the duration).", min=1)
-    ] = None,
-    tpm: Annotated[
-        int | None, typer.Option(help="Tokens/min cap (for the duration).", min=1)
-    ] = None,
-    shard_size: Annotated[int, typer.Option(help="Items per Celery task.", min=1)] = 50,
-    batch_size: Annotated[int, typer.Option(help="Sentences per LLM request.", min=1)] = 1,
-    max_tokens: MaxTokensOpt = None,
-    ontology: OntologyOpt = None,
-    prompt_file: PromptFileOpt = None,
-    few_shot: FewShotOpt = 0,
-    few_shot_strategy: FewShotStrategyOpt = FewShotStrategy.similar,
-    few_shot_from: FewShotFromOpt = None,
-    response_format: ResponseFormatOpt = ResponseFormat.auto,
-    entity_types: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated entity tags to label (default: those in the data)."),
-    ] = None,
-    text_field: Annotated[str, typer.Option(help="Text column (JSONL/CSV/Parquet).")] = "text",
-    tokens_field: Annotated[str, typer.Option(help="Tokens column.")] = "tokens",
-    tags_field: TagsFieldOpt = None,
-    id_field: Annotated[
-        str | None,
-        typer.Option(help="Item id column (default: SPLIT-NNNNNN by position)."),
-    ] = None,
+    data: EstimateDatasetFlags,
+    endpoint: EndpointFlags,
+    limits: EstimateLimitFlags,
+    task: TaskFlags,
 ) -> None:
     """Print what a run would cost before starting it: requests, tokens and price.
 
@@ -472,21 +284,17 @@ def estimate(
     """
     from producer.pipeline import RunOptions
 
-    spec = _dataset_spec(
-        dataset, split, limit, text_field, tokens_field, tags_field, id_field, entity_types
-    )
-    url = base_url or _settings().openai_base_url
+    spec = _dataset_spec(data)
+    url = endpoint.base_url or _settings().openai_base_url
     options = RunOptions(
-        model=model,
+        model=endpoint.model,
         base_url=url,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        max_tokens=max_tokens or default_max_tokens(batch_size),
-        labeling=_labeling(
-            ontology, prompt_file, few_shot, few_shot_strategy, few_shot_from, response_format
-        ),
+        shard_size=limits.shard_size,
+        batch_size=limits.batch_size,
+        max_tokens=limits.completion_limit,
+        labeling=_labeling(task),
     )
-    _print_estimate(spec, options, rpm, tpm)
+    _print_estimate(spec, options, limits.rpm, limits.tpm)
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
@@ -535,7 +343,7 @@ def resume(
             help="Label the run's failed items again (same run; collect it again after).",
         ),
     ] = False,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Re-enqueue what a run has not done yet: a stopped, failed or interrupted run goes on.
 
@@ -564,7 +372,7 @@ def resume(
 
 
 @app.command()
-def cancel(run_id: RunArg, redis_url: RedisOpt = None) -> None:
+def cancel(run_id: RunArg, redis_url: RedisUrlOpt = None) -> None:
     """Stop a run cleanly: calls in flight finish and are kept, no new ones start."""
     from prelabel.connections import connect
     from prelabel.store import RunStore
@@ -585,7 +393,7 @@ def collect(
     partial: Annotated[
         bool, typer.Option(help="Collect a run still in work: what is done so far.")
     ] = False,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Collect a run into files (predictions, CoNLL, reports), e.g. after `run --no-wait`."""
     from prelabel.connections import connect
@@ -621,7 +429,7 @@ def worker(
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
     log_json: Annotated[
         bool,
         typer.Option("--log-json", help="JSON logs (also: PRELABEL_LOG_FORMAT=json)."),
@@ -640,9 +448,9 @@ def worker(
         os.environ["PRELABEL_INFLIGHT"] = str(inflight)
     settings = _settings()
     connect(settings.redis_url, master=settings.sentinel_master)
-    from workers.app import make_app
+    from workers.app import worker_app
 
-    celery_app = make_app(settings)
+    celery_app = worker_app(settings)
     argv = [
         "worker",
         f"--concurrency={concurrency}",
@@ -744,6 +552,8 @@ def demo(
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
 
+    # Outside the repository, beside its checkout, when there (README, "Quickstart"): the whole
+    # CoNLL-2003 test split. Else the small sample the repository ships.
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003" / "test.txt"
     sample = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
     data = shared if shared.exists() else sample
@@ -788,7 +598,7 @@ def metrics(
     window: Annotated[
         float, typer.Option(help="Seconds over which rates and the ETA are computed.", min=1)
     ] = 60.0,
-    redis_url: RedisOpt = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Serve Prometheus metrics for every run in Redis: items, tokens, cost, 429s, ETA."""
     from prelabel.connections import connect

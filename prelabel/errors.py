@@ -6,14 +6,23 @@ PrelabelError                 base; the CLI prints it as one red line, exit code
  ├── BrokerError              Redis does not answer, or answered with an error
  ├── EndpointError            the LLM endpoint cannot be reached or refuses the key
  ├── RunError                 a run is unknown, or stopped (quota, auth, cancel)
+ │    ├── RunStopped          the endpoint refused for good: the worker stops the whole run
+ │    └── BudgetReached       the run's budget cannot cover another call: the run stops
  ├── UploadError              a labeling platform (Kili) refused an upload, or it was cut off
  └── ItemError                one item could not be labeled; recorded with the item, never raised
-                              past the worker
+      │                       past the worker
+      └── CallFailed          a call gave no answer for its items (with what it spent)
+           ├── EmptyAnswer    the model answered with no content
+           └── SchemaRefused  the endpoint rejected the json_schema response format
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prelabel.model import Usage
 
 
 class PrelabelError(Exception):
@@ -49,12 +58,44 @@ class RunError(PrelabelError):
     """A run is unknown, or stopped before all of its items were done."""
 
 
+class RunStopped(RunError):
+    """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
+
+
+class BudgetReached(RunError):
+    """The run's budget cannot cover another call: the run stops as "stopped: budget"."""
+
+    def __init__(self, message: str = "budget reached: no more calls are admitted") -> None:
+        super().__init__(message)
+
+
 class UploadError(PrelabelError):
     """Kili refused the key, the project or the upload, or the upload was cut off midway."""
 
 
 class ItemError(PrelabelError):
     """One item could not be labeled. Its message becomes the item's `error` field."""
+
+
+class CallFailed(ItemError):
+    """A call that cannot give an answer for its items, with what it spent on the way."""
+
+    def __init__(self, message: str, spent: Usage | None = None) -> None:
+        super().__init__(message)
+        # Imported here for start-up time: the model needs pydantic, and the CLI imports this
+        # module before it knows whether any command needs pydantic.
+        from prelabel.model import Usage
+
+        self.spent = spent or Usage()
+
+
+class EmptyAnswer(CallFailed):
+    """The model answered with no content (a refusal under structured outputs, say)."""
+
+
+class SchemaRefused(CallFailed):
+    """The endpoint rejected the request's `json_schema` response format (a 400 about it):
+    the same request in JSON mode may well be answered."""
 
 
 _LINE = re.compile(r"^line \d+: ")

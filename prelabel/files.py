@@ -1,10 +1,15 @@
-"""Writing result files so that a reader (or a crash) never sees half of one."""
+"""Files: reading the settings files users write (TOML or JSON), and writing result files so
+that a reader (or a crash) never sees half of one."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prelabel.errors import ConfigError
@@ -51,3 +56,38 @@ def write_atomic(path: Path, lines: Iterable[str] | str | bytes) -> None:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror}; check the output directory"
         ) from exc
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A new directory beside `path` to write a folder's files into, swapped in for `path`
+    (whatever it held) when the block ends, and removed if the block fails: as `write_atomic`
+    for a folder. OSError is the caller's to turn into a message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    os.chmod(tmp, readable_mode(directory=True))  # mkdtemp makes 0700
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_toml_or_json(path: Path, what: str) -> object:
+    """The data in a TOML file, or a JSON one (by its `.json` suffix). ConfigError, naming
+    `what` (the flag or variable that gave the path, with it), when it cannot be read or
+    parsed; the caller checks the data's shape."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        return json.loads(text) if is_json else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "JSON" if is_json else "TOML"
+        raise ConfigError(f"{what}: not valid {kind} ({first})") from None

@@ -1,6 +1,6 @@
 """`prelabel flower`: Flower on the workers' broker, with the workers' transport options.
 
-Flower is started through the same Celery app as the workers (workers.app.make_app), so its
+Flower is started through the same Celery app as the workers (prelabel.queue.make_app), so its
 broker URL and `visibility_timeout` are the workers'. Equivalent by hand:
 
     FLOWER_BASIC_AUTH=user:password celery --app workers.app flower --port=5555
@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from prelabel.errors import ConfigError
+from prelabel.options import RedisUrlOpt
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
 UNAUTHENTICATED_ENV = "FLOWER_UNAUTHENTICATED_API"
@@ -55,15 +56,7 @@ def flower_command(
             help="Run without basic auth (a trusted network only): UI and API open to all.",
         ),
     ] = False,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            envvar="REDIS_URL",
-            show_envvar=True,
-            help="Redis URL. Default: redis://127.0.0.1:6379/0.",
-        ),
-    ] = None,
+    redis_url: RedisUrlOpt = None,
 ) -> None:
     """Start Flower for the workers, with basic auth from $FLOWER_BASIC_AUTH.
 
@@ -84,8 +77,8 @@ def flower_command(
 
     from prelabel import logs
     from prelabel.connections import connect
+    from prelabel.queue import make_app
     from prelabel.settings import load_settings
-    from workers.app import make_app
 
     settings = load_settings(**({"REDIS_URL": redis_url} if redis_url else {}))
     connect(settings.redis_url, master=settings.sentinel_master)

@@ -4,11 +4,18 @@ Per run (`{run}` is the run id):
 
     prelabel:run:{run}                 hash    config (RunConfig JSON), status, error, timestamps
                                                (created_at, updated_at, active_at: a worker's
-                                               last spend), caps (the caps workers apply, JSON),
-                                               queue (Celery's: only that queue's reconcilers
-                                               judge the run), out (`run --out`, absolute)
-    prelabel:run:{run}:counters        hash    done, failed, requests, prompt_tokens,
-                                               completion_tokens, rate_limited, retries
+                                               last spend), skipped (the input items that could
+                                               not be read, JSON list of [id, reason]), caps
+                                               (the caps workers apply, JSON), queue (Celery's:
+                                               only that queue's reconcilers judge the run),
+                                               out (`run --out`, absolute)
+    prelabel:run:{run}:counters        hash    the run's counters, named by
+                                               `prelabel.counters.RunCounter`: labeled, failed,
+                                               requests, prompt_tokens, completion_tokens,
+                                               rate_limited, retries, unaligned (from creation,
+                                               at 0); cache_hits, simulated, bucket_wait_ms,
+                                               paused_ms, pause_until_ms, pause_asked_ms (once
+                                               first written)
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record
     prelabel:run:{run}:results         hash    item id -> ItemResult JSON (written once, HSETNX)
     prelabel:run:{run}:done            set     shards whose every item is committed
@@ -16,7 +23,7 @@ Per run (`{run}` is the run id):
     prelabel:run:{run}:leases          zset    shard -> server time (s) its lease runs out;
                                                a worker heartbeats it while labeling the shard
     prelabel:run:{run}:holders         hash    shard -> token of the task holding its lease
-    prelabel:run:{run}:budget          hash    reserved and spent tokens and micro-dollars
+    prelabel:run:{run}:budget          hash    tokens and musd (micro-dollars) reserved or spent
     prelabel:run:{run}:fewshot         string  the few-shot example pool, JSON list of
                                                {text, mentions} (only with --few-shot)
     prelabel:runs                      zset    run ids by creation time
@@ -26,10 +33,14 @@ Shared by all runs:
     prelabel:cache:{digest}            string  a completed answer, by hash of (endpoint, model,
                                                messages, parameters); expires
     prelabel:reconciler                string  lock held by the one reconciler acting now
+    {queue} (default `prelabel`)       list    Celery's queue of shard tasks (Kombu's; its
+                                               `unacked` hash and `unacked_index` zset hold
+                                               the messages delivered and not yet acknowledged)
 
 Shared by every run against one account (endpoint, model, key fingerprint):
 
-    prelabel:bucket:{account}          hash    requests and tokens levels, last refill time
+    prelabel:bucket:{account}          hash    req and tok levels, ts (their last refill), creq
+                                               and ctok (running totals charged)
     prelabel:bucket:{account}:pause    string  server time (µs) before which nothing is admitted
 """
 

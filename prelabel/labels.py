@@ -15,13 +15,12 @@ type's to check (`check`).
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
+from prelabel.files import read_toml_or_json
 from prelabel.model import Label, LabelSet
 
 _LABEL_KEYS = {"name", "tag", "description"}
@@ -63,16 +62,7 @@ def restrict(ontology: LabelSet, tags: Sequence[str], where: str) -> LabelSet:
 
 
 def _read(path: Path, flag: str, key: str) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data: object = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{flag} {path}: not valid {kind} ({first})") from None
+    data = read_toml_or_json(path, f"{flag} {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an object with a {key!r} list")
     return data

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from prelabel.frozen import Frozen
 
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
 DEFAULT_TASK = "ner"
 #: The default task's prompt version (a test in task_types checks that they agree).
 DEFAULT_PROMPT_VERSION = "ner-v2"
-
-
-class Frozen(BaseModel):
-    """A frozen model that rejects unknown fields (the base of every model here)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Record(Frozen):

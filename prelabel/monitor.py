@@ -10,27 +10,19 @@ exporter, or the run's creation time (all counters zero) for a one-shot `prelabe
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import redis
 from pydantic import ValidationError
 
+from prelabel.counters import RunCounter
 from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
-
-if TYPE_CHECKING:
-    from producer.pricing import Price
-
-#: The counter the workers add each call's wait in the shared bucket to, in milliseconds.
-#: Absent (read as 0) until the workers write it.
-BUCKET_WAIT_MS = "bucket_wait_ms"
+from prelabel.pricing import Price, run_price
 
 #: How far back `--watch` and the exporter look for the rates they show.
 DEFAULT_WINDOW = 60.0
@@ -48,11 +40,11 @@ class Sample:
 
     @property
     def done(self) -> int:
-        return self.get("labeled") + self.get("failed")
+        return self.get(RunCounter.LABELED) + self.get(RunCounter.FAILED)
 
     @property
     def tokens(self) -> int:
-        return self.get("prompt_tokens") + self.get("completion_tokens")
+        return self.get(RunCounter.PROMPT_TOKENS) + self.get(RunCounter.COMPLETION_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,28 +150,11 @@ class Snapshot:
         return self.rates.charged_tokens_per_min / self.tpm_cap
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """What these tokens cost in US dollars, or None when the model's price is unknown.
-
-    The one place where prices come in: producer.pricing's table (built in, extended by the
-    file named in `PRELABEL_PRICES`).
-    """
-    from producer.pricing import PRICES_ENV, price_for
-
-    price = price_for(model, _prices(os.environ.get(PRICES_ENV) or None))
-    return None if price is None else price.cost(prompt_tokens, completion_tokens)
-
-
-@functools.lru_cache(maxsize=4)
-def _prices(path: str | None) -> Mapping[str, Price]:
-    # Read once per price file, not at every redraw or scrape.
-    from producer.pricing import PRICES_ENV, price_table
-
-    return price_table({PRICES_ENV: path} if path else {})
-
-
-def rates(older: Sample, newer: Sample, *, model: str, max_tokens: int) -> Rates | None:
-    """Rates between two samples of one run; None when no time passed between them."""
+def rates(
+    older: Sample, newer: Sample, *, max_tokens: int, price: Price | None = None
+) -> Rates | None:
+    """Rates between two samples of one run (costed at `price`, if known); None when no time
+    passed between them."""
     seconds = newer.at - older.at
     if seconds <= 0:
         return None
@@ -189,18 +164,18 @@ def rates(older: Sample, newer: Sample, *, model: str, max_tokens: int) -> Rates
         # A counter never goes down; a negative delta means a sample from another run state.
         return max(newer.get(name) - older.get(name), 0)
 
-    requests = delta("requests")
-    prompt = delta("prompt_tokens")
-    completion = delta("completion_tokens")
-    cost = cost_usd(model, prompt, completion)
+    requests = delta(RunCounter.REQUESTS)
+    prompt = delta(RunCounter.PROMPT_TOKENS)
+    completion = delta(RunCounter.COMPLETION_TOKENS)
+    cost = None if price is None else price.cost(prompt, completion)
     return Rates(
         seconds=seconds,
         items_per_s=max(newer.done - older.done, 0) / seconds,
         requests_per_min=requests * per_min,
         tokens_per_min=(prompt + completion) * per_min,
         charged_tokens_per_min=(prompt + requests * max_tokens) * per_min,
-        rate_limited_per_min=delta("rate_limited") * per_min,
-        wait_per_request_s=delta(BUCKET_WAIT_MS) / 1000 / requests if requests else 0.0,
+        rate_limited_per_min=delta(RunCounter.RATE_LIMITED) * per_min,
+        wait_per_request_s=delta(RunCounter.BUCKET_WAIT_MS) / 1000 / requests if requests else 0.0,
         cost_per_min=None if cost is None else cost * per_min,
     )
 
@@ -228,12 +203,15 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         if view.status != "running" and view.updated_at:
             ended = max(view.updated_at, view.active_at or 0.0)
             newer = Sample(at=min(ended, newer.at), counters=newer.counters)
-    window = rates(older, newer, model=cfg.model, max_tokens=cfg.max_tokens)
+    price = run_price(cfg)
+    window = rates(older, newer, max_tokens=cfg.max_tokens, price=price)
     s = view.sample
     remaining = max(cfg.total - s.done, 0)
     stopped = view.status != "running"
     speed = window.items_per_s if window is not None else None
     eta = None if stopped and remaining else eta_seconds(remaining, speed)
+    tokens = s.get(RunCounter.PROMPT_TOKENS), s.get(RunCounter.COMPLETION_TOKENS)
+    spent = price.cost(*tokens) if price else None
     return Snapshot(
         run_id=cfg.run_id,
         status=view.status,
@@ -245,25 +223,25 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         total=cfg.total,
         created_at=cfg.created_at,
         at=s.at,
-        labeled=s.get("labeled"),
-        failed=s.get("failed"),
-        requests=s.get("requests"),
-        prompt_tokens=s.get("prompt_tokens"),
-        completion_tokens=s.get("completion_tokens"),
-        rate_limited=s.get("rate_limited"),
-        retries=s.get("retries"),
-        unaligned=s.get("unaligned"),
-        bucket_wait_s=s.get(BUCKET_WAIT_MS) / 1000,
-        cost_usd=cost_usd(cfg.model, s.get("prompt_tokens"), s.get("completion_tokens")),
+        labeled=s.get(RunCounter.LABELED),
+        failed=s.get(RunCounter.FAILED),
+        requests=s.get(RunCounter.REQUESTS),
+        prompt_tokens=s.get(RunCounter.PROMPT_TOKENS),
+        completion_tokens=s.get(RunCounter.COMPLETION_TOKENS),
+        rate_limited=s.get(RunCounter.RATE_LIMITED),
+        retries=s.get(RunCounter.RETRIES),
+        unaligned=s.get(RunCounter.UNALIGNED),
+        bucket_wait_s=s.get(RunCounter.BUCKET_WAIT_MS) / 1000,
+        cost_usd=spent,
         rpm_cap=cfg.rpm if cfg.rpm is not None else view.worker_rpm,
         tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
         started_shards=view.started_shards,
         queue=view.queue,
-        paused_s=s.get("paused_ms") / 1000,
-        pause_until=s.get("pause_until_ms") / 1000 or None,
-        pause_asked_s=s.get("pause_asked_ms") / 1000 or None,
+        paused_s=s.get(RunCounter.PAUSED_MS) / 1000,
+        pause_until=s.get(RunCounter.PAUSE_UNTIL_MS) / 1000 or None,
+        pause_asked_s=s.get(RunCounter.PAUSE_ASKED_MS) / 1000 or None,
     )
 
 
@@ -375,14 +353,12 @@ def _text(value: bytes | str) -> str:
 
 
 __all__ = [
-    "BUCKET_WAIT_MS",
     "DEFAULT_WINDOW",
     "Rates",
     "RunView",
     "Sample",
     "Snapshot",
     "Window",
-    "cost_usd",
     "eta_seconds",
     "failure_reasons",
     "rates",

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prelabel.frozen import Frozen
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-class ModelCaps(BaseModel):
+class ModelCaps(Frozen):
     """One model's provider caps, as `PRELABEL_CAPS` gives them (None: no cap)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)

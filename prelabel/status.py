@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from prelabel.options import RedisUrlOpt
+
 # Redis and the run model are imported by the commands, not with this module: `prelabel
 # --help` imports it for the commands' signatures only.
 if TYPE_CHECKING:
@@ -243,17 +245,6 @@ def watch(
             snap = take()
             live.update(render(snap, redis_url=redis_url), refresh=True)
     return snap
-
-
-RedisUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        show_envvar=True,
-        help="Redis URL. Default: redis://127.0.0.1:6379/0.",
-    ),
-]
 
 
 def status_command(

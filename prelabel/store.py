@@ -17,6 +17,7 @@ import redis
 from pydantic import TypeAdapter
 from redis.typing import EncodableT, FieldT
 
+from prelabel.counters import NEW_RUN_COUNTERS
 from prelabel.errors import BrokerError, RunError
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import ItemResult, Record, RunConfig
@@ -26,18 +27,6 @@ R = TypeVar("R", bound=Record)
 Res = TypeVar("Res", bound=ItemResult)
 
 RunStatus = Literal["running", "completed", "failed", "cancelled", "stopped"]
-
-#: Counters every run keeps (its task type adds its own); `labeled + failed` reaches `total`
-#: when the run is done.
-COUNTERS = (
-    "labeled",
-    "failed",
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "rate_limited",
-    "retries",
-)
 
 
 class RunStore:
@@ -79,7 +68,7 @@ class RunStore:
             )
             for n, shard in enumerate(shards):
                 pipe.set(keys.shard(n), json.dumps([r.model_dump(mode="json") for r in shard]))
-            pipe.hset(keys.counters, mapping=dict.fromkeys((*COUNTERS, *counters), 0))
+            pipe.hset(keys.counters, mapping=dict.fromkeys((*NEW_RUN_COUNTERS, *counters), 0))
             pipe.zadd(RUNS, {config.run_id: config.created_at})
             pipe.execute()
         except redis.RedisError as exc:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import task_types
 from collector import Collected, collect
+from prelabel.counters import RunCounter
 from prelabel.errors import RunError
 from prelabel.files import write_atomic
 from prelabel.keys import RunKeys
+from prelabel.queue import enqueue
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from producer.runs import enqueue
 
 _FORGET_FAILED = (Path(__file__).parent / "lua" / "forget_failed.lua").read_text()
 
@@ -95,7 +96,7 @@ def collect_run(
     """
     config = store.config(run_id)
     counters = store.counters(run_id)
-    done = counters.get("labeled", 0) + counters.get("failed", 0)
+    done = counters.get(RunCounter.LABELED, 0) + counters.get(RunCounter.FAILED, 0)
     status, _ = store.status(run_id)
     if done < config.total and status == "running" and not partial:
         raise RunError(

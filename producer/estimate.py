@@ -21,9 +21,9 @@ from rich.table import Table
 
 import task_types
 from prelabel.model import Record, RunConfig
+from prelabel.pricing import Price, price_for, stored_price
 from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
-from producer.pricing import Price, price_for
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
 from workers.tokens import count_message_tokens, count_tokens, is_exact
@@ -140,11 +140,7 @@ def estimate_requests(
         completion_tokens=completion,
         completion_bound=requests * config.max_tokens,
         exact_prompt=is_exact(config.model),
-        price=(
-            Price(config.price_input, config.price_output)
-            if config.price_input is not None and config.price_output is not None
-            else None
-        ),
+        price=stored_price(config),
         batch_size=config.batch_size,
         few_shot=config.few_shot if selector is not None else 0,
         over_max_tokens=over,

@@ -13,8 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import task_types
 from prelabel.errors import DatasetError
+from prelabel.hf_datasets import quiet_progress
 from prelabel.model import DEFAULT_TASK, Record
 from producer.conll import decode_lines, read_conll
 from task_types import Labeling, RowFields, SkipItem
@@ -350,19 +350,6 @@ def _unreadable(path: Path, fmt: Format, error: Exception) -> DatasetError:
         f"{path}: cannot be read as {_FORMAT_LABELS[fmt]} ({reason}); "
         "check the file, or set the format explicitly"
     )
-
-
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """Without `datasets`' own progress bars: a local file loads (or a dataset is saved) in
-    moments, and prelabel shows its own progress."""
-    was_disabled = datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
 
 
 # --- the hub ------------------------------------------------------------------------------

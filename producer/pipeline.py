@@ -15,12 +15,12 @@ from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
 from prelabel.model import ReasoningEffort, RunConfig
+from prelabel.pricing import Price, price_for
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
 from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
-from producer.pricing import Price, price_for
 from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
 from workers.fewshot import pool_to_json

@@ -17,11 +17,12 @@ from rich.progress import (
 )
 
 from prelabel.connections import safe_url
+from prelabel.counters import RunCounter
 from prelabel.errors import BrokerError
 from prelabel.model import RunConfig
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
-from producer.reconciler import reconcile
+from workers.reconciler import reconcile
 
 #: Seconds between two progress lines when the output is not a terminal (a log, a pipe).
 LOG_INTERVAL = 30.0
@@ -79,10 +80,11 @@ def follow(
             if down_since is not None:
                 console.print(f"run {config.run_id}: Redis answers again", highlight=False)
                 down_since = None
-            done = counters.get("labeled", 0) + counters.get("failed", 0)
+            done = counters.get(RunCounter.LABELED, 0) + counters.get(RunCounter.FAILED, 0)
             detail = (
-                f"failed {counters.get('failed', 0)} · requests {counters.get('requests', 0)}"
-                f" · 429s {counters.get('rate_limited', 0)}"
+                f"failed {counters.get(RunCounter.FAILED, 0)}"
+                f" · requests {counters.get(RunCounter.REQUESTS, 0)}"
+                f" · 429s {counters.get(RunCounter.RATE_LIMITED, 0)}"
             )
             progress.update(task, completed=done, detail=detail)
             now = time.monotonic()

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import openai
 import redis
-from kombu.exceptions import OperationalError
 
 import task_types
-from prelabel.connections import client_for
 from prelabel.errors import BrokerError, EndpointError
 from prelabel.keys import RunKeys
 from prelabel.model import Record, RunConfig
+from prelabel.queue import enqueue
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from workers.app import make_app
-from workers.tasks import TASK_NAME, shard_task_id, to_front
 
 log = logging.getLogger(__name__)
 
@@ -97,34 +94,3 @@ def start_run(
         except redis.RedisError as exc:
             raise BrokerError(f"could not write run {config.run_id}'s examples: {exc}") from None
     enqueue(settings, config.run_id, range(len(shards)))
-
-
-def enqueue(
-    settings: Settings, run_id: str, shards: Sequence[int] | range, *, first: bool = False
-) -> None:
-    """One Celery task per shard, with a deterministic task id.
-
-    With `first` (a recovered shard), the tasks go to the head of the queue: a shard whose
-    worker died is redone next, not once the whole queue has drained.
-    """
-    app = make_app(settings)
-    try:
-        with app.producer_or_acquire() as producer:
-            for n in shards:
-                app.send_task(
-                    TASK_NAME,
-                    args=[run_id, n],
-                    task_id=shard_task_id(run_id, n),
-                    queue=settings.queue,
-                    producer=producer,
-                )
-    except OperationalError as exc:
-        raise BrokerError(f"could not enqueue run {run_id}: {exc}") from None
-    if first:
-        client = client_for(settings.redis_url, settings.sentinel_master)
-        try:
-            to_front(client, settings.queue, [shard_task_id(run_id, n) for n in shards])
-        except redis.RedisError as exc:  # queued at the tail: late, not lost
-            log.warning("run %s: recovered shards left at the back of the queue: %s", run_id, exc)
-        finally:
-            client.close()

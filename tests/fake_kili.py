@@ -1,6 +1,6 @@
 """A fake Kili GraphQL server, for the real `kili` SDK to talk to over HTTP on 127.0.0.1.
 
-It answers the operations the SDK sends for prelabel's upload (see NOTES.md, "Kili SDK"),
+It answers the operations the SDK sends for prelabel's upload (kili 26.2.4, as pinned),
 dispatching on each root field's name whatever the operation's name or alias, and projects
 its answer on the fields the query selects, as a GraphQL server does. State lives in memory:
 projects, assets, labels, and the bucket that signed URLs upload text to.

@@ -20,6 +20,7 @@ import redis
 import redis.asyncio
 from openai import AsyncOpenAI
 
+from prelabel.errors import CallFailed
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from prelabel.settings import load_settings
@@ -34,7 +35,7 @@ from workers.labeler import ShardLabeler
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens, count_tokens
-from workers.transports import CallFailed, ChatRequest, Completion, RealtimeTransport
+from workers.transports import ChatRequest, Completion, RealtimeTransport
 from workers.transports.window import DEFAULT_CONTEXT_TOKENS, context_window
 
 RUN = "answers-test-run"

@@ -116,11 +116,11 @@ def test_import_of_the_cli_leaves_the_heavy_libraries_out() -> None:
 
 
 def test_status_imports_no_dataset_or_scoring_library() -> None:
-    # `prelabel status` reads prices (producer.pricing): that must not load the producer's
+    # `prelabel status` reads prices (prelabel.pricing): that must not load the producer's
     # dataset loading, Celery or the evaluation.
     code = (
-        "import sys, json; from prelabel.monitor import cost_usd; import prelabel.status; "
-        "cost_usd('gpt-4o-mini', 10, 10); "
+        "import sys, json; from prelabel.pricing import price_for; import prelabel.status; "
+        "price_for('gpt-4o-mini'); "
         "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'celery', 'kili'] "
         "if m in sys.modules]))"
     )
@@ -234,8 +234,8 @@ def test_a_query_password_works_for_status_runs_and_the_celery_app(password_redi
     assert "no runs in Redis" in proc.stdout
     # The producer's enqueue and the worker go through kombu, which used to fail on this
     # form ("multiple values for keyword argument 'password'").
+    from prelabel.queue import make_app
     from prelabel.settings import load_settings
-    from workers.app import make_app
 
     app = make_app(load_settings(REDIS_URL=url))
     with app.connection_for_write() as conn:
@@ -275,7 +275,7 @@ def test_every_redis_url_flag_names_its_variable() -> None:
 def test_a_worker_imports_no_dataset_scoring_or_kili_library() -> None:
     # What `prelabel worker` loads: the Celery app, its task and the fleet's reconciler.
     code = (
-        "import sys, json, prelabel.cli, workers.app, workers.tasks, producer.reconciler; "
+        "import sys, json, prelabel.cli, workers.app, workers.tasks, workers.reconciler; "
         "print(json.dumps([m for m in ['datasets', 'sklearn', 'seqeval', 'kili', 'matplotlib'] "
         "if m in sys.modules]))"
     )
@@ -313,3 +313,20 @@ def test_estimate_of_text_without_gold_prices_conlls_four_types(tmp_path: Path) 
     proc = prelabel("estimate", "--dataset", str(data), "--model", "gpt-4o-mini")
     assert proc.returncode == 0, proc.stderr
     assert "requests" in proc.stdout and "prompt tokens (exact)" in proc.stdout
+
+
+def test_estimate_takes_the_dataset_endpoint_limit_and_task_options_of_run() -> None:
+    import typer.main
+
+    from prelabel.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def grouped(command: str) -> dict[str, str]:
+        params = commands[command].params
+        return {p.name: p.rich_help_panel for p in params if p.rich_help_panel}
+
+    run, estimate = grouped("run"), grouped("estimate")
+    assert set(estimate.values()) == {"Dataset", "Endpoint", "Limits", "Task"}
+    assert {n: p for n, p in run.items() if n in estimate} == estimate
+    assert set(run) - set(estimate) == {"reasoning_effort", "budget_usd", "budget_tokens"}

@@ -137,8 +137,8 @@ def test_a_run_without_workers_says_what_to_start_and_keeps_waiting(
 
 
 def test_two_workers_on_one_machine_get_two_node_names(redis_url: str, tmp_path: Path) -> None:
+    from prelabel.queue import make_app
     from prelabel.settings import load_settings
-    from workers.app import make_app
 
     queue = f"names-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "REDIS_URL": redis_url, "PRELABEL_QUEUE": queue}

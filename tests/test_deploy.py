@@ -1,7 +1,7 @@
 """The deployment files agree with the code: docker-compose.yml, the Dockerfile, .env.example
 and deploy/k8s. No Docker engine or cluster here: the files are parsed and cross-checked
 (commands and flags exist in the CLI, environment variables are ones prelabel reads, time
-limits and queue names match workers/app.py and the settings)."""
+limits and queue names match prelabel/queue.py and the settings)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import yaml
 
 from prelabel import flower, health, logs
 from prelabel.cli import app
+from prelabel.queue import SOFT_TIME_LIMIT, TIME_LIMIT, VISIBILITY_TIMEOUT
 from prelabel.settings import Settings
-from workers.app import SOFT_TIME_LIMIT, TIME_LIMIT, VISIBILITY_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"

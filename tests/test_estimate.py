@@ -11,10 +11,10 @@ import pytest
 
 from prelabel.errors import ConfigError
 from prelabel.model import RunConfig
+from prelabel.pricing import BUILTIN, Price, load_prices, price_for, price_table
 from producer.estimate import estimate_requests, estimate_run
 from producer.labeling import LabelingOptions
 from producer.loading import DatasetSpec
-from producer.pricing import BUILTIN, Price, load_prices, price_for, price_table
 from task_types.ner.guess import guess_mentions, guessed_answer
 from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages

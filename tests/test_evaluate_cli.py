@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.exports import write_predictions_jsonl
 from evaluation.cli import InputFormat, compare_command, evaluate_command
 from evaluation.kili_export import NOT_THERE, OFF_TOKENS
 from prelabel.model import Usage
+from prelabel.predictions import write_predictions_jsonl
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 from task_types.ner.rows import NerRow
 from task_types.ner.scores import entity_scores

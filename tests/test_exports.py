@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from evaluation import (
     RunFigures,
     evaluate,
@@ -21,6 +20,7 @@ from evaluation import (
 from evaluation.report import ENTITY_TITLE, TOKEN_TITLE
 from prelabel.errors import DatasetError, RunError
 from prelabel.model import Usage
+from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from task_types.ner import NER
 from task_types.ner.exports import write_conll
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned

@@ -20,11 +20,11 @@ import jsonschema
 import pytest
 
 from collector.cli import ExportFormat, OffsetUnitName, export_command
-from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from collector.formats import KILI_OFFSET_UNIT, write_hf_dataset, write_kili, write_label_studio
 from prelabel.errors import ConfigError, DatasetError
 from prelabel.model import RunConfig
 from prelabel.offsets import OffsetMap
+from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from task_types.ner import NER
 from task_types.ner.exports import tag_names
 from task_types.ner.kili import KILI_JOB, entities_from_kili, kili_json_response

@@ -18,7 +18,6 @@ import pytest
 import redis
 
 from collector.collect import collect
-from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from collector.kili import KiliTarget, UploadOptions, project_title, read_predictions, upload_run
 from collector.kili_client import connect
 from collector.source import RunData, load_run_folder, load_run_redis
@@ -26,6 +25,7 @@ from prelabel import launch
 from prelabel.errors import DatasetError, UploadError
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
+from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from prelabel.store import RunStore
 from task_types.ner import NER
 from task_types.ner.kili import KILI_JOB, kili_json_interface

@@ -13,14 +13,14 @@ import redis
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
-from prelabel.errors import ItemError
+from prelabel.errors import ItemError, RunStopped
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from tests.test_llm import ACCOUNT, RUN, ask, simulator
 from workers.lease import shard_lease
 from workers.ratelimit import Caps, TokenBucket
 from workers.results import ResultSink
-from workers.transports import PauseLimits, RealtimeTransport, RunStopped
+from workers.transports import PauseLimits, RealtimeTransport
 
 #: Long enough that only a hang reaches it.
 HANG = 60.0

@@ -20,7 +20,7 @@ import redis
 import redis.asyncio
 from openai import AsyncOpenAI
 
-from prelabel.errors import ItemError
+from prelabel.errors import ItemError, RunStopped
 from prelabel.keys import BucketKeys, RunKeys
 from prelabel.model import RunConfig
 from simulator import Oracle, SimulatorConfig, serve_in_thread
@@ -31,7 +31,7 @@ from task_types.ner.prompts import build_messages
 from workers.ratelimit import Admission, Caps, ProviderLimits, TokenBucket
 from workers.results import ResultSink
 from workers.tokens import count_message_tokens
-from workers.transports import ChatRequest, Completion, RealtimeTransport, RunStopped
+from workers.transports import ChatRequest, Completion, RealtimeTransport
 
 T = TypeVar("T")
 RUN = "llm-test-run"

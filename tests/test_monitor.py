@@ -74,7 +74,7 @@ def test_rates_between_two_samples() -> None:
             bucket_wait_ms=55_000,
         ),
     )
-    r = rates(older, newer, model="m", max_tokens=100)
+    r = rates(older, newer, max_tokens=100)
     assert r is not None
     assert r.seconds == 30
     assert r.items_per_s == pytest.approx(100 / 30)
@@ -89,9 +89,9 @@ def test_rates_between_two_samples() -> None:
 
 def test_rates_need_time_to_pass_and_read_absent_counters_as_zero() -> None:
     s = Sample(5.0, counters(labeled=3))
-    assert rates(s, s, model="m", max_tokens=1) is None
-    assert rates(Sample(6.0), s, model="m", max_tokens=1) is None
-    r = rates(Sample(0.0), s, model="m", max_tokens=1)
+    assert rates(s, s, max_tokens=1) is None
+    assert rates(Sample(6.0), s, max_tokens=1) is None
+    r = rates(Sample(0.0), s, max_tokens=1)
     assert r is not None
     assert r.wait_per_request_s == 0.0
     assert r.requests_per_min == 0.0
@@ -272,6 +272,40 @@ def test_caps_the_workers_apply_stand_in_for_caps_the_run_did_not_give(
     redis_client.hset(RunKeys("rc").meta, "caps", json.dumps({"rpm": 120, "tpm": 900}))
     snap = snapshot(read_run(redis_client, "rc", now=2000.0))
     assert (snap.rpm_cap, snap.tpm_cap) == (120, 500)  # the run's own --tpm comes first
+
+
+def test_status_costs_a_run_at_its_stored_price_as_run_json_does(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from collector import collect
+
+    store = RunStore(redis_client)
+    records = [NerRecord.from_tokens("i0", ["a"])]
+    # Priced at creation at $1 / $4 per million tokens, and stored with the run.
+    cfg = config(
+        run_id="rp", model="gpt-4o-mini", price_input=1.0, price_output=4.0, total=1, shards=1
+    )
+    store.create(cfg, [records])
+    redis_client.hset(
+        RunKeys("rp").counters, mapping={"prompt_tokens": 600_000, "completion_tokens": 100_000}
+    )
+    # By the time somebody looks, the price table says otherwise.
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."gpt-4o-mini"]\ninput = 10.0\noutput = 40.0\n')
+    monkeypatch.setenv("PRELABEL_PRICES", str(prices))
+    snap = snapshot(read_run(redis_client, "rp", now=2000.0))
+    collected = collect(store, "rp", tmp_path / "out", wall_seconds=1.0)
+    run_json = RunConfig.model_validate_json((tmp_path / "out" / "run.json").read_text())
+    assert (run_json.price_input, run_json.price_output) == (1.0, 4.0)
+    assert snap.cost_usd == pytest.approx(0.6 * 1.0 + 0.1 * 4.0)
+    assert collected.evaluation.figures.cost_usd == pytest.approx(snap.cost_usd)
+    # A run created without a known price is costed at the table's, by both alike.
+    store.create(config(run_id="rq", model="gpt-4o-mini", total=1, shards=1), [records])
+    redis_client.hset(RunKeys("rq").counters, mapping={"prompt_tokens": 100_000})
+    unpriced = snapshot(read_run(redis_client, "rq", now=2000.0))
+    assert unpriced.cost_usd == pytest.approx(0.1 * 10.0)
+    again = collect(store, "rq", tmp_path / "out-q", wall_seconds=1.0)
+    assert again.evaluation.figures.cost_usd == pytest.approx(unpriced.cost_usd)
 
 
 # --- the exporter and the live view during a real run ------------------------------------

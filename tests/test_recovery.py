@@ -13,13 +13,13 @@ import redis.asyncio as aioredis
 
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
+from prelabel.queue import shard_task_id
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
-from producer.reconciler import UNACKED, UNACKED_INDEX, reconcile
 from producer.runs import start_run
 from task_types.ner.model import NerRecord
 from workers.lease import LeaseHeld, shard_lease
-from workers.tasks import shard_task_id
+from workers.reconciler import UNACKED, UNACKED_INDEX, reconcile
 
 QUEUE = "prelabel-test-recovery"
 

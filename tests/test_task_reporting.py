@@ -7,9 +7,9 @@ import ast
 from pathlib import Path
 
 import task_types
-from collector.exports import read_predictions_jsonl, write_predictions_jsonl
 from collector.formats import write_kili
 from prelabel.model import RunConfig
+from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from task_types import KiliJob, PredictionRow, Reporting
 from task_types.ner.model import Entity, NerRecord, NerResult
 from task_types.ner.rows import NerRow

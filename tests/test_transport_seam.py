@@ -18,12 +18,12 @@ import pytest
 import redis
 import redis.asyncio
 
+from prelabel.errors import BudgetReached
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from task_types.ner.model import NerRecord, NerResult
-from workers.budget import BudgetReached
 from workers.json_mode import SchemaRefusals
 from workers.labeler import ShardLabeler
 from workers.transports import (

@@ -7,18 +7,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from prelabel.errors import RunError
+from prelabel.errors import BudgetReached
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 
 _SCRIPT = (Path(__file__).parent / "lua" / "budget.lua").read_text()
-
-
-class BudgetReached(RunError):
-    """The run's budget cannot cover another call: the run stops as "stopped: budget"."""
-
-    def __init__(self, message: str = "budget reached: no more calls are admitted") -> None:
-        super().__init__(message)
 
 
 class Budget:

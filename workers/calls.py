@@ -4,9 +4,9 @@ then the transport (any `Transport`: today the realtime one, through the shared 
 from __future__ import annotations
 
 import dataclasses
-import json
 
-from prelabel.model import ITEM_IDS_HEADER, RunConfig
+from prelabel.counters import RunCounter
+from prelabel.model import RunConfig
 from prelabel.settings import is_local_endpoint
 from workers.budget import Budget
 from workers.cache import ResponseCache, request_digest
@@ -52,7 +52,9 @@ class GuardedCaller:
                 # Nothing was sent: the item's usage charges no request for it.
                 completion = dataclasses.replace(Completion(**hit), requests=0)
                 # An answer the simulator gave stays a simulated one when it comes from the cache.
-                await self.sink.spend(cache_hits=1, simulated=int(completion.simulated))
+                await self.sink.spend(
+                    {RunCounter.CACHE_HITS: 1, RunCounter.SIMULATED: int(completion.simulated)}
+                )
                 return Answer(completion, digest, cached=True)
         await self.budget.reserve(request.prompt_tokens, cfg.max_tokens)
         used_prompt = used_completion = 0
@@ -73,7 +75,7 @@ class GuardedCaller:
         cfg = self.config
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
-        headers = {ITEM_IDS_HEADER: json.dumps(list(request.item_ids))} if self._local else None
+        headers = request.item_headers() if self._local else None
         params = {**request_params(cfg), "response_format": request.response_format}
         return request_digest(cfg.base_url, cfg.model, request.messages, params, headers)
 

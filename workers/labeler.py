@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 import task_types
-from prelabel.errors import ItemError
+from prelabel.errors import BudgetReached, ItemError
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, Record, RunConfig, Usage
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from workers.budget import Budget, BudgetReached
+from workers.budget import Budget
 from workers.cache import ResponseCache
 from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run

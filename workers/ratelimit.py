@@ -36,9 +36,10 @@ from prelabel.settings import Settings
 
 LUA_DIR = Path(__file__).parent / "lua"
 
-#: Seconds of each cap the bucket holds by default. The provider holds about one second
-#: (NOTES.md); the fleet holds a little less, so that calls admitted here and reaching the
-#: provider a few milliseconds apart (network, event loops, a busy CPU) still find room there.
+#: Seconds of each cap the bucket holds by default. The provider enforces its per-minute caps
+#: at a finer grain, holding about one second of each; the fleet holds a little less, so that
+#: calls admitted here and reaching the provider a few milliseconds apart (network, event
+#: loops, a busy CPU) still find room there.
 #: A smaller bucket costs no throughput while calls are waiting: the refill rate is the cap.
 DEFAULT_BURST_SECONDS = 0.8
 

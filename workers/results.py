@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from prelabel.counters import RunCounter
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult
 
@@ -51,7 +52,7 @@ class ResultSink:
                 args: list[str | int] = []
                 for results, _ in group:
                     for r in results:
-                        counter = "labeled" if r.status == "labeled" else "failed"
+                        counter = RunCounter.LABELED if r.status == "labeled" else RunCounter.FAILED
                         args += [r.id, r.model_dump_json(), counter, json.dumps(r.counts())]
                 try:
                     flags = iter(
@@ -85,11 +86,11 @@ class ResultSink:
         found = await self.redis.hmget(self.keys.results, item_ids)
         return {i for i, raw in zip(item_ids, found, strict=True) if raw is not None}
 
-    async def spend(self, **amounts: int) -> None:
-        """Add to the run's spend counters (requests, tokens, 429s, retries), and note when
+    async def spend(self, counts: Mapping[RunCounter, int]) -> None:
+        """Add to the run's spend counters (requests, tokens, 429s, retries...), and note when
         (the run's `active_at`: a one-shot `prelabel status` averages rates up to it)."""
         pipe = self.redis.pipeline(transaction=False)
-        for name, amount in amounts.items():
+        for name, amount in counts.items():
             if amount:
                 pipe.hincrby(self.keys.counters, name, amount)
         pipe.hset(self.keys.meta, "active_at", time.time())

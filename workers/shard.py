@@ -16,17 +16,16 @@ import logging
 import redis.asyncio as aioredis
 
 import task_types
-from prelabel.errors import ConfigError
+from prelabel.errors import BudgetReached, ConfigError, RunStopped
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from prelabel.settings import api_key_for
 from prelabel.store import RunStatus, RunStore
-from workers.budget import BudgetReached
 from workers.context import WorkerContext
 from workers.labeler import ShardLabeler
 from workers.lease import LeaseHeld, shard_lease
 from workers.results import ResultSink
-from workers.transports import RealtimeTransport, RunStopped
+from workers.transports import RealtimeTransport
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Place a model's mentions on the record's tokens, and turn them into spans and IOB2 tags.
 
-Where other tools go wrong (NOTES.md), and what this module does instead:
+Where other tools go wrong (the Kili tutorial's `str.find`, autolabel's k-th regex match,
+spacy-llm's tagging of every occurrence), and what this module does instead:
 - `str.find` sends every repeated mention to its first occurrence: here each type keeps a
   cursor, so the k-th "Paris" goes to the k-th free occurrence after that type's previous
   mention (then, for models that list out of order, anywhere in the sentence).

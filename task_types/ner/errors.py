@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+from prelabel.frozen import Frozen
 from task_types.ner.bio import Span, spans, to_iob2
 
 ErrorKind = Literal["type", "boundary", "type+boundary", "missed", "spurious"]
@@ -38,11 +38,7 @@ NO_ENTITY = "none"
 OUTSIDE = "O"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SpanRef(_Frozen):
+class SpanRef(Frozen):
     """A span of an item: its type, token range `[start, end)` and the tokens' text."""
 
     type: str
@@ -51,7 +47,7 @@ class SpanRef(_Frozen):
     text: str
 
 
-class SpanError(_Frozen):
+class SpanError(Frozen):
     """One error: its kind, and the gold and predicted spans involved (None when absent)."""
 
     kind: ErrorKind
@@ -59,7 +55,7 @@ class SpanError(_Frozen):
     pred: SpanRef | None = None
 
 
-class ItemDiff(_Frozen):
+class ItemDiff(Frozen):
     """An item's gold and predicted spans side by side, and its errors."""
 
     id: str
@@ -70,7 +66,7 @@ class ItemDiff(_Frozen):
     errors: tuple[SpanError, ...]
 
 
-class FrequentError(_Frozen):
+class FrequentError(Frozen):
     """A string that is often a false positive (or negative) of one type, and how it erred."""
 
     text: str
@@ -79,7 +75,7 @@ class FrequentError(_Frozen):
     kinds: dict[str, int]
 
 
-class Confusion(_Frozen):
+class Confusion(Frozen):
     """A confusion matrix: `counts[i][j]` is gold `labels[i]` against predicted `labels[j]`."""
 
     labels: tuple[str, ...]
@@ -92,7 +88,7 @@ class Confusion(_Frozen):
         return self.counts[self.labels.index(gold)][self.labels.index(pred)]
 
 
-class ErrorAnalysis(_Frozen):
+class ErrorAnalysis(Frozen):
     """Errors by kind (overall and per type), both confusion matrices, frequent false
     positives and negatives, and the diffs of every item with an error (`worst` names the
     items with most errors, worst first).

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prelabel.model import Frozen, ItemResult, Label, LabelSet, Record
+from prelabel.frozen import Frozen
+from prelabel.model import ItemResult, Label, LabelSet, Record
 
 #: Bumped whenever the messages change, so that cached answers are not reused.
 PROMPT_VERSION = "ner-v2"

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from prelabel.errors import ConfigError
+from prelabel.files import read_toml_or_json
 from task_types.base import Example, PromptTemplate
 from task_types.messages import numbered, user_content
 from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
@@ -59,17 +59,7 @@ def load_template(path: Path) -> PromptTemplate:
     The version is `ner-v2+custom-<first 8 hex of the template's SHA-256>`, so that every
     prediction says which prompt made it.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--prompt-file {path}: cannot be read ({exc.strerror or exc})") from None
-    is_json = path.suffix.lower() == ".json"
-    try:
-        data: object = json.loads(text) if is_json else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = "JSON" if is_json else "TOML"
-        raise ConfigError(f"--prompt-file {path}: not valid {kind} ({first})") from None
+    data = read_toml_or_json(path, f"--prompt-file {path}")
     if not isinstance(data, dict) or set(data) != {"system"} or not isinstance(data["system"], str):
         raise ConfigError(
             f'--prompt-file {path}: expected exactly one key, system = "..." (a string)'

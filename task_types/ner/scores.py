@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import precision_recall_fscore_support
 
 from prelabel.errors import DatasetError
+from prelabel.frozen import Frozen
 from task_types.ner.bio import spans, to_iob2
 
 ENTITY_LEVEL_LABEL = "entity-level (seqeval, strict IOB2): the F1 that CoNLL results use"
@@ -30,11 +30,7 @@ TOKEN_LEVEL_LABEL = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TypeScores(_Frozen):
+class TypeScores(Frozen):
     """Entity-level scores of one type (or an average): `support` gold, `predicted`, `tp`."""
 
     precision: float
@@ -45,7 +41,7 @@ class TypeScores(_Frozen):
     tp: int
 
 
-class SpanCounts(_Frozen):
+class SpanCounts(Frozen):
     """Entity counts of one type, computed from spans without seqeval (a cross-check)."""
 
     tp: int
@@ -53,7 +49,7 @@ class SpanCounts(_Frozen):
     pred: int
 
 
-class EntityScores(_Frozen):
+class EntityScores(Frozen):
     """Entity-level strict scores: per type, micro and macro averages, and own span counts."""
 
     label: str = ENTITY_LEVEL_LABEL
@@ -63,7 +59,7 @@ class EntityScores(_Frozen):
     span_counts: dict[str, SpanCounts]
 
 
-class LabelScores(_Frozen):
+class LabelScores(Frozen):
     """Token-level scores of one label; `support` is the number of gold tokens with it."""
 
     precision: float
@@ -72,7 +68,7 @@ class LabelScores(_Frozen):
     support: int
 
 
-class TokenScores(_Frozen):
+class TokenScores(Frozen):
     """The seed's token-level table. Read `label` before comparing it with anything."""
 
     label: str = TOKEN_LEVEL_LABEL

@@ -29,11 +29,17 @@ replaces the rate caps).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prelabel.errors import ItemError, RunError
-from prelabel.model import Usage
+# The outcomes live in the one exception tree (prelabel.errors); re-exported here, where the
+# seam is drawn.
+from prelabel.errors import CallFailed as CallFailed
+from prelabel.errors import EmptyAnswer as EmptyAnswer
+from prelabel.errors import RunStopped as RunStopped
+from prelabel.errors import SchemaRefused as SchemaRefused
+from prelabel.model import ITEM_IDS_HEADER
 
 #: `finish_reason` of an answer cut off at max_tokens.
 TRUNCATED = "length"
@@ -50,6 +56,11 @@ class ChatRequest:
     prompt_tokens: int
     #: The items it asks about, in order (a local endpoint gets them in a header).
     item_ids: tuple[str, ...]
+
+    def item_headers(self) -> dict[str, str]:
+        """The header naming the request's items, for local endpoints only: it lets the
+        simulator tell apart identical sentences whose gold labels differ."""
+        return {ITEM_IDS_HEADER: json.dumps(list(self.item_ids))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +93,6 @@ class Transport(Protocol):
     async def context_window(self) -> ContextWindow:
         """The context window one request gets at this transport's endpoint and model."""
         ...
-
-
-class RunStopped(RunError):
-    """The endpoint refused for good (quota, key, permissions, model): stop the whole run."""
-
-
-class CallFailed(ItemError):
-    """A call that cannot give an answer for its items, with what it spent on the way."""
-
-    def __init__(self, message: str, spent: Usage | None = None) -> None:
-        super().__init__(message)
-        self.spent = spent or Usage()
-
-
-class EmptyAnswer(CallFailed):
-    """The model answered with no content (a refusal under structured outputs, say)."""
-
-
-class SchemaRefused(CallFailed):
-    """The endpoint rejected the request's `json_schema` response format (a 400 about it):
-    the same request in JSON mode may well be answered."""
 
 
 def truncated_reason(max_tokens: int) -> str:

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -56,8 +56,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from prelabel.counters import RunCounter
 from prelabel.errors import ItemError
-from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER, RunConfig, Usage
+from prelabel.model import SIMULATOR_HEADER, RunConfig, Usage
 from prelabel.settings import Settings, is_local_endpoint
 from workers.ratelimit import Admission, ProviderLimits, TokenBucket, account_id, caps_for
 from workers.results import ResultSink
@@ -157,7 +158,7 @@ class RealtimeTransport:
         self._undercount = 0
         self._warned = False
         self._warned_usage = False
-        self._unspent: Counter[str] = Counter()
+        self._unspent: Counter[RunCounter] = Counter()
         self._spent_at = time.monotonic()
         self._active = 0
 
@@ -201,7 +202,7 @@ class RealtimeTransport:
             async for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        self._spend(retries=1)
+                        self._spend({RunCounter.RETRIES: 1})
                     completion = await self._once(request, sent)
                     return dataclasses.replace(completion, requests=sent["requests"])
         except _RateLimited:
@@ -236,23 +237,23 @@ class RealtimeTransport:
             state.upcoming_sleep,
         )
 
-    def _spend(self, **amounts: int) -> None:
-        self._unspent.update(amounts)
+    def _spend(self, counts: Mapping[RunCounter, int]) -> None:
+        self._unspent.update(counts)
 
     async def _flush_spend(self, now: bool) -> None:
         if not self._unspent or (not now and time.monotonic() - self._spent_at < SPEND_EVERY):
             return
         unspent, self._unspent = self._unspent, Counter()
         self._spent_at = time.monotonic()
-        await self.sink.spend(**unspent)
+        await self.sink.spend(unspent)
 
     async def _once(self, request: ChatRequest, sent: Counter[str]) -> Completion:
         cfg = self.config
-        headers = {ITEM_IDS_HEADER: json.dumps(list(request.item_ids))} if self._local else None
+        headers = request.item_headers() if self._local else None
         reserved = request.prompt_tokens + self._undercount + cfg.max_tokens
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
-        self._spend(bucket_wait_ms=round(admission.waited * 1000))
+        self._spend({RunCounter.BUCKET_WAIT_MS: round(admission.waited * 1000)})
         body = chat_body(cfg, request)
         try:
             # `client.post` is the client's own route for requests it has no typed method for
@@ -282,7 +283,7 @@ class RealtimeTransport:
 
     def _sent(self, sent: Counter[str]) -> None:
         """One more request the endpoint received, in the run's counters and the call's."""
-        self._spend(requests=1)
+        self._spend({RunCounter.REQUESTS: 1})
         sent["requests"] += 1
 
     async def _refused(self, exc: openai.APIStatusError, reserved: int, schema: bool) -> NoReturn:
@@ -290,7 +291,7 @@ class RealtimeTransport:
         the request asked for a `json_schema` answer)."""
         cfg = self.config
         if isinstance(exc, openai.RateLimitError):
-            self._spend(rate_limited=1)
+            self._spend({RunCounter.RATE_LIMITED: 1})
             if _error_code(exc) == "insufficient_quota":
                 raise RunStopped(
                     f"the account behind {cfg.base_url} has no quota left (insufficient_quota): "
@@ -347,7 +348,11 @@ class RealtimeTransport:
         await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
         self._spend(
-            prompt_tokens=used_prompt, completion_tokens=used_completion, simulated=int(simulated)
+            {
+                RunCounter.PROMPT_TOKENS: used_prompt,
+                RunCounter.COMPLETION_TOKENS: used_completion,
+                RunCounter.SIMULATED: int(simulated),
+            }
         )
         sent.update(prompt_tokens=used_prompt, completion_tokens=used_completion)
         if answer.problem:

@@ -12,18 +12,27 @@ or TOML) adds models or overrides these:
 
 A model is looked up by its exact name, then by the longest known name it starts with, so
 that dated snapshots (`gpt-4o-mini-2024-07-18`) get their family's price.
+
+A run's price is resolved once, when it is created, and stored with it (`RunConfig`'s
+`price_input` and `price_output`). Whatever shows what a run cost (`prelabel status`, the
+metrics exporter, the collected report) goes through `run_price`, so that all of them show
+the same cost as `run.json`, whatever the price table says later.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prelabel.errors import ConfigError
+from prelabel.files import read_toml_or_json
+
+if TYPE_CHECKING:
+    from prelabel.model import RunConfig
 
 #: The environment variable naming a price file.
 PRICES_ENV = "PRELABEL_PRICES"
@@ -64,17 +73,7 @@ BUILTIN: Mapping[str, Price] = {
 
 def load_prices(path: Path) -> dict[str, Price]:
     """The models and prices in a price file (see the module docstring for its shape)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{PRICES_ENV}={path}: cannot be read ({exc.strerror or exc})") from None
-    is_json = path.suffix.lower() == ".json"
-    try:
-        data: object = json.loads(text) if is_json else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = "JSON" if is_json else "TOML"
-        raise ConfigError(f"{PRICES_ENV}={path}: not valid {kind} ({first})") from None
+    data = read_toml_or_json(path, f"{PRICES_ENV}={path}")
     if (
         not isinstance(data, dict)
         or set(data) != {"models"}
@@ -103,8 +102,22 @@ def price_table(environ: Mapping[str, str] | None = None) -> dict[str, Price]:
     table = dict(BUILTIN)
     path = env.get(PRICES_ENV)
     if path:
-        table.update(load_prices(Path(path).expanduser()))
+        table.update(_file_prices(Path(path).expanduser()))
     return table
+
+
+def stored_price(config: RunConfig) -> Price | None:
+    """The price resolved (`price_for`) when the run was created and stored with it, if any."""
+    if config.price_input is None or config.price_output is None:
+        return None
+    return Price(config.price_input, config.price_output)
+
+
+def run_price(config: RunConfig) -> Price | None:
+    """What a run's tokens cost: the price stored with it, else (a run created when its
+    model had no known price) the price table's; None when neither knows the model."""
+    stored = stored_price(config)
+    return stored if stored is not None else price_for(config.model)
 
 
 def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | None:
@@ -114,6 +127,20 @@ def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | N
         return prices[model]
     family = max((name for name in prices if model.startswith(name + "-")), key=len, default=None)
     return prices[family] if family is not None else None
+
+
+def _file_prices(path: Path) -> dict[str, Price]:
+    # Read once per version of the file, not at every redraw of `status --watch` or scrape.
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_prices(path)  # which says why it cannot be read
+    return dict(_read_prices(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_prices(path: Path, mtime_ns: int, size: int) -> dict[str, Price]:
+    return load_prices(path)
 
 
 def _non_negative(value: object) -> bool:

@@ -28,10 +28,9 @@ import redis
 
 from prelabel.connections import client_for
 from prelabel.keys import RECONCILER_LOCK, RUNS, RunKeys
+from prelabel.queue import enqueue, shard_task_id
 from prelabel.settings import Settings
 from prelabel.store import RunStore
-from producer.runs import enqueue
-from workers.tasks import shard_task_id
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """prelabel's own file of a run's results: predictions.jsonl, one row per item, in the row
 model of the run's task type (`task_types.Reporting.row_model`). Pure: the writer takes rows
-and a path; the collector gathers the rows.
+and a path. The collector writes it and the evaluation reads it, so it lives in the core.
 """
 
 from __future__ import annotations
@@ -8,16 +8,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from prelabel.errors import DatasetError
 from prelabel.files import write_atomic
-from task_types import PredictionRow, Reporting
-from task_types.base import RowT
+
+RowT = TypeVar("RowT", bound=BaseModel)
+RowT_co = TypeVar("RowT_co", bound=BaseModel, covariant=True)
 
 
-def write_predictions_jsonl(path: Path, rows: Iterable[PredictionRow]) -> int:
+class _Row(Protocol):
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
+class _Rows(Protocol[RowT_co]):
+    """What reading needs of a task type (`task_types.Reporting`): its row model."""
+
+    @property
+    def row_model(self) -> type[RowT_co]: ...
+
+
+def write_predictions_jsonl(path: Path, rows: Iterable[_Row]) -> int:
     """Write one JSON object per row (UTF-8, non-ASCII kept as is), atomically; return the count."""
     count = 0
 
@@ -31,7 +44,7 @@ def write_predictions_jsonl(path: Path, rows: Iterable[PredictionRow]) -> int:
     return count
 
 
-def read_predictions_jsonl(path: Path, task: Reporting[RowT]) -> list[RowT]:
+def read_predictions_jsonl(path: Path, task: _Rows[RowT]) -> list[RowT]:
     """Read predictions.jsonl back in `task`'s row model; blank lines are skipped, a bad line
     names its number."""
     try:

@@ -1,0 +1,50 @@
+"""The names of a run's counters (the fields of `RunKeys.counters`), declared once.
+
+Workers add to them (commit.lua moves `labeled`/`failed`/`unaligned` as it commits a result,
+the callers add the spend, pause.lua the pauses); `prelabel status`, the metrics exporter,
+the follower and the collector read them. A counter a run has not touched yet reads as 0.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunCounter(StrEnum):
+    """One field of a run's counters hash."""
+
+    #: Items committed as labeled, and as failed: their sum reaches the run's total at its end.
+    LABELED = "labeled"
+    FAILED = "failed"
+    #: Requests the endpoint received (a 429 included), and the tokens it charged.
+    REQUESTS = "requests"
+    PROMPT_TOKENS = "prompt_tokens"
+    COMPLETION_TOKENS = "completion_tokens"
+    #: 429 answers, and retries of any kind.
+    RATE_LIMITED = "rate_limited"
+    RETRIES = "retries"
+    #: Answers taken from the cache, and answers that came from prelabel's simulator.
+    CACHE_HITS = "cache_hits"
+    SIMULATED = "simulated"
+    #: Milliseconds the calls waited in the shared bucket, added up.
+    BUCKET_WAIT_MS = "bucket_wait_ms"
+    #: Milliseconds the run's 429s lengthened the account's pause, added up (pause.lua);
+    #: beside them, the last pause's end (server time, ms) and the retry-after it asked for.
+    PAUSED_MS = "paused_ms"
+    PAUSE_UNTIL_MS = "pause_until_ms"
+    PAUSE_ASKED_MS = "pause_asked_ms"
+    #: NER's: mentions the model proposed that could not be placed on the tokens.
+    UNALIGNED = "unaligned"
+
+
+#: The counters a new run starts with, at zero, besides its task type's own
+#: (`Labeling.counters`); the others appear when first written.
+NEW_RUN_COUNTERS = (
+    RunCounter.LABELED,
+    RunCounter.FAILED,
+    RunCounter.REQUESTS,
+    RunCounter.PROMPT_TOKENS,
+    RunCounter.COMPLETION_TOKENS,
+    RunCounter.RATE_LIMITED,
+    RunCounter.RETRIES,
+)

@@ -1,0 +1,319 @@
+"""Command-line options that several commands take, declared once.
+
+Only typer is imported here: `prelabel --help` reads every command's signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+import typer
+
+#: `--redis-url`, for every command that reads or writes runs in Redis.
+RedisUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        show_envvar=True,
+        help="Redis URL (redis://, rediss://, unix://, sentinel://). "
+        "Default: redis://127.0.0.1:6379/0.",
+    ),
+]
+
+
+class Split(StrEnum):
+    """Split names as `producer.loading` knows them (aliases included)."""
+
+    train = "train"
+    valid = "valid"
+    validation = "validation"
+    dev = "dev"
+    test = "test"
+
+
+class FewShotStrategy(StrEnum):
+    similar = "similar"
+    random = "random"
+
+
+class ResponseFormat(StrEnum):
+    auto = "auto"
+    json_schema = "json_schema"
+    json_object = "json_object"
+
+
+SplitOpt = Annotated[
+    Split,
+    typer.Option(
+        help="Split to label (valid, validation and dev are the same).", case_sensitive=False
+    ),
+]
+
+# --- the option groups of `prelabel run` and `prelabel estimate` ------------------------------
+# Each group is a dataclass of options; a command that takes one as a parameter (see
+# `with_groups`) shows its options under the group's panel in --help, and gets them as one
+# value. `estimate` takes the same groups as `run`, with its own words where they differ.
+
+DATASET = "Dataset"
+ENDPOINT = "Endpoint"
+LIMITS = "Limits"
+TASK = "Task"
+BUDGET = "Budget"
+
+
+@dataclass(frozen=True)
+class DatasetFlags:
+    """What to label, and how to read it."""
+
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="A Hugging Face hub name (e.g. conll2003) or a local CoNLL file or folder, "
+            "or a JSONL, CSV or Parquet file.",
+            rich_help_panel=DATASET,
+        ),
+    ]
+    split: Annotated[
+        Split,
+        typer.Option(
+            help="Split to label (valid, validation and dev are the same).",
+            case_sensitive=False,
+            rich_help_panel=DATASET,
+        ),
+    ] = Split.test
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Label only the first N items.", min=1, rich_help_panel=DATASET),
+    ] = None
+    entity_types: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated entity tags to label (default: those in the data).",
+            rich_help_panel=DATASET,
+        ),
+    ] = None
+    text_field: Annotated[
+        str, typer.Option(help="Text column (JSONL/CSV/Parquet).", rich_help_panel=DATASET)
+    ] = "text"
+    tokens_field: Annotated[str, typer.Option(help="Tokens column.", rich_help_panel=DATASET)] = (
+        "tokens"
+    )
+    tags_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Gold tags column. Default: ner_tags when the data has it; without gold tags "
+            "the run labels and reports everything but scores.",
+            show_default=False,
+            rich_help_panel=DATASET,
+        ),
+    ] = None
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Item id column (default: SPLIT-NNNNNN by position).", rich_help_panel=DATASET
+        ),
+    ] = None
+
+
+@dataclass(frozen=True)
+class EstimateDatasetFlags(DatasetFlags):
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Estimate only the first N items.", min=1, rich_help_panel=DATASET),
+    ] = None
+
+
+@dataclass(frozen=True)
+class EndpointFlags:
+    """Which model, where."""
+
+    model: Annotated[
+        str, typer.Option(help="Model name, as the endpoint knows it.", rich_help_panel=ENDPOINT)
+    ]
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="OPENAI_BASE_URL",
+            show_envvar=True,
+            help="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, the simulator). "
+            "Default: https://api.openai.com/v1.",
+            rich_help_panel=ENDPOINT,
+        ),
+    ] = None
+
+
+@dataclass(frozen=True)
+class LimitFlags:
+    """The caps the calls go under, and how the work is cut."""
+
+    rpm: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests/min cap shared by every worker.", min=1, rich_help_panel=LIMITS
+        ),
+    ] = None
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Tokens/min cap shared by every worker.", min=1, rich_help_panel=LIMITS),
+    ] = None
+    shard_size: Annotated[
+        int, typer.Option(help="Items per Celery task.", min=1, rich_help_panel=LIMITS)
+    ] = 50
+    batch_size: Annotated[
+        int, typer.Option(help="Sentences per LLM request.", min=1, rich_help_panel=LIMITS)
+    ] = 1
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Completion token limit per request; it counts against --tpm at admission. "
+            "Default: 256 + 64 per sentence of the batch.",
+            rich_help_panel=LIMITS,
+        ),
+    ] = None
+
+    @property
+    def completion_limit(self) -> int:
+        """`--max-tokens`, or room for a batch's answer: about 33 tokens a CoNLL sentence on
+        average, dense ones several times that, so that a cut-off answer (which splits the
+        batch) stays rare."""
+        return self.max_tokens or 256 + 64 * self.batch_size
+
+
+@dataclass(frozen=True)
+class EstimateLimitFlags(LimitFlags):
+    rpm: Annotated[
+        int | None,
+        typer.Option(help="Requests/min cap (for the duration).", min=1, rich_help_panel=LIMITS),
+    ] = None
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Tokens/min cap (for the duration).", min=1, rich_help_panel=LIMITS),
+    ] = None
+
+
+@dataclass(frozen=True)
+class TaskFlags:
+    """What the model is asked: the entity types, the prompt, the examples, the format."""
+
+    ontology: Annotated[
+        Path | None,
+        typer.Option(
+            "--ontology",
+            help="Entity types file (TOML or JSON: a list of types, each with name, tag and "
+            "description). "
+            "Default: the dataset's tags, CoNLL's named PERSON, ORGANIZATION, LOCATION, "
+            "MISCELLANEOUS.",
+            rich_help_panel=TASK,
+        ),
+    ] = None
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt-file",
+            help='System prompt template (TOML or JSON: system = "..." with {types} and '
+            "{format}); its hash is part of the prompt version recorded with each prediction.",
+            rich_help_panel=TASK,
+        ),
+    ] = None
+    few_shot: Annotated[
+        int,
+        typer.Option(
+            "--few-shot",
+            help="Labelled examples per request (0: none).",
+            min=0,
+            rich_help_panel=TASK,
+        ),
+    ] = 0
+    few_shot_strategy: Annotated[
+        FewShotStrategy,
+        typer.Option(
+            "--few-shot-strategy",
+            help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
+            rich_help_panel=TASK,
+        ),
+    ] = FewShotStrategy.similar
+    few_shot_from: Annotated[
+        str | None,
+        typer.Option(
+            "--few-shot-from",
+            help="Labelled examples to choose from (same forms as --dataset). Default: the "
+            "train split of --dataset's folder or hub dataset; for a file, train.EXT in its "
+            "folder.",
+            rich_help_panel=TASK,
+        ),
+    ] = None
+    response_format: Annotated[
+        ResponseFormat,
+        typer.Option(
+            "--response-format",
+            help="auto (a strict JSON schema, JSON mode if the endpoint refuses it), "
+            "json_schema or json_object.",
+            rich_help_panel=TASK,
+        ),
+    ] = ResponseFormat.auto
+
+
+@dataclass(frozen=True)
+class BudgetFlags:
+    """When the run stops admitting calls."""
+
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop admitting calls once the run has spent this many dollars.",
+            rich_help_panel=BUDGET,
+        ),
+    ] = None
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop admitting calls once the run has spent this many tokens.",
+            min=1,
+            rich_help_panel=BUDGET,
+        ),
+    ] = None
+
+
+R = TypeVar("R")
+
+
+def with_groups(command: Callable[..., R]) -> Callable[..., R]:
+    """Let a typer command take option groups: typer sees each group parameter's fields as
+    options of their own, and the command gets the group built from them."""
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type[Any], list[str]]] = {}
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        hints = get_type_hints(group, include_extras=True)
+        fields = dataclasses.fields(group)
+        groups[parameter.name] = (group, [f.name for f in fields])
+        for f in fields:
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            kind = inspect.Parameter.KEYWORD_ONLY
+            parameters.append(
+                inspect.Parameter(f.name, kind, default=default, annotation=hints[f.name])
+            )
+
+    @functools.wraps(command)
+    def expanded(**options: Any) -> R:
+        for name, (group, fields) in groups.items():
+            options[name] = group(**{f: options.pop(f) for f in fields})
+        return command(**options)
+
+    expanded.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    expanded.__annotations__ = {p.name: p.annotation for p in parameters}
+    return expanded
