@@ -3,10 +3,10 @@
 A refactor promises the same figures as the commit before it; on a shared machine the only
 comparison worth making is one measured at the same time. This checks out `--base` (default
 `HEAD~1`) as a git worktree beside the repository (so that `../shared/data` resolves the same),
-then runs each benchmark script there and here in turn, with this interpreter and each tree
-first on `PYTHONPATH`, and prints every figure both result files hold with the ratio of
-this tree's to the base's. A base whose dependencies differ from this tree's is run with this
-tree's (the venv is shared).
+then runs each benchmark script there and here in turn (`--rounds` times, alternating), with
+this interpreter and each tree first on `PYTHONPATH`, and prints every figure the result files
+hold, the median of the rounds on each side, with the ratio of this tree's to the base's. A
+base whose dependencies differ from this tree's is run with this tree's (the venv is shared).
 
     python benchmarks/side_by_side.py --base 68104df bench_alignment.py bench_tokens.py \
         "bench_caps.py --workers 2 --scenarios tokens-bound --limiters bucket"
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,6 +75,15 @@ def figures(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
             yield from figures(inner, f"{prefix}.{i}" if prefix else str(i))
 
 
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (a figure some round lacks is left out)."""
+    return {
+        name: statistics.median(r[name] for r in runs)
+        for name in runs[0]
+        if all(name in r for r in runs)
+    }
+
+
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
@@ -88,6 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--base", default="HEAD~1", help="the commit to compare with (HEAD~1)")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate this often; medians are compared (1)"
+    )
+    parser.add_argument(
         "--differences", action="store_true", help="list only the figures that differ"
     )
     parser.add_argument("commands", nargs="+", help="benchmark scripts with their arguments")
@@ -95,8 +108,9 @@ def main() -> None:
     base = checkout(args.base)
     payload: dict[str, Any] = {"base": args.base, "benchmarks": {}}
     for command in args.commands:
-        theirs, ours = run(base, command), run(ROOT, command)
-        a, b = dict(figures(theirs)), dict(figures(ours))
+        rounds = [(run(base, command), run(ROOT, command)) for _ in range(args.rounds)]
+        a = _medians([dict(figures(t)) for t, _ in rounds])
+        b = _medians([dict(figures(o)) for _, o in rounds])
         rows = [
             (name, _cell(a.get(name)), _cell(b.get(name)), _ratio(a.get(name), b.get(name)))
             for name in [*a, *(n for n in b if n not in a)]
@@ -106,7 +120,7 @@ def main() -> None:
             rows = [row for row in rows if row[1] != row[2]]
         console.print(table(command, ["figure", args.base, "this tree", "ratio"], rows))
         console.print(f"{command}: {same} of {len(a)} figures identical, {len(a) - same} differ")
-        payload["benchmarks"][command] = {"base": theirs, "this": ours}
+        payload["benchmarks"][command] = {"rounds": args.rounds, "base": a, "this": b}
     write_results("side_by_side", payload)
 
 
