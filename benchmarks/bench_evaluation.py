@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 from common import ROOT, console, table, write_results
+from evaluation.bootstrap import bootstrap_intervals, paired_bootstrap, scores
 
 from evaluation import Item, RunFigures, evaluate_items
-from evaluation.bootstrap import bootstrap_intervals, paired_bootstrap, scores
 from evaluation.charts import confusion_chart, f1_chart
 from evaluation.html import report_html
 from evaluation.outputs import write_reports

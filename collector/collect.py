@@ -17,10 +17,9 @@ from prelabel.pricing import run_price
 # scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
 # package for its command signatures.
 if TYPE_CHECKING:
-    from evaluation import Evaluation
     from prelabel.model import ItemResult, RunConfig
     from prelabel.store import RunStore
-    from task_types import PredictionRow
+    from task_types import Evaluated, PredictionRow
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Collected:
 
     out_dir: Path
     files: tuple[Path, ...]
-    evaluation: Evaluation
+    evaluation: Evaluated
     missing: int
 
 
@@ -42,9 +41,9 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     reason "not labeled", so that every item of the run appears exactly once.
     """
     from collector.source import task_of
-    from evaluation import RunFigures, evaluate_items
-    from evaluation.readers import item_of_row
+    from prelabel.figures import RunFigures
     from prelabel.predictions import write_predictions_jsonl
+    from task_types.bootstrap import RESAMPLES
 
     config = store.config(run_id)
     task = task_of(config)
@@ -90,9 +89,7 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
         **task.figures(rows),
     )
-    # TODO(issue 15): the evaluation scores NER's rows (evaluation.readers.item_of_row); its
-    # report frame is not yet reached through the task type.
-    evaluation = evaluate_items([item_of_row(r) for r in rows], figures)
+    evaluation = task.evaluate([task.item(r) for r in rows], figures, resamples=RESAMPLES, seed=0)
     # Imported here: the charts need matplotlib, which nothing else on import paths does.
     from evaluation.outputs import write_reports
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+import task_types
 from prelabel.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 console = Console()
 
-#: `evaluation.bootstrap.RESAMPLES`, repeated here so that `prelabel --help` need not import
+#: `task_types.bootstrap.RESAMPLES`, repeated here so that `prelabel --help` need not import
 #: numpy and scikit-learn (the scoring modules are imported when a command runs).
 RESAMPLES = 1000
 
@@ -128,15 +129,14 @@ def evaluate_command(
     scores it prints the token-level table (labelled as such), failed items and alignment
     losses.
     """
-    from .analysis import evaluate_items
     from .report import render_tables, report_json
-    from .tables import header_facts
 
     source = _read(file, fmt, gold, split, assets)
     figures = source.figures
     if cost_usd is not None:
         figures = figures.model_copy(update={"cost_usd": cost_usd})
-    ev = evaluate_items(source.items, figures, resamples=resamples, seed=seed)
+    task = task_types.get(source.task)
+    ev = task.evaluate(source.items, figures, resamples=resamples, seed=seed)
     written: tuple[Path, ...] = ()
     if out is not None:
         from .outputs import write_reports  # matplotlib, only when charts are asked for
@@ -151,7 +151,8 @@ def evaluate_command(
         else "no run figures: the file holds only tags"
     )
     console.print(f"{source.path} ({source.format}; {origin})", soft_wrap=True)
-    console.print(" · ".join(f"{name}: {value}" for name, value in header_facts(ev)[:5]))
+    facts = task.report.facts(ev)
+    console.print(" · ".join(f"{name}: {value}" for name, value in facts[:5]))
     for table in render_tables(ev):
         console.print(table)
     for path in written:

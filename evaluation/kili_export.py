@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.errors import DatasetError
+from prelabel.figures import RunFigures
+from task_types.ner.evaluation import Item
 from task_types.ner.model import CONLL_TYPES, NerRecord, Unaligned
 
-from .analysis import Item
-from .figures import RunFigures
 from .readers import Source, read_lines, text_key
 
 OFF_TOKENS = "offsets do not fall on token boundaries"

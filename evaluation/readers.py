@@ -19,15 +19,14 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+import task_types
 from prelabel.errors import DatasetError
+from prelabel.figures import RunFigures
+from prelabel.model import DEFAULT_TASK
 from prelabel.predictions import read_predictions_jsonl
-from task_types import PredictionRow
-from task_types.ner import NER
+from task_types import PredictionRow, Reporting
+from task_types.ner.evaluation import Item
 from task_types.ner.model import NerRecord
-from task_types.ner.rows import NerRow
-
-from .analysis import Item
-from .figures import RunFigures
 
 Format = Literal["auto", "predictions", "conll", "kili"]
 FORMATS: tuple[str, ...] = ("auto", "predictions", "conll", "kili")
@@ -45,21 +44,8 @@ class Source:
     items: list[Item]
     figures: RunFigures
     figures_from: str
-
-
-def item_of_row(row: PredictionRow) -> Item:
-    """A predictions.jsonl row as an evaluation item (of a NER run: the evaluation scores NER
-    rows)."""
-    if not isinstance(row, NerRow):
-        raise TypeError(f"item {row.id!r}: the evaluation scores NER rows, not {type(row)}")
-    return Item(
-        id=row.id,
-        tokens=row.tokens,
-        gold=row.gold_tags,
-        pred=row.tags if row.status == "labeled" else None,
-        error=row.error,
-        unaligned=row.unaligned,
-    )
+    #: The task type whose items these are.
+    task: str = DEFAULT_TASK
 
 
 def text_key(tokens: Sequence[str]) -> str:
@@ -104,6 +90,18 @@ def resolve_path(path: Path) -> Path:
 # --- predictions.jsonl ----------------------------------------------------------------------
 
 
+def _run_json(path: Path) -> dict[str, Any]:
+    """The run.json next to the predictions file ({} when there is none, or unreadable)."""
+    run = path.parent / "run.json"
+    if not run.exists():
+        return {}
+    try:
+        config = json.loads(run.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
     """The run's figures from a report.json (or run.json) next to the predictions file."""
     fields = set(RunFigures.model_fields)
@@ -115,21 +113,15 @@ def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
             data = {}
         if isinstance(data, dict) and data:
             return {k: v for k, v in data.items() if k in fields}, str(report)
-    run = path.parent / "run.json"
-    if run.exists():
-        try:
-            config = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            config = {}
-        if isinstance(config, dict):
-            keys = ("model", "prompt_version", "dataset", "split")
-            found = {k: config[k] for k in keys if isinstance(config.get(k), str)}
-            if found:
-                return found, str(run)
+    config = _run_json(path)
+    keys = ("model", "prompt_version", "dataset", "split")
+    found = {k: config[k] for k in keys if isinstance(config.get(k), str)}
+    if found:
+        return found, str(path.parent / "run.json")
     return {}, ""
 
 
-def _figures_of_rows(rows: Sequence[NerRow]) -> dict[str, Any]:
+def _figures_of_rows(rows: Sequence[PredictionRow], task: Reporting[Any]) -> dict[str, Any]:
     models = Counter(r.model for r in rows if r.model)
     prompts = Counter(r.prompt_version for r in rows if r.prompt_version)
     return {
@@ -139,27 +131,28 @@ def _figures_of_rows(rows: Sequence[NerRow]) -> dict[str, Any]:
         "requests": sum(r.usage.requests for r in rows),
         "prompt_tokens": sum(r.usage.prompt_tokens for r in rows),
         "completion_tokens": sum(r.usage.completion_tokens for r in rows),
-        "unaligned_mentions": sum(len(r.unaligned) for r in rows),
-        "mentions_proposed": sum(
-            len(r.entities) + len(r.unaligned) for r in rows if r.status == "labeled"
-        ),
+        **task.figures(rows),
         "model": models.most_common(1)[0][0] if models else "",
         "prompt_version": prompts.most_common(1)[0][0] if prompts else "",
     }
 
 
 def read_predictions_source(path: Path) -> Source:
-    """prelabel's predictions.jsonl; the run's figures from a report.json or run.json
+    """prelabel's predictions.jsonl, as rows of the task type its run.json names (NER when
+    there is none, or it does not say); the run's figures from a report.json or run.json
     beside it when there is one (they know the wall time, 429s, dataset and split).
     """
-    rows: list[NerRow] = read_predictions_jsonl(path, NER)
-    derived = _figures_of_rows(rows)
+    name = _run_json(path).get("task", DEFAULT_TASK)
+    task = task_types.get(name if isinstance(name, str) else DEFAULT_TASK)
+    rows = read_predictions_jsonl(path, task)
+    derived = _figures_of_rows(rows, task)
     beside, where = _figures_beside(path)
     try:
         figures = RunFigures(**{**derived, **beside})
     except ValidationError:
         figures, where = RunFigures(**derived), ""
-    return Source(path, "predictions", [item_of_row(r) for r in rows], figures, where or str(path))
+    items = [task.item(r) for r in rows]
+    return Source(path, "predictions", items, figures, where or str(path), task.name)
 
 
 # --- conlleval --------------------------------------------------------------------------------
@@ -292,7 +285,6 @@ __all__ = [
     "Source",
     "attach_gold",
     "detect_format",
-    "item_of_row",
     "match_items",
     "read_conlleval",
     "read_lines",

@@ -12,12 +12,15 @@ NER (`task_types.ner`) is the first one. "Adding a task type" in the README walk
 
 from task_types.base import (
     Answer,
+    Evaluated,
     Example,
+    HtmlSections,
     KiliJob,
     Labeling,
     LabelingDefaults,
     PredictionRow,
     PromptTemplate,
+    Report,
     Reporting,
     RowFields,
     SkipItem,
@@ -29,12 +32,15 @@ from task_types.base import (
 
 __all__ = [
     "Answer",
+    "Evaluated",
     "Example",
+    "HtmlSections",
     "KiliJob",
     "Labeling",
     "LabelingDefaults",
     "PredictionRow",
     "PromptTemplate",
+    "Report",
     "Reporting",
     "RowFields",
     "SkipItem",
