@@ -12,9 +12,11 @@ NER (`task_types.ner`) is the first one. "Adding a task type" in the README walk
 
 from task_types.base import (
     Answer,
+    Compared,
     Evaluated,
     Example,
     HtmlSections,
+    ItemsFormat,
     KiliJob,
     Labeling,
     LabelingDefaults,
@@ -24,6 +26,7 @@ from task_types.base import (
     Reporting,
     RowFields,
     SkipItem,
+    Source,
     TaskType,
     get,
     names,
@@ -32,9 +35,11 @@ from task_types.base import (
 
 __all__ = [
     "Answer",
+    "Compared",
     "Evaluated",
     "Example",
     "HtmlSections",
+    "ItemsFormat",
     "KiliJob",
     "Labeling",
     "LabelingDefaults",
@@ -44,6 +49,7 @@ __all__ = [
     "Reporting",
     "RowFields",
     "SkipItem",
+    "Source",
     "TaskType",
     "get",
     "names",

@@ -238,6 +238,49 @@ class KiliJob(Protocol[RowT_contra]):
         ...
 
 
+@dataclass(frozen=True)
+class Source:
+    """What `prelabel evaluate` and `compare` read from one predictions file: the task type's
+    evaluation items, the run's figures as far as the file tells, and how it was read
+    (`format`, and `figures_from`: the file itself, a report.json or run.json found beside
+    it, or "" when the file holds no run figures)."""
+
+    path: Path
+    format: str
+    items: list[Any]
+    figures: RunFigures
+    figures_from: str
+    #: The task type whose items these are.
+    task: str
+
+
+@runtime_checkable
+class ItemsFormat(Protocol):
+    """A predictions file format of a task type's own (NER: conlleval, Kili exports), read by
+    `prelabel evaluate` and `compare` besides prelabel's predictions.jsonl."""
+
+    def detects(self, head: str) -> bool:
+        """Whether a file whose first 4 KiB, stripped, are `head` is in this format."""
+        ...
+
+    def read(self, path: Path, gold: Sequence[Record] | None, assets: Path | None) -> Source:
+        """The file's items, with the gold of `gold`'s records when the file has none;
+        `assets` maps item ids to texts where the format needs them."""
+        ...
+
+
+@runtime_checkable
+class Compared(Protocol):
+    """A task type's comparison of two runs, B against A: a pydantic model (what
+    `prelabel compare --json` prints) naming both files."""
+
+    @property
+    def a(self) -> str: ...
+    @property
+    def b(self) -> str: ...
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
 @runtime_checkable
 class Evaluated(Protocol):
     """A task type's evaluation of a run: a frozen pydantic model, whose JSON dump is
@@ -297,6 +340,10 @@ class Report(Protocol[EvT_contra]):
         """The charts' data by file name, in the order they are written."""
         ...
 
+    def comparison_tables(self, comparison: Any) -> list[Table]:
+        """The terminal tables of a comparison (`Reporting.compare`)."""
+        ...
+
 
 @runtime_checkable
 class Reporting(Protocol[RowT]):
@@ -311,6 +358,9 @@ class Reporting(Protocol[RowT]):
     #: JSONL, Kili and the other tools' formats below; collect writes each into the run folder.
     formats: Mapping[str, RowsWriter[RowT]]
     kili: KiliJob[RowT]
+    #: Predictions formats `evaluate` and `compare` read besides predictions.jsonl, by the
+    #: name `--format` gives; `auto` picks the first that detects a file.
+    input_formats: Mapping[str, ItemsFormat]
 
     @property
     def report(self) -> Report[Any]:
@@ -345,6 +395,18 @@ class Reporting(Protocol[RowT]):
         """Score a run's items (labeled or failed, with gold or without), with bootstrap
         intervals from `resamples` draws seeded with `seed`, and count what was lost before
         scoring."""
+        ...
+
+    def attach_gold(self, items: Sequence[Any], gold: Sequence[Record], where: str) -> list[Any]:
+        """The items with the gold of their records (`where` names the file in errors)."""
+        ...
+
+    def can_score(self, items: Sequence[Any]) -> bool:
+        """Whether any item has both gold and a prediction (else there is nothing to score)."""
+        ...
+
+    def compare(self, a: Source, b: Source, *, resamples: int, seed: int) -> Compared:
+        """B against A on the items both hold, with a paired bootstrap test."""
         ...
 
     def label_studio_config(self, labels: LabelSet) -> str:

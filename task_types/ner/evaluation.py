@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import Field
@@ -19,7 +18,7 @@ from prelabel.figures import CostQuality, RunFigures, cost_quality
 from prelabel.frozen import Frozen
 from task_types.bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
-from task_types.ner.model import Unaligned
+from task_types.ner.model import Item
 from task_types.ner.rows import NerRow
 from task_types.ner.scores import (
     EntityScores,
@@ -101,20 +100,6 @@ class Evaluation(Frozen):
     losses: Losses = Losses()
     cost: CostQuality | None = None
     headline: Headline | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One item of a run, whatever file it came from. `pred` is None for a failed item,
-    `gold` None for an item without gold labels.
-    """
-
-    id: str
-    tokens: tuple[str, ...]
-    gold: tuple[str, ...] | None
-    pred: tuple[str, ...] | None
-    error: str | None = None
-    unaligned: tuple[Unaligned, ...] = ()
 
 
 def item_of_row(row: NerRow) -> Item:

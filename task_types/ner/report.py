@@ -13,6 +13,7 @@ from rich.table import Table
 from task_types.base import HtmlSections
 from task_types.charts import Chart
 from task_types.ner.charts import charts
+from task_types.ner.compare import Comparison, render_comparison
 from task_types.ner.evaluation import Evaluation
 from task_types.ner.html import html_sections
 from task_types.ner.tables import (
@@ -256,6 +257,9 @@ class NerReport:
 
     def charts(self, ev: Evaluation) -> dict[str, Chart]:
         return charts(ev)
+
+    def comparison_tables(self, comparison: Comparison) -> list[Table]:
+        return render_comparison(comparison)
 
 
 __all__ = ["MD_WORST", "NerReport", "markdown_sections", "render_tables"]

@@ -12,14 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prelabel.figures import RunFigures
-from task_types.base import KiliJob, Report, RowsWriter
+from prelabel.model import Record
+from task_types.base import Compared, ItemsFormat, KiliJob, Report, RowsWriter, Source
 from task_types.ner import exports
+from task_types.ner.inputs import Conlleval
 from task_types.ner.kili import NerKiliJob
-from task_types.ner.model import NerRecord, NerResult, Ontology
+from task_types.ner.kili_export import KiliExport
+from task_types.ner.model import Item, NerRecord, NerResult, Ontology
 from task_types.ner.rows import NerRow, check_rows
 
 if TYPE_CHECKING:
-    from task_types.ner.evaluation import Evaluation, Item
+    from task_types.ner.evaluation import Evaluation
 
 
 class NerReporting:
@@ -27,6 +30,7 @@ class NerReporting:
     row_model = NerRow
     formats: Mapping[str, RowsWriter[NerRow]] = {"conll": exports.conll_format}
     kili: KiliJob[NerRow] = NerKiliJob()
+    input_formats: Mapping[str, ItemsFormat] = {"conll": Conlleval(), "kili": KiliExport()}
 
     def row(self, record: NerRecord, result: NerResult) -> NerRow:
         return NerRow.from_result(record, result)
@@ -68,6 +72,19 @@ class NerReporting:
         from task_types.ner.evaluation import evaluate_items  # for start-up time
 
         return evaluate_items(items, figures, resamples=resamples, seed=seed)
+
+    def attach_gold(self, items: Sequence[Item], gold: Sequence[Record], where: str) -> list[Item]:
+        from task_types.ner.inputs import attach_gold  # for start-up time
+
+        return attach_gold(items, [r for r in gold if isinstance(r, NerRecord)], where)
+
+    def can_score(self, items: Sequence[Item]) -> bool:
+        return any(i.gold is not None and i.pred is not None for i in items)
+
+    def compare(self, a: Source, b: Source, *, resamples: int, seed: int) -> Compared:
+        from task_types.ner.compare import compare_sources  # for start-up time
+
+        return compare_sources(a, b, resamples=resamples, seed=seed)
 
     def label_studio_config(self, labels: Ontology) -> str:
         return exports.label_studio_config(labels)

@@ -16,12 +16,12 @@ from rich.table import Table
 from prelabel.errors import DatasetError
 from prelabel.figures import CostQuality, cost_quality
 from prelabel.frozen import Frozen
+from task_types.base import Source
 from task_types.bootstrap import RESAMPLES, PairedComparison, PairedDifference, paired_bootstrap
 from task_types.ner.evaluation import Item
+from task_types.ner.inputs import match_items
 from task_types.ner.scores import entity_scores, item_counts
 from task_types.tables import money, pct, ratio
-
-from .readers import Source, match_items
 
 
 class Comparison(Frozen):
