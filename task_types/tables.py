@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def pct(x: float) -> str:
-    """A fraction as a percentage with two decimals, as CoNLL figures are quoted."""
+    """A fraction as a percentage with two decimals, as scores are usually quoted."""
     return f"{100 * x:.2f}"
 
 
@@ -46,8 +46,9 @@ def _duration(seconds: float) -> str:
     return f"{secs:.1f}s"
 
 
-def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
-    """The run's figures as (name, value) rows, in the order the report shows them."""
+def figure_rows(f: RunFigures, own: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """The run's figures as (name, value) rows, in the order the report shows them, with the
+    task type's `own` rows (of its `Reporting.figures`) after the retries."""
     return [
         ("items", str(f.items)),
         ("labeled", str(f.labeled)),
@@ -57,8 +58,7 @@ def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
         ("completion tokens", f"{f.completion_tokens:,}"),
         ("429s", str(f.rate_limited)),
         ("retries", str(f.retries)),
-        ("unaligned mentions", str(f.unaligned_mentions)),
-        ("unalignable rate", _share(f.unaligned_mentions, f.mentions_proposed)),
+        *own,
         ("skipped input items", str(f.skipped)),
         ("answers from cache", str(f.cache_hits)),
         *((f"failed: {reason}", str(n)) for reason, n in list(f.failure_reasons.items())[:5]),
@@ -67,10 +67,6 @@ def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
         ("items/s (finished by workers)", f"{f.items_per_second:.2f}"),
         ("answers from", "prelabel simulator" if f.simulator else f"model {f.model or '?'}"),
     ]
-
-
-def _share(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.2f}%" if whole else "n/a"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -16,7 +16,7 @@ from pydantic import Field
 from prelabel.errors import failure_kind
 from prelabel.figures import CostQuality, RunFigures, cost_quality
 from prelabel.frozen import Frozen
-from task_types.bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals
+from task_types.bootstrap import RESAMPLES, TypeIntervals, bootstrap_intervals
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
 from task_types.ner.model import Item
 from task_types.ner.rows import NerRow
@@ -95,7 +95,7 @@ class Evaluation(Frozen):
     figures: RunFigures
     evaluated_items: int
     evaluated_tokens: int
-    intervals: EntityIntervals | None = None
+    intervals: TypeIntervals | None = None
     errors: ErrorAnalysis | None = None
     losses: Losses = Losses()
     cost: CostQuality | None = None

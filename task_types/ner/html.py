@@ -33,6 +33,7 @@ from task_types.ner.tables import (
     entity_rows,
     error_rows,
     failure_rows,
+    figure_rows,
     frequent_rows,
     header_facts,
     loss_rows,
@@ -43,7 +44,7 @@ from task_types.ner.tables import (
     token_rows,
     worst_diffs,
 )
-from task_types.tables import figure_rows, html_img, html_table, interval, pct, ratio
+from task_types.tables import html_img, html_table, interval, pct, ratio
 
 #: Worst items shown with their diffs.
 HTML_WORST = 20

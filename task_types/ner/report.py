@@ -40,6 +40,7 @@ from task_types.ner.tables import (
     entity_rows,
     error_rows,
     failure_rows,
+    figure_rows,
     frequent_rows,
     header_facts,
     headline_rows,
@@ -51,7 +52,7 @@ from task_types.ner.tables import (
     token_rows,
     worst_diffs,
 )
-from task_types.tables import figure_rows, interval, md_table, pct
+from task_types.tables import interval, md_table, pct
 
 #: Worst items shown in report.md (report.json holds the diffs of every item with an error).
 MD_WORST = 10

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prelabel.figures import RunFigures
 from task_types.bootstrap import Interval
 from task_types.ner.errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
 from task_types.ner.evaluation import Evaluation
 from task_types.ner.scores import LabelScores, TypeScores
+from task_types.tables import figure_rows as core_figure_rows
 from task_types.tables import interval, money, pct, ratio
 
 #: The chart files written beside report.md and embedded in report.html.
@@ -77,6 +79,18 @@ def tag_rows(ev: Evaluation) -> list[tuple[str, ...]]:
         (t, pct(s.precision), pct(s.recall), pct(s.f1), str(s.support))
         for t, s in ev.token.per_tag.items()
     ]
+
+
+def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
+    """The run's figures, with NER's: mentions the aligner could not place, and their rate
+    among all the model proposed."""
+    return core_figure_rows(
+        f,
+        (
+            ("unaligned mentions", str(f.unaligned_mentions)),
+            ("unalignable rate", _share(f.unaligned_mentions, f.mentions_proposed)),
+        ),
+    )
 
 
 def cost_rows(ev: Evaluation) -> list[tuple[str, str]]:
@@ -282,6 +296,7 @@ __all__ = [
     "describe",
     "entity_rows",
     "error_rows",
+    "figure_rows",
     "frequent_rows",
     "header_facts",
     "loss_rows",
@@ -291,3 +306,7 @@ __all__ = [
     "token_rows",
     "worst_diffs",
 ]
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "n/a"
