@@ -14,8 +14,8 @@ from prelabel.files import write_atomic
 from prelabel.pricing import run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
-# scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
-# package for its command signatures.
+# task type's scoring (NER: scikit-learn, seqeval) take a second or more, and
+# `prelabel --help` imports this package for its command signatures.
 if TYPE_CHECKING:
     from prelabel.model import ItemResult, RunConfig
     from prelabel.store import RunStore
@@ -34,8 +34,8 @@ class Collected:
 
 def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float) -> Collected:
     """Write predictions.jsonl, the task type's own formats (NER: predictions.conll),
-    run.json, and the evaluation's reports: report.json, report.md, report.html and its
-    charts (f1_by_type.png, confusion.png).
+    run.json, and the task type's evaluation with its reports: report.json, report.md,
+    report.html and its charts (NER: f1_by_type.png, confusion.png).
 
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
