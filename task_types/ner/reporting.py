@@ -2,8 +2,11 @@
 and Kili job (`task_types.Reporting`).
 
 The pieces live beside it: `rows.py` (the row and its offset check), `evaluation.py` (the
-scores, error analysis and losses), `report.py` (the report's sections), `exports.py`
-(CoNLL, Label Studio, Hugging Face) and `kili.py` (the Kili job).
+scores, error analysis and losses), `report.py`, `html.py` and `charts.py` (the report's
+sections and chart data, from the rows of `tables.py`), `inputs.py` and `kili_export.py`
+(the conlleval and Kili-export files `evaluate` reads, gold attachment and item pairing),
+`compare.py` (two runs compared), `exports.py` (CoNLL, Label Studio, Hugging Face) and
+`kili.py` (the Kili job).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from prelabel.figures import RunFigures
 from prelabel.model import Record
 from task_types.base import Compared, ItemsFormat, KiliJob, Report, RowsWriter, Source
 from task_types.ner import exports
-from task_types.ner.inputs import Conlleval
+from task_types.ner.inputs import Conlleval, attach_gold
 from task_types.ner.kili import NerKiliJob
 from task_types.ner.kili_export import KiliExport
 from task_types.ner.model import Item, NerRecord, NerResult, Ontology
@@ -74,8 +77,6 @@ class NerReporting:
         return evaluate_items(items, figures, resamples=resamples, seed=seed)
 
     def attach_gold(self, items: Sequence[Item], gold: Sequence[Record], where: str) -> list[Item]:
-        from task_types.ner.inputs import attach_gold  # for start-up time
-
         return attach_gold(items, [r for r in gold if isinstance(r, NerRecord)], where)
 
     def can_score(self, items: Sequence[Item]) -> bool:
