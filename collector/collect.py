@@ -14,13 +14,12 @@ from prelabel.files import write_atomic
 from prelabel.pricing import run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
-# scoring (scikit-learn, seqeval) take a second or more, and `prelabel --help` imports this
-# package for its command signatures.
+# task type's scoring (NER: scikit-learn, seqeval) take a second or more, and
+# `prelabel --help` imports this package for its command signatures.
 if TYPE_CHECKING:
-    from evaluation import Evaluation
     from prelabel.model import ItemResult, RunConfig
     from prelabel.store import RunStore
-    from task_types import PredictionRow
+    from task_types import Evaluated, PredictionRow
 
 
 @dataclass(frozen=True)
@@ -29,22 +28,22 @@ class Collected:
 
     out_dir: Path
     files: tuple[Path, ...]
-    evaluation: Evaluation
+    evaluation: Evaluated
     missing: int
 
 
 def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float) -> Collected:
     """Write predictions.jsonl, the task type's own formats (NER: predictions.conll),
-    run.json, and the evaluation's reports: report.json, report.md, report.html and its
-    charts (f1_by_type.png, confusion.png).
+    run.json, and the task type's evaluation with its reports: report.json, report.md,
+    report.html and its charts (NER: f1_by_type.png, confusion.png).
 
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
     """
     from collector.source import task_of
-    from evaluation import RunFigures, evaluate_items
-    from evaluation.readers import item_of_row
+    from prelabel.figures import RunFigures
     from prelabel.predictions import write_predictions_jsonl
+    from task_types.bootstrap import RESAMPLES
 
     config = store.config(run_id)
     task = task_of(config)
@@ -90,9 +89,7 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
         **task.figures(rows),
     )
-    # TODO(issue 15): the evaluation scores NER's rows (evaluation.readers.item_of_row); its
-    # report frame is not yet reached through the task type.
-    evaluation = evaluate_items([item_of_row(r) for r in rows], figures)
+    evaluation = task.evaluate([task.item(r) for r in rows], figures, resamples=RESAMPLES, seed=0)
     # Imported here: the charts need matplotlib, which nothing else on import paths does.
     from evaluation.outputs import write_reports
 

@@ -1,5 +1,6 @@
-"""The report's two charts as PNG bytes: F1 per type with its interval, and the confusion
-heatmaps (span-level and token-level side by side).
+"""Draw a report's charts from the data a task type gives (`task_types.charts`): horizontal
+bars with whiskers, and heatmaps side by side. PNG bytes, deterministic for the same data
+(so that report.html is too).
 
 Drawn on matplotlib's `Figure` with the Agg canvas directly, not through `pyplot`: no global
 figure state, no GUI backend, safe in a worker or a test.
@@ -14,10 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from task_types.ner.errors import NO_ENTITY, Confusion
-
-from .analysis import Evaluation
-from .tables import CONFUSION_PNG, F1_PNG
+from task_types.charts import Bars, Chart, Heatmap, Heatmaps
 
 _TYPE_COLOUR = "#3b6fb6"
 _AVERAGE_COLOUR = "#7a4fa3"
@@ -40,19 +38,13 @@ def _style(ax: Axes) -> None:
     ax.tick_params(colors=_INK, labelsize=9)
 
 
-def f1_chart(ev: Evaluation) -> bytes:
-    """Horizontal F1 bars per type, then micro and macro, with 95% bootstrap intervals."""
-    names = [*ev.entity.per_type, "micro avg", "macro avg"]
-    scores = [*ev.entity.per_type.values(), ev.entity.micro, ev.entity.macro]
-    f1 = np.array([100 * s.f1 for s in scores])
-    if ev.intervals is not None and ev.intervals.resamples > 0:
-        bounds = [*ev.intervals.per_type.values(), ev.intervals.micro, ev.intervals.macro]
-        low = np.array([100 * b.f1.low for b in bounds])
-        high = np.array([100 * b.f1.high for b in bounds])
-    else:
-        low, high = f1, f1
+def bars_png(chart: Bars) -> bytes:
+    """Horizontal bars top to bottom, the last `accented` in another colour, with whiskers."""
+    names = list(chart.names)
+    f1 = np.array(chart.values)
+    low, high = np.array(chart.low), np.array(chart.high)
     errors = np.vstack([np.clip(f1 - low, 0, None), np.clip(high - f1, 0, None)])
-    colours = [_TYPE_COLOUR] * len(ev.entity.per_type) + [_AVERAGE_COLOUR] * 2
+    colours = [_TYPE_COLOUR] * (len(names) - chart.accented) + [_AVERAGE_COLOUR] * chart.accented
 
     fig = Figure(figsize=(7.0, 0.42 * len(names) + 1.0))
     ax = fig.add_subplot()
@@ -66,7 +58,7 @@ def f1_chart(ev: Evaluation) -> bytes:
     ax.set_yticks(y, names)
     ax.set_xlim(0, 108)
     ax.set_xticks(range(0, 101, 20))
-    ax.set_xlabel("entity-level F1 (%), strict; whiskers: 95% bootstrap interval", color=_MUTED)
+    ax.set_xlabel(chart.xlabel, color=_MUTED)
     ax.grid(axis="x", color="#e4e4e4", zorder=0)
     ax.set_axisbelow(True)
     _style(ax)
@@ -74,9 +66,10 @@ def f1_chart(ev: Evaluation) -> bytes:
     return _png(fig)
 
 
-def _heatmap(ax: Axes, confusion: Confusion, title: str, xlabel: str, ylabel: str) -> None:
-    counts = np.array(confusion.counts, dtype=np.float64)
-    labels = list(confusion.labels)
+def _heatmap(ax: Axes, heatmap: Heatmap) -> None:
+    title, xlabel, ylabel = heatmap.title, heatmap.xlabel, heatmap.ylabel
+    counts = np.array(heatmap.counts, dtype=np.float64)
+    labels = list(heatmap.labels)
     if counts.size == 0:
         ax.set_axis_off()
         ax.set_title(f"{title}\n(nothing to show)", fontsize=10, color=_INK)
@@ -89,8 +82,8 @@ def _heatmap(ax: Axes, confusion: Confusion, title: str, xlabel: str, ylabel: st
     n = len(labels)
     for i in range(n):
         for j in range(n):
-            if labels[i] == labels[j] == NO_ENTITY:
-                continue  # nothing is both missed and spurious: not a cell to read
+            if labels[i] == labels[j] == heatmap.blank:
+                continue  # not a cell to read (NER: nothing is both missed and spurious)
             value = int(counts[i, j])
             colour = "white" if share[i, j] > 0.55 else _INK
             weight = "bold" if i == j else "normal"
@@ -114,31 +107,24 @@ def _heatmap(ax: Axes, confusion: Confusion, title: str, xlabel: str, ylabel: st
         spine.set_visible(False)
 
 
-def confusion_chart(ev: Evaluation) -> bytes:
-    """Span-level and token-level confusion heatmaps, gold in rows, predictions in columns."""
-    fig = Figure(figsize=(10.0, 4.4))
-    span_ax, token_ax = fig.subplots(1, 2)
-    if ev.errors is None:
-        for ax in (span_ax, token_ax):
+def heatmaps_png(chart: Heatmaps) -> bytes:
+    """The heatmaps side by side, gold in rows, predictions in columns."""
+    fig = Figure(figsize=(5.0 * len(chart.panels), 4.4))
+    axes = fig.subplots(1, len(chart.panels), squeeze=False)[0]
+    for ax, panel in zip(axes, chart.panels, strict=True):
+        if panel is None:
             ax.set_axis_off()
-        span_ax.set_title("no error analysis in this report", fontsize=10)
-    else:
-        _heatmap(
-            span_ax,
-            ev.errors.span_confusion,
-            "span-level: paired entities",
-            "predicted type (none = missed)",
-            "gold type (none = spurious)",
-        )
-        _heatmap(
-            token_ax,
-            ev.errors.token_confusion,
-            "token-level: B-/I- merged, O included",
-            "predicted",
-            "gold",
-        )
+        else:
+            _heatmap(ax, panel)
+    if all(panel is None for panel in chart.panels):
+        axes[0].set_title(chart.note, fontsize=10)
     fig.tight_layout(w_pad=3.0)
     return _png(fig)
 
 
-__all__ = ["CONFUSION_PNG", "F1_PNG", "confusion_chart", "f1_chart"]
+def chart_png(chart: Chart) -> bytes:
+    """The chart's PNG bytes."""
+    return bars_png(chart) if isinstance(chart, Bars) else heatmaps_png(chart)
+
+
+__all__ = ["bars_png", "chart_png", "heatmaps_png"]

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+import task_types
 from prelabel.errors import ConfigError, DatasetError
+from prelabel.model import DEFAULT_TASK
 
 if TYPE_CHECKING:
-    from task_types.ner.model import NerRecord
-
-    from .readers import Source
+    from prelabel.model import Record
+    from task_types import Source
 
 console = Console()
 
-#: `evaluation.bootstrap.RESAMPLES`, repeated here so that `prelabel --help` need not import
+#: `task_types.bootstrap.RESAMPLES`, repeated here so that `prelabel --help` need not import
 #: numpy and scikit-learn (the scoring modules are imported when a command runs).
 RESAMPLES = 1000
 
@@ -81,15 +82,15 @@ def _read(
     )
 
 
-def _load_gold(spec: str, split: str) -> list[NerRecord]:
-    """Gold records from a dataset, in any form `prelabel run --dataset` accepts."""
+def _load_gold(spec: str, split: str) -> list[Record]:
+    """Gold records from a dataset, in any form `prelabel run --dataset` accepts, as records
+    of the default task type (the one files that do not name theirs are read as)."""
     # Imported here, for start-up time: `prelabel --help` imports this module.
     from producer.loading import DatasetSpec, load_dataset_records
-    from task_types.ner.model import NerRecord
 
-    loaded = load_dataset_records(DatasetSpec(source=spec, split=split)).records
-    records = [r for r in loaded if isinstance(r, NerRecord)]
-    if not any(r.gold_tags is not None for r in records):
+    task = task_types.get(DEFAULT_TASK)
+    records = load_dataset_records(DatasetSpec(source=spec, split=split), DEFAULT_TASK).records
+    if not any(task.gold(r) is not None for r in records):
         raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
     return records
 
@@ -128,15 +129,14 @@ def evaluate_command(
     scores it prints the token-level table (labelled as such), failed items and alignment
     losses.
     """
-    from .analysis import evaluate_items
     from .report import render_tables, report_json
-    from .tables import header_facts
 
     source = _read(file, fmt, gold, split, assets)
     figures = source.figures
     if cost_usd is not None:
         figures = figures.model_copy(update={"cost_usd": cost_usd})
-    ev = evaluate_items(source.items, figures, resamples=resamples, seed=seed)
+    task = task_types.get(source.task)
+    ev = task.evaluate(source.items, figures, resamples=resamples, seed=seed)
     written: tuple[Path, ...] = ()
     if out is not None:
         from .outputs import write_reports  # matplotlib, only when charts are asked for
@@ -151,7 +151,8 @@ def evaluate_command(
         else "no run figures: the file holds only tags"
     )
     console.print(f"{source.path} ({source.format}; {origin})", soft_wrap=True)
-    console.print(" · ".join(f"{name}: {value}" for name, value in header_facts(ev)[:5]))
+    facts = task.report.facts(ev)
+    console.print(" · ".join(f"{name}: {value}" for name, value in facts[:5]))
     for table in render_tables(ev):
         console.print(table)
     for path in written:
@@ -173,17 +174,21 @@ def compare_command(
 
     Only items both labeled are compared. It also gives F1 per dollar and per 1k tokens.
     """
-    from .compare import compare_sources, render_comparison
-
     source_a = _read(a, fmt, gold, split, assets)
     source_b = _read(b, fmt, gold, split, assets)
-    comparison = compare_sources(source_a, source_b, resamples=resamples, seed=seed)
+    if source_a.task != source_b.task:
+        raise DatasetError(
+            f"{source_a.path} holds {source_a.task} predictions but {source_b.path} holds "
+            f"{source_b.task} ones; compare runs of the same task type"
+        )
+    task = task_types.get(source_a.task)
+    comparison = task.compare(source_a, source_b, resamples=resamples, seed=seed)
     if json_out:
         sys.stdout.write(json.dumps(comparison.model_dump(mode="json"), indent=2) + "\n")
         return
     console.print(f"A: {comparison.a}", soft_wrap=True, highlight=False)
     console.print(f"B: {comparison.b}", soft_wrap=True, highlight=False)
-    for table in render_comparison(comparison):
+    for table in task.report.comparison_tables(comparison):
         console.print(table)
 
 

@@ -1,18 +1,18 @@
-"""Write every report of an evaluation into a folder: report.json, report.md, the two charts
-and report.html (which embeds the same chart bytes).
+"""Write every report of an evaluation into a folder: report.json, the task type's charts,
+report.md and report.html (which embeds the same chart bytes).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import task_types
 from prelabel.files import write_atomic
+from task_types import Evaluated
 
-from .analysis import Evaluation
-from .charts import confusion_chart, f1_chart
+from .charts import chart_png
 from .html import report_html
 from .report import write_report_json, write_report_md
-from .tables import CONFUSION_PNG, F1_PNG
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -24,21 +24,22 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, data)
 
 
-def write_reports(ev: Evaluation, out_dir: Path) -> tuple[Path, ...]:
-    """Write report.json, report.md, f1_by_type.png, confusion.png and report.html."""
+def write_reports(ev: Evaluated, out_dir: Path) -> tuple[Path, ...]:
+    """Write report.json, the charts (NER: f1_by_type.png, confusion.png), report.md and
+    report.html; returns the reports' paths, then the charts'."""
     json_path, md_path, html_path = (
         out_dir / REPORT_JSON,
         out_dir / REPORT_MD,
         out_dir / REPORT_HTML,
     )
-    f1_path, confusion_path = out_dir / F1_PNG, out_dir / CONFUSION_PNG
     write_report_json(ev, json_path)
-    f1_png, confusion_png = f1_chart(ev), confusion_chart(ev)
-    write_bytes_atomic(f1_path, f1_png)
-    write_bytes_atomic(confusion_path, confusion_png)
+    charts = task_types.get(ev.task).report.charts(ev)
+    pngs = {name: chart_png(chart) for name, chart in charts.items()}
+    for name, png in pngs.items():
+        write_bytes_atomic(out_dir / name, png)
     write_report_md(ev, md_path, images=True)
-    write_atomic(html_path, report_html(ev, f1_png, confusion_png))
-    return (json_path, md_path, html_path, f1_path, confusion_path)
+    write_atomic(html_path, report_html(ev, pngs))
+    return (json_path, md_path, html_path, *(out_dir / name for name in pngs))
 
 
 __all__ = ["REPORT_HTML", "REPORT_JSON", "REPORT_MD", "write_bytes_atomic", "write_reports"]

@@ -1,204 +1,33 @@
-"""Show an Evaluation: rich tables for the terminal, report.md for a terminal or a PR, and
-report.json for programs. All of them carry the same numbers and the same labels (the rows
-come from `tables`); report.html is in `html.py`.
+"""Show a task type's evaluation: rich tables for the terminal, report.md for a terminal or a
+PR, and report.json for programs. The frame (title, simulator banner, facts) is written here,
+the sections are the task type's (`task_types.Report`); report.html is in `html.py`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
+import task_types
 from prelabel.errors import ConfigError
 from prelabel.files import write_atomic
+from prelabel.model import DEFAULT_TASK
 
-from .analysis import Evaluation
-from .tables import (
-    CONFUSION_PNG,
-    COST_TITLE,
-    ENTITY_HEADER,
-    ENTITY_TITLE,
-    ERRORS_HEADER,
-    ERRORS_TITLE,
-    F1_PNG,
-    FAILURES_HEADER,
-    FAILURES_TITLE,
-    FIGURES_TITLE,
-    FREQUENT_HEADER,
-    HEADLINE_TITLE,
-    KIND_HELP,
-    LOSSES_TITLE,
-    SCORE_HEADER,
-    TOKEN_TITLE,
-    bracketed,
-    confusion_rows,
-    cost_rows,
-    describe,
-    entity_rows,
-    error_rows,
-    failure_rows,
-    figure_rows,
-    frequent_rows,
-    header_facts,
-    headline_rows,
-    interval,
-    loss_rows,
-    marked_spans,
-    method_note,
-    no_gold_note,
-    pct,
-    tag_rows,
-    token_rows,
-    worst_diffs,
-)
+if TYPE_CHECKING:
+    from rich.table import Table
 
-#: Worst items shown in report.md (report.json holds the diffs of every item with an error).
-MD_WORST = 10
+    from task_types import Evaluated
 
 
-def _score_table(
-    title: str, caption: str, header: tuple[str, ...], rows: list[tuple[str, ...]], averages: int
-) -> Table:
-    # Wide enough for the title, so that the token table's warning is never wrapped away.
-    table = Table(title=title, caption=caption, title_justify="left", min_width=len(title))
-    for i, head in enumerate(header):
-        table.add_column(head, justify="left" if i == 0 else "right")
-    for i, row in enumerate(rows):
-        table.add_row(*row, end_section=i == len(rows) - averages - 1)
-    return table
+def render_tables(ev: Evaluated) -> list[Table]:
+    """The terminal tables of the evaluation's task type."""
+    return task_types.get(ev.task).report.tables(ev)
 
 
-def _pairs_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
-
-
-def render_tables(ev: Evaluation) -> list[Table]:
-    """Terminal tables: entity-level with intervals, errors by kind, token-level (labelled as
-    such), what was lost before scoring, and the run's figures with cost against quality.
-    """
-    entity = _score_table(
-        ENTITY_TITLE,
-        f"{ev.evaluated_items} items; {ev.entity.label}",
-        ENTITY_HEADER,
-        entity_rows(ev),
-        averages=2,
-    )
-    note = no_gold_note(ev)
-    if note is not None:
-        tables = [Table(title=note, title_justify="left", show_header=False)]
-        tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
-        tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures)))
-        return tables
-    tables = [_pairs_table(HEADLINE_TITLE, headline_rows(ev)), entity]
-    errors = error_rows(ev)
-    if errors:
-        tables.append(
-            _score_table(
-                ERRORS_TITLE,
-                "boundary = right type, wrong span; type = right span, wrong type",
-                ERRORS_HEADER,
-                errors,
-                averages=1,
-            )
-        )
-    tables.append(
-        _score_table(
-            TOKEN_TITLE,
-            f"{ev.evaluated_tokens} tokens; {ev.token.label}",
-            SCORE_HEADER,
-            token_rows(ev),
-            averages=2,
-        )
-    )
-    tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
-    failures = failure_rows(ev)
-    if failures:
-        table = Table(title=FAILURES_TITLE, title_justify="left")
-        for head in FAILURES_HEADER:
-            table.add_column(head, justify="right" if head == "items" else "left")
-        for row in failures:
-            table.add_row(*row)
-        tables.append(table)
-    tables.append(_pairs_table(FIGURES_TITLE, figure_rows(ev.figures) + cost_rows(ev)))
-    return tables
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    align = ["---"] + ["---:"] * (len(header) - 1)
-
-    def cells(row: Sequence[str]) -> str:
-        return " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row)
-
-    return ["| " + cells(header) + " |", "| " + " | ".join(align) + " |"] + [
-        "| " + cells(row) + " |" for row in rows
-    ]
-
-
-def _md_errors(ev: Evaluation) -> list[str]:
-    if ev.errors is None:
-        return []
-    e = ev.errors
-    lines = [f"## {ERRORS_TITLE}", ""]
-    lines += [f"- **{kind}**: {text}" for kind, text in KIND_HELP.items()]
-    lines += ["", *_md_table(ERRORS_HEADER, error_rows(ev)), ""]
-    for title, confusion in (
-        ("Confusion between types, span-level (paired entities)", e.span_confusion),
-        ("Confusion between types, token-level (B-/I- merged, O included)", e.token_confusion),
-    ):
-        header, rows = confusion_rows(confusion)
-        lines += [f"### {title}", "", *_md_table(header, rows), ""]
-    lines += ["### Most frequent false positives", "", "_predicted, not in gold as such_", ""]
-    lines += [*_md_table(FREQUENT_HEADER, frequent_rows(e.false_positives)), ""]
-    lines += ["### Most frequent false negatives", "", "_in gold, not predicted as such_", ""]
-    lines += [*_md_table(FREQUENT_HEADER, frequent_rows(e.false_negatives)), ""]
-    worst = worst_diffs(ev)[:MD_WORST]
-    if worst:
-        lines += ["### Worst items", "", "`✗` marks a span that is part of an error.", ""]
-    for diff in worst:
-        wrong_gold, wrong_pred = marked_spans(diff)
-        lines += [
-            f"**{diff.id}** — {len(diff.errors)} errors, {diff.tp} correct",
-            "",
-            "```text",
-            "gold: " + bracketed(diff.tokens, diff.gold, wrong_gold),
-            "pred: " + bracketed(diff.tokens, diff.pred, wrong_pred),
-            "```",
-            "",
-            *(f"- {describe(x.kind, x.gold, x.pred)}" for x in diff.errors),
-            "",
-        ]
-    return lines
-
-
-def _md_losses(ev: Evaluation) -> list[str]:
-    losses = ev.losses
-    lines = [f"## {LOSSES_TITLE}", "", *_md_table(("what", "count"), loss_rows(ev)), ""]
-    failures = failure_rows(ev)
-    if failures:
-        lines += [f"### {FAILURES_TITLE}", "", *_md_table(FAILURES_HEADER, failures), ""]
-    examples = [(x.id, x.reason) for x in losses.failed_examples] + [
-        (x.id, f'{x.type} "{x.mention}": {x.reason}') for x in losses.unaligned_examples
-    ]
-    if examples:
-        lines += ["Examples:", ""]
-        lines += [f"- `{item}`: {reason}" for item, reason in examples]
-        lines.append("")
-    return lines
-
-
-def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
-    """report.md's text. With `images`, it links the charts written beside it
-    (`f1_by_type.png`, `confusion.png`).
-    """
-    micro = ev.entity.micro
-    ci = ev.intervals.micro.f1 if ev.intervals is not None and ev.intervals.resamples else None
+def report_markdown(ev: Evaluated, *, images: bool = False) -> str:
+    """report.md's text. With `images`, it links the charts written beside it."""
+    report = task_types.get(ev.task).report
     lines = ["# prelabel evaluation", ""]
     if ev.figures.simulator:
         lines += [
@@ -206,81 +35,34 @@ def report_markdown(ev: Evaluation, *, images: bool = False) -> str:
             "numbers test the plumbing, not a model.",
             "",
         ]
-    facts = header_facts(ev)
+    facts = report.facts(ev)
     lines += [f"- {name}: `{value}`" for name, value in facts[:4]]
     lines += [f"- {name}: {value}" for name, value in facts[4:]]
-    note = no_gold_note(ev)
-    if note is not None:
-        lines += ["", f"> **{note}**", "", *_md_losses(ev), f"## {FIGURES_TITLE}", ""]
-        lines += [*_md_table(("figure", "value"), figure_rows(ev.figures)), ""]
-        return "\n".join(lines)
-    (first, first_f1), *rest = headline_rows(ev)
-    beside = "".join(f"; {name}: {f1}" for name, f1 in rest)
-    lines += [
-        "",
-        f"**Entity-level micro F1 {first}: {first_f1}**{beside} "
-        f"(95% CI {interval(ci)}; P {pct(micro.precision)}, R {pct(micro.recall)}, "
-        "on labeled items)",
-        "",
-        f"## {ENTITY_TITLE}",
-        "",
-        f"_{ev.entity.label}_",
-        "",
-        *_md_table(ENTITY_HEADER, entity_rows(ev)),
-        "",
-    ]
-    if images:
-        lines += [f"![entity-level F1 by type, with 95% intervals]({F1_PNG})", ""]
-    lines += _md_errors(ev)
-    if images and ev.errors is not None:
-        lines += [f"![confusion between types]({CONFUSION_PNG})", ""]
-    lines += _md_losses(ev)
-    lines += [
-        f"## {TOKEN_TITLE}",
-        "",
-        f"_{ev.token.label}_",
-        "",
-        *_md_table(SCORE_HEADER, token_rows(ev)),
-        "",
-        "Per B-/I- tag (scikit-learn):",
-        "",
-        *_md_table(("tag", *SCORE_HEADER[1:]), tag_rows(ev)),
-        "",
-        f"## {COST_TITLE}",
-        "",
-        *_md_table(("figure", "value"), cost_rows(ev)),
-        "",
-        f"## {FIGURES_TITLE}",
-        "",
-        *_md_table(("figure", "value"), figure_rows(ev.figures)),
-        "",
-        "## Method",
-        "",
-        method_note(ev),
-        "",
-    ]
+    lines += report.markdown(ev, images=images)
     return "\n".join(lines)
 
 
-def write_report_md(ev: Evaluation, path: Path, *, images: bool = False) -> None:
+def write_report_md(ev: Evaluated, path: Path, *, images: bool = False) -> None:
     """Write report.md (Markdown tables, readable in a terminal and in a PR)."""
     write_atomic(path, report_markdown(ev, images=images))
 
 
-def report_json(ev: Evaluation) -> str:
-    """report.json's text: `Evaluation.model_dump(mode="json")`, labels included."""
+def report_json(ev: Evaluated) -> str:
+    """report.json's text: the evaluation's `model_dump(mode="json")`, labels included."""
     return json.dumps(ev.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
-def write_report_json(ev: Evaluation, path: Path) -> None:
+def write_report_json(ev: Evaluated, path: Path) -> None:
     """Write report.json (see `report_json`)."""
     write_atomic(path, report_json(ev))
 
 
-def read_report_json(path: Path) -> Evaluation:
-    """Read a report.json written by `write_report_json` back into an Evaluation."""
+def read_report_json(path: Path, task: str = DEFAULT_TASK) -> Evaluated:
+    """Read a report.json written by `write_report_json` for a run of `task` back into its
+    evaluation model."""
+    model = task_types.get(task).evaluation_model
     try:
-        return Evaluation.model_validate_json(path.read_bytes())
+        return model.model_validate_json(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read report {path}: {exc.strerror}") from exc
     except ValueError as exc:
@@ -289,9 +71,6 @@ def read_report_json(path: Path) -> Evaluation:
 
 
 __all__ = [
-    "ENTITY_TITLE",
-    "FIGURES_TITLE",
-    "TOKEN_TITLE",
     "read_report_json",
     "render_tables",
     "report_json",

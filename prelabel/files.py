@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from prelabel.errors import ConfigError
+from prelabel.errors import ConfigError, DatasetError
 
 
 def _umask() -> int:
@@ -91,3 +91,12 @@ def read_toml_or_json(path: Path, what: str) -> object:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "JSON" if is_json else "TOML"
         raise ConfigError(f"{what}: not valid {kind} ({first})") from None
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-8 file; an unreadable file is a DatasetError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}; check the path and the encoding") from exc
+    yield from enumerate(text.splitlines(), start=1)

@@ -9,14 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
 from prelabel.errors import ConfigError, ItemError
+from prelabel.figures import RunFigures
 from prelabel.labels import read_label_set
 from prelabel.model import ItemResult, ItemStatus, Label, LabelSet, Record, RunConfig, Usage
 from prelabel.offsets import OffsetUnit
+from task_types.charts import Chart
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 #: One item's answer as the task type read it (NER: mentions per type name).
 Answer = Any
@@ -187,6 +192,12 @@ class PredictionRow(Protocol):
     def status(self) -> ItemStatus: ...
     @property
     def error(self) -> str | None: ...
+    @property
+    def usage(self) -> Usage: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def prompt_version(self) -> str: ...
     def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
 
 
@@ -227,10 +238,118 @@ class KiliJob(Protocol[RowT_contra]):
         ...
 
 
+@dataclass(frozen=True)
+class Source:
+    """What `prelabel evaluate` and `compare` read from one predictions file: the task type's
+    evaluation items, the run's figures as far as the file tells, and how it was read
+    (`format`, and `figures_from`: the file itself, a report.json or run.json found beside
+    it, or "" when the file holds no run figures)."""
+
+    path: Path
+    format: str
+    items: list[Any]
+    figures: RunFigures
+    figures_from: str
+    #: The task type whose items these are.
+    task: str
+
+
+@runtime_checkable
+class ItemsFormat(Protocol):
+    """A predictions file format of a task type's own (NER: conlleval, Kili exports), read by
+    `prelabel evaluate` and `compare` besides prelabel's predictions.jsonl."""
+
+    def detects(self, head: str) -> bool:
+        """Whether a file whose first 4 KiB, stripped, are `head` is in this format."""
+        ...
+
+    def read(self, path: Path, gold: Sequence[Record] | None, assets: Path | None) -> Source:
+        """The file's items, with the gold of `gold`'s records when the file has none;
+        `assets` maps item ids to texts where the format needs them."""
+        ...
+
+
+@runtime_checkable
+class Compared(Protocol):
+    """A task type's comparison of two runs, B against A: a pydantic model (what
+    `prelabel compare --json` prints) naming both files."""
+
+    @property
+    def a(self) -> str: ...
+    @property
+    def b(self) -> str: ...
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Evaluated(Protocol):
+    """A task type's evaluation of a run: a frozen pydantic model, whose JSON dump is
+    report.json, naming its task type so that the report frame finds the task's `Report`."""
+
+    #: The task type's name (a class variable: report.json does not carry it).
+    task: ClassVar[str]
+
+    @property
+    def figures(self) -> RunFigures: ...
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes) -> Self: ...
+
+
+#: A task type's evaluation model, where it is only taken.
+EvT_contra = TypeVar("EvT_contra", contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlSections:
+    """A task type's part of report.html; the frame writes the page around it."""
+
+    #: HTML for the header's second line, under the identity facts.
+    summary: str
+    #: The sections, in order.
+    body: str
+    #: Plain text: how the numbers were computed.
+    footer: str
+
+
+@runtime_checkable
+class Report(Protocol[EvT_contra]):
+    """A task type's report sections in each layout; the frame (`evaluation`) writes the
+    header (title, simulator banner, facts), the files and the charts' pictures."""
+
+    def facts(self, ev: EvT_contra) -> list[tuple[str, str]]:
+        """What was evaluated, as (name, value); the first four are identities (model,
+        prompt version, dataset, split), which report.md quotes as code."""
+        ...
+
+    def tables(self, ev: EvT_contra) -> list[Table]:
+        """The terminal tables."""
+        ...
+
+    def markdown(self, ev: EvT_contra, *, images: bool) -> list[str]:
+        """report.md's lines after the facts; with `images`, linking the `charts` files
+        written beside it."""
+        ...
+
+    def html(self, ev: EvT_contra, charts: Mapping[str, bytes]) -> HtmlSections:
+        """report.html's part, embedding the PNG bytes of those `charts` it is given (by
+        file name)."""
+        ...
+
+    def charts(self, ev: EvT_contra) -> dict[str, Chart]:
+        """The charts' data by file name, in the order they are written."""
+        ...
+
+    def comparison_tables(self, comparison: Any) -> list[Table]:
+        """The terminal tables of a comparison (`Reporting.compare`)."""
+        ...
+
+
 @runtime_checkable
 class Reporting(Protocol[RowT]):
     """What the collector and the evaluation need from a task type: its predictions.jsonl
-    row, the checks and figures of its rows, its own export formats and its Kili job."""
+    row, the checks and figures of its rows, its evaluation and report sections, its own
+    export formats and its Kili job."""
 
     name: str
     #: The row of predictions.jsonl; the frames read a line with `row_model.model_validate_json`.
@@ -239,6 +358,19 @@ class Reporting(Protocol[RowT]):
     #: JSONL, Kili and the other tools' formats below; collect writes each into the run folder.
     formats: Mapping[str, RowsWriter[RowT]]
     kili: KiliJob[RowT]
+    #: Predictions formats `evaluate` and `compare` read besides predictions.jsonl, by the
+    #: name `--format` gives; `auto` picks the first that detects a file.
+    input_formats: Mapping[str, ItemsFormat]
+
+    @property
+    def report(self) -> Report[Any]:
+        """The report's sections, in each layout."""
+        ...
+
+    @property
+    def evaluation_model(self) -> type[Evaluated]:
+        """The model `evaluate` returns; `evaluation.read_report_json` reads into it."""
+        ...
 
     def row(self, record: Any, result: Any) -> RowT:
         """Join an item's record with its result (the task type's record and result models)."""
@@ -250,7 +382,31 @@ class Reporting(Protocol[RowT]):
         ...
 
     def figures(self, rows: Sequence[RowT]) -> dict[str, int]:
-        """The task type's own run figures (`evaluation.RunFigures` fields) over its rows."""
+        """The task type's own run figures (`prelabel.figures.RunFigures` fields) over its rows."""
+        ...
+
+    def item(self, row: RowT) -> Any:
+        """A predictions row as an item of the task type's evaluation."""
+        ...
+
+    def evaluate(
+        self, items: Sequence[Any], figures: RunFigures, *, resamples: int, seed: int
+    ) -> Evaluated:
+        """Score a run's items (labeled or failed, with gold or without), with bootstrap
+        intervals from `resamples` draws seeded with `seed`, and count what was lost before
+        scoring."""
+        ...
+
+    def attach_gold(self, items: Sequence[Any], gold: Sequence[Record], where: str) -> list[Any]:
+        """The items with the gold of their records (`where` names the file in errors)."""
+        ...
+
+    def can_score(self, items: Sequence[Any]) -> bool:
+        """Whether any item has both gold and a prediction (else there is nothing to score)."""
+        ...
+
+    def compare(self, a: Source, b: Source, *, resamples: int, seed: int) -> Compared:
+        """B against A on the items both hold, with a paired bootstrap test."""
         ...
 
     def label_studio_config(self, labels: LabelSet) -> str:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation.bootstrap import (
+from task_types.bootstrap import (
     bootstrap_intervals,
     paired_bootstrap,
     resample_weights,

@@ -131,8 +131,8 @@ def test_status_imports_no_dataset_or_scoring_library() -> None:
 
 
 def test_evaluation_cli_default_resamples_is_the_bootstraps() -> None:
-    from evaluation.bootstrap import RESAMPLES
     from evaluation.cli import RESAMPLES as CLI_RESAMPLES
+    from task_types.bootstrap import RESAMPLES
 
     assert CLI_RESAMPLES == RESAMPLES
 
@@ -245,9 +245,10 @@ def test_a_query_password_works_for_status_runs_and_the_celery_app(password_redi
 
 
 def test_reports_and_charts_are_readable_by_others(tmp_path: Path) -> None:
-    from evaluation import RunFigures, evaluate
     from evaluation.outputs import write_reports
+    from prelabel.figures import RunFigures
     from prelabel.files import readable_mode
+    from task_types.ner.evaluation import evaluate
 
     ev = evaluate([["B-PER", "O"]], [["B-PER", "O"]], RunFigures(items=1, labeled=1))
     written = write_reports(ev, tmp_path / "out")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from evaluation.cli import InputFormat, compare_command, evaluate_command
-from evaluation.kili_export import NOT_THERE, OFF_TOKENS
 from prelabel.model import Usage
 from prelabel.predictions import write_predictions_jsonl
+from task_types.ner.kili_export import NOT_THERE, OFF_TOKENS
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 from task_types.ner.rows import NerRow
 from task_types.ner.scores import entity_scores
@@ -262,7 +262,7 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, gold_conll, args, need
 
 
 def test_kili_json_list_without_gold_uses_the_producers_tokeniser(tmp_path):
-    from evaluation.kili_export import read_kili
+    from task_types.ner.kili_export import read_kili
 
     export = tmp_path / "export.json"
     export.write_text(

@@ -10,22 +10,22 @@ import pytest
 from rich.console import Console
 
 from evaluation import (
-    RunFigures,
-    evaluate,
     read_report_json,
     render_tables,
     write_report_json,
     write_report_md,
 )
-from evaluation.report import ENTITY_TITLE, TOKEN_TITLE
 from prelabel.errors import DatasetError, RunError
+from prelabel.figures import RunFigures
 from prelabel.model import Usage
 from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from task_types.ner import NER
+from task_types.ner.evaluation import evaluate
 from task_types.ner.exports import write_conll
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 from task_types.ner.rows import NerRow
 from task_types.ner.scores import TOKEN_LEVEL_LABEL
+from task_types.ner.tables import ENTITY_TITLE, TOKEN_TITLE
 
 
 def _labeled(record: NerRecord, tags: list[str], entities: list[Entity]) -> NerResult:

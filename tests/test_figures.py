@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from evaluation import RunFigures
-from evaluation.tables import figure_rows
+from prelabel.figures import RunFigures
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
 from prelabel.monitor import Sample, read_run, read_runs, snapshot
 from prelabel.status import no_worker, one_line
 from prelabel.store import RunStore
 from task_types.ner.model import NerRecord
+from task_types.tables import figure_rows
 
 PRELABEL = str(Path(sys.executable).parent / "prelabel")
 

@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
 
-from evaluation import RunFigures, evaluate
 from prelabel.errors import DatasetError
+from prelabel.figures import RunFigures
 from task_types.ner.bio import spans, to_iob2
+from task_types.ner.evaluation import evaluate
 from task_types.ner.scores import TOKEN_LEVEL_LABEL, entity_scores, token_scores
 
 # (name, gold, pred, micro (tp, gold, pred), micro (P, R, F1), per type {type: (tp, gold, pred)})
@@ -213,7 +214,7 @@ def test_spans_read_tags_like_conlleval(tags):
 
 
 def test_evaluate_items_scores_only_labeled_items_with_gold():
-    from evaluation import Item, evaluate_items
+    from task_types.ner.evaluation import Item, evaluate_items
     from task_types.ner.model import Unaligned
 
     items = [
@@ -239,7 +240,7 @@ def test_evaluate_items_scores_only_labeled_items_with_gold():
 
 
 def test_cost_against_quality():
-    from evaluation.analysis import cost_quality
+    from prelabel.figures import cost_quality
 
     paid = cost_quality(0.9, RunFigures(prompt_tokens=1500, completion_tokens=500, cost_usd=0.5))
     assert (paid.f1_points, paid.tokens) == (pytest.approx(90.0), 2000)

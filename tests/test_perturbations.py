@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import RunFigures, evaluate
-from evaluation.readers import read_conlleval
+from prelabel.figures import RunFigures
+from task_types.ner.evaluation import evaluate
+from task_types.ner.inputs import read_conlleval
 from task_types.ner.scores import entity_scores
 
 SWAP = {"LOC": "MISC", "MISC": "ORG", "ORG": "PER", "PER": "LOC"}

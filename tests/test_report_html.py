@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation import Item, RunFigures, evaluate_items
 from evaluation.html import report_html
 from evaluation.outputs import write_reports
 from evaluation.report import report_markdown
-from evaluation.tables import ENTITY_TITLE, LOSSES_TITLE, TOKEN_TITLE
+from prelabel.figures import RunFigures
+from task_types.ner.evaluation import Item, evaluate_items
 from task_types.ner.model import Unaligned
 from task_types.ner.scores import TOKEN_LEVEL_LABEL
+from task_types.ner.tables import ENTITY_TITLE, LOSSES_TITLE, TOKEN_TITLE
 
 #: The chart colour of the micro/macro bars (charts._AVERAGE_COLOUR); nothing else uses it.
 AVERAGE_RGB = (0x7A, 0x4F, 0xA3)
@@ -76,7 +77,9 @@ def evaluation():
 
 
 def test_html_is_self_contained_and_complete(evaluation):
-    page = report_html(evaluation, b"\x89PNG-f1", b"\x89PNG-confusion")
+    page = report_html(
+        evaluation, {"f1_by_type.png": b"\x89PNG-f1", "confusion.png": b"\x89PNG-confusion"}
+    )
     lower = page.lower()
     assert "<script" not in lower
     assert "http://" not in lower and "https://" not in lower

@@ -6,6 +6,7 @@ They subclass the core's models, so a run's shards and results keep their JSON s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from prelabel.frozen import Frozen
 from prelabel.model import ItemResult, Label, LabelSet, Record
@@ -112,12 +113,28 @@ class NerResult(ItemResult):
         return {"unaligned": len(self.unaligned)}
 
 
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item of a run as the evaluation sees it, whatever file it came from. `pred` is None
+    for a failed item,
+    `gold` None for an item without gold labels.
+    """
+
+    id: str
+    tokens: tuple[str, ...]
+    gold: tuple[str, ...] | None
+    pred: tuple[str, ...] | None
+    error: str | None = None
+    unaligned: tuple[Unaligned, ...] = ()
+
+
 __all__ = [
     "CONLL",
     "CONLL_TYPES",
     "PROMPT_VERSION",
     "Entity",
     "EntityType",
+    "Item",
     "NerRecord",
     "NerResult",
     "Ontology",

@@ -1,17 +1,16 @@
-"""What a run cost and how it went, as the reports show it beside the scores."""
+"""What a run cost and how it went, as the reports show it beside the scores, and what its
+quality cost. In the core: the collector fills it, every task type's report shows it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import Field, computed_field, model_validator
+
+from prelabel.frozen import Frozen
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RunFigures(_Frozen):
+class RunFigures(Frozen):
     """What a run cost and how it went; `failed` items are not in the scores."""
 
     items: int = 0
@@ -62,4 +61,28 @@ class RunFigures(_Frozen):
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-__all__ = ["RunFigures"]
+class CostQuality(Frozen):
+    """Quality against spend: micro F1 points per dollar and per thousand tokens."""
+
+    f1_points: float
+    tokens: int
+    cost_usd: float | None
+    f1_per_dollar: float | None
+    f1_per_1k_tokens: float | None
+
+
+def cost_quality(f1: float, figures: RunFigures) -> CostQuality:
+    """Micro F1 (in points) per dollar and per 1,000 tokens; None where the cost is unknown."""
+    points = 100 * f1
+    tokens = figures.prompt_tokens + figures.completion_tokens
+    cost = figures.cost_usd
+    return CostQuality(
+        f1_points=points,
+        tokens=tokens,
+        cost_usd=cost,
+        f1_per_dollar=points / cost if cost else None,
+        f1_per_1k_tokens=points / (tokens / 1000) if tokens else None,
+    )
+
+
+__all__ = ["CostQuality", "RunFigures", "cost_quality"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prelabel.figures import RunFigures
+from task_types.bootstrap import Interval
 from task_types.ner.errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
+from task_types.ner.evaluation import Evaluation
 from task_types.ner.scores import LabelScores, TypeScores
-
-from .analysis import Evaluation
-from .bootstrap import Interval
-from .figures import RunFigures
+from task_types.tables import figure_rows as core_figure_rows
+from task_types.tables import interval, money, pct, ratio
 
 #: The chart files written beside report.md and embedded in report.html.
 F1_PNG = "f1_by_type.png"
@@ -41,24 +42,6 @@ KIND_HELP = {
     "missed": "gold entity that no prediction overlaps",
     "spurious": "predicted entity that overlaps no gold entity",
 }
-
-
-def pct(x: float) -> str:
-    """A fraction as a percentage with two decimals, as CoNLL figures are quoted."""
-    return f"{100 * x:.2f}"
-
-
-def interval(i: Interval | None) -> str:
-    """`low–high` in percent, or `n/a` without an interval."""
-    return "n/a" if i is None else f"{pct(i.low)}–{pct(i.high)}"
-
-
-def money(x: float | None) -> str:
-    return "n/a" if x is None else f"${x:,.4f}" if x < 1 else f"${x:,.2f}"
-
-
-def ratio(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:,.{digits}f}"
 
 
 def entity_rows(ev: Evaluation) -> list[tuple[str, ...]]:
@@ -98,37 +81,16 @@ def tag_rows(ev: Evaluation) -> list[tuple[str, ...]]:
     ]
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02.0f}s"
-    if minutes:
-        return f"{minutes}m{secs:04.1f}s"
-    return f"{secs:.1f}s"
-
-
 def figure_rows(f: RunFigures) -> list[tuple[str, str]]:
-    """The run's figures as (name, value) rows, in the order the report shows them."""
-    return [
-        ("items", str(f.items)),
-        ("labeled", str(f.labeled)),
-        ("failed", str(f.failed)),
-        ("requests", str(f.requests)),
-        ("prompt tokens", f"{f.prompt_tokens:,}"),
-        ("completion tokens", f"{f.completion_tokens:,}"),
-        ("429s", str(f.rate_limited)),
-        ("retries", str(f.retries)),
-        ("unaligned mentions", str(f.unaligned_mentions)),
-        ("unalignable rate", _share(f.unaligned_mentions, f.mentions_proposed)),
-        ("skipped input items", str(f.skipped)),
-        ("answers from cache", str(f.cache_hits)),
-        *((f"failed: {reason}", str(n)) for reason, n in list(f.failure_reasons.items())[:5]),
-        ("wall time", _duration(f.wall_seconds)),
-        *((("not reached (the run stopped)", str(f.unfinished)),) if f.unfinished else ()),
-        ("items/s (finished by workers)", f"{f.items_per_second:.2f}"),
-        ("answers from", "prelabel simulator" if f.simulator else f"model {f.model or '?'}"),
-    ]
+    """The run's figures, with NER's: mentions the aligner could not place, and their rate
+    among all the model proposed."""
+    return core_figure_rows(
+        f,
+        (
+            ("unaligned mentions", str(f.unaligned_mentions)),
+            ("unalignable rate", _share(f.unaligned_mentions, f.mentions_proposed)),
+        ),
+    )
 
 
 def cost_rows(ev: Evaluation) -> list[tuple[str, str]]:
@@ -337,13 +299,9 @@ __all__ = [
     "figure_rows",
     "frequent_rows",
     "header_facts",
-    "interval",
     "loss_rows",
     "marked_spans",
     "method_note",
-    "money",
-    "pct",
-    "ratio",
     "tag_rows",
     "token_rows",
     "worst_diffs",

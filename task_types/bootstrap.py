@@ -2,12 +2,12 @@
 bootstrap test.
 
 The unit of resampling is the item (a sentence): errors within a sentence are not
-independent, so resampling entities would make the intervals too narrow. Each resample
-draws as many items as there are, with replacement, and recomputes per-type, micro and
-macro precision, recall and F1 from per-item counts. The counts are precomputed once, by the
-task type (NER's `item_counts` counts spans), as an `(items, types, 3)` array of (true
-positives, gold, predicted), and a resample is a vector of how many times each item was
-drawn, so all resamples are one matrix product.
+independent, so resampling the scored units (NER: entities) would make the intervals too
+narrow. Each resample draws as many items as there are, with replacement, and recomputes
+per-type, micro and macro precision, recall and F1 from per-item counts. The counts are
+precomputed once, by the task type (NER's `item_counts` counts spans), as an
+`(items, types, 3)` array of (true positives, gold, predicted), and a resample is a vector of
+how many times each item was drawn, so all resamples are one matrix product.
 
 Intervals are percentile intervals (2.5th and 97.5th percentiles for 95%). The paired test
 for `compare` draws the same items for both runs in every resample; its p-value is defined in
@@ -47,8 +47,9 @@ class ScoreIntervals(Frozen):
     f1: Interval
 
 
-class EntityIntervals(Frozen):
-    """Bootstrap intervals of the entity-level scores, and how they were drawn."""
+class TypeIntervals(Frozen):
+    """Bootstrap intervals of the per-type scores (NER's: entity-level), and how they were
+    drawn."""
 
     resamples: int
     seed: int
@@ -151,13 +152,13 @@ def bootstrap_intervals(
     resamples: int = RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
-) -> EntityIntervals:
+) -> TypeIntervals:
     """Percentile intervals of per-type, micro and macro P, R and F1 over item resamples."""
     items = counts.shape[0]
     if items == 0 or resamples < 1:
         zero = Interval(low=0.0, high=0.0)
         none = ScoreIntervals(precision=zero, recall=zero, f1=zero)
-        return EntityIntervals(
+        return TypeIntervals(
             resamples=0,
             seed=seed,
             level=level,
@@ -166,7 +167,7 @@ def bootstrap_intervals(
             macro=none,
         )
     s = scores(resampled_sums(counts, resample_weights(items, resamples, seed)))
-    return EntityIntervals(
+    return TypeIntervals(
         resamples=resamples,
         seed=seed,
         level=level,
@@ -278,12 +279,12 @@ def paired_bootstrap(
 __all__ = [
     "LEVEL",
     "RESAMPLES",
-    "EntityIntervals",
     "Interval",
     "PairedComparison",
     "PairedDifference",
     "ScoreIntervals",
     "Scores",
+    "TypeIntervals",
     "bootstrap_intervals",
     "paired_bootstrap",
     "resample_weights",

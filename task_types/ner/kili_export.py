@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.errors import DatasetError
-from task_types.ner.model import CONLL_TYPES, NerRecord, Unaligned
-
-from .analysis import Item
-from .figures import RunFigures
-from .readers import Source, read_lines, text_key
+from prelabel.figures import RunFigures
+from prelabel.files import read_lines
+from prelabel.model import Record
+from task_types.base import Source
+from task_types.ner.inputs import text_key
+from task_types.ner.model import CONLL_TYPES, Item, NerRecord, Unaligned
+from task_types.ner.records import word_spans
 
 OFF_TOKENS = "offsets do not fall on token boundaries"
 NOT_THERE = "content is not in the text at beginOffset"
@@ -157,8 +159,6 @@ def kili_tags(
 
 
 def _tokenised(item_id: str, text: str) -> NerRecord:
-    from task_types.ner.records import word_spans
-
     spans = word_spans(text)
     return NerRecord(
         id=item_id,
@@ -210,7 +210,25 @@ def read_kili(path: Path, gold: Sequence[NerRecord] | None, assets: Path | None 
         unaligned_mentions=unaligned,
         mentions_proposed=placed + unaligned,
     )
-    return Source(path, "kili", items, figures, str(path))
+    return Source(path, "kili", items, figures, str(path), "ner")
+
+
+class KiliExport:
+    """A Kili json_response export, read against the dataset's gold (it holds none)."""
+
+    def detects(self, head: str) -> bool:
+        if head.startswith("["):
+            return True
+        line = head.splitlines()[0] if head.startswith("{") else ""
+        return '"json_response"' in line or '"jsonResponse"' in line or '"latestLabel"' in line
+
+    def read(self, path: Path, gold: Sequence[Record] | None, assets: Path | None) -> Source:
+        if gold is None:
+            raise DatasetError(
+                f"{path} is a Kili export, which holds predictions only; pass --gold SPEC "
+                "(the dataset and --split the assets came from)"
+            )
+        return read_kili(path, [r for r in gold if isinstance(r, NerRecord)], assets)
 
 
 __all__ = [
@@ -218,6 +236,7 @@ __all__ = [
     "NO_CATEGORY",
     "OFF_TOKENS",
     "OVERLAPS",
+    "KiliExport",
     "kili_tags",
     "read_assets",
     "read_kili",

@@ -14,13 +14,14 @@ from __future__ import annotations
 from rich.table import Table
 
 from prelabel.errors import DatasetError
+from prelabel.figures import CostQuality, cost_quality
 from prelabel.frozen import Frozen
+from task_types.base import Source
+from task_types.bootstrap import RESAMPLES, PairedComparison, PairedDifference, paired_bootstrap
+from task_types.ner.evaluation import Item
+from task_types.ner.inputs import match_items
 from task_types.ner.scores import entity_scores, item_counts
-
-from .analysis import CostQuality, Item, cost_quality
-from .bootstrap import RESAMPLES, PairedComparison, PairedDifference, paired_bootstrap
-from .readers import Source, match_items
-from .tables import money, pct, ratio
+from task_types.tables import money, pct, ratio
 
 
 class Comparison(Frozen):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import ClassVar
 
 from pydantic import Field
 
 from prelabel.errors import failure_kind
+from prelabel.figures import CostQuality, RunFigures, cost_quality
 from prelabel.frozen import Frozen
+from task_types.bootstrap import RESAMPLES, TypeIntervals, bootstrap_intervals
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
-from task_types.ner.model import Unaligned
+from task_types.ner.model import Item
+from task_types.ner.rows import NerRow
 from task_types.ner.scores import (
     EntityScores,
     TokenScores,
@@ -25,9 +28,6 @@ from task_types.ner.scores import (
     item_counts,
     token_scores,
 )
-
-from .bootstrap import RESAMPLES, EntityIntervals, bootstrap_intervals
-from .figures import RunFigures
 
 #: How many failed items and unaligned mentions a report lists by name.
 EXAMPLES = 20
@@ -82,58 +82,35 @@ class Losses(Frozen):
     without_gold: int = 0
 
 
-class CostQuality(Frozen):
-    """Quality against spend: micro F1 points per dollar and per thousand tokens."""
-
-    f1_points: float
-    tokens: int
-    cost_usd: float | None
-    f1_per_dollar: float | None
-    f1_per_1k_tokens: float | None
-
-
 class Evaluation(Frozen):
     """Everything a report shows: both score tables, their intervals, the error analysis,
     the losses that are not model errors, the run's figures and its cost against quality.
     """
+
+    #: The task type (`task_types.Evaluated`), a class variable: not in report.json.
+    task: ClassVar[str] = "ner"
 
     entity: EntityScores
     token: TokenScores
     figures: RunFigures
     evaluated_items: int
     evaluated_tokens: int
-    intervals: EntityIntervals | None = None
+    intervals: TypeIntervals | None = None
     errors: ErrorAnalysis | None = None
     losses: Losses = Losses()
     cost: CostQuality | None = None
     headline: Headline | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One item of a run, whatever file it came from. `pred` is None for a failed item,
-    `gold` None for an item without gold labels.
-    """
-
-    id: str
-    tokens: tuple[str, ...]
-    gold: tuple[str, ...] | None
-    pred: tuple[str, ...] | None
-    error: str | None = None
-    unaligned: tuple[Unaligned, ...] = ()
-
-
-def cost_quality(f1: float, figures: RunFigures) -> CostQuality:
-    """Micro F1 (in points) per dollar and per 1,000 tokens; None where the cost is unknown."""
-    points = 100 * f1
-    tokens = figures.prompt_tokens + figures.completion_tokens
-    cost = figures.cost_usd
-    return CostQuality(
-        f1_points=points,
-        tokens=tokens,
-        cost_usd=cost,
-        f1_per_dollar=points / cost if cost else None,
-        f1_per_1k_tokens=points / (tokens / 1000) if tokens else None,
+def item_of_row(row: NerRow) -> Item:
+    """A predictions.jsonl row as an evaluation item (a failed row predicts nothing)."""
+    return Item(
+        id=row.id,
+        tokens=row.tokens,
+        gold=row.gold_tags,
+        pred=row.tags if row.status == "labeled" else None,
+        error=row.error,
+        unaligned=row.unaligned,
     )
 
 
@@ -266,16 +243,15 @@ def headline(items: Sequence[Item], labeled: TypeScores) -> Headline | None:
 
 
 __all__ = [
-    "CostQuality",
     "Evaluation",
     "FailureKind",
     "Headline",
     "Item",
     "LossExample",
     "Losses",
-    "cost_quality",
     "evaluate",
     "evaluate_items",
     "headline",
+    "item_of_row",
     "losses_of",
 ]
