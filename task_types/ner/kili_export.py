@@ -21,7 +21,7 @@ from prelabel.model import Record
 from task_types.base import Source
 from task_types.ner.inputs import text_key
 from task_types.ner.model import CONLL_TYPES, Item, NerRecord, Unaligned
-from task_types.ner.records import word_spans
+from task_types.ner.records import tokenised
 
 OFF_TOKENS = "offsets do not fall on token boundaries"
 NOT_THERE = "content is not in the text at beginOffset"
@@ -158,16 +158,6 @@ def kili_tags(
     return tuple(tags), tuple(lost)
 
 
-def _tokenised(item_id: str, text: str) -> NerRecord:
-    spans = word_spans(text)
-    return NerRecord(
-        id=item_id,
-        tokens=tuple(t for t, _, _ in spans),
-        text=text,
-        offsets=tuple((s, e) for _, s, e in spans),
-    )
-
-
 def read_kili(path: Path, gold: Sequence[NerRecord] | None, assets: Path | None = None) -> Source:
     """A Kili json_response export (JSONL or a JSON list). Texts come from the export
     (`content`/`text`), else `assets`, else the gold record of the same id. Tokens come from
@@ -195,7 +185,7 @@ def read_kili(path: Path, gold: Sequence[NerRecord] | None, assets: Path | None 
             same = by_text.get(text_key([text]))
             record = same.pop(0) if same else None
         if record is None:
-            record = _tokenised(item_id, text)
+            record = tokenised(item_id, text)
         tags, lost = kili_tags(record, _kili_response(row))
         items.append(
             Item(id=item_id, tokens=record.tokens, gold=record.gold_tags, pred=tags, unaligned=lost)

@@ -41,15 +41,26 @@ def record_from_row(rid: str, row: Mapping[str, Any], fields: RowFields) -> NerR
         raise SkipItem(f"text is a {type(text).__name__}, not a string")
     if not text.strip():
         raise SkipItem("empty sentence")
-    # Keep the original text and the tokens' true offsets in it, so that spans found in the
-    # text are spans of the source, not of a re-joined copy.
+    words = tokenised(rid, text)
+    return NerRecord(
+        id=rid,
+        tokens=words.tokens,
+        text=text,
+        offsets=words.offsets,
+        gold_tags=_gold_tags(row, fields, len(words.tokens)),
+    )
+
+
+def tokenised(rid: str, text: str) -> NerRecord:
+    """A record of `text` split into words and punctuation. It keeps the original text and
+    the tokens' true offsets in it, so that spans found in the text are spans of the source,
+    not of a re-joined copy."""
     spans = word_spans(text)
     return NerRecord(
         id=rid,
         tokens=tuple(token for token, _, _ in spans),
         text=text,
         offsets=tuple((start, end) for _, start, end in spans),
-        gold_tags=_gold_tags(row, fields, len(spans)),
     )
 
 
