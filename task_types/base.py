@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
+from prelabel.counters import CounterSpec
 from prelabel.errors import ConfigError, ItemError
 from prelabel.labels import read_label_set
 from prelabel.model import ItemResult, ItemStatus, Label, LabelSet, Record, RunConfig, Usage
@@ -79,8 +80,9 @@ class Labeling(Protocol):
         ...
 
     @property
-    def counters(self) -> tuple[str, ...]:
-        """Counters (beside labeled and failed) its results add to (`ItemResult.counts`)."""
+    def counters(self) -> tuple[CounterSpec, ...]:
+        """Counters (beside labeled and failed) its results add to (`ItemResult.counts`), and
+        how `prelabel status` and the exporter show them."""
         ...
 
     @property
@@ -156,7 +158,7 @@ class LabelingDefaults:
     the dataset's label names, read from a `[[labels]]` file."""
 
     default_labels: LabelSet = LabelSet()
-    counters: tuple[str, ...] = ()
+    counters: tuple[CounterSpec, ...] = ()
 
     def labels(self, config: RunConfig) -> LabelSet:
         return config.labels if config.labels.labels else self.default_labels

@@ -45,7 +45,9 @@ def test_a_run_config_defaults_to_ner_and_its_prompt_version_and_labels() -> Non
 def test_a_result_counts_what_its_task_type_declares() -> None:
     unaligned = Unaligned(type="PERSON", mention="x", reason="r")
     result = NerResult(id="a", status="labeled", unaligned=(unaligned,) * 3)
-    assert set(result.counts()) == set(NER.counters) and result.counts() == {"unaligned": 3}
+    assert set(result.counts()) == {c.name for c in NER.counters} and result.counts() == {
+        "unaligned": 3
+    }
     assert ItemResult(id="a", status="failed").counts() == {}
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prelabel.counters import CounterSpec
 from prelabel.errors import ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
@@ -25,7 +26,7 @@ class NerLabeling(LabelingDefaults):
     prompt_version = PROMPT_VERSION
     record_model = NerRecord
     result_model = NerResult
-    counters = ("unaligned",)
+    counters = (CounterSpec("unaligned", "unaligned mentions", "Mentions not found in the text."),)
     default_labels: LabelSet = CONLL
 
     def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
