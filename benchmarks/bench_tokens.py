@@ -198,7 +198,7 @@ def main() -> None:
     test = load_dataset_records(DatasetSpec(source=str(CONLL), split="test", limit=args.limit))
     train = load_dataset_records(DatasetSpec(source=str(CONLL), split="train"))
     records = test.records
-    ontology = from_tags(test.entity_tags)
+    ontology = from_tags(test.labels)
     pool = examples_from_records(train.records, ontology)
     oracles = (Oracle(records, ontology), Oracle(records, ontology, noise=NOISE, seed=0))
     selectors = {name: make_selector(name, pool) for name in ("similar", "random")}

@@ -22,7 +22,7 @@ from rich.table import Table
 import task_types
 from prelabel.model import Record, RunConfig
 from prelabel.pricing import Price, price_for, stored_price
-from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
@@ -85,7 +85,7 @@ def estimate_run(
     Needs neither Redis nor the endpoint: an estimate can be made anywhere.
     """
     options = labeling or LabelingOptions()
-    dataset, _ = default_types(load_dataset_records(spec, options.task), options)
+    dataset, _ = default_labels(load_dataset_records(spec, options.task), options)
     resolved = resolve_labeling(dataset, spec, options)
     price = price_for(model)
     config = RunConfig(

@@ -19,7 +19,7 @@ from prelabel.pricing import Price, price_for
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
-from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
@@ -75,7 +75,7 @@ def run_pipeline(
     task = task_types.get(options.labeling.task)
     dataset = load_dataset_records(spec, task.name)
     without_gold = not any(task.gold(r) is not None for r in dataset.records)
-    dataset, note = default_types(dataset, options.labeling)
+    dataset, note = default_labels(dataset, options.labeling)
     notes = [note] if note else []
     labeling = resolve_labeling(dataset, spec, options.labeling)
     warning = check_endpoint(settings, options.base_url, options.model)
