@@ -122,6 +122,10 @@ def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
         except (OSError, ValueError):
             config = {}
         if isinstance(config, dict):
+            # The model and prompt version are grouped (RunConfig) or, before, flat.
+            for group in ("endpoint", "labeling"):
+                nested = config.get(group)
+                config.update(nested if isinstance(nested, dict) else {})
             keys = ("model", "prompt_version", "dataset", "split")
             found = {k: config[k] for k in keys if isinstance(config.get(k), str)}
             if found:

@@ -207,7 +207,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
             ended = max(view.updated_at, view.active_at or 0.0)
             newer = Sample(at=min(ended, newer.at), counters=newer.counters)
     price = run_price(cfg)
-    window = rates(older, newer, max_tokens=cfg.max_tokens, price=price)
+    window = rates(older, newer, max_tokens=cfg.endpoint.max_tokens, price=price)
     s = view.sample
     remaining = max(cfg.total - s.done, 0)
     stopped = view.status != "running"
@@ -219,8 +219,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         run_id=cfg.run_id,
         status=view.status,
         error=view.error,
-        model=cfg.model,
-        base_url=cfg.base_url,
+        model=cfg.endpoint.model,
+        base_url=cfg.endpoint.base_url,
         dataset=cfg.dataset,
         split=cfg.split,
         total=cfg.total,
@@ -235,8 +235,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         retries=s.get(RunCounter.RETRIES),
         bucket_wait_s=s.get(RunCounter.BUCKET_WAIT_MS) / 1000,
         cost_usd=spent,
-        rpm_cap=cfg.rpm if cfg.rpm is not None else view.worker_rpm,
-        tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
+        rpm_cap=cfg.limits.rpm if cfg.limits.rpm is not None else view.worker_rpm,
+        tpm_cap=cfg.limits.tpm if cfg.limits.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
         started_shards=view.started_shards,

@@ -13,7 +13,7 @@ from typing import Literal
 import task_types
 from prelabel.errors import ConfigError
 from prelabel.labels import restrict
-from prelabel.model import DEFAULT_TASK, LabelSet
+from prelabel.model import DEFAULT_TASK, LabelingConfig, LabelSet
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from task_types import Example, PromptTemplate
 from workers.fewshot import MAX_EXAMPLES, STRATEGIES
@@ -53,6 +53,18 @@ class Labeling:
     def task(self) -> task_types.TaskType:
         return task_types.get(self.options.task)
 
+    @property
+    def config(self) -> LabelingConfig:
+        """The run's labeling settings (`RunConfig.labeling`)."""
+        return LabelingConfig(
+            task=self.task.name,
+            labels=self.labels,
+            prompt_version=self.prompt_version,
+            system_template=self.template.system if self.template else None,
+            few_shot=self.options.few_shot,
+            few_shot_strategy=self.options.few_shot_strategy,
+        )
+
 
 def default_labels(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
     """The dataset, with the task type's default labels (NER: CoNLL's four types) when nothing
@@ -61,9 +73,8 @@ def default_labels(dataset: LoadedDataset, options: LabelingOptions) -> tuple[Lo
     if dataset.labels or options.ontology_file is not None:
         return dataset, ""
     tags = tuple(t.tag for t in task_types.get(options.task).default_labels.labels)
-    note = "the data names no labels, nor do --entity-types or --ontology: labeling " + ", ".join(
-        tags
-    )
+    note = "the data names no labels, nor do --entity-types or --ontology: labeling "
+    note += ", ".join(tags)
     return dataset.model_copy(update={"labels": tags}), note
 
 

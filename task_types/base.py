@@ -64,7 +64,7 @@ class PromptTemplate:
 class Labeling(Protocol):
     """What the producer, the workers and the simulator need from a task type."""
 
-    #: The name a run's configuration carries (`RunConfig.task`).
+    #: The name a run's configuration carries (`RunConfig.labeling.task`).
     name: str
     #: Bumped whenever the messages change, so that cached answers are not reused.
     prompt_version: str
@@ -118,7 +118,8 @@ class Labeling(Protocol):
     def messages(
         self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
     ) -> list[dict[str, str]]:
-        """The chat messages asking for `batch`'s labels (with `config.system_template`)."""
+        """The chat messages asking for `batch`'s labels (with the run's system template,
+        `config.labeling.system_template`)."""
         ...
 
     def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
@@ -161,7 +162,7 @@ class LabelingDefaults:
     counters: tuple[CounterSpec, ...] = ()
 
     def labels(self, config: RunConfig) -> LabelSet:
-        return config.labels if config.labels.labels else self.default_labels
+        return config.labeling.labels if config.labeling.labels.labels else self.default_labels
 
     def read_labels(self, path: Path) -> LabelSet:
         return read_label_set(path, flag="--ontology", key="labels", noun="labels")

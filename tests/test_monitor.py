@@ -318,7 +318,7 @@ def test_status_costs_a_run_at_its_stored_price_as_run_json_does(
     snap = snapshot(read_run(redis_client, "rp", now=2000.0))
     collected = collect(store, "rp", tmp_path / "out", wall_seconds=1.0)
     run_json = RunConfig.model_validate_json((tmp_path / "out" / "run.json").read_text())
-    assert (run_json.price_input, run_json.price_output) == (1.0, 4.0)
+    assert (run_json.spend.price_input, run_json.spend.price_output) == (1.0, 4.0)
     assert snap.cost_usd == pytest.approx(0.6 * 1.0 + 0.1 * 4.0)
     assert collected.evaluation.figures.cost_usd == pytest.approx(snap.cost_usd)
     # A run created without a known price is costed at the table's, by both alike.

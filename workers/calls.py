@@ -39,7 +39,7 @@ class GuardedCaller:
         self.budget = budget
         self.sink = sink
         self.config = config
-        self._local = is_local_endpoint(config.base_url)
+        self._local = is_local_endpoint(config.endpoint.base_url)
 
     async def complete(self, request: ChatRequest) -> Answer:
         """An answer to `request`; raises BudgetReached, CallFailed or RunStopped."""
@@ -56,7 +56,7 @@ class GuardedCaller:
                     {RunCounter.CACHE_HITS: 1, RunCounter.SIMULATED: int(completion.simulated)}
                 )
                 return Answer(completion, digest, cached=True)
-        await self.budget.reserve(request.prompt_tokens, cfg.max_tokens)
+        await self.budget.reserve(request.prompt_tokens, cfg.endpoint.max_tokens)
         used_prompt = used_completion = 0
         try:
             completion = await self.transport.complete(request)
@@ -66,7 +66,7 @@ class GuardedCaller:
             raise
         finally:
             await self.budget.settle(
-                request.prompt_tokens, cfg.max_tokens, used_prompt, used_completion
+                request.prompt_tokens, cfg.endpoint.max_tokens, used_prompt, used_completion
             )
         return Answer(completion, digest, cached=False)
 
@@ -77,7 +77,9 @@ class GuardedCaller:
         # for identical sentences with different gold: it is part of the request's identity.
         headers = request.item_headers() if self._local else None
         params = {**request_params(cfg), "response_format": request.response_format}
-        return request_digest(cfg.base_url, cfg.model, request.messages, params, headers)
+        return request_digest(
+            cfg.endpoint.base_url, cfg.endpoint.model, request.messages, params, headers
+        )
 
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""

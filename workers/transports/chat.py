@@ -32,18 +32,18 @@ def request_params(config: RunConfig) -> dict[str, Any]:
     gives one, `reasoning_effort`. Other models get `max_tokens`, which every
     OpenAI-compatible server knows, and the run's temperature.
     """
-    if is_reasoning_model(config.model):
-        params: dict[str, Any] = {"max_completion_tokens": config.max_tokens}
-        if config.reasoning_effort is not None:
-            params["reasoning_effort"] = config.reasoning_effort
+    if is_reasoning_model(config.endpoint.model):
+        params: dict[str, Any] = {"max_completion_tokens": config.endpoint.max_tokens}
+        if config.endpoint.reasoning_effort is not None:
+            params["reasoning_effort"] = config.endpoint.reasoning_effort
         return params
-    return {"max_tokens": config.max_tokens, "temperature": config.temperature}
+    return {"max_tokens": config.endpoint.max_tokens, "temperature": config.endpoint.temperature}
 
 
 def chat_body(config: RunConfig, request: ChatRequest) -> dict[str, Any]:
     """The JSON body of `request` for `config`'s model (JSON mode when it has no schema)."""
     return {
-        "model": config.model,
+        "model": config.endpoint.model,
         "messages": request.messages,
         **request_params(config),
         "response_format": request.response_format or JSON_MODE,
