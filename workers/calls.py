@@ -72,14 +72,12 @@ class GuardedCaller:
 
     def _digest(self, request: ChatRequest) -> str:
         """The cache key of a request: everything that shapes its answer."""
-        cfg = self.config
+        endpoint = self.config.endpoint
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
         headers = request.item_headers() if self._local else None
-        params = {**request_params(cfg), "response_format": request.response_format}
-        return request_digest(
-            cfg.endpoint.base_url, cfg.endpoint.model, request.messages, params, headers
-        )
+        params = {**request_params(endpoint), "response_format": request.response_format}
+        return request_digest(endpoint.base_url, endpoint.model, request.messages, params, headers)
 
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""

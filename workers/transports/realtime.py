@@ -258,7 +258,7 @@ class RealtimeTransport:
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
         self._spend({RunCounter.BUCKET_WAIT_MS: round(admission.waited * 1000)})
-        body = chat_body(cfg, request)
+        body = chat_body(cfg.endpoint, request)
         try:
             # `client.post` is the client's own route for requests it has no typed method for
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
