@@ -177,7 +177,7 @@ def main() -> None:
     if not test_file.exists():
         raise SystemExit(f"CoNLL-2003 test split not found at {test_file}")
     dataset = load_dataset_records(DatasetSpec(source=str(test_file), limit=args.limit))
-    ontology = from_tags(dataset.entity_tags)
+    ontology = from_tags(dataset.labels)
     started = time.monotonic()
     result = in_process(dataset.records, ontology)
     result["seconds"] = time.monotonic() - started

@@ -53,7 +53,7 @@ from common import (
     write_results,
 )
 
-from prelabel.model import ITEM_IDS_HEADER, RunConfig
+from prelabel.model import ITEM_IDS_HEADER, Endpoint, RunConfig
 from prelabel.settings import load_settings
 from task_types.ner.model import NerRecord
 from workers.requests import RequestBuilder
@@ -192,7 +192,8 @@ def run_bare(
 ) -> Round:
     """Items/s of two processes, each a bare AsyncOpenAI loop over half of the requests, with
     `chat.completions.create` (or, with `post`, with `client.post` as prelabel calls)."""
-    config = RunConfig(run_id="bare", model=MODEL, base_url=base_url, max_tokens=MAX_TOKENS)
+    endpoint = Endpoint(model=MODEL, base_url=base_url, max_tokens=MAX_TOKENS)
+    config = RunConfig(run_id="bare", endpoint=endpoint)
     builder = RequestBuilder(config)
     requests = [
         {

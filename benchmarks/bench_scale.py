@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from prelabel.keys import RunKeys  # noqa: E402
 from prelabel.launch import free_port  # noqa: E402
-from prelabel.model import RunConfig, Usage  # noqa: E402
+from prelabel.model import Endpoint, LabelingConfig, Limits, RunConfig, Usage  # noqa: E402
 from prelabel.settings import load_settings  # noqa: E402
 from prelabel.store import RunStore  # noqa: E402
 from producer.runs import new_run_id, start_run  # noqa: E402
@@ -109,15 +109,14 @@ def measure(
     shards = -(-len(items) // shard_size)
     config = RunConfig(
         run_id=new_run_id(),
-        model="gpt-4o-mini",
-        base_url="https://api.openai.com/v1",
-        shard_size=shard_size,
-        labels=CONLL_LABELS,
         dataset="bench",
         split="train",
         total=len(items),
         shards=shards,
         created_at=time.time(),
+        endpoint=Endpoint(model="gpt-4o-mini", base_url="https://api.openai.com/v1"),
+        limits=Limits(shard_size=shard_size),
+        labeling=LabelingConfig(labels=CONLL_LABELS),
     )
     store = RunStore(client)
     empty = used_memory(client)

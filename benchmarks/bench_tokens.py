@@ -35,7 +35,7 @@ import seed
 from common import CONLL, console, table, write_results
 
 from prelabel.errors import ItemError
-from prelabel.model import RunConfig
+from prelabel.model import Endpoint, LabelingConfig, Limits, RunConfig
 from producer.loading import DatasetSpec, load_dataset_records
 from simulator.oracle import Oracle
 from task_types.ner.alignment import align
@@ -133,13 +133,9 @@ def prelabel_row(
 ) -> Row:
     config = RunConfig(
         run_id=f"bench-tokens-{size}-{shots}-{strategy}",
-        model=MODEL,
-        base_url="http://127.0.0.1/v1",
-        batch_size=size,
-        shard_size=SHARD,
-        few_shot=shots,
-        few_shot_strategy=strategy,
-        labels=ontology,
+        endpoint=Endpoint(model=MODEL, base_url="http://127.0.0.1/v1"),
+        limits=Limits(batch_size=size, shard_size=SHARD),
+        labeling=LabelingConfig(labels=ontology, few_shot=shots, few_shot_strategy=strategy),
     )
     builder = RequestBuilder(config, selector)
     name = f"prelabel, batch {size}" + (f" + {shots} {strategy}" if shots else "")
@@ -198,7 +194,7 @@ def main() -> None:
     test = load_dataset_records(DatasetSpec(source=str(CONLL), split="test", limit=args.limit))
     train = load_dataset_records(DatasetSpec(source=str(CONLL), split="train"))
     records = test.records
-    ontology = from_tags(test.entity_tags)
+    ontology = from_tags(test.labels)
     pool = examples_from_records(train.records, ontology)
     oracles = (Oracle(records, ontology), Oracle(records, ontology, noise=NOISE, seed=0))
     selectors = {name: make_selector(name, pool) for name in ("similar", "random")}

@@ -30,7 +30,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from prelabel import launch  # noqa: E402
-from prelabel.model import RunConfig  # noqa: E402
+from prelabel.model import Endpoint, LabelingConfig, Limits, RunConfig  # noqa: E402
 from prelabel.settings import Settings, load_settings  # noqa: E402
 from prelabel.store import RunStore  # noqa: E402
 from producer.runs import new_run_id, start_run  # noqa: E402
@@ -176,19 +176,14 @@ def new_run(
     """Write a run of `items` and enqueue it; the answer cache is off (every call is made)."""
     config = RunConfig(
         run_id=new_run_id(),
-        model=MODEL,
-        base_url=base_url,
-        rpm=rpm,
-        tpm=tpm,
-        max_tokens=max_tokens,
-        shard_size=shard_size,
-        labels=from_tags(["PER", "ORG", "LOC", "MISC"]),
         dataset="bench",
         split="train",
         total=len(items),
         shards=-(-len(items) // shard_size),
         created_at=time.time(),
-        cache=False,
+        endpoint=Endpoint(model=MODEL, base_url=base_url, max_tokens=max_tokens, cache=False),
+        limits=Limits(rpm=rpm, tpm=tpm, shard_size=shard_size),
+        labeling=LabelingConfig(labels=from_tags(["PER", "ORG", "LOC", "MISC"])),
     )
     store = RunStore(redis.Redis.from_url(REDIS_URL))
     start_run(settings, store, items, config)

@@ -82,8 +82,8 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         cache_hits=counters.get(RunCounter.CACHE_HITS, 0),
         cost_usd=run_cost(config, counters),
         wall_seconds=wall_seconds,
-        model=config.model,
-        prompt_version=config.prompt_version,
+        model=config.endpoint.model,
+        prompt_version=config.labeling.prompt_version,
         dataset=config.dataset,
         split=config.split,
         simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
@@ -113,8 +113,8 @@ def _not_labeled(model: type[ItemResult], item_id: str, config: RunConfig) -> It
         id=item_id,
         status="failed",
         error="not labeled: the run stopped before this item was done",
-        model=config.model,
-        prompt_version=config.prompt_version,
+        model=config.endpoint.model,
+        prompt_version=config.labeling.prompt_version,
     )
 
 

@@ -47,7 +47,7 @@ def kili_model_name(config: RunConfig) -> str:
     Predictions with the same model name replace each other on an asset, so a run uploaded
     again replaces its own, and so does a later run of the same model and prompt.
     """
-    return f"{config.model}@{config.prompt_version}"
+    return f"{config.endpoint.model}@{config.labeling.prompt_version}"
 
 
 def kili_prediction_lines(
@@ -140,7 +140,7 @@ def write_hf_dataset(
     features, columns = task.hf_columns(rows, task.labels(config))
     dataset = Dataset.from_dict(columns, features=features)
     dataset.info.description = (
-        f"prelabel run {config.run_id}: {config.model} ({config.prompt_version}) "
+        f"prelabel run {config.run_id}: {config.endpoint.model} ({config.labeling.prompt_version}) "
         f"on {config.dataset} {config.split}"
     )
     # Saved beside, then swapped in, so that a reader never finds half a folder.

@@ -55,8 +55,8 @@ def find_or_create_project(
         return found[0]["id"], False
     created = kili.create_project(
         title=title,
-        description=f"Pre-annotations by {config.model} ({config.prompt_version}), run "
-        f"{config.run_id}, from prelabel",
+        description=f"Pre-annotations by {config.endpoint.model} "
+        f"({config.labeling.prompt_version}), run {config.run_id}, from prelabel",
         input_type="TEXT",
         json_interface=task.kili.json_interface(task.labels(config), job),
     )

@@ -21,7 +21,7 @@ from task_types import PredictionRow, TaskType
 
 def task_of(config: RunConfig) -> TaskType:
     """The task type of a run."""
-    return task_types.get(config.task)
+    return task_types.get(config.labeling.task)
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ def load_run_redis(store: RunStore, run_id: str) -> RunData:
             id=record.id,
             status="failed",
             error="not labeled: the run stopped before this item was done",
-            model=config.model,
-            prompt_version=config.prompt_version,
+            model=config.endpoint.model,
+            prompt_version=config.labeling.prompt_version,
         )
         rows.append(task.row(record, result))
     return RunData(config, tuple(rows))

@@ -53,7 +53,8 @@ def resolve_path(path: Path) -> Path:
 
 
 def _run_json(path: Path) -> dict[str, Any]:
-    """The run.json next to the predictions file ({} when there is none, or unreadable)."""
+    """The run.json next to the predictions file, its groups flattened ({} when there is none,
+    or unreadable)."""
     run = path.parent / "run.json"
     if not run.exists():
         return {}
@@ -61,7 +62,13 @@ def _run_json(path: Path) -> dict[str, Any]:
         config = json.loads(run.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return config if isinstance(config, dict) else {}
+    if not isinstance(config, dict):
+        return {}
+    # RunConfig's fields are grouped (endpoint, labeling, ...) or, in older runs, flat.
+    for group in ("endpoint", "labeling"):
+        nested = config.get(group)
+        config.update(nested if isinstance(nested, dict) else {})
+    return config
 
 
 def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:

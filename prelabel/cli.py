@@ -217,7 +217,7 @@ def _dataset_spec(data: DatasetFlags) -> DatasetSpec:
     types = tuple(t.strip() for t in listed.split(",") if t.strip()) if listed else None
     # Only a tags column the user named must exist: the default one is optional (text-only
     # data labels without gold), so it is left out of the spec unless given.
-    tags = {"tags_field": data.tags_field} if data.tags_field is not None else {}
+    tags = {"gold_field": data.tags_field} if data.tags_field is not None else {}
     try:
         return loading.DatasetSpec(
             source=data.dataset,
@@ -226,7 +226,7 @@ def _dataset_spec(data: DatasetFlags) -> DatasetSpec:
             text_field=data.text_field,
             tokens_field=data.tokens_field,
             id_field=data.id_field,
-            entity_types=types,
+            labels=types,
             **tags,
         )
     except ValidationError as exc:

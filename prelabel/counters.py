@@ -1,12 +1,14 @@
 """The names of a run's counters (the fields of `RunKeys.counters`), declared once.
 
-Workers add to them (commit.lua moves `labeled`/`failed`/`unaligned` as it commits a result,
-the callers add the spend, pause.lua the pauses); `prelabel status`, the metrics exporter,
-the follower and the collector read them. A counter a run has not touched yet reads as 0.
+Workers add to them (commit.lua moves `labeled`, `failed` and the task type's own as it
+commits a result, the callers add the spend, pause.lua the pauses); `prelabel status`, the
+metrics exporter, the follower and the collector read them. A counter a run has not touched
+yet reads as 0.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -33,8 +35,6 @@ class RunCounter(StrEnum):
     PAUSED_MS = "paused_ms"
     PAUSE_UNTIL_MS = "pause_until_ms"
     PAUSE_ASKED_MS = "pause_asked_ms"
-    #: NER's: mentions the model proposed that could not be placed on the tokens.
-    UNALIGNED = "unaligned"
 
 
 #: The counters a new run starts with, at zero, besides its task type's own
@@ -48,3 +48,24 @@ NEW_RUN_COUNTERS = (
     RunCounter.RATE_LIMITED,
     RunCounter.RETRIES,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    """A counter of a task type's own (`Labeling.counters`), and how the run's figures show it.
+
+    The run keeps its task type's specs beside its config (`RunStore.create`), so that
+    `prelabel status` and the exporter show them without knowing any task type.
+    """
+
+    #: The field of the run's counters hash (a key of `ItemResult.counts`).
+    name: str
+    #: Shown after the run's progress (`· {label} N`); with underscores for spaces, the
+    #: exporter's metric name (`prelabel_{label}`).
+    label: str
+    #: The exporter metric's help text.
+    help: str
+
+    @property
+    def metric(self) -> str:
+        return "prelabel_" + self.label.replace(" ", "_")

@@ -121,9 +121,7 @@ def families(snaps: list[Snapshot]) -> Iterator[Metric]:
     yield counter("prelabel_requests", "LLM calls made.", lambda s: s.requests)
     yield counter("prelabel_rate_limited", "429 answers received.", lambda s: s.rate_limited)
     yield counter("prelabel_retries", "Calls retried.", lambda s: s.retries)
-    yield counter(
-        "prelabel_unaligned_mentions", "Mentions not found in the text.", lambda s: s.unaligned
-    )
+    yield from task_counters(snaps)
     yield counter(
         "prelabel_bucket_wait_seconds",
         "Seconds calls waited in the shared rate-limit bucket, summed.",
@@ -170,6 +168,21 @@ def families(snaps: list[Snapshot]) -> Iterator[Metric]:
         lambda s: s.rates.wait_per_request_s if s.rates else None,
     )
     yield gauge("prelabel_run_eta_seconds", "Seconds until the run is done.", lambda s: s.eta_s)
+
+
+def task_counters(snaps: list[Snapshot]) -> Iterator[Metric]:
+    """One counter family per counter of the runs' task types' own (NER: unaligned
+    mentions), each with the runs whose task type declares it."""
+    fams: dict[str, CounterMetricFamily] = {}
+    for s in snaps:
+        for spec, value in s.task_counts:
+            fam = fams.get(spec.metric)
+            if fam is None:
+                fam = fams[spec.metric] = CounterMetricFamily(
+                    spec.metric, spec.help, labels=["run"]
+                )
+            fam.add_metric([s.run_id], value)
+    yield from fams.values()
 
 
 def registry_for(client: redis.Redis, window: float = DEFAULT_WINDOW) -> CollectorRegistry:

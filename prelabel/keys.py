@@ -8,12 +8,14 @@ Per run (`{run}` is the run id):
                                                not be read, JSON list of [id, reason]), caps
                                                (the caps workers apply, JSON), queue (Celery's:
                                                only that queue's reconcilers judge the run),
-                                               out (`run --out`, absolute)
+                                               out (`run --out`, absolute), counters (the
+                                               task type's own, JSON list of CounterSpec)
     prelabel:run:{run}:counters        hash    the run's counters, named by
                                                `prelabel.counters.RunCounter`: labeled, failed,
                                                requests, prompt_tokens, completion_tokens,
-                                               rate_limited, retries, unaligned (from creation,
-                                               at 0); cache_hits, simulated, bucket_wait_ms,
+                                               rate_limited, retries and the task type's own
+                                               (NER: unaligned) from creation, at 0;
+                                               cache_hits, simulated, bucket_wait_ms,
                                                paused_ms, pause_until_ms, pause_asked_ms (once
                                                first written)
     prelabel:run:{run}:shard:{n}       string  the shard's records, JSON list of Record

@@ -78,42 +78,37 @@ class ItemResult(Frozen):
         return {}
 
 
-class RunConfig(Frozen):
-    """Everything a worker needs to label a run's items. It never holds an API key."""
+class Endpoint(Frozen):
+    """How a run's calls are made: to which model, with which parameters (the cache key's),
+    and whether an identical request reuses a cached answer."""
 
-    run_id: str
     model: str
     base_url: str
-    rpm: int | None = Field(None, gt=0)
-    tpm: int | None = Field(None, gt=0)
-    max_tokens: int = Field(512, gt=0)
     temperature: float = 0.0
+    max_tokens: int = Field(512, gt=0)
     #: For reasoning models (o-series, gpt-5): how much they think before they answer. Their
     #: thinking counts against `max_tokens` (sent as `max_completion_tokens`).
     reasoning_effort: ReasoningEffort | None = None
-    batch_size: int = Field(1, ge=1)
-    shard_size: int = Field(50, ge=1)
-    #: The task type (`task_types.get(task)`): what is labeled, and how.
-    task: str = DEFAULT_TASK
-    prompt_version: str = DEFAULT_PROMPT_VERSION
-    #: The labels to ask for; empty: the task type's default.
-    labels: LabelSet = LabelSet()
-    dataset: str = ""
-    split: str = ""
-    total: int = 0
-    shards: int = 0
-    created_at: float = 0.0
-    #: Labelled examples per request (0: none), chosen by this strategy from the pool that
-    #: the producer stored with the run (`RunKeys.fewshot`).
-    few_shot: int = Field(0, ge=0, le=50)
-    few_shot_strategy: str = "similar"
     #: `json_schema` (strict structured outputs), `json_object` (JSON mode), or `auto`: the
     #: schema, falling back to JSON mode when the endpoint rejects it.
     response_format: Literal["auto", "json_schema", "json_object"] = "auto"
-    #: A user's system-prompt template (`--prompt-file`); None is the built-in one.
-    system_template: str | None = None
     #: Reuse answers cached for identical requests (a rerun or a resume never pays twice).
     cache: bool = True
+
+
+class Limits(Frozen):
+    """How the run's work is cut and paced: items per request and per shard, and the caps
+    (None: the workers' own, `PRELABEL_CAPS`)."""
+
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    batch_size: int = Field(1, ge=1)
+    shard_size: int = Field(50, ge=1)
+
+
+class Spend(Frozen):
+    """What the run may spend and what its tokens cost."""
+
     #: Stop admitting calls once the run has spent this much (None: no budget).
     budget_usd: float | None = Field(None, gt=0)
     budget_tokens: int | None = Field(None, gt=0)
@@ -121,15 +116,69 @@ class RunConfig(Frozen):
     price_input: float | None = None
     price_output: float | None = None
 
+
+class LabelingConfig(Frozen):
+    """What is asked of the model: the task type, its labels, its prompt and examples."""
+
+    #: The task type (`task_types.get(task)`): what is labeled, and how.
+    task: str = DEFAULT_TASK
+    prompt_version: str = DEFAULT_PROMPT_VERSION
+    #: The labels to ask for; empty: the task type's default.
+    labels: LabelSet = LabelSet()
+    #: Labelled examples per request (0: none), chosen by this strategy from the pool that
+    #: the producer stored with the run (`RunKeys.fewshot`).
+    few_shot: int = Field(0, ge=0, le=50)
+    few_shot_strategy: str = "similar"
+    #: A user's system-prompt template (`--prompt-file`); None is the built-in one.
+    system_template: str | None = None
+
+
+#: RunConfig's groups, by field name.
+_GROUPS: dict[str, type[Frozen]] = {
+    "endpoint": Endpoint,
+    "limits": Limits,
+    "spend": Spend,
+    "labeling": LabelingConfig,
+}
+
+
+class RunConfig(Frozen):
+    """Everything a worker needs to label a run's items. It never holds an API key.
+
+    Beside the run's identity and size, its settings come in groups, each read mostly by one
+    part: `endpoint` by the transport (and the cache key), `limits` by the bucket and the
+    producer's cutting, `spend` by the budget and the cost figures, `labeling` by the task
+    type. Older runs wrote them flat; they still read.
+    """
+
+    run_id: str
+    dataset: str = ""
+    split: str = ""
+    total: int = 0
+    shards: int = 0
+    created_at: float = 0.0
+    endpoint: Endpoint
+    limits: Limits = Limits()
+    spend: Spend = Spend()
+    labeling: LabelingConfig = LabelingConfig()
+
     @model_validator(mode="before")
     @classmethod
-    def _read_ontology(cls, data: Any) -> Any:
-        """A run.json written before task types held its label set as `ontology`:
-        `{"types": [...]}` (a run folder outlives the version that wrote it)."""
-        if isinstance(data, dict) and "ontology" in data and "labels" not in data:
-            data = dict(data)
+    def _read_older_shapes(cls, data: Any) -> Any:
+        """A run.json or a Redis run written by an older version (a run folder outlives the
+        version that wrote it): its settings flat rather than grouped, its label set as
+        `ontology`, `{"types": [...]}`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "ontology" in data and "labels" not in data:
             old = data.pop("ontology")
             data["labels"] = {"labels": old.get("types", ())} if isinstance(old, dict) else old
+        for group, model in _GROUPS.items():
+            flat = {k: data.pop(k) for k in model.model_fields if k in data}
+            if flat:
+                nested = data.get(group, {})
+                data[group] = {**flat, **(nested if isinstance(nested, dict) else {})}
         return data
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from pydantic import ValidationError
 
-from prelabel.counters import RunCounter
+from prelabel.counters import CounterSpec, RunCounter
 from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
@@ -67,6 +67,8 @@ class RunView:
     started_shards: int = 0
     #: The Celery queue the run's shards were sent to (None for runs of older versions).
     queue: str | None = None
+    #: The counters of the run's task type's own, as the run keeps them.
+    task_counters: tuple[CounterSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,6 @@ class Snapshot:
     completion_tokens: int
     rate_limited: int
     retries: int
-    unaligned: int
     bucket_wait_s: float
     cost_usd: float | None
     rpm_cap: int | None
@@ -121,6 +122,8 @@ class Snapshot:
     paused_s: float = 0.0
     pause_until: float | None = None
     pause_asked_s: float | None = None
+    #: The task type's own counters, in the order it declares them, and their values.
+    task_counts: tuple[tuple[CounterSpec, int], ...] = ()
 
     @property
     def done(self) -> int:
@@ -204,7 +207,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
             ended = max(view.updated_at, view.active_at or 0.0)
             newer = Sample(at=min(ended, newer.at), counters=newer.counters)
     price = run_price(cfg)
-    window = rates(older, newer, max_tokens=cfg.max_tokens, price=price)
+    window = rates(older, newer, max_tokens=cfg.endpoint.max_tokens, price=price)
     s = view.sample
     remaining = max(cfg.total - s.done, 0)
     stopped = view.status != "running"
@@ -216,8 +219,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         run_id=cfg.run_id,
         status=view.status,
         error=view.error,
-        model=cfg.model,
-        base_url=cfg.base_url,
+        model=cfg.endpoint.model,
+        base_url=cfg.endpoint.base_url,
         dataset=cfg.dataset,
         split=cfg.split,
         total=cfg.total,
@@ -230,11 +233,10 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         completion_tokens=s.get(RunCounter.COMPLETION_TOKENS),
         rate_limited=s.get(RunCounter.RATE_LIMITED),
         retries=s.get(RunCounter.RETRIES),
-        unaligned=s.get(RunCounter.UNALIGNED),
         bucket_wait_s=s.get(RunCounter.BUCKET_WAIT_MS) / 1000,
         cost_usd=spent,
-        rpm_cap=cfg.rpm if cfg.rpm is not None else view.worker_rpm,
-        tpm_cap=cfg.tpm if cfg.tpm is not None else view.worker_tpm,
+        rpm_cap=cfg.limits.rpm if cfg.limits.rpm is not None else view.worker_rpm,
+        tpm_cap=cfg.limits.tpm if cfg.limits.tpm is not None else view.worker_tpm,
         rates=window,
         eta_s=eta,
         started_shards=view.started_shards,
@@ -242,6 +244,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         paused_s=s.get(RunCounter.PAUSED_MS) / 1000,
         pause_until=s.get(RunCounter.PAUSE_UNTIL_MS) / 1000 or None,
         pause_asked_s=s.get(RunCounter.PAUSE_ASKED_MS) / 1000 or None,
+        task_counts=tuple((c, s.get(c.name)) for c in view.task_counters),
     )
 
 
@@ -282,7 +285,8 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
     for run_id in run_ids:
         keys = RunKeys(run_id)
         pipe.hmget(
-            keys.meta, ["config", "status", "error", "updated_at", "caps", "active_at", "queue"]
+            keys.meta,
+            ["config", "status", "error", "updated_at", "caps", "active_at", "queue", "counters"],
         )
         pipe.hgetall(keys.counters)
         pipe.hlen(keys.attempts)
@@ -293,7 +297,7 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
     views: list[RunView] = []
     for i in range(len(run_ids)):
         meta, counters, started = replies[3 * i : 3 * i + 3]
-        raw_config, status, error, updated, caps, active, queue = meta
+        raw_config, status, error, updated, caps, active, queue, task_counters = meta
         if raw_config is None or status is None:
             continue  # expired, or listed in the index but never written
         try:
@@ -310,6 +314,7 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
                 active_at=float(active) if active else None,
                 started_shards=int(started),
                 queue=_text(queue) if queue else None,
+                task_counters=_counter_specs(task_counters),
                 **_worker_caps(caps),
             )
         )
@@ -322,6 +327,11 @@ def _worker_caps(raw: bytes | str | None) -> dict[str, int | None]:
         return {"worker_rpm": caps.get("rpm"), "worker_tpm": caps.get("tpm")}
     except (ValueError, AttributeError):
         return {}
+
+
+def _counter_specs(raw: bytes | str | None) -> tuple[CounterSpec, ...]:
+    # Runs of older versions kept none: their figures show the core's counters only.
+    return tuple(CounterSpec(**spec) for spec in json.loads(raw)) if raw else ()
 
 
 def read_run(client: redis.Redis, run_id: str, now: float) -> RunView:

@@ -108,16 +108,16 @@ def price_table(environ: Mapping[str, str] | None = None) -> dict[str, Price]:
 
 def stored_price(config: RunConfig) -> Price | None:
     """The price resolved (`price_for`) when the run was created and stored with it, if any."""
-    if config.price_input is None or config.price_output is None:
+    if config.spend.price_input is None or config.spend.price_output is None:
         return None
-    return Price(config.price_input, config.price_output)
+    return Price(config.spend.price_input, config.spend.price_output)
 
 
 def run_price(config: RunConfig) -> Price | None:
     """What a run's tokens cost: the price stored with it, else (a run created when its
     model had no known price) the price table's; None when neither knows the model."""
     stored = stored_price(config)
-    return stored if stored is not None else price_for(config.model)
+    return stored if stored is not None else price_for(config.endpoint.model)
 
 
 def price_for(model: str, table: Mapping[str, Price] | None = None) -> Price | None:

@@ -75,7 +75,7 @@ def render(
         "progress",
         f"{snap.done:,} / {snap.total:,} ({pct:.1%}) · labeled {snap.labeled:,} · "
         f"[{'red' if snap.failed else 'default'}]failed {snap.failed:,}[/]"
-        f" · unaligned mentions {snap.unaligned:,}",
+        + "".join(f" · {escape(spec.label)} {n:,}" for spec, n in snap.task_counts),
     )
     grid.add_row("", ProgressBar(total=max(snap.total, 1), completed=snap.done, width=60))
     window = f"last {fmt_duration(r.seconds)}" if r else "no data yet"

@@ -6,6 +6,7 @@ the collector and the CLI read it back. All of it expires once a run is collecte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ import redis
 from pydantic import TypeAdapter
 from redis.typing import EncodableT, FieldT
 
-from prelabel.counters import NEW_RUN_COUNTERS
+from prelabel.counters import NEW_RUN_COUNTERS, CounterSpec
 from prelabel.errors import BrokerError, RunError
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import ItemResult, Record, RunConfig
@@ -43,14 +44,15 @@ class RunStore:
         *,
         queue: str | None = None,
         out_dir: Path | None = None,
-        counters: Sequence[str] = (),
+        counters: Sequence[CounterSpec] = (),
     ) -> None:
         """Write a new run: its config, its shards, zeroed counters and the input items
         that could not be read (with their reasons), in one transaction.
 
         `queue` (the Celery queue its shards go to) and `out_dir` (its `--out`, absolute)
         are kept beside the config: `status` names the queue when no worker takes the run,
-        and `collect` writes where `run --out` said. `counters` are the task type's own.
+        and `collect` writes where `run --out` said. `counters` are the task type's own,
+        kept beside the config too: `status` and the exporter show them.
         """
         keys = RunKeys(config.run_id)
         try:
@@ -62,13 +64,17 @@ class RunStore:
                     "status": "running",
                     "created_at": config.created_at,
                     "skipped": json.dumps(list(skipped)),
+                    "counters": json.dumps([dataclasses.asdict(c) for c in counters]),
                     **({"queue": queue} if queue else {}),
                     **({"out": str(out_dir.resolve())} if out_dir is not None else {}),
                 },
             )
             for n, shard in enumerate(shards):
                 pipe.set(keys.shard(n), json.dumps([r.model_dump(mode="json") for r in shard]))
-            pipe.hset(keys.counters, mapping=dict.fromkeys((*NEW_RUN_COUNTERS, *counters), 0))
+            pipe.hset(
+                keys.counters,
+                mapping=dict.fromkeys((*NEW_RUN_COUNTERS, *(c.name for c in counters)), 0),
+            )
             pipe.zadd(RUNS, {config.run_id: config.created_at})
             pipe.execute()
         except redis.RedisError as exc:

@@ -47,7 +47,7 @@ def retry_failed(settings: Settings, store: RunStore, run_id: str) -> tuple[int,
     changes nothing. Returns how many items, and which shards, it took up again.
     """
     config = store.config(run_id)
-    task = task_types.get(config.task)
+    task = task_types.get(config.labeling.task)
     status, _ = store.status(run_id)
     if status == "running":
         raise RunError(

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from rich.table import Table
 
 import task_types
-from prelabel.model import Record, RunConfig
+from prelabel.model import Endpoint, Limits, Record, RunConfig, Spend
 from prelabel.pricing import Price, price_for, stored_price
-from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
@@ -85,25 +85,23 @@ def estimate_run(
     Needs neither Redis nor the endpoint: an estimate can be made anywhere.
     """
     options = labeling or LabelingOptions()
-    dataset, _ = default_types(load_dataset_records(spec, options.task), options)
+    dataset, _ = default_labels(load_dataset_records(spec, options.task), options)
     resolved = resolve_labeling(dataset, spec, options)
     price = price_for(model)
     config = RunConfig(
         run_id="estimate",
-        model=model,
-        base_url=base_url,
-        max_tokens=max_tokens,
-        batch_size=batch_size,
-        shard_size=shard_size,
-        task=resolved.task.name,
-        labels=resolved.labels,
-        prompt_version=resolved.prompt_version,
-        system_template=resolved.template.system if resolved.template else None,
-        few_shot=options.few_shot,
-        few_shot_strategy=options.few_shot_strategy,
-        response_format=options.response_format,
-        price_input=price.input if price else None,
-        price_output=price.output if price else None,
+        endpoint=Endpoint(
+            model=model,
+            base_url=base_url,
+            max_tokens=max_tokens,
+            response_format=options.response_format,
+        ),
+        limits=Limits(batch_size=batch_size, shard_size=shard_size),
+        spend=Spend(
+            price_input=price.input if price else None,
+            price_output=price.output if price else None,
+        ),
+        labeling=resolved.config,
     )
     return estimate_requests(dataset.records, config, resolved)
 
@@ -113,36 +111,36 @@ def estimate_requests(
 ) -> Estimate:
     """Count the requests a run of `config` over `records` sends, shard by shard, batch by batch.
 
-    `labeling` carries the few-shot pool; without it (or with `config.few_shot == 0`) the
+    `labeling` carries the few-shot pool; without it (or with `config.labeling.few_shot == 0`) the
     requests have no examples.
     """
     selector = None
-    if config.few_shot and labeling is not None and labeling.pool:
-        selector = make_selector(config.few_shot_strategy, labeling.pool)
+    if config.labeling.few_shot and labeling is not None and labeling.pool:
+        selector = make_selector(config.labeling.few_shot_strategy, labeling.pool)
     builder = RequestBuilder(config, selector)
-    task = task_types.get(config.task)
+    task = task_types.get(config.labeling.task)
     labels = task.labels(config)
     requests = prompt = completion = over = 0
-    for start in range(0, len(records), config.shard_size):
-        shard = records[start : start + config.shard_size]
-        for first in range(0, len(shard), config.batch_size):
-            batch = shard[first : first + config.batch_size]
+    for start in range(0, len(records), config.limits.shard_size):
+        shard = records[start : start + config.limits.shard_size]
+        for first in range(0, len(shard), config.limits.batch_size):
+            batch = shard[first : first + config.limits.batch_size]
             requests += 1
-            prompt += count_message_tokens(builder.messages(batch), config.model)
-            answer = count_tokens(task.guess_answer(batch, labels), config.model)
+            prompt += count_message_tokens(builder.messages(batch), config.endpoint.model)
+            answer = count_tokens(task.guess_answer(batch, labels), config.endpoint.model)
             completion += answer
-            over += answer > config.max_tokens
+            over += answer > config.endpoint.max_tokens
     return Estimate(
-        model=config.model,
+        model=config.endpoint.model,
         items=len(records),
         requests=requests,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        completion_bound=requests * config.max_tokens,
-        exact_prompt=is_exact(config.model),
+        completion_bound=requests * config.endpoint.max_tokens,
+        exact_prompt=is_exact(config.endpoint.model),
         price=stored_price(config),
-        batch_size=config.batch_size,
-        few_shot=config.few_shot if selector is not None else 0,
+        batch_size=config.limits.batch_size,
+        few_shot=config.labeling.few_shot if selector is not None else 0,
         over_max_tokens=over,
     )
 

@@ -13,7 +13,7 @@ from typing import Literal
 import task_types
 from prelabel.errors import ConfigError
 from prelabel.labels import restrict
-from prelabel.model import DEFAULT_TASK, LabelSet
+from prelabel.model import DEFAULT_TASK, LabelingConfig, LabelSet
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from task_types import Example, PromptTemplate
 from workers.fewshot import MAX_EXAMPLES, STRATEGIES
@@ -53,19 +53,29 @@ class Labeling:
     def task(self) -> task_types.TaskType:
         return task_types.get(self.options.task)
 
+    @property
+    def config(self) -> LabelingConfig:
+        """The run's labeling settings (`RunConfig.labeling`)."""
+        return LabelingConfig(
+            task=self.task.name,
+            labels=self.labels,
+            prompt_version=self.prompt_version,
+            system_template=self.template.system if self.template else None,
+            few_shot=self.options.few_shot,
+            few_shot_strategy=self.options.few_shot_strategy,
+        )
 
-def default_types(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
+
+def default_labels(dataset: LoadedDataset, options: LabelingOptions) -> tuple[LoadedDataset, str]:
     """The dataset, with the task type's default labels (NER: CoNLL's four types) when nothing
     names any (text without gold, no --entity-types, no --ontology), and a note saying so
     ("" when nothing changed)."""
-    if dataset.entity_tags or options.ontology_file is not None:
+    if dataset.labels or options.ontology_file is not None:
         return dataset, ""
     tags = tuple(t.tag for t in task_types.get(options.task).default_labels.labels)
-    note = (
-        "the data names no entity types, nor do --entity-types or --ontology: labeling "
-        + ", ".join(tags)
-    )
-    return dataset.model_copy(update={"entity_tags": tags}), note
+    note = "the data names no labels, nor do --entity-types or --ontology: labeling "
+    note += ", ".join(tags)
+    return dataset.model_copy(update={"labels": tags}), note
 
 
 def resolve_labeling(
@@ -75,10 +85,10 @@ def resolve_labeling(
     task = task_types.get(options.task)
     if options.ontology_file is not None:
         labels = task.read_labels(options.ontology_file)
-        if spec.entity_types:
-            labels = restrict(labels, spec.entity_types, str(options.ontology_file))
+        if spec.labels:
+            labels = restrict(labels, spec.labels, str(options.ontology_file))
     else:
-        labels = task.labels_from_tags(dataset.entity_tags)
+        labels = task.labels_from_tags(dataset.labels)
     template = task.read_template(options.prompt_file) if options.prompt_file else None
     pool: list[Example] = []
     source = ""
@@ -109,7 +119,7 @@ def _pool_spec(spec: DatasetSpec, options: LabelingOptions) -> DatasetSpec:
     fields = {
         "text_field": spec.text_field,
         "tokens_field": spec.tokens_field,
-        "tags_field": spec.tags_field,
+        "gold_field": spec.gold_field,
         "format": spec.format,
     }
     if options.few_shot_from:

@@ -49,19 +49,21 @@ class DatasetSpec(BaseModel):
     format: Format = "auto"
     text_field: str = "text"
     tokens_field: str = "tokens"
-    tags_field: str = "ner_tags"
+    #: The gold labels' column (NER's default; a column named here must exist).
+    gold_field: str = "ner_tags"
     id_field: str | None = None
     tag_names: tuple[str, ...] | None = None
-    entity_types: tuple[str, ...] | None = None
+    #: The label tags to label, when not all those the data uses.
+    labels: tuple[str, ...] | None = None
 
 
 class LoadedDataset(BaseModel):
-    """The records of one split, the entity tags they use, and the items that were skipped."""
+    """The records of one split, the label tags they use, and the items that were skipped."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     records: list[Record]
-    entity_tags: tuple[str, ...]
+    labels: tuple[str, ...]
     source: str
     split: str
     skipped: list[tuple[str, str]] = Field(default_factory=list)
@@ -129,14 +131,14 @@ def load_dataset_records(spec: DatasetSpec, task: str = DEFAULT_TASK) -> LoadedD
             f"{table.origin}: none of the {len(skipped)} items could be used "
             f"(first: {where}: {reason}); fix the data or the field and tag options"
         )
-    if spec.entity_types is not None:
-        entity_tags = spec.entity_types
+    if spec.labels is not None:
+        labels = spec.labels
     else:
         named = labeling.tags_named([*table.declared_tags, *(fields.tag_names or ())])
-        entity_tags = tuple(sorted(seen | named))
+        labels = tuple(sorted(seen | named))
     return LoadedDataset(
         records=records,
-        entity_tags=entity_tags,
+        labels=labels,
         source=description,
         split=spec.split,
         skipped=skipped,
@@ -418,10 +420,10 @@ def _resolve_fields(ds: datasets.Dataset, origin: str, spec: DatasetSpec) -> _Fi
             f"{origin}: no {spec.tokens_field!r} or {spec.text_field!r} field "
             f"(fields: {listed}); name yours with tokens_field or text_field"
         )
-    tags = spec.tags_field if spec.tags_field in columns else None
-    if tags is None and "tags_field" in spec.model_fields_set:
+    tags = spec.gold_field if spec.gold_field in columns else None
+    if tags is None and "gold_field" in spec.model_fields_set:
         raise DatasetError(
-            f"{origin}: no tags field {spec.tags_field!r} (fields: {listed}); "
+            f"{origin}: no tags field {spec.gold_field!r} (fields: {listed}); "
             "name the right one with tags_field"
         )
     if spec.id_field is not None and spec.id_field not in columns:
@@ -459,14 +461,14 @@ def _build_records(
         text=fields.text,
         tags=fields.tags,
         tag_names=fields.tag_names,
-        allowed=frozenset(spec.entity_types) if spec.entity_types is not None else None,
+        allowed=frozenset(spec.labels) if spec.labels is not None else None,
         origin=table.origin,
     )
     wanted = [c for c in (fields.id, fields.tokens, fields.text, fields.tags) if c]
     ds = table.ds.select_columns(list(dict.fromkeys(wanted)))
     records: list[Record] = []
     skipped: list[tuple[str, str]] = []
-    seen_types: set[str] = set()
+    seen_tags: set[str] = set()
     seen_ids: set[str] = set()
     index = 0
     for batch in ds.iter(batch_size=_BATCH):
@@ -485,7 +487,7 @@ def _build_records(
                 continue
             seen_ids.add(rid)
             records.append(record)
-            seen_types |= task.gold_tags(record)
+            seen_tags |= task.gold_tags(record)
             if spec.limit is not None and len(records) >= spec.limit:
-                return records, skipped, seen_types
-    return records, skipped, seen_types
+                return records, skipped, seen_tags
+    return records, skipped, seen_tags

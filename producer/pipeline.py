@@ -14,12 +14,12 @@ import task_types
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import ReasoningEffort, RunConfig
+from prelabel.model import Endpoint, Limits, ReasoningEffort, RunConfig, Spend
 from prelabel.pricing import Price, price_for
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
 from producer.control import collect_run
-from producer.labeling import Labeling, LabelingOptions, default_types, resolve_labeling
+from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, LoadedDataset, load_dataset_records
 from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
@@ -75,7 +75,7 @@ def run_pipeline(
     task = task_types.get(options.labeling.task)
     dataset = load_dataset_records(spec, task.name)
     without_gold = not any(task.gold(r) is not None for r in dataset.records)
-    dataset, note = default_types(dataset, options.labeling)
+    dataset, note = default_labels(dataset, options.labeling)
     notes = [note] if note else []
     labeling = resolve_labeling(dataset, spec, options.labeling)
     warning = check_endpoint(settings, options.base_url, options.model)
@@ -86,9 +86,9 @@ def run_pipeline(
         err = exc.errors()[0]
         flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "a run option"
         raise ConfigError(f"{flag}: {err['msg']}") from None
-    if config.budget_usd is not None and config.price_input is None:
+    if config.spend.budget_usd is not None and config.spend.price_input is None:
         raise ConfigError(
-            f"no price is known for model {config.model!r}, so --budget-usd cannot be "
+            f"no price is known for model {config.endpoint.model!r}, so --budget-usd cannot be "
             "enforced: add its price to the price table, or use --budget-tokens"
         )
     pool = pool_to_json(labeling.pool) if labeling.pool else None
@@ -106,7 +106,7 @@ def run_pipeline(
     # log piped to a file can find it even while the run is still in work.
     console.print(
         f"run [bold]{config.run_id}[/]: {config.total} items in {config.shards} shards, "
-        f"model {config.model} at {config.base_url}",
+        f"model {config.endpoint.model} at {config.endpoint.base_url}",
         soft_wrap=True,
     )
     if warning:
@@ -137,29 +137,30 @@ def _config(
 ) -> RunConfig:
     return RunConfig(
         run_id=new_run_id(),
-        model=options.model,
-        base_url=options.base_url,
-        rpm=options.rpm,
-        tpm=options.tpm,
-        max_tokens=options.max_tokens,
-        reasoning_effort=options.reasoning_effort,
-        batch_size=options.batch_size,
-        shard_size=options.shard_size,
-        task=labeling.task.name,
-        labels=labeling.labels,
-        prompt_version=labeling.prompt_version,
-        system_template=labeling.template.system if labeling.template else None,
-        few_shot=options.labeling.few_shot,
-        few_shot_strategy=options.labeling.few_shot_strategy,
-        response_format=options.labeling.response_format,
-        price_input=price.input if price else None,
-        price_output=price.output if price else None,
         dataset=dataset.source,
         split=dataset.split,
         total=len(dataset.records),
         shards=-(-len(dataset.records) // options.shard_size),
         created_at=time.time(),
-        cache=options.cache,
-        budget_usd=options.budget_usd,
-        budget_tokens=options.budget_tokens,
+        endpoint=Endpoint(
+            model=options.model,
+            base_url=options.base_url,
+            max_tokens=options.max_tokens,
+            reasoning_effort=options.reasoning_effort,
+            response_format=options.labeling.response_format,
+            cache=options.cache,
+        ),
+        limits=Limits(
+            rpm=options.rpm,
+            tpm=options.tpm,
+            batch_size=options.batch_size,
+            shard_size=options.shard_size,
+        ),
+        spend=Spend(
+            budget_usd=options.budget_usd,
+            budget_tokens=options.budget_tokens,
+            price_input=price.input if price else None,
+            price_output=price.output if price else None,
+        ),
+        labeling=labeling.config,
     )

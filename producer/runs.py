@@ -83,10 +83,10 @@ def start_run(
     `fewshot_pool` (`workers.fewshot.pool_to_json`) is stored with the run before any shard
     is enqueued, so that no worker looks for it too early.
     """
-    shards = shard(records, config.shard_size)
+    shards = shard(records, config.limits.shard_size)
     if len(shards) != config.shards:
         raise ValueError(f"config says {config.shards} shards, records make {len(shards)}")
-    counters = task_types.get(config.task).counters
+    counters = task_types.get(config.labeling.task).counters
     store.create(config, shards, skipped, queue=settings.queue, out_dir=out_dir, counters=counters)
     if fewshot_pool is not None:
         try:

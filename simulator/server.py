@@ -176,7 +176,7 @@ def _malform(content: str, rng: random.Random) -> str:
             + content
             + "\n```\nLet me know if you need anything else."
         )
-    lines = ["Sure! Here are the named entities I found in the text:"]
+    lines = ["Sure! Here are the item labels I found in the text:"]
     _bullets(json.loads(content), "", lines)
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtim
 
 from pydantic import BaseModel
 
+from prelabel.counters import CounterSpec
 from prelabel.errors import ConfigError, ItemError
 from prelabel.figures import RunFigures
 from prelabel.labels import read_label_set
@@ -68,7 +69,7 @@ class PromptTemplate:
 class Labeling(Protocol):
     """What the producer, the workers and the simulator need from a task type."""
 
-    #: The name a run's configuration carries (`RunConfig.task`).
+    #: The name a run's configuration carries (`RunConfig.labeling.task`).
     name: str
     #: Bumped whenever the messages change, so that cached answers are not reused.
     prompt_version: str
@@ -84,8 +85,9 @@ class Labeling(Protocol):
         ...
 
     @property
-    def counters(self) -> tuple[str, ...]:
-        """Counters (beside labeled and failed) its results add to (`ItemResult.counts`)."""
+    def counters(self) -> tuple[CounterSpec, ...]:
+        """Counters (beside labeled and failed) its results add to (`ItemResult.counts`), and
+        how `prelabel status` and the exporter show them."""
         ...
 
     @property
@@ -121,7 +123,8 @@ class Labeling(Protocol):
     def messages(
         self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
     ) -> list[dict[str, str]]:
-        """The chat messages asking for `batch`'s labels (with `config.system_template`)."""
+        """The chat messages asking for `batch`'s labels (with the run's system template,
+        `config.labeling.system_template`)."""
         ...
 
     def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
@@ -161,10 +164,10 @@ class LabelingDefaults:
     the dataset's label names, read from a `[[labels]]` file."""
 
     default_labels: LabelSet = LabelSet()
-    counters: tuple[str, ...] = ()
+    counters: tuple[CounterSpec, ...] = ()
 
     def labels(self, config: RunConfig) -> LabelSet:
-        return config.labels if config.labels.labels else self.default_labels
+        return config.labeling.labels if config.labeling.labels.labels else self.default_labels
 
     def read_labels(self, path: Path) -> LabelSet:
         return read_label_set(path, flag="--ontology", key="labels", noun="labels")

@@ -127,7 +127,7 @@ def store_run(client: redis.Redis, rows: list[NerRow], config: RunConfig) -> Run
             entities=r.entities,
             tags=r.tags,
             error=r.error,
-            model=config.model,
+            model=config.endpoint.model,
         ).model_dump_json()
         for r in rows
     }
@@ -620,7 +620,7 @@ def test_run_with_upload_kili_uploads_what_it_collected(
     back = read_predictions(
         kili,
         project_id,
-        f"gpt-kili-e2e@{config.prompt_version}",
+        f"gpt-kili-e2e@{config.labeling.prompt_version}",
         {r.id: r.text for r in rows},
         NER.kili,
     )

@@ -117,7 +117,7 @@ def with_fleet(
 
 async def ask(caller: RealtimeTransport) -> Completion:
     messages = build_messages([RECORD], NER.labels(caller.config))
-    prompt_tokens = count_message_tokens(messages, caller.config.model)
+    prompt_tokens = count_message_tokens(messages, caller.config.endpoint.model)
     return await caller.complete(ChatRequest(messages, None, prompt_tokens, (RECORD.id,)))
 
 
@@ -242,7 +242,7 @@ def test_an_answer_without_usage_is_counted_at_the_estimate(
     async def body(fleet: Fleet) -> tuple[Completion, int]:
         caller = fleet.caller()
         messages = build_messages([RECORD], NER.labels(caller.config))
-        estimate = count_message_tokens(messages, caller.config.model)
+        estimate = count_message_tokens(messages, caller.config.endpoint.model)
         return await caller.complete(ChatRequest(messages, None, estimate, (RECORD.id,))), estimate
 
     completion, estimate = with_fleet(

@@ -86,7 +86,7 @@ def test_conll_file_reads_tokens_tags_ids_and_types(tmp_path: Path) -> None:
     assert first.text == "EU rejects German call"
     assert first.gold_tags == tuple(EU_TAGS)
     assert loaded.records[1].gold_tags == ("B-PER", "I-PER")
-    assert loaded.entity_tags == ("MISC", "ORG", "PER")
+    assert loaded.labels == ("MISC", "ORG", "PER")
     assert loaded.skipped == []
     assert loaded.split == "test"
     assert str(path) in loaded.source and "CoNLL" in loaded.source
@@ -234,7 +234,7 @@ def test_jsonl_with_tokens_and_tags(tmp_path: Path) -> None:
     assert [r.tokens for r in loaded.records] == [tuple(EU), ("Hi", "there")]
     assert loaded.records[0].gold_tags == tuple(EU_TAGS)
     assert [r.id for r in loaded.records] == ["train-000000", "train-000001"]
-    assert loaded.entity_tags == ("MISC", "ORG")
+    assert loaded.labels == ("MISC", "ORG")
     assert "JSONL" in loaded.source
 
 
@@ -248,7 +248,7 @@ def test_jsonl_text_only_keeps_the_original_text_and_true_offsets(tmp_path: Path
         for token, (start, end) in zip(record.tokens, record.offsets, strict=True):
             assert text[start:end] == token
     assert loaded.records[0].tokens[:3] == ("Élise", "O'Neil", "visited")
-    assert loaded.entity_tags == ()
+    assert loaded.labels == ()
 
 
 @given(st.text(alphabet=st.sampled_from("ab -'.,\t\n\u00e9\u0416!_1"), max_size=30))
@@ -298,7 +298,7 @@ def test_parquet_with_integer_tags_and_tag_names(tmp_path: Path) -> None:
     assert loaded.records[1].gold_tags == ("B-LOC",)
     assert [r.id for r in loaded.records] == ["a7", "b9"]
     # Declared tag names give the entity types, even those no record uses.
-    assert loaded.entity_tags == ("LOC", "MISC", "ORG", "PER")
+    assert loaded.labels == ("LOC", "MISC", "ORG", "PER")
     assert "Parquet" in loaded.source
 
 
@@ -318,7 +318,7 @@ def test_parquet_integer_tags_use_the_class_label_names(tmp_path: Path) -> None:
     loaded = load(path)
 
     assert loaded.records[0].gold_tags == ("B-PER", "I-PER", "O")
-    assert loaded.entity_tags == ("PER",)
+    assert loaded.labels == ("PER",)
 
 
 def test_integer_tags_without_names_ask_for_tag_names(tmp_path: Path) -> None:
@@ -396,7 +396,7 @@ def test_bad_items_are_skipped_with_a_reason(
         [{k: str(v) if isinstance(v, list) else v for k, v in r.items()} for r in (good, row)]
     ).to_csv(path, index=False)
 
-    loaded = load(path, entity_types=("PER",))
+    loaded = load(path, labels=("PER",))
 
     assert [r.tokens for r in loaded.records] == [("fine",)]
     [(where, why)] = loaded.skipped
@@ -533,7 +533,7 @@ def test_missing_text_and_tokens_fields_name_the_fields_there(tmp_path: Path) ->
     assert "'tokens'" in message and "'text'" in message and "sentence, label" in message
 
 
-@pytest.mark.parametrize(("option", "value"), [("id_field", "uid"), ("tags_field", "labels")])
+@pytest.mark.parametrize(("option", "value"), [("id_field", "uid"), ("gold_field", "labels")])
 def test_named_field_that_is_missing(tmp_path: Path, option: str, value: str) -> None:
     path = write_jsonl(tmp_path / "f.jsonl", [{"text": "hi", "ner_tags": ["O"]}])
     message = load_error(path, **{option: value})
@@ -586,7 +586,7 @@ def test_sample_covers_what_demos_need() -> None:
     loaded = load(SAMPLE_CONLL)
     records = loaded.records
     assert len(records) >= 80 and loaded.skipped == []
-    assert loaded.entity_tags == ("LOC", "MISC", "ORG", "PER")
+    assert loaded.labels == ("LOC", "MISC", "ORG", "PER")
     assert any("I-" in " ".join(r.gold_tags or ()) for r in records)  # multi-token entities
     assert any(entities(r.gold_tags) == 0 for r in records)
 
@@ -611,7 +611,7 @@ def test_shared_conll_test_split(conll_test_path: Path) -> None:
     assert len(records) == 3453
     assert sum(len(r.tokens) for r in records) == 46435
     assert sum(entities(r.gold_tags) for r in records) == 5648
-    assert loaded.entity_tags == ("LOC", "MISC", "ORG", "PER")
+    assert loaded.labels == ("LOC", "MISC", "ORG", "PER")
     assert loaded.skipped == []
     assert records[-1].id == "test-003452"
     assert all(r.text == " ".join(r.tokens) for r in records)

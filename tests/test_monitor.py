@@ -36,6 +36,7 @@ from prelabel.monitor import (
 )
 from prelabel.status import one_line, render
 from prelabel.store import RunStore
+from task_types.ner import NER
 from task_types.ner.model import NerRecord, NerResult
 
 
@@ -274,6 +275,27 @@ def test_caps_the_workers_apply_stand_in_for_caps_the_run_did_not_give(
     assert (snap.rpm_cap, snap.tpm_cap) == (120, 500)  # the run's own --tpm comes first
 
 
+def test_status_and_the_exporter_show_the_counters_the_runs_task_type_declares(
+    redis_client: redis.Redis,
+) -> None:
+    from prelabel.exporter import registry_for
+
+    store = RunStore(redis_client)
+    records = [NerRecord.from_tokens("i0", ["a"])]
+    store.create(config(run_id="ru", total=1, shards=1), [records], counters=NER.counters)
+    store.create(config(run_id="rn", total=1, shards=1), [records])  # a task without any
+    redis_client.hset(RunKeys("ru").counters, "unaligned", 1234)
+    console = Console(record=True, width=200)
+    console.print(render(snapshot(read_run(redis_client, "ru", now=2000.0))))
+    console.print(render(snapshot(read_run(redis_client, "rn", now=2000.0))))
+    text = console.export_text()
+    assert text.count("failed 0 · unaligned mentions 1,234 ") == 1
+    assert text.count("mentions") == 1
+    samples = scrape_registry(registry_for(redis_client))
+    assert samples[("prelabel_unaligned_mentions_total", (("run", "ru"),))] == 1234
+    assert ("prelabel_unaligned_mentions_total", (("run", "rn"),)) not in samples
+
+
 def test_status_costs_a_run_at_its_stored_price_as_run_json_does(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -296,7 +318,7 @@ def test_status_costs_a_run_at_its_stored_price_as_run_json_does(
     snap = snapshot(read_run(redis_client, "rp", now=2000.0))
     collected = collect(store, "rp", tmp_path / "out", wall_seconds=1.0)
     run_json = RunConfig.model_validate_json((tmp_path / "out" / "run.json").read_text())
-    assert (run_json.price_input, run_json.price_output) == (1.0, 4.0)
+    assert (run_json.spend.price_input, run_json.spend.price_output) == (1.0, 4.0)
     assert snap.cost_usd == pytest.approx(0.6 * 1.0 + 0.1 * 4.0)
     assert collected.evaluation.figures.cost_usd == pytest.approx(snap.cost_usd)
     # A run created without a known price is costed at the table's, by both alike.

@@ -11,7 +11,17 @@ import pytest
 
 import task_types
 from prelabel.errors import ConfigError, ItemError
-from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from prelabel.model import (
+    Endpoint,
+    ItemResult,
+    LabelingConfig,
+    LabelSet,
+    Limits,
+    Record,
+    RunConfig,
+    Spend,
+    Usage,
+)
 from task_types.answers import read_batch
 from task_types.messages import user_content
 from task_types.ner import NER
@@ -36,16 +46,19 @@ def test_ner_satisfies_the_protocol() -> None:
 
 def test_a_run_config_defaults_to_ner_and_its_prompt_version_and_labels() -> None:
     config = RunConfig(run_id="r", model="m", base_url="b")
-    task = task_types.get(config.task)
-    assert config.prompt_version == task.prompt_version
+    task = task_types.get(config.labeling.task)
+    assert config.labeling.prompt_version == task.prompt_version
     assert task.labels(config) == CONLL
-    assert task.labels(config.model_copy(update={"labels": CONLL.model_copy()})) == CONLL
+    labeling = config.labeling.model_copy(update={"labels": CONLL.model_copy()})
+    assert task.labels(config.model_copy(update={"labeling": labeling})) == CONLL
 
 
 def test_a_result_counts_what_its_task_type_declares() -> None:
     unaligned = Unaligned(type="PERSON", mention="x", reason="r")
     result = NerResult(id="a", status="labeled", unaligned=(unaligned,) * 3)
-    assert set(result.counts()) == set(NER.counters) and result.counts() == {"unaligned": 3}
+    assert set(result.counts()) == {c.name for c in NER.counters} and result.counts() == {
+        "unaligned": 3
+    }
     assert ItemResult(id="a", status="failed").counts() == {}
 
 
@@ -75,7 +88,7 @@ def test_the_ner_answer_goes_from_parse_to_predict() -> None:
     result = NER.predict(record, answer, config, Usage())
     assert isinstance(result, NerResult)
     assert result.tags == ("B-PER", "O", "B-PER", "O", "B-LOC")
-    assert result.model == "m" and result.prompt_version == config.prompt_version
+    assert result.model == "m" and result.prompt_version == config.labeling.prompt_version
 
 
 class TopicResult(ItemResult):
@@ -149,9 +162,73 @@ def test_a_task_type_that_is_mostly_a_json_schema_is_a_few_dozen_lines() -> None
     assert second == "topic 'weather' is not a label"
 
 
+def flat(config: RunConfig) -> dict[str, Any]:
+    """`config` as written before RunConfig grouped its settings."""
+    data = config.model_dump(mode="json")
+    for group in ("endpoint", "limits", "spend", "labeling"):
+        data.update(data.pop(group))
+    return data
+
+
 def test_a_run_config_written_before_task_types_still_reads() -> None:
-    config = RunConfig(run_id="r", model="m", base_url="b", labels=CONLL)
-    old = config.model_dump(mode="json")
+    config = RunConfig(
+        run_id="r",
+        endpoint=Endpoint(model="m", base_url="b"),
+        labeling=LabelingConfig(labels=CONLL),
+    )
+    old = flat(config)
     old["ontology"] = {"types": old.pop("labels")["labels"]}
     del old["task"]
     assert RunConfig.model_validate_json(json.dumps(old)) == config
+
+
+def test_a_run_config_written_flat_reads_into_its_groups() -> None:
+    old = {
+        "run_id": "r",
+        "model": "m",
+        "base_url": "http://e/v1",
+        "rpm": 60,
+        "tpm": None,
+        "max_tokens": 256,
+        "temperature": 0.5,
+        "reasoning_effort": "low",
+        "batch_size": 4,
+        "shard_size": 20,
+        "task": "ner",
+        "prompt_version": "ner-v1",
+        "labels": {"labels": [{"name": "PERSON", "tag": "PER", "description": ""}]},
+        "dataset": "d",
+        "split": "test",
+        "total": 80,
+        "shards": 4,
+        "created_at": 12.5,
+        "few_shot": 3,
+        "few_shot_strategy": "random",
+        "response_format": "json_object",
+        "system_template": "Label {labels}",
+        "cache": False,
+        "budget_usd": 2.0,
+        "budget_tokens": 1000,
+        "price_input": 0.15,
+        "price_output": 0.6,
+    }
+    config = RunConfig.model_validate_json(json.dumps(old))
+    assert config.endpoint == Endpoint(
+        model="m",
+        base_url="http://e/v1",
+        max_tokens=256,
+        temperature=0.5,
+        reasoning_effort="low",
+        response_format="json_object",
+        cache=False,
+    )
+    assert config.limits == Limits(rpm=60, batch_size=4, shard_size=20)
+    assert config.spend == Spend(
+        budget_usd=2.0, budget_tokens=1000, price_input=0.15, price_output=0.6
+    )
+    assert config.labeling.labels.labels[0].tag == "PER"
+    assert (config.labeling.few_shot, config.labeling.system_template) == (3, "Label {labels}")
+    assert (config.dataset, config.total, config.shards, config.created_at) == ("d", 80, 4, 12.5)
+    assert flat(config) == old
+    # What this version writes reads back as it was.
+    assert RunConfig.model_validate_json(config.model_dump_json()) == config

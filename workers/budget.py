@@ -19,10 +19,10 @@ class Budget:
 
     def __init__(self, client: aioredis.Redis, config: RunConfig) -> None:
         self.key = RunKeys(config.run_id).budget
-        self.max_tokens = config.budget_tokens or 0
-        self.max_musd = math.floor((config.budget_usd or 0) * 1e6)
-        self.price_in = config.price_input or 0.0
-        self.price_out = config.price_output or 0.0
+        self.max_tokens = config.spend.budget_tokens or 0
+        self.max_musd = math.floor((config.spend.budget_usd or 0) * 1e6)
+        self.price_in = config.spend.price_input or 0.0
+        self.price_out = config.spend.price_output or 0.0
         self.enabled = bool(self.max_tokens or self.max_musd)
         self._script = client.register_script(_SCRIPT)
 

@@ -39,7 +39,7 @@ class GuardedCaller:
         self.budget = budget
         self.sink = sink
         self.config = config
-        self._local = is_local_endpoint(config.base_url)
+        self._local = is_local_endpoint(config.endpoint.base_url)
 
     async def complete(self, request: ChatRequest) -> Answer:
         """An answer to `request`; raises BudgetReached, CallFailed or RunStopped."""
@@ -56,7 +56,7 @@ class GuardedCaller:
                     {RunCounter.CACHE_HITS: 1, RunCounter.SIMULATED: int(completion.simulated)}
                 )
                 return Answer(completion, digest, cached=True)
-        await self.budget.reserve(request.prompt_tokens, cfg.max_tokens)
+        await self.budget.reserve(request.prompt_tokens, cfg.endpoint.max_tokens)
         used_prompt = used_completion = 0
         try:
             completion = await self.transport.complete(request)
@@ -66,18 +66,18 @@ class GuardedCaller:
             raise
         finally:
             await self.budget.settle(
-                request.prompt_tokens, cfg.max_tokens, used_prompt, used_completion
+                request.prompt_tokens, cfg.endpoint.max_tokens, used_prompt, used_completion
             )
         return Answer(completion, digest, cached=False)
 
     def _digest(self, request: ChatRequest) -> str:
         """The cache key of a request: everything that shapes its answer."""
-        cfg = self.config
+        endpoint = self.config.endpoint
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
         headers = request.item_headers() if self._local else None
-        params = {**request_params(cfg), "response_format": request.response_format}
-        return request_digest(cfg.base_url, cfg.model, request.messages, params, headers)
+        params = {**request_params(endpoint), "response_format": request.response_format}
+        return request_digest(endpoint.base_url, endpoint.model, request.messages, params, headers)
 
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""

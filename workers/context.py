@@ -84,7 +84,7 @@ class WorkerContext:
 
     def transport(self, config: RunConfig, api_key: str) -> RealtimeTransport:
         """The realtime transport for a shard of `config`'s run, on this process's client."""
-        client = self.client(config.base_url, api_key)
+        client = self.client(config.endpoint.base_url, api_key)
         return RealtimeTransport.for_run(client, self.redis, self.settings, config)
 
     def close(self) -> None:

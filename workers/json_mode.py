@@ -23,7 +23,7 @@ class SchemaRefusals:
 
     def refused(self, config: RunConfig) -> bool:
         """True when `config`'s endpoint refused the schema before."""
-        return (config.base_url, config.model) in self._endpoints
+        return (config.endpoint.base_url, config.endpoint.model) in self._endpoints
 
     def fall_back(self, config: RunConfig) -> bool:
         """True (and JSON mode from now on) when `config`'s run may meet its endpoint's refusal
@@ -31,10 +31,10 @@ class SchemaRefusals:
 
         Only with `auto`: a run that asked for `json_schema` explicitly fails instead.
         """
-        if config.response_format != "auto":
+        if config.endpoint.response_format != "auto":
             return False
-        endpoint = (config.base_url, config.model)
+        endpoint = (config.endpoint.base_url, config.endpoint.model)
         if endpoint not in self._endpoints:
             self._endpoints.add(endpoint)
-            log.warning("%s refused json_schema: JSON mode from now on", config.base_url)
+            log.warning("%s refused json_schema: JSON mode from now on", config.endpoint.base_url)
         return True

@@ -63,13 +63,13 @@ class ShardLabeler:
         self.transport = transport
         self.caller = GuardedCaller(
             transport,
-            ResponseCache(redis, settings.cache_ttl, enabled=config.cache),
+            ResponseCache(redis, settings.cache_ttl, enabled=config.endpoint.cache),
             Budget(redis, config),
             self.sink,
             config,
         )
         self.redis = redis
-        self.task = task_types.get(config.task)
+        self.task = task_types.get(config.labeling.task)
         self.refusals = refusals if refusals is not None else SchemaRefusals()
         self.requests = RequestBuilder(config, self._selector(), self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
@@ -83,7 +83,7 @@ class ShardLabeler:
         """Label what is not committed yet; returns how many items this call committed."""
         done = await self.sink.committed([r.id for r in records])
         todo = [r for r in records if r.id not in done]
-        size = self.config.batch_size
+        size = self.config.limits.batch_size
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         counts = await asyncio.gather(*(self._label_batch(b) for b in batches))
         if self._stopped is not None:
@@ -109,7 +109,7 @@ class ShardLabeler:
         request = ChatRequest(
             messages,
             self.requests.response_format(batch),
-            count_message_tokens(messages, self.config.model),
+            count_message_tokens(messages, self.config.endpoint.model),
             tuple(r.id for r in batch),
         )
         too_long = await self._too_long(request)
@@ -146,7 +146,9 @@ class ShardLabeler:
                 if len(batch) > 1:
                     retry.append(record)
                 elif completion.finish_reason == TRUNCATED:
-                    results.append(self._failed(record, truncated_reason(self.config.max_tokens)))
+                    results.append(
+                        self._failed(record, truncated_reason(self.config.endpoint.max_tokens))
+                    )
                 else:
                     results.append(self._failed(record, answer.message))
                 continue
@@ -164,12 +166,12 @@ class ShardLabeler:
     async def _too_long(self, request: ChatRequest) -> str:
         """Why `request` cannot fit the model's context window ("" when it fits)."""
         window = await self._context_window()
-        needed = request.prompt_tokens + self.config.max_tokens
+        needed = request.prompt_tokens + self.config.endpoint.max_tokens
         if needed <= window.tokens:
             return ""
         return (
             f"too long for the model's context: the request needs {request.prompt_tokens} "
-            f"prompt tokens + {self.config.max_tokens} for the answer, more than the "
+            f"prompt tokens + {self.config.endpoint.max_tokens} for the answer, more than the "
             f"{window.tokens} of {window.source}"
         )
 
@@ -190,11 +192,13 @@ class ShardLabeler:
 
     def _selector(self) -> ExampleSelector | None:
         """This process's few-shot selector for the run (pool read and fitted once)."""
-        if not self.config.few_shot:
+        if not self.config.labeling.few_shot:
             return None
         key = RunKeys(self.config.run_id).fewshot
         return selector_for_run(
-            self.config.run_id, self.config.few_shot_strategy, lambda: self.store.redis.get(key)
+            self.config.run_id,
+            self.config.labeling.few_shot_strategy,
+            lambda: self.store.redis.get(key),
         )
 
     async def _running(self) -> bool:
@@ -215,8 +219,8 @@ class ShardLabeler:
             status="failed",
             error=reason,
             usage=self._spent.pop(record.id, Usage()),
-            model=self.config.model,
-            prompt_version=self.config.prompt_version,
+            model=self.config.endpoint.model,
+            prompt_version=self.config.labeling.prompt_version,
         )
 
 

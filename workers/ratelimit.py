@@ -84,9 +84,9 @@ class Caps:
 def caps_for(settings: Settings, config: RunConfig) -> Caps:
     """The caps a run's calls go under: the run's own `--rpm/--tpm` first, each on its own,
     else the worker's `PRELABEL_CAPS` entry for the model (or its `"*"` entry)."""
-    table = settings.caps.get(config.model) or settings.caps.get("*")
-    rpm = config.rpm if config.rpm is not None else (table.rpm if table else None)
-    tpm = config.tpm if config.tpm is not None else (table.tpm if table else None)
+    table = settings.caps.get(config.endpoint.model) or settings.caps.get("*")
+    rpm = config.limits.rpm if config.limits.rpm is not None else (table.rpm if table else None)
+    tpm = config.limits.tpm if config.limits.tpm is not None else (table.tpm if table else None)
     return Caps(rpm=rpm, tpm=tpm, burst_seconds=settings.bucket_seconds)
 
 

@@ -26,14 +26,14 @@ class RequestBuilder:
         refusals: SchemaRefusals | None = None,
     ) -> None:
         self.config = config
-        self.task = task_types.get(config.task)
-        self.selector = selector if config.few_shot else None
+        self.task = task_types.get(config.labeling.task)
+        self.selector = selector if config.labeling.few_shot else None
         self.refusals = refusals if refusals is not None else SchemaRefusals()
 
     def messages(self, batch: Sequence[Record]) -> list[dict[str, str]]:
         """The chat messages asking for `batch`'s labels."""
         examples = (
-            self.selector.select([r.text for r in batch], self.config.few_shot)
+            self.selector.select([r.text for r in batch], self.config.labeling.few_shot)
             if self.selector is not None
             else []
         )
@@ -41,7 +41,7 @@ class RequestBuilder:
 
     def response_format(self, batch: Sequence[Record]) -> dict[str, Any] | None:
         """The strict schema for `batch`'s answers, or None for JSON mode."""
-        choice = self.config.response_format
+        choice = self.config.endpoint.response_format
         if choice == "json_object" or (choice == "auto" and self.refusals.refused(self.config)):
             return None
         return self.task.response_format(batch, self.config)

@@ -39,7 +39,7 @@ async def label_shard(context: WorkerContext, run_id: str, shard: int) -> int:
         return 0
     config = await asyncio.to_thread(store.config, run_id)
     try:
-        api_key = api_key_for(settings, config.base_url)
+        api_key = api_key_for(settings, config.endpoint.base_url)
     except ConfigError as exc:
         await asyncio.to_thread(store.set_status, run_id, "failed", exc.message)
         log.error("run %s stopped: %s", run_id, exc.message)
@@ -63,7 +63,7 @@ async def _label(
     run_id = config.run_id
     keys = RunKeys(run_id)
     records = await asyncio.to_thread(
-        store.shard, run_id, shard, task_types.get(config.task).record_model
+        store.shard, run_id, shard, task_types.get(config.labeling.task).record_model
     )
     attempt = int(await redis.hincrby(keys.attempts, str(shard), 1))
     if attempt > settings.max_shard_attempts:
@@ -110,12 +110,12 @@ async def _fail_rest(
     sink = ResultSink(redis, config.run_id)
     done = await sink.committed(item_ids)
     failed = [
-        task_types.get(config.task).result_model(
+        task_types.get(config.labeling.task).result_model(
             id=item_id,
             status="failed",
             error=reason,
-            model=config.model,
-            prompt_version=config.prompt_version,
+            model=config.endpoint.model,
+            prompt_version=config.labeling.prompt_version,
         )
         for item_id in item_ids
         if item_id not in done

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prelabel.counters import CounterSpec
 from prelabel.errors import ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
@@ -25,7 +26,7 @@ class NerLabeling(LabelingDefaults):
     prompt_version = PROMPT_VERSION
     record_model = NerRecord
     result_model = NerResult
-    counters = ("unaligned",)
+    counters = (CounterSpec("unaligned", "unaligned mentions", "Mentions not found in the text."),)
     default_labels: LabelSet = CONLL
 
     def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
@@ -51,7 +52,10 @@ class NerLabeling(LabelingDefaults):
         self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
     ) -> list[dict[str, str]]:
         return prompts.build_messages(
-            _ner(batch), self.labels(config), examples=examples, template=config.system_template
+            _ner(batch),
+            self.labels(config),
+            examples=examples,
+            template=config.labeling.system_template,
         )
 
     def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
@@ -71,11 +75,11 @@ class NerLabeling(LabelingDefaults):
     ) -> ItemResult | str:
         assert isinstance(record, NerRecord)
         labels = self.labels(config)
-        if not config.few_shot and prompts.copies_an_example(answer, record.text, labels):
+        if not config.labeling.few_shot and prompts.copies_an_example(answer, record.text, labels):
             return COPIED_ANSWER
         aligned = alignment.align(record, answer, labels)
         # A run with few-shot examples shows no worked example, so nothing is copied from it.
-        copied = set() if config.few_shot else prompts.example_mentions(labels)
+        copied = set() if config.labeling.few_shot else prompts.example_mentions(labels)
         return NerResult(
             id=record.id,
             status="labeled",
@@ -83,8 +87,8 @@ class NerLabeling(LabelingDefaults):
             tags=aligned.tags,
             unaligned=_flag_copies(aligned.unaligned, copied),
             usage=usage,
-            model=config.model,
-            prompt_version=config.prompt_version,
+            model=config.endpoint.model,
+            prompt_version=config.labeling.prompt_version,
         )
 
     def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from prelabel.model import RunConfig
+from prelabel.model import Endpoint
 from workers.transports.base import ChatRequest
 
 #: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
@@ -24,7 +24,7 @@ def is_reasoning_model(model: str) -> bool:
     return bool(_REASONING.match(name)) and "-chat" not in name
 
 
-def request_params(config: RunConfig) -> dict[str, Any]:
+def request_params(endpoint: Endpoint) -> dict[str, Any]:
     """The generation parameters of a run's requests, as the model accepts them.
 
     Reasoning models refuse `max_tokens` and a non-default `temperature` with a 400: they get
@@ -32,20 +32,20 @@ def request_params(config: RunConfig) -> dict[str, Any]:
     gives one, `reasoning_effort`. Other models get `max_tokens`, which every
     OpenAI-compatible server knows, and the run's temperature.
     """
-    if is_reasoning_model(config.model):
-        params: dict[str, Any] = {"max_completion_tokens": config.max_tokens}
-        if config.reasoning_effort is not None:
-            params["reasoning_effort"] = config.reasoning_effort
+    if is_reasoning_model(endpoint.model):
+        params: dict[str, Any] = {"max_completion_tokens": endpoint.max_tokens}
+        if endpoint.reasoning_effort is not None:
+            params["reasoning_effort"] = endpoint.reasoning_effort
         return params
-    return {"max_tokens": config.max_tokens, "temperature": config.temperature}
+    return {"max_tokens": endpoint.max_tokens, "temperature": endpoint.temperature}
 
 
-def chat_body(config: RunConfig, request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of `request` for `config`'s model (JSON mode when it has no schema)."""
+def chat_body(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
+    """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema)."""
     return {
-        "model": config.model,
+        "model": endpoint.model,
         "messages": request.messages,
-        **request_params(config),
+        **request_params(endpoint),
         "response_format": request.response_format or JSON_MODE,
     }
 

@@ -150,7 +150,7 @@ class RealtimeTransport:
         self.sink = sink
         self.config = config
         self.max_attempts = max_attempts
-        self._local = is_local_endpoint(config.base_url)
+        self._local = is_local_endpoint(config.endpoint.base_url)
         #: Seconds one call may take from sending to its whole answer (None: no deadline).
         self._deadline = _seconds(client.timeout)
         #: The most the endpoint counted above our prompt estimate (e.g. a response schema it
@@ -170,7 +170,9 @@ class RealtimeTransport:
         the account's shared bucket, retries, pause limits and context window."""
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         bucket = TokenBucket(
-            redis, account_id(config.base_url, config.model, key), caps_for(settings, config)
+            redis,
+            account_id(config.endpoint.base_url, config.endpoint.model, key),
+            caps_for(settings, config),
         )
         return cls(
             client,
@@ -185,7 +187,9 @@ class RealtimeTransport:
     async def context_window(self) -> ContextWindow:
         """The setting's window, else what the server says (asked once per process)."""
         cfg = self.config
-        return await context_window(self.client, cfg.base_url, cfg.model, self.context_tokens)
+        return await context_window(
+            self.client, cfg.endpoint.base_url, cfg.endpoint.model, self.context_tokens
+        )
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The model's answer to `request`; raises CallFailed (or a subclass) or RunStopped."""
@@ -229,8 +233,8 @@ class RealtimeTransport:
         why = outcome.exception() if outcome is not None else None
         log.warning(
             "call to %s for %s: %s; attempt %d of %d, retrying in %.1fs",
-            self.config.base_url,
-            self.config.model,
+            self.config.endpoint.base_url,
+            self.config.endpoint.model,
             why,
             state.attempt_number,
             self.max_attempts,
@@ -250,11 +254,11 @@ class RealtimeTransport:
     async def _once(self, request: ChatRequest, sent: Counter[str]) -> Completion:
         cfg = self.config
         headers = request.item_headers() if self._local else None
-        reserved = request.prompt_tokens + self._undercount + cfg.max_tokens
+        reserved = request.prompt_tokens + self._undercount + cfg.endpoint.max_tokens
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
         self._spend({RunCounter.BUCKET_WAIT_MS: round(admission.waited * 1000)})
-        body = chat_body(cfg, request)
+        body = chat_body(cfg.endpoint, request)
         try:
             # `client.post` is the client's own route for requests it has no typed method for
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
@@ -289,12 +293,13 @@ class RealtimeTransport:
     async def _refused(self, exc: openai.APIStatusError, reserved: int, schema: bool) -> NoReturn:
         """Raise what an HTTP error status means for the call, the item or the run (`schema`:
         the request asked for a `json_schema` answer)."""
-        cfg = self.config
+        endpoint = self.config.endpoint
         if isinstance(exc, openai.RateLimitError):
             self._spend({RunCounter.RATE_LIMITED: 1})
             if _error_code(exc) == "insufficient_quota":
                 raise RunStopped(
-                    f"the account behind {cfg.base_url} has no quota left (insufficient_quota): "
+                    f"the account behind {endpoint.base_url} has no quota left "
+                    "(insufficient_quota): "
                     "add credit or use another key, then `prelabel resume`"
                 ) from None
             if _message(exc).startswith("Request too large"):
@@ -308,16 +313,18 @@ class RealtimeTransport:
             raise _RateLimited(str(exc)) from None
         if isinstance(exc, openai.AuthenticationError):
             raise RunStopped(
-                f"{cfg.base_url} rejected the API key (401): check OPENAI_API_KEY on the workers"
+                f"{endpoint.base_url} rejected the API key (401): "
+                "check OPENAI_API_KEY on the workers"
             ) from None
         if isinstance(exc, openai.PermissionDeniedError):
             raise RunStopped(
-                f"{cfg.base_url} refused access (403) for model {cfg.model!r}: "
+                f"{endpoint.base_url} refused access (403) for model {endpoint.model!r}: "
                 "check the key's project and permissions"
             ) from None
         if isinstance(exc, openai.NotFoundError):
             raise RunStopped(
-                f"model {cfg.model!r} is not served at {cfg.base_url} (404): check --model"
+                f"model {endpoint.model!r} is not served at {endpoint.base_url} (404): "
+                "check --model"
             ) from None
         if isinstance(exc, openai.BadRequestError):
             message = f"the endpoint rejected the request (400): {_message(exc)}"
@@ -345,7 +352,7 @@ class RealtimeTransport:
         self._check_caps(limits)
         # The provider counted prompt + max_tokens at admission: settle to that, never below.
         # The headers are as old as the call: `admission` lets settle age them (issue 21).
-        await self.bucket.settle(reserved, used_prompt + cfg.max_tokens, limits, admission)
+        await self.bucket.settle(reserved, used_prompt + cfg.endpoint.max_tokens, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
         self._spend(
             {
@@ -357,12 +364,12 @@ class RealtimeTransport:
         sent.update(prompt_tokens=used_prompt, completion_tokens=used_completion)
         if answer.problem:
             raise CallFailed(
-                f"{cfg.base_url} answered HTTP {raw.status_code} with {answer.problem}: "
+                f"{cfg.endpoint.base_url} answered HTTP {raw.status_code} with {answer.problem}: "
                 "not a chat completion; check --base-url, or the server"
             )
         if not answer.content:
             if answer.finish_reason == TRUNCATED:
-                raise EmptyAnswer(truncated_reason(cfg.max_tokens))
+                raise EmptyAnswer(truncated_reason(cfg.endpoint.max_tokens))
             why = f": it refused ({answer.refusal[:200]})" if answer.refusal else ""
             raise EmptyAnswer(f"the model returned an empty answer{why}")
         return Completion(
@@ -384,18 +391,18 @@ class RealtimeTransport:
         if prompt is None or not 0 <= prompt <= ABSURD_PROMPT * prompt_tokens + 1000:
             bad += [] if prompt is None else [f"prompt_tokens {prompt}"]
             prompt = prompt_tokens
-        if completion is None or not 0 <= completion <= cfg.max_tokens:
+        if completion is None or not 0 <= completion <= cfg.endpoint.max_tokens:
             bad += [] if completion is None else [f"completion_tokens {completion}"]
-            completion = cfg.max_tokens if completion is not None and completion > 0 else 0
+            completion = cfg.endpoint.max_tokens if completion is not None and completion > 0 else 0
         if bad and not self._warned_usage:
             self._warned_usage = True
             log.warning(
                 "%s reported impossible usage (%s) for a request of about %d prompt tokens "
                 "and max_tokens %d: prelabel counts its own estimate instead",
-                cfg.base_url,
+                cfg.endpoint.base_url,
                 ", ".join(bad),
                 prompt_tokens,
-                cfg.max_tokens,
+                cfg.endpoint.max_tokens,
             )
         return prompt, completion
 
@@ -408,13 +415,14 @@ class RealtimeTransport:
         if asked > longest:
             log.warning(
                 "%s asked to wait %.0f s (retry-after): pausing %.0f s (PRELABEL_MAX_PAUSE)",
-                self.config.base_url,
+                self.config.endpoint.base_url,
                 asked,
                 longest,
             )
         if paused > in_all:
             raise RunStopped(
-                f"{self.config.base_url} kept answering 429 (last retry-after: {asked:.0f} s): "
+                f"{self.config.endpoint.base_url} kept answering 429 "
+                f"(last retry-after: {asked:.0f} s): "
                 f"the run was paused {paused:.0f} s in all, over PRELABEL_MAX_PAUSED "
                 f"({in_all:.0f} s); `prelabel resume {self.config.run_id}` once it answers"
             )
@@ -433,10 +441,10 @@ class RealtimeTransport:
                 log.warning(
                     "%s reports a cap of %d %s for %s, below the %d configured: "
                     "lower --%s or PRELABEL_CAPS, or expect 429s",
-                    self.config.base_url,
+                    self.config.endpoint.base_url,
                     told,
                     flag,
-                    self.config.model,
+                    self.config.endpoint.model,
                     given,
                     flag,
                 )
