@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-import task_types
 from prelabel.errors import ConfigError, DatasetError
-from prelabel.model import DEFAULT_TASK
 
 if TYPE_CHECKING:
     from prelabel.model import Record
@@ -86,6 +84,8 @@ def _load_gold(spec: str, split: str) -> list[Record]:
     """Gold records from a dataset, in any form `prelabel run --dataset` accepts, as records
     of the default task type (the one files that do not name theirs are read as)."""
     # Imported here, for start-up time: `prelabel --help` imports this module.
+    import task_types
+    from prelabel.model import DEFAULT_TASK
     from producer.loading import DatasetSpec, load_dataset_records
 
     task = task_types.get(DEFAULT_TASK)
@@ -129,6 +129,8 @@ def evaluate_command(
     scores it prints the token-level table (labelled as such), failed items and alignment
     losses.
     """
+    import task_types  # here, for start-up time, as the other imports of the command
+
     from .report import render_tables, report_json
 
     source = _read(file, fmt, gold, split, assets)
@@ -174,6 +176,8 @@ def compare_command(
 
     Only items both labeled are compared. It also gives F1 per dollar and per 1k tokens.
     """
+    import task_types  # here, for start-up time: `prelabel --help` imports this module
+
     source_a = _read(a, fmt, gold, split, assets)
     source_b = _read(b, fmt, gold, split, assets)
     if source_a.task != source_b.task:
