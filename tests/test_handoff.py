@@ -74,7 +74,11 @@ def test_a_shard_past_its_soft_limit_is_handed_on(
         assert snapshot(view).rpm_cap == 6000
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats") as resp:
             stats = json.load(resp)
-        # A hand-off cancels the calls it had in flight: at most that many are paid twice.
-        assert stats["requests"] <= ITEMS + 2 * handoffs, stats
+        # What a hand-off cuts off is paid twice: the calls in flight (2), and the answers
+        # waiting for their group commit, which a batch awaits after giving back its place
+        # in flight (at most as many again). Under load the second happens (49 requests for
+        # 4 hand-offs in CI); without the bound, a hand-off that re-paid the whole shard
+        # would pass.
+        assert stats["requests"] <= ITEMS + 2 * 2 * handoffs, stats
     finally:
         launch.stop([worker, sim])
