@@ -86,7 +86,7 @@ class ResultSink:
         found = await self.redis.hmget(self.keys.results, item_ids)
         return {i for i, raw in zip(item_ids, found, strict=True) if raw is not None}
 
-    async def spend(self, counts: Mapping[RunCounter, int]) -> None:
+    async def spend(self, counts: Mapping[str, int]) -> None:
         """Add to the run's spend counters (requests, tokens, 429s, retries...), and note when
         (the run's `active_at`: a one-shot `prelabel status` averages rates up to it)."""
         pipe = self.redis.pipeline(transaction=False)

@@ -158,7 +158,7 @@ class RealtimeTransport:
         self._undercount = 0
         self._warned = False
         self._warned_usage = False
-        self._unspent: Counter[RunCounter] = Counter()
+        self._unspent: Counter[str] = Counter()
         self._spent_at = time.monotonic()
         self._active = 0
 
@@ -241,7 +241,7 @@ class RealtimeTransport:
             state.upcoming_sleep,
         )
 
-    def _spend(self, counts: Mapping[RunCounter, int]) -> None:
+    def _spend(self, counts: Mapping[str, int]) -> None:
         self._unspent.update(counts)
 
     async def _flush_spend(self, now: bool) -> None:
