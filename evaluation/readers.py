@@ -71,8 +71,9 @@ def _run_json(path: Path) -> dict[str, Any]:
     return config
 
 
-def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
-    """The run's figures from a report.json (or run.json) next to the predictions file."""
+def _figures_beside(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The run's figures from a report.json next to the predictions file, or from its
+    run.json (`config`, already read)."""
     fields = set(RunFigures.model_fields)
     report = path.parent / "report.json"
     if report.exists():
@@ -82,7 +83,6 @@ def _figures_beside(path: Path) -> tuple[dict[str, Any], str]:
             data = {}
         if isinstance(data, dict) and data:
             return {k: v for k, v in data.items() if k in fields}, str(report)
-    config = _run_json(path)
     keys = ("model", "prompt_version", "dataset", "split")
     found = {k: config[k] for k in keys if isinstance(config.get(k), str)}
     if found:
@@ -111,11 +111,12 @@ def read_predictions_source(path: Path) -> Source:
     there is none, or it does not say); the run's figures from a report.json or run.json
     beside it when there is one (they know the wall time, 429s, dataset and split).
     """
-    name = _run_json(path).get("task", DEFAULT_TASK)
+    config = _run_json(path)
+    name = config.get("task", DEFAULT_TASK)
     task = task_types.get(name if isinstance(name, str) else DEFAULT_TASK)
     rows = read_predictions_jsonl(path, task)
     derived = _figures_of_rows(rows, task)
-    beside, where = _figures_beside(path)
+    beside, where = _figures_beside(path, config)
     try:
         figures = RunFigures(**{**derived, **beside})
     except ValidationError:

@@ -78,8 +78,13 @@ class NerLabeling(LabelingDefaults):
         if not config.labeling.few_shot and prompts.copies_an_example(answer, record.text, labels):
             return COPIED_ANSWER
         aligned = alignment.align(record, answer, labels)
-        # A run with few-shot examples shows no worked example, so nothing is copied from it.
-        copied = set() if config.labeling.few_shot else prompts.example_mentions(labels)
+        # A run with few-shot examples shows no worked example, so nothing is copied from it
+        # (and an answer whose mentions all aligned has nothing to flag).
+        copied = (
+            prompts.example_mentions(labels)
+            if aligned.unaligned and not config.labeling.few_shot
+            else set()
+        )
         return NerResult(
             id=record.id,
             status="labeled",
