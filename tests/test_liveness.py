@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,6 +26,28 @@ from workers.transports import PauseLimits, RealtimeTransport
 
 #: Long enough that only a hang reaches it.
 HANG = 60.0
+
+
+@asynccontextmanager
+async def transport(
+    redis_url: str,
+    base_url: str,
+    *,
+    timeout: float,
+    attempts: int,
+    pauses: PauseLimits | None = None,
+) -> AsyncIterator[RealtimeTransport]:
+    """A realtime transport for run `RUN` at `base_url`, on its own clients, closed after."""
+    client = aioredis.Redis.from_url(redis_url)
+    llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=timeout)
+    config = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, max_tokens=64)
+    bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
+    try:
+        sink = ResultSink(client, RUN)
+        yield RealtimeTransport(llm, bucket, sink, config, attempts, pauses or PauseLimits())
+    finally:
+        await llm.close()
+        await client.aclose()
 
 
 class CancelSwallowingRedis(aioredis.Redis):
@@ -69,18 +93,9 @@ def test_a_dripped_answer_is_abandoned_at_the_call_deadline(
     """httpx's timeout bounds each read; a body sent one byte a second never trips it."""
 
     async def scenario(base_url: str) -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=2)
-        config = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, max_tokens=64)
-        sink = ResultSink(client, RUN)
-        bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
-        caller = RealtimeTransport(llm, bucket, sink, config, 1)
-        try:
+        async with transport(redis_url, base_url, timeout=2, attempts=1) as caller:
             with pytest.raises(ItemError, match="no whole answer within 2s"):
                 await ask(caller)
-        finally:
-            await llm.close()
-            await client.aclose()
 
     with simulator(drip_rate=1.0, drip_seconds=1.0) as sim:
         asyncio.run(asyncio.wait_for(scenario(sim.base_url), HANG))
@@ -94,19 +109,12 @@ def test_an_hour_long_retry_after_is_capped_and_a_run_paused_too_long_stops(
     """One request a minute at the provider, and every 429 asks for an hour."""
 
     async def scenario(base_url: str) -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        llm = AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=10)
-        config = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=base_url, max_tokens=64)
-        sink = ResultSink(client, RUN)
-        bucket = TokenBucket(client, ACCOUNT, Caps(None, None))
         limits = PauseLimits(longest=0.5, in_all=1.2)
-        try:
-            await ask(RealtimeTransport(llm, bucket, sink, config, 10, limits))  # the minute's one
+        async with transport(redis_url, base_url, timeout=10, attempts=10, pauses=limits) as a:
+            await ask(a)  # the minute's one
+        async with transport(redis_url, base_url, timeout=10, attempts=10, pauses=limits) as b:
             with pytest.raises(RunStopped, match="paused 2 s in all, over PRELABEL_MAX_PAUSED"):
-                await ask(RealtimeTransport(llm, bucket, sink, config, 10, limits))
-        finally:
-            await llm.close()
-            await client.aclose()
+                await ask(b)
 
     with simulator(rpm=1, retry_after=3600) as sim:
         asyncio.run(asyncio.wait_for(scenario(sim.base_url), HANG))
