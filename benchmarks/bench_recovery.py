@@ -49,30 +49,6 @@ FAULTS = ("none", "sigkill-main", "sigkill-child", "sigstop", "redis-restart")
 DEADLINE = 900.0
 
 
-def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server not found: this benchmark restarts a private one")
-    proc = subprocess.Popen(
-        [
-            server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise SystemExit("the private redis-server did not start")
-
-
 def active(settings: Any, worker: str) -> list[dict[str, Any]]:
     """The shard tasks `worker` is running (asked of it alone: the answer comes as soon as it
     replies, rather than after the whole timeout)."""
@@ -189,7 +165,7 @@ def inflict(
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         time.sleep(3.0)
-        redis_box["server"] = start_redis(redis_box["port"], redis_box["data"])
+        redis_box["server"] = launch.start_redis(redis_box["port"], redis_box["data"])
 
 
 def main() -> None:
@@ -207,7 +183,11 @@ def main() -> None:
 
     data = Path(tempfile.mkdtemp(prefix="prelabel-recovery-redis-"))
     port = launch.free_port()
-    redis_box: dict[str, Any] = {"port": port, "data": data, "server": start_redis(port, data)}
+    redis_box: dict[str, Any] = {
+        "port": port,
+        "data": data,
+        "server": launch.start_redis(port, data),
+    }
     common.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     rows: list[dict[str, Any]] = []
     try:

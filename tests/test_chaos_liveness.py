@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from prelabel import launch
-from tests.test_chaos import ITEMS, Fleet, finish_and_check, start_redis, synthesize
+from tests.test_chaos import ITEMS, Fleet, finish_and_check, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ def test_shard_tasks_after_a_redis_restart_use_fresh_connections(
     port = launch.free_port()
     data = tmp_path / "redis"
     data.mkdir()
-    server = start_redis(port, data)
+    server = launch.start_redis(port, data)
     fleet = Fleet(
         f"redis://127.0.0.1:{port}/0",
         synthesize(gold_path, tmp_path / "gold.conll", 40),
@@ -123,7 +123,7 @@ def test_shard_tasks_after_a_redis_restart_use_fresh_connections(
         fleet.wait_until(lambda: fleet.store().status(first)[0] == "completed", "the first run")
         server.send_signal(signal.SIGTERM)  # a clean restart: AOF written, nothing lost
         server.wait(30)
-        server = start_redis(port, data)
+        server = launch.start_redis(port, data)
         second = fleet.start_run()
         fleet.wait_until(lambda: fleet.store().status(second)[0] == "completed", "the second run")
         assert fleet.done(second) == 40

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.test_chaos import Fleet, start_redis, synthesize
+from prelabel import launch
+from tests.test_chaos import Fleet, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +26,10 @@ ITEMS = 200
 def test_the_follower_rides_out_a_redis_restart_then_collects(
     gold_path: Path, tmp_path: Path
 ) -> None:
-    from prelabel import launch
-
     port = launch.free_port()
     data = tmp_path / "redis"
     data.mkdir()
-    server = start_redis(port, data)
+    server = launch.start_redis(port, data)
     url = f"redis://127.0.0.1:{port}/0"
     fleet = Fleet(url, synthesize(gold_path, tmp_path / "gold.conll", ITEMS), tmp_path)
     out = tmp_path / "out"
@@ -57,7 +56,7 @@ def test_the_follower_rides_out_a_redis_restart_then_collects(
         server.wait(20)
         time.sleep(3.0)  # a few seconds of connection refused
         assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
-        server = start_redis(port, data)
+        server = launch.start_redis(port, data)
         stdout, stderr = follower.communicate(timeout=300)
         assert follower.returncode == 0, stderr + stdout
         # The follower's client retries a dropped connection for about ten seconds
