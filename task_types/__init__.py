@@ -28,10 +28,8 @@ from task_types.base import (
     SkipItem,
     Source,
     TaskType,
-    get,
-    names,
-    register,
 )
+from task_types.registry import get, names, register
 
 __all__ = [
     "Answer",

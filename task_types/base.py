@@ -1,4 +1,4 @@
-"""The task-type protocol and its registry.
+"""The task-type protocol (the registry is `task_types.registry`).
 
 The protocol has two halves, so that each side of the pipeline sees only what it uses:
 `Labeling` (producer, workers, simulator) and `Reporting` (collector, evaluation).
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtim
 from pydantic import BaseModel
 
 from prelabel.counters import CounterSpec
-from prelabel.errors import ConfigError, ItemError
+from prelabel.errors import ItemError
 from prelabel.figures import RunFigures
 from prelabel.labels import read_label_set
 from prelabel.model import ItemResult, ItemStatus, Label, LabelSet, Record, RunConfig, Usage
@@ -430,37 +430,3 @@ class Reporting(Protocol[RowT]):
 @runtime_checkable
 class TaskType(Labeling, Reporting[Any], Protocol):
     """A task type: both halves."""
-
-
-_REGISTRY: dict[str, TaskType] = {}
-
-
-def register(task: TaskType) -> TaskType:
-    """Make `task` available by its name; returns it (usable as a one-line registration)."""
-    if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
-        raise ValueError(f"task type {task.name!r} is registered twice")
-    _REGISTRY[task.name] = task
-    return task
-
-
-def get(name: str) -> TaskType:
-    """The task type called `name`; raises ConfigError naming the known ones."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown task type {name!r}: use one of {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def names() -> list[str]:
-    """The registered task types' names, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
-
-
-def _load_builtins() -> None:
-    # The built-in task types register themselves when imported. Imported here, on first
-    # lookup, so that importing the protocol does not import every task type's dependencies.
-    import task_types.ner  # noqa: F401

@@ -4,9 +4,9 @@
 collector and the evaluation use.
 """
 
-from task_types.base import register
 from task_types.ner.labeling import NerLabeling
 from task_types.ner.reporting import NerReporting
+from task_types.registry import register
 
 
 class Ner(NerLabeling, NerReporting):
