@@ -78,6 +78,8 @@ def slow_simulator_url(fleet_env: dict[str, str], gold_path: Path) -> Iterator[s
     launch.stop([sim])
 
 
+# Needs the shared CoNLL-2003 split: it runs more items than the 94-sentence sample holds.
+@pytest.mark.usefixtures("conll_test_path")
 def test_collecting_a_run_in_work_needs_partial(
     fleet_env: dict[str, str], slow_simulator_url: str, gold_path: Path, tmp_path: Path
 ) -> None:
@@ -94,6 +96,8 @@ def test_collecting_a_run_in_work_needs_partial(
     assert prelabel("cancel", run_id, env=fleet_env).returncode == 0
 
 
+# Needs the shared CoNLL-2003 split: it runs more items than the 94-sentence sample holds.
+@pytest.mark.usefixtures("conll_test_path")
 def test_cancel_stops_a_run_and_resume_finishes_it(
     fleet_env: dict[str, str], slow_simulator_url: str, gold_path: Path, tmp_path: Path
 ) -> None:
@@ -117,6 +121,8 @@ def test_cancel_stops_a_run_and_resume_finishes_it(
     assert store.counters(run_id)["labeled"] == 300
 
 
+# Needs the shared CoNLL-2003 split: it runs more items than the 94-sentence sample holds.
+@pytest.mark.usefixtures("conll_test_path")
 def test_a_token_budget_stops_the_run_and_keeps_what_was_done(
     fleet_env: dict[str, str], simulator_url: str, gold_path: Path, tmp_path: Path
 ) -> None:
