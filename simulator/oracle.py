@@ -5,14 +5,16 @@ answering a request is a dictionary lookup and, for a batch, one `json.dumps`. A
 gold, `(tag, value)` pairs in order of appearance, is the task type's (`Labeling.gold`; for
 NER, the mentions of its BIO tags).
 
-`noise` corrupts each gold value with that probability: half of the corrupted values are
-dropped, the other half relabeled with another label of the label set. The draws come from a
+`noise` corrupts each gold value with that probability, as the task type says
+(`Labeling.oracle_answer`; NER drops half of the corrupted mentions and gives the other half
+another type). A text is known by its one-line form, as a batch sends it. The draws come from a
 `random.Random` seeded with `(seed, text)` (string seeds hash with SHA-512, not Python's
 salted `hash`), so a sentence gets the same answer in every request and every rerun.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -24,8 +26,8 @@ import task_types
 from prelabel.errors import ConfigError
 from prelabel.model import DEFAULT_TASK, LabelSet, Record
 
-#: `{label name: [value, ...]}`, every label of the label set present, in its order.
-Answer = dict[str, list[str]]
+#: An item's answer, in its task type's shape (NER: `{type name: [mention, ...]}`).
+Answer = Any
 
 _NUMBERED = re.compile(r"(\d+): (.*)\Z")
 
@@ -60,12 +62,14 @@ class Oracle:
             mentions = labeling.gold(record)
             if mentions is None:
                 continue  # nothing to answer from
-            by_id[record.id] = (record.text, mentions)
+            # Texts are known by their one-line form: a batch sends each text on one line.
+            text = one_line(record.text)
+            by_id[record.id] = (text, mentions)
             # A repeated text keeps its first gold for requests that name no item; a text
             # whose copies disagree is answered per item when the request names its items.
-            first = gold.setdefault(record.text, mentions)
+            first = gold.setdefault(text, mentions)
             if first != mentions:
-                conflicting.add(record.text)
+                conflicting.add(text)
         if ontology is None:
             ontology = labeling.labels_from_tags(
                 sorted({tag for ms in gold.values() for tag, _ in ms})
@@ -73,7 +77,7 @@ class Oracle:
         self.ontology = ontology
         self.noise = noise
         self.seed = seed
-        self._names: tuple[str, ...] = tuple(t.name for t in ontology.labels)
+        self._labeling = labeling
         self._answers: dict[str, Answer] = {
             text: self._named(text, mentions) for text, mentions in gold.items()
         }
@@ -86,10 +90,8 @@ class Oracle:
         self._empty_json = json.dumps(self.empty(), ensure_ascii=False)
 
     def _named(self, text: str, mentions: list[tuple[str, str]]) -> Answer:
-        # Gold types the ontology does not list are never asked for, so they are left out.
-        by_tag = self.ontology.by_tag()
-        named = [(by_tag[tag].name, m) for tag, m in mentions if tag in by_tag]
-        return self._build(named, random.Random(f"{self.seed}:{text}") if self.noise else None)
+        rng = random.Random(f"{self.seed}:{text}") if self.noise else None
+        return self._labeling.oracle_answer(mentions, self.ontology, self.noise, rng)
 
     def _find(self, text: str, item_id: str | None) -> Answer | None:
         if item_id is not None:
@@ -103,13 +105,13 @@ class Oracle:
         return len(self._answers)
 
     def empty(self) -> Answer:
-        """The answer for a sentence with no mentions: every type present, each `[]`."""
-        return {name: [] for name in self._names}
+        """The answer for an item the oracle does not know (NER: every type, each `[]`)."""
+        return self._labeling.oracle_answer([], self.ontology, 0.0, None)
 
     def lookup(self, text: str) -> Answer | None:
-        """The (possibly noisy) answer for one sentence, or None when it is unknown."""
-        answer = self._answers.get(text)
-        return None if answer is None else {k: list(v) for k, v in answer.items()}
+        """The (possibly noisy) answer for one item, or None when it is unknown."""
+        answer = self._answers.get(one_line(text))
+        return None if answer is None else copy.deepcopy(answer)
 
     def answer(self, messages: Sequence[Mapping[str, Any]], item_ids: Sequence[str] = ()) -> str:
         """The JSON answer to a chat request's messages (see `respond`)."""
@@ -129,6 +131,7 @@ class Oracle:
         lines = text.split("\n")
         numbered = [_NUMBERED.match(line.rstrip("\r")) for line in lines] if len(lines) > 1 else []
         if not numbered or not all(numbered):
+            text = one_line(text)
             if item_ids and item_ids[0] in self._by_id:
                 chosen = self._find(text, item_ids[0])
                 if chosen is not None:
@@ -153,16 +156,11 @@ class Oracle:
             content=json.dumps(batch, ensure_ascii=False), sentences=len(batch), unknown=unknown
         )
 
-    def _build(self, mentions: list[tuple[str, str]], rng: random.Random | None) -> Answer:
-        answer = self.empty()
-        for name, mention in mentions:
-            if rng is not None and rng.random() < self.noise:
-                others = [n for n in self._names if n != name]
-                if not others or rng.random() < 0.5:
-                    continue
-                name = rng.choice(others)
-            answer[name].append(mention)
-        return answer
+
+def one_line(text: str) -> str:
+    """`text` as a batched request sends it: its lines joined with spaces
+    (`task_types.messages.numbered`)."""
+    return " ".join(text.splitlines())
 
 
 def message_text(message: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ The protocol has two halves, so that each side of the pipeline sees only what it
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class RowFields:
     #: The gold labels, as strings or as integer ids into `tag_names`.
     tags: str | None
     tag_names: tuple[str, ...] | None = None
+    #: The id of `tag_names[0]` when the gold holds integer ids (AG News counts from 1).
+    first_id: int = 0
     #: The label tags the gold may use (None: any).
     allowed: frozenset[str] | None = None
     #: Where the rows come from, for messages.
@@ -73,6 +76,11 @@ class Labeling(Protocol):
     name: str
     #: Bumped whenever the messages change, so that cached answers are not reused.
     prompt_version: str
+    #: Whether a CoNLL file (a token and its tag per line) can hold this task's data; for a
+    #: task that does not read CoNLL, a `.tsv` file is a tab-separated table.
+    reads_conll: bool
+    #: The gold column of a dataset's rows when none is named (NER: `ner_tags`).
+    gold_field: str
 
     @property
     def record_model(self) -> type[Record]:
@@ -158,6 +166,18 @@ class Labeling(Protocol):
         """An answer of plausible length for `batch`, to estimate completion tokens."""
         ...
 
+    def oracle_answer(
+        self,
+        gold: Sequence[tuple[str, str]],
+        labels: LabelSet,
+        noise: float,
+        rng: random.Random | None,
+    ) -> Any:
+        """The simulator's answer (a JSON value in the single-item answer's shape) for an item
+        whose gold (`Labeling.gold`) is `gold`, `[]` for one it does not know; with `rng`,
+        each gold value is corrupted with probability `noise` (NER: dropped or relabeled)."""
+        ...
+
 
 class LabelingDefaults:
     """What most task types share: no counters of their own, and a label set whose tags are
@@ -165,6 +185,8 @@ class LabelingDefaults:
 
     default_labels: LabelSet = LabelSet()
     counters: tuple[CounterSpec, ...] = ()
+    reads_conll = False
+    gold_field = "label"
 
     def labels(self, config: RunConfig) -> LabelSet:
         return config.labeling.labels if config.labeling.labels.labels else self.default_labels

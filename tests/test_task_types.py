@@ -146,6 +146,9 @@ class Topic(task_types.LabelingDefaults):
     def guess_answer(self, batch: Sequence[Record], labels: LabelSet) -> str:
         return json.dumps({str(i): {"topic": "x"} for i in range(1, len(batch) + 1)})
 
+    def oracle_answer(self, gold: Sequence[tuple[str, str]], labels: LabelSet, *_: Any) -> object:
+        return {"topic": gold[0][0] if gold else ""}
+
 
 def test_a_task_type_that_is_mostly_a_json_schema_is_a_few_dozen_lines() -> None:
     topic = Topic()

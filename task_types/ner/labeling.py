@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ class NerLabeling(LabelingDefaults):
     result_model = NerResult
     counters = (CounterSpec("unaligned", "unaligned mentions", "Mentions not found in the text."),)
     default_labels: LabelSet = CONLL
+    reads_conll = True
+    gold_field = "ner_tags"
 
     def record(self, id: str, row: Mapping[str, Any], fields: RowFields) -> Record:
         return records.record_from_row(id, row, fields)
@@ -105,6 +108,31 @@ class NerLabeling(LabelingDefaults):
 
     def guess_answer(self, batch: Sequence[Record], labels: LabelSet) -> str:
         return guess.guessed_answer(_ner(batch), labels)
+
+    def oracle_answer(
+        self,
+        gold: Sequence[tuple[str, str]],
+        labels: LabelSet,
+        noise: float,
+        rng: random.Random | None,
+    ) -> dict[str, list[str]]:
+        """`{type name: [mention, ...]}`, every type present; a corrupted mention is dropped
+        or (as often) given another type. Gold types the label set does not list are never
+        asked for, so they are left out."""
+        names = [t.name for t in labels.labels]
+        by_tag = labels.by_tag()
+        answer: dict[str, list[str]] = {name: [] for name in names}
+        for tag, mention in gold:
+            if tag not in by_tag:
+                continue
+            name = by_tag[tag].name
+            if rng is not None and rng.random() < noise:
+                others = [n for n in names if n != name]
+                if not others or rng.random() < 0.5:
+                    continue
+                name = rng.choice(others)
+            answer[name].append(mention)
+        return answer
 
 
 def mention_bound(batch: Sequence[Record]) -> int:
