@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prelabel.model import LabelSet, Record
-from task_types.base import LabelingDefaults, RowFields
-from task_types.classify import labelfile, records
+from prelabel.counters import CounterSpec
+from prelabel.errors import ItemError
+from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
+from task_types.classify import labelfile, parsing, prompts, records
+from task_types.classify.gold import examples_from_records, gold_labels, oracle_answer
 from task_types.classify.model import PROMPT_VERSION, ClassifyRecord, ClassifyResult
+
+#: The counters a classification run adds to (`ClassifyResult.counts`).
+COUNTERS = (
+    CounterSpec(
+        "repaired",
+        "repaired labels",
+        "Answered labels read as a label despite case, punctuation or a near-miss spelling.",
+    ),
+    CounterSpec(
+        "outside",
+        "labels outside the set",
+        "Answered labels that are no label of the set, dropped from multi-label answers "
+        "(a single-label item answering one fails instead, counted as failed).",
+    ),
+    CounterSpec(
+        "empty",
+        "empty answers",
+        "Multi-label items labeled with no label at all.",
+    ),
+)
 
 
 class ClassifyLabeling(LabelingDefaults):
@@ -20,6 +44,7 @@ class ClassifyLabeling(LabelingDefaults):
     prompt_version = PROMPT_VERSION
     record_model = ClassifyRecord
     result_model = ClassifyResult
+    counters = COUNTERS
 
     @property
     def gold_field(self) -> str:  # type: ignore[override]
@@ -38,8 +63,79 @@ class ClassifyLabeling(LabelingDefaults):
     def read_labels(self, path: Path) -> LabelSet:
         return labelfile.read_labels(path)
 
-    # TODO(helper B): messages, response_format, parse, predict, examples, gold,
-    # guess_answer, oracle_answer, read_template, counters.
+    def read_template(self, path: Path) -> PromptTemplate:
+        return prompts.load_template(path)
+
+    def messages(
+        self, batch: Sequence[Record], config: RunConfig, examples: Sequence[Example]
+    ) -> list[dict[str, str]]:
+        return prompts.build_messages(
+            _classify(batch),
+            self.labels(config),
+            multi_label=self.multi_label,
+            examples=examples,
+            template=config.labeling.system_template,
+        )
+
+    def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
+        return prompts.response_format(
+            self.labels(config), len(batch), multi_label=self.multi_label
+        )
+
+    def parse(self, content: str, size: int, config: RunConfig) -> list[Answer | ItemError]:
+        if size > 1:
+            return list(parsing.parse_batch_answer(content, size, multi_label=self.multi_label))
+        try:
+            return [parsing.parse_answer(content, multi_label=self.multi_label)]
+        except ItemError as exc:
+            return [exc]
+
+    def predict(
+        self, record: Record, answer: Answer, config: RunConfig, usage: Usage
+    ) -> ItemResult | str:
+        """The labels `answer`'s names are (`parsing.match_labels`); a single-label answer
+        naming no label is why the item fails."""
+        assert isinstance(record, ClassifyRecord)
+        labels = self.labels(config)
+        tags, repairs = parsing.match_labels(answer, labels)
+        if not self.multi_label and not tags:
+            return parsing.outside_reason(answer, labels)
+        return ClassifyResult(
+            id=record.id,
+            status="labeled",
+            labels=tags,
+            repairs=repairs,
+            usage=usage,
+            model=config.endpoint.model,
+            prompt_version=config.labeling.prompt_version,
+        )
+
+    def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:
+        return examples_from_records(_classify(list(records)), labels, multi_label=self.multi_label)
+
+    def gold(self, record: Record) -> list[tuple[str, str]] | None:
+        assert isinstance(record, ClassifyRecord)
+        return gold_labels(record)
+
+    def guess_answer(self, batch: Sequence[Record], labels: LabelSet) -> str:
+        return prompts.guessed_answer(len(batch), labels, multi_label=self.multi_label)
+
+    def oracle_answer(
+        self,
+        gold: Sequence[tuple[str, str]],
+        labels: LabelSet,
+        noise: float,
+        rng: random.Random | None,
+    ) -> dict[str, Any]:
+        return oracle_answer(gold, labels, noise, rng, multi_label=self.multi_label)
 
 
-__all__ = ["ClassifyLabeling", "ClassifyResult"]
+def _classify(records: Sequence[Record]) -> list[ClassifyRecord]:
+    """`records` as classification records (a run of this task type stores nothing else)."""
+    out = [r for r in records if isinstance(r, ClassifyRecord)]
+    if len(out) != len(records):
+        raise TypeError("a classification run's records must be ClassifyRecords")
+    return out
+
+
+__all__ = ["COUNTERS", "ClassifyLabeling", "ClassifyResult"]
