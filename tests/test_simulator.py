@@ -19,10 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam
 
-from prelabel.errors import ConfigError, DatasetError
+import task_types
+from prelabel.errors import ConfigError, DatasetError, ItemError
+from prelabel.model import Label, LabelSet, RunConfig, Usage
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.limits import RateLimiter, TokenBucket, count_prompt_tokens, format_duration
 from simulator.server import FINGERPRINT, MODELS, RunningSimulator
+from task_types import Example
+from task_types.classify.model import ClassifyRecord, ClassifyResult
 from task_types.ner.bio import mention_spans
 from task_types.ner.model import CONLL_TYPES, NerRecord, Ontology
 
@@ -656,3 +660,154 @@ def test_item_ids_pick_the_gold_of_identical_sentences_that_disagree() -> None:
     swapped = json.loads(oracle.answer(batch, ["b", "c"]))
     assert swapped["1"]["LOCATION"] == ["Paris"]
     assert swapped["2"]["MISCELLANEOUS"] == []
+
+
+# --- classification ------------------------------------------------------------------------
+
+AG_LABELS = LabelSet(
+    labels=tuple(Label(name=n, tag=n) for n in ("World", "Sports", "Business", "Sci/Tech"))
+)
+#: AG News items are a title and a description joined with a line break.
+NEWS = [
+    ClassifyRecord(
+        id=f"ag{i}",
+        text=f"{title}\n{description}" if description else title,
+        gold=(tag,),
+    )
+    for i, (title, description, tag) in enumerate(
+        [
+            (
+                "Fears for T N pension after talks",
+                "Unions say they are 'disappointed'.",
+                "Business",
+            ),
+            ("Phelps wins again", "The swimmer takes a sixth gold.", "Sports"),
+            ("New chip is faster", "Intel says its next chip doubles speed.", "Sci/Tech"),
+            ("Talks in Gaza", "Leaders meet for a second day.", "World"),
+            ("Single line text", "", "Sports"),
+        ]
+    )
+]
+EMOTION_LABELS = LabelSet(
+    labels=tuple(Label(name=n, tag=n) for n in ("anger", "joy", "love", "sadness", "neutral"))
+)
+FEELINGS = [
+    ClassifyRecord(id="g1", text="I love this so much, best day ever", gold=("joy", "love")),
+    ClassifyRecord(id="g2", text="Why would you do that?\nSo annoying.", gold=("anger",)),
+    ClassifyRecord(id="g3", text="ok", gold=()),
+    ClassifyRecord(id="g4", text="The bus is late", gold=("neutral",)),
+]
+
+
+def _classified(
+    base_url: str, task: str, labels: LabelSet, records: list[ClassifyRecord]
+) -> list[tuple[str, ...] | str]:
+    """Ask the simulator about `records` as a run would (the task type's messages and schema,
+    through the real client), and read the answer back into tags (or a failure's reason)."""
+    labeling = task_types.get(task)
+    config = RunConfig(run_id="sim", model="m", base_url=base_url, task=task, labels=labels)
+    examples = [Example("A held-out example", {labels.labels[0].name: ()})]
+    messages: Any = labeling.messages(records, config, examples)
+    with _client(base_url) as client:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            response_format=labeling.response_format(records, config),  # type: ignore[arg-type]
+        )
+    content = reply.choices[0].message.content
+    assert content is not None
+    out: list[tuple[str, ...] | str] = []
+    for record, answer in zip(records, labeling.parse(content, len(records), config), strict=True):
+        assert not isinstance(answer, ItemError), answer
+        result = labeling.predict(record, answer, config, Usage())
+        if isinstance(result, str):
+            out.append(result)
+        else:
+            assert isinstance(result, ClassifyResult)
+            out.append(result.labels)
+    return out
+
+
+def test_the_oracle_answers_classification_from_gold_single_and_batched() -> None:
+    unknown = ClassifyRecord(id="u", text="Not in the gold\nat all")
+    with serve_in_thread(SimulatorConfig(port=0), Oracle(NEWS, AG_LABELS, task="classify")) as sim:
+        for record in NEWS:
+            assert _classified(sim.base_url, "classify", AG_LABELS, [record]) == [record.gold]
+        batch = _classified(sim.base_url, "classify", AG_LABELS, [*NEWS, unknown])
+        # A text the oracle does not know gets the first label.
+        assert batch == [r.gold for r in NEWS] + [("World",)]
+        assert _classified(sim.base_url, "classify", AG_LABELS, [unknown]) == [("World",)]
+
+
+def test_the_oracle_answers_multi_label_classification_from_gold() -> None:
+    with serve_in_thread(
+        SimulatorConfig(port=0), Oracle(FEELINGS, EMOTION_LABELS, task="classify-multi")
+    ) as sim:
+        for record in FEELINGS:
+            assert _classified(sim.base_url, "classify-multi", EMOTION_LABELS, [record]) == [
+                record.gold
+            ]
+        unknown = ClassifyRecord(id="u", text="never seen")
+        batch = _classified(sim.base_url, "classify-multi", EMOTION_LABELS, [*FEELINGS, unknown])
+        assert batch == [("joy", "love"), ("anger",), (), ("neutral",), ()]
+
+
+def test_the_oracle_answers_label_names_for_the_datasets_tags() -> None:
+    renamed = LabelSet(labels=(Label(name="Politics", tag="World"), *AG_LABELS.labels[1:]))
+    oracle = Oracle(NEWS, renamed, task="classify")
+    assert oracle.lookup(NEWS[3].text) == {"label": "Politics"}
+    # Known by its one-line form: a batch sends the title and description on one line.
+    assert oracle.lookup(NEWS[0].text.replace("\n", " ")) == {"label": "Business"}
+    inferred = Oracle(FEELINGS, task="classify-multi")  # no label set: the gold's tags, sorted
+    assert [t.name for t in inferred.ontology.labels] == ["anger", "joy", "love", "neutral"]
+    assert inferred.empty() == {"labels": []}
+
+
+def _many_news(n: int) -> list[ClassifyRecord]:
+    tags = [t.tag for t in AG_LABELS.labels]
+    return [
+        ClassifyRecord(id=f"m{i}", text=f"Headline {i}\nBody {i}", gold=(tags[i % 4],))
+        for i in range(n)
+    ]
+
+
+def test_classification_noise_is_seeded_and_changes_about_its_share() -> None:
+    records = _many_news(400)
+
+    def answers(noise: float, seed: int) -> list[object]:
+        oracle = Oracle(records, AG_LABELS, noise=noise, seed=seed, task="classify")
+        return [oracle.lookup(r.text) for r in records]
+
+    exact = answers(0.0, 0)
+    assert exact == [{"label": r.gold[0]} for r in records if r.gold]
+    noisy = answers(0.25, 1)
+    assert noisy == answers(0.25, 1) and noisy != answers(0.25, 2)
+    changed = sum(a != b for a, b in zip(noisy, exact, strict=True))
+    assert 60 < changed < 140  # 100 expected
+    wrong = answers(1.0, 3)
+    assert all(a != b for a, b in zip(wrong, exact, strict=True))
+
+
+def test_full_noise_drops_or_swaps_every_gold_label_of_a_multi_label_text() -> None:
+    records = [
+        ClassifyRecord(id=f"f{i}", text=f"feeling {i}", gold=("joy", "love")) for i in range(60)
+    ]
+    oracle = Oracle(records, EMOTION_LABELS, noise=1.0, seed=5, task="classify-multi")
+    sizes = []
+    for record in records:
+        answer = oracle.lookup(record.text)
+        assert answer is not None
+        assert not {"joy", "love"} & set(answer["labels"])
+        sizes.append(len(answer["labels"]))
+    assert 0 in sizes and max(sizes) > 0  # some dropped, some swapped
+
+
+def test_noisy_batched_answers_match_single_ones() -> None:
+    """A text gets the same (noisy) answer alone and in a batch, line breaks and all."""
+    with serve_in_thread(
+        SimulatorConfig(port=0), Oracle(NEWS, AG_LABELS, noise=0.5, seed=9, task="classify")
+    ) as sim:
+        alone = [_classified(sim.base_url, "classify", AG_LABELS, [r])[0] for r in NEWS]
+        together = _classified(sim.base_url, "classify", AG_LABELS, NEWS)
+    assert alone == together
+    assert alone != [r.gold for r in NEWS]
