@@ -5,6 +5,7 @@ answers, and the labeler end to end through an in-process transport (real Redis)
 from __future__ import annotations
 
 import asyncio
+import csv
 import difflib
 import json
 import random
@@ -24,6 +25,7 @@ from prelabel.keys import RunKeys
 from prelabel.model import Label, LabelSet, RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
+from simulator import Oracle
 from task_types import Example
 from task_types.classify.model import PROMPT_VERSION, ClassifyRecord, ClassifyResult, Repair
 from task_types.classify.parsing import NEAR_MISS, fold, match_labels
@@ -34,6 +36,7 @@ from task_types.classify.prompts import (
     load_template,
     response_format,
 )
+from workers.fewshot import pool_to_json
 from workers.json_mode import SchemaRefusals
 from workers.labeler import ShardLabeler
 from workers.transports import ChatRequest, Completion, ContextWindow, SchemaRefused, Transport
@@ -777,3 +780,104 @@ def test_repairs_failures_and_empty_answers_reach_the_runs_counters(
     failed = label(redis_url, MockTransport(single), records=BATCH[:1])
     assert failed["t0"].status == "failed" and failed["t0"].labels == ()
     assert failed["t0"].error is not None and "'Technology', not one of" in failed["t0"].error
+
+
+# --- the shared datasets, through the oracle ---------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def ag_news() -> tuple[list[ClassifyRecord], LabelSet]:
+    """AG News test.csv as the contract loads it: title and description joined by a line
+    break, the class index counted from 1 into classes.txt."""
+    path = DATA / "ag_news" / "test.csv"
+    if not path.exists():
+        pytest.skip(f"AG News not found at {path} (../shared/data is absent)")
+    names = (DATA / "ag_news" / "classes.txt").read_text().split("\n")
+    names = [n.strip() for n in names if n.strip()]
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    records = [
+        ClassifyRecord(
+            id=str(i), text=f"{title}\n{description}".strip(), gold=(names[int(label) - 1],)
+        )
+        for i, (label, title, description) in enumerate(rows)
+    ]
+    return records, LabelSet(labels=tuple(Label(name=n, tag=n) for n in names))
+
+
+def goemotions() -> tuple[list[ClassifyRecord], LabelSet]:
+    """GoEmotions test.tsv: text, comma-separated label ids from 0, comment id."""
+    path = DATA / "goemotions" / "test.tsv"
+    if not path.exists():
+        pytest.skip(f"GoEmotions not found at {path} (../shared/data is absent)")
+    names = [n.strip() for n in (DATA / "goemotions" / "emotions.txt").read_text().split("\n")]
+    names = [n for n in names if n]
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file, delimiter="\t"))
+    records = [
+        ClassifyRecord(id=cid, text=text.strip(), gold=tuple(names[int(i)] for i in ids.split(",")))
+        for text, ids, cid in rows
+    ]
+    return records, LabelSet(labels=tuple(Label(name=n, tag=n) for n in names))
+
+
+@pytest.mark.parametrize("size", [1, 25])
+@pytest.mark.parametrize("dataset", ["ag_news", "goemotions"])
+def test_the_oracle_labels_every_item_of_the_shared_datasets_as_its_gold(
+    dataset: str, size: int
+) -> None:
+    """Every request a run would send (the task type's messages, K texts a request, the item
+    ids prelabel sends to a local endpoint), answered by the oracle and read back by the task
+    type, gives every item its gold: accuracy (exact-set accuracy) 100.00%."""
+    task, (records, labels) = (
+        ("classify", ag_news()) if dataset == "ag_news" else ("classify-multi", goemotions())
+    )
+    labeling = task_types.get(task)
+    cfg = config(task, labels)
+    oracle = Oracle(records, labels, task=task)
+    wrong: list[str] = []
+    for start in range(0, len(records), size):
+        batch = records[start : start + size]
+        reply = oracle.respond(labeling.messages(batch, cfg, []), [r.id for r in batch])
+        assert reply.unknown == []
+        for record, answer in zip(
+            batch, labeling.parse(reply.content, len(batch), cfg), strict=True
+        ):
+            assert not isinstance(answer, ItemError), (record.id, answer)
+            result = labeling.predict(record, answer, cfg, Usage())
+            assert isinstance(result, ClassifyResult) and result.repairs == ()
+            if set(result.labels) != set(record.gold or ()):
+                wrong.append(record.id)
+    assert wrong == []
+    assert len(records) == (7600 if dataset == "ag_news" else 5427)
+
+
+def test_few_shot_examples_from_the_runs_stored_pool_go_out_as_turns(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The pool as the producer stores it (JSON in Redis) and the similar-examples selector:
+    each request carries its texts' closest examples, answered in the request's format."""
+    pool = SINGLE.examples(
+        [
+            ClassifyRecord(id="p1", text="Title 7\nStocks rally", gold=("Business",)),
+            ClassifyRecord(id="p2", text="Cup final tonight", gold=("Sports",)),
+            ClassifyRecord(id="p3", text="Description 2 of a new phone", gold=("Sci/Tech",)),
+        ],
+        AG_NEWS,
+    )
+    redis_client.set(RunKeys(RUN).fewshot, pool_to_json(pool))
+    transport = MockTransport(reply)
+    results = label(redis_url, transport, batch_size=2, few_shot=2, few_shot_strategy="similar")
+    assert {i: r.labels for i, r in results.items()} == {r.id: r.gold for r in BATCH}
+    for request in transport.requests:
+        roles = [m["role"] for m in request.messages]
+        assert roles == ["system", "user", "assistant", "user"]
+        shown = json.loads(request.messages[2]["content"])
+        assert set(shown) == {"1", "2"}
+        assert all(
+            set(a) == {"label"} and a["label"] in {"Business", "Sci/Tech", "Sports"}
+            for a in shown.values()
+        )
+    (second,) = [r.messages[1]["content"] for r in transport.requests if "t2" in r.item_ids]
+    assert "Description 2 of a new phone" in second  # the closest example to t2's text
