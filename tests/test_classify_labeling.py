@@ -881,3 +881,13 @@ def test_few_shot_examples_from_the_runs_stored_pool_go_out_as_turns(
         )
     (second,) = [r.messages[1]["content"] for r in transport.requests if "t2" in r.item_ids]
     assert "Description 2 of a new phone" in second  # the closest example to t2's text
+
+
+def test_a_run_without_labels_is_told_to_pass_a_label_file() -> None:
+    empty = config(labels=LabelSet())
+    for ask in (
+        lambda: SINGLE.messages([NEWS], empty, []),
+        lambda: MULTI.response_format([NEWS], empty),
+    ):
+        with pytest.raises(ConfigError, match="--labels FILE"):
+            ask()

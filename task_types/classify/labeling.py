@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.counters import CounterSpec
-from prelabel.errors import ItemError
+from prelabel.errors import ConfigError, ItemError
 from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
 from task_types.classify import labelfile, parsing, prompts, records
@@ -71,7 +71,7 @@ class ClassifyLabeling(LabelingDefaults):
     ) -> list[dict[str, str]]:
         return prompts.build_messages(
             _classify(batch),
-            self.labels(config),
+            _asked(self.labels(config)),
             multi_label=self.multi_label,
             examples=examples,
             template=config.labeling.system_template,
@@ -79,7 +79,7 @@ class ClassifyLabeling(LabelingDefaults):
 
     def response_format(self, batch: Sequence[Record], config: RunConfig) -> dict[str, Any]:
         return prompts.response_format(
-            self.labels(config), len(batch), multi_label=self.multi_label
+            _asked(self.labels(config)), len(batch), multi_label=self.multi_label
         )
 
     def parse(self, content: str, size: int, config: RunConfig) -> list[Answer | ItemError]:
@@ -128,6 +128,17 @@ class ClassifyLabeling(LabelingDefaults):
         rng: random.Random | None,
     ) -> dict[str, Any]:
         return oracle_answer(gold, labels, noise, rng, multi_label=self.multi_label)
+
+
+def _asked(labels: LabelSet) -> LabelSet:
+    """The labels a request asks for; ConfigError when there are none (classification has no
+    default label set)."""
+    if not labels.labels:
+        raise ConfigError(
+            "classification needs labels, and neither the data nor --labels names any: pass "
+            "--labels FILE (one name per line, or [[labels]] with name, tag, description)"
+        )
+    return labels
 
 
 def _classify(records: Sequence[Record]) -> list[ClassifyRecord]:
