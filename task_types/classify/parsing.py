@@ -14,8 +14,7 @@ Matching (`match_labels`) turns names into tags, never silently:
   dataset's tag for a label whose name differs, is that label with a `Repair`;
 - a near-miss spelling, difflib ratio at least `NEAR_MISS` over the letters and digits of a
   word of at least `NEAR_MISS_MIN_CHARS`, clearly closer to one label than to any other
-  (`NEAR_MISS_MARGIN`), is that label
-  with a `Repair` giving the similarity;
+  (`NEAR_MISS_MARGIN`), is that label with a `Repair` giving the similarity;
 - anything else is outside the set: a `Repair` with no label (multi-label drops it and keeps
   the rest; single-label fails the item, `predict`).
 """
@@ -38,9 +37,9 @@ from task_types.classify.model import Repair
 #: One typo in a name of five letters or more (a swap, a dropped or doubled letter:
 #: `Sprots` 0.83, `Wrold` 0.80, `Busines` 0.93, `admiraton` 0.95) scores at least this; other
 #: words for a label do not (`Technology` for Sci/Tech 0.47, `annoyed` for annoyance 0.75,
-#: `nervous` for nervousness 0.78). No two AG News labels come close (0.55 at most); of
+#: `nervous` for nervousness 0.78). No two AG News labels come close (0.40 at most); of
 #: GoEmotions', `approval`/`disapproval` score 0.84, hence `NEAR_MISS_MARGIN` (tests check
-#: every one-typo spelling of every label of both sets).
+#: every one-typo spelling of every label of five letters or more of both sets).
 NEAR_MISS = 0.8
 #: How much closer than to any other label a near miss must be to its label.
 NEAR_MISS_MARGIN = 0.05
