@@ -402,6 +402,7 @@ def test_single_label_answers_that_cannot_be_read_are_item_errors(content: str, 
     [
         ('{"labels": ["joy", "love"]}', ("joy", "love")),
         ('{"labels": "joy"}', ("joy",)),
+        ('{"labels": "joy, love"}', ("joy", "love")),
         ('{"label": "joy"}', ("joy",)),
         ('{"labels": []}', ()),
         ('{"labels": null}', ()),

@@ -3,10 +3,11 @@ tags, repairing near misses (the JSON itself is read by `task_types.answers`, wh
 the usual sloppiness).
 
 Reading (`parse_answer`, `parse_batch_answer`) takes what the model wrote: the `label` or
-`labels` key (or `class`/`category`, any casing), a lone string for a list or a list of one
-for a string, `null` for none, and for a single text a bare answer that is not JSON at all
-(`Sports`). What cannot be a label answer (no such key, an object where a name belongs, no
-label or several for single-label) is an `ItemError`, so that a batch's item is asked again.
+`labels` key (or `class`/`category`, any casing), a lone string for a list (split on commas
+for multi-label) or a list of one for a string, `null` for none, and for a single text a
+bare answer that is not JSON at all (`Sports`). What cannot be a label answer (no such key,
+an object where a name belongs, no label or several for single-label) is an `ItemError`, so
+that a batch's item is asked again.
 
 Matching (`match_labels`) turns names into tags, never silently:
 - a label's name as written is that label;
@@ -82,7 +83,11 @@ def read_one(answer: Mapping[Any, Any], *, multi_label: bool) -> Given:
     if not found:
         want = '"labels"' if multi_label else '"label"'
         raise ItemError(f"answer has no {want} key: {snippet(repr(dict(answer)))}")
-    return _checked(_names(answer[found[0]]), multi_label)
+    value = answer[found[0]]
+    if multi_label and isinstance(value, str):
+        # A lone string for a list: models in JSON mode write "joy, love" as often as ["joy"].
+        return _checked(value.split(","), multi_label)
+    return _checked(_names(value), multi_label)
 
 
 def _is_label_key(key: str) -> bool:
