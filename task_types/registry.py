@@ -36,5 +36,5 @@ def names() -> list[str]:
 def _load_builtins() -> None:
     # The built-in task types register themselves when imported. Imported here, on first
     # lookup, so that importing the protocol does not import every task type's dependencies.
-    import task_types.classify
-    import task_types.ner  # noqa: F401
+    import task_types.classify  # first use
+    import task_types.ner  # noqa: F401  (first use)
