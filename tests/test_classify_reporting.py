@@ -545,3 +545,37 @@ def test_evaluation_single_and_multi_are_told_apart() -> None:
     assert CLASSIFY.evaluation_model is SingleEvaluation
     assert CLASSIFY_MULTI.evaluation_model is MultiEvaluation
     assert evaluate_items([], RunFigures(), multi_label=True).task == "classify-multi"
+
+
+@pytest.mark.skipif(
+    not hasattr(CLASSIFY, "gold"), reason="needs classification's Labeling.gold (the labeling half)"
+)
+def test_evaluate_with_gold_loads_it_as_the_files_task_type(tmp_path: Path) -> None:
+    """`prelabel evaluate --gold` reads the gold as records of the task type the run.json
+    beside the predictions names (not the default, NER)."""
+    import subprocess
+    import sys
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        '{"text": "Markets fall", "label": "Business"}\n'
+        '{"text": "Cup won", "label": "Sports"}\n'
+        '{"text": "Rain in Oslo", "label": "World"}\n',
+        encoding="utf-8",
+    )
+    folder = tmp_path / "run"
+    rows = [
+        row("test-000000", None, ("Business",)),
+        row("test-000001", None, ("World",)),
+        row("test-000002", None, None),
+    ]
+    write_predictions_jsonl(folder / "predictions.jsonl", rows)
+    (folder / "run.json").write_text(_config("classify", AG).model_dump_json(), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "prelabel", "evaluate", str(folder), "--gold", str(gold), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ev = SingleEvaluation.model_validate_json(proc.stdout)
+    assert (ev.evaluated_items, ev.scores.accuracy) == (2, 0.5)
+    assert ev.headline is not None and ev.headline.accuracy_all == pytest.approx(1 / 3)
