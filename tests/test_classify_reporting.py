@@ -579,3 +579,39 @@ def test_evaluate_with_gold_loads_it_as_the_files_task_type(tmp_path: Path) -> N
     ev = SingleEvaluation.model_validate_json(proc.stdout)
     assert (ev.evaluated_items, ev.scores.accuracy) == (2, 0.5)
     assert ev.headline is not None and ev.headline.accuracy_all == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_export_command_writes_every_format_of_a_classification_run(
+    tmp_path: Path, multi: bool
+) -> None:
+    from collector.cli import ExportFormat, OffsetUnitName, export_command
+    from prelabel.errors import ConfigError
+
+    task = CLASSIFY_MULTI if multi else CLASSIFY
+    rows = [*_random_rows(multi, n=12), row("f", ("joy",) if multi else ("World",), None)]
+    folder = tmp_path / "run"
+    write_predictions_jsonl(folder / "predictions.jsonl", rows)
+    config = _config(task.name, EMOTIONS if multi else AG)
+    (folder / "run.json").write_text(config.model_dump_json(), encoding="utf-8")
+    for fmt in ExportFormat:
+        out = tmp_path / fmt.value
+
+        def export(fmt: ExportFormat = fmt, out: Path = out) -> None:
+            export_command(
+                str(folder), format=fmt, out=out, redis_url=None, offset_unit=OffsetUnitName.utf16
+            )
+
+        if fmt is ExportFormat.conll:  # NER's own format
+            with pytest.raises(ConfigError, match=f"--format conll does not apply to {task.name}"):
+                export()
+            continue
+        export()
+    assert read_predictions_jsonl(tmp_path / "jsonl" / "predictions.jsonl", task) == rows
+    with (tmp_path / "csv" / "predictions.csv").open(encoding="utf-8-sig", newline="") as f:
+        back = list(csv.DictReader(f))
+    column = "labels" if multi else "label"
+    assert [r[column] for r in back] == ["; ".join(r.labels) for r in rows]
+    assert (tmp_path / "kili" / "kili_predictions.jsonl").exists()
+    assert (tmp_path / "label-studio" / "label_config.xml").exists()
+    assert (tmp_path / "hf" / "dataset_info.json").exists()
