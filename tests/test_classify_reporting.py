@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -615,3 +616,41 @@ def test_export_command_writes_every_format_of_a_classification_run(
     assert (tmp_path / "kili" / "kili_predictions.jsonl").exists()
     assert (tmp_path / "label-studio" / "label_config.xml").exists()
     assert (tmp_path / "hf" / "dataset_info.json").exists()
+
+
+def test_evaluate_and_compare_commands_on_classification_run_folders(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rng = random.Random(5)
+    tags = [t.tag for t in EMOTIONS.labels]
+    gold = [tuple(sorted(rng.sample(tags, rng.randint(1, 2)))) for _ in range(80)]
+    folders = []
+    for name, right in (("a", 0.5), ("b", 0.9)):
+        rows = [
+            row(f"g{k}", g, g if rng.random() < right else (rng.choice(tags),))
+            for k, g in enumerate(gold)
+        ]
+        folder = tmp_path / name
+        write_predictions_jsonl(folder / "predictions.jsonl", rows)
+        config = _config("classify-multi", EMOTIONS)
+        (folder / "run.json").write_text(config.model_dump_json(), encoding="utf-8")
+        folders.append(str(folder))
+
+    def prelabel(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "prelabel", *args],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = prelabel("evaluate", folders[0], "--out", str(tmp_path / "report"))
+    assert "Headline: subset (exact-set) accuracy" in out and "Hamming loss" in out
+    assert (tmp_path / "report" / "f1_by_class.png").exists()
+    assert not (tmp_path / "report" / "confusion.png").exists()
+    compared = json.loads(prelabel("compare", *folders, "--json"))
+    assert compared["compared"] == 80 and compared["multi_label"] is True
+    assert compared["accuracy"]["delta"] > 0 and compared["accuracy"]["p_value"] < 0.05
+    assert "B vs A: multi-label classification" in prelabel("compare", *folders)
