@@ -34,8 +34,9 @@ class OffsetUnitName(StrEnum):
 
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
-    #: NER's own format (`task_types.Reporting.formats`).
+    #: Task types' own formats (`task_types.Reporting.formats`): NER's, classification's.
     conll = "conll"
+    csv = "csv"
     kili = "kili"
     label_studio = "label-studio"
     hf = "hf"
@@ -121,7 +122,8 @@ def export_command(
         ExportFormat,
         typer.Option(
             "--format",
-            help="jsonl (prelabel's own), conll (IOB2, conlleval columns), kili "
+            help="jsonl (prelabel's own), conll (NER: IOB2, conlleval columns), csv "
+            "(classification: predictions.csv for a spreadsheet), kili "
             "(json_response JSONL and the project interface), label-studio (tasks JSON with "
             "predictions, and a labeling config), hf (a `datasets` folder).",
         ),

@@ -67,7 +67,8 @@ def check_interface(
     project: Mapping[str, Any], task: TaskType, job: str, config: RunConfig
 ) -> None:
     """A TEXT project whose interface has job `job`, of the task type's `mlTask`, with a
-    category per label tag."""
+    category per label tag, and multiple choice where the task type's job is (a
+    multi-label run's sets cannot go into a single-choice job)."""
     pid = project["id"]
     if project.get("inputType") != "TEXT":
         raise UploadError(
@@ -86,7 +87,17 @@ def check_interface(
             f"job {job} of Kili project {pid} is a {jobs[job].get('mlTask')} job, not "
             f"{task.kili.ml_task}"
         )
-    categories = (jobs[job].get("content") or {}).get("categories") or {}
+    content = jobs[job].get("content") or {}
+    wanted = task.kili.json_interface(task.labels(config), job)["jobs"][job]["content"]
+    if wanted.get("input") == "checkbox" and content.get("input") == "radio":
+        # Several categories per asset sent to a single-choice job; the other way round
+        # (one category to a multiple-choice job) is fine.
+        raise UploadError(
+            f"job {job} of Kili project {pid} takes one category per asset (input radio), "
+            "but this run's predictions are sets of labels: give a multiple-choice "
+            "(checkbox) job, or omit --kili-project-id to create one"
+        )
+    categories = content.get("categories") or {}
     lacking = [t.tag for t in task.labels(config).labels if t.tag not in categories]
     if lacking:
         raise UploadError(

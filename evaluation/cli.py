@@ -72,26 +72,30 @@ def _read(
 ) -> Source:
     if assets is not None and not assets.exists():
         raise ConfigError(f"--assets {assets} does not exist; check the path")
-    from .sources import read_source
+    from .sources import file_task, read_source
 
-    records = _load_gold(gold, split) if gold else None
+    records = _load_gold(gold, split, file_task(file, fmt.value)) if gold else None
     return read_source(
         file, fmt=fmt.value, gold=records, gold_name=gold or "", split=split, assets=assets
     )
 
 
-def _load_gold(spec: str, split: str) -> list[Record]:
+def _load_gold(spec: str, split: str, task_name: str) -> list[Record]:
     """Gold records from a dataset, in any form `prelabel run --dataset` accepts, as records
-    of the default task type (the one files that do not name theirs are read as)."""
+    of the task type the predictions are of (`sources.file_task`)."""
     # Imported here, for start-up time: `prelabel --help` imports this module.
     import task_types
-    from prelabel.model import DEFAULT_TASK
     from producer.loading import DatasetSpec, load_dataset_records
 
-    task = task_types.get(DEFAULT_TASK)
-    records = load_dataset_records(DatasetSpec(source=spec, split=split), DEFAULT_TASK).records
+    task = task_types.get(task_name)
+    # The task type's gold column when it is not the spec's default (NER's), which stays
+    # unset so that a dataset without it loads as before.
+    default = DatasetSpec.model_fields["gold_field"].default
+    named = {} if task.gold_field == default else {"gold_field": task.gold_field}
+    spec_ = DatasetSpec(source=spec, split=split, **named)
+    records = load_dataset_records(spec_, task_name).records
     if not any(task.gold(r) is not None for r in records):
-        raise DatasetError(f"{spec} ({split}) holds no gold tags; point --gold to labeled data")
+        raise DatasetError(f"{spec} ({split}) holds no gold labels; point --gold to labeled data")
     return records
 
 

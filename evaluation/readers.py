@@ -71,6 +71,13 @@ def _run_json(path: Path) -> dict[str, Any]:
     return config
 
 
+def run_json_task(path: Path, config: dict[str, Any] | None = None) -> str:
+    """The task type the run.json beside `path` names (NER when there is none, or it does
+    not say); `config` is that run.json when already read."""
+    name = (config if config is not None else _run_json(path)).get("task", DEFAULT_TASK)
+    return name if isinstance(name, str) else DEFAULT_TASK
+
+
 def _figures_beside(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The run's figures from a report.json next to the predictions file, or from its
     run.json (`config`, already read)."""
@@ -112,8 +119,7 @@ def read_predictions_source(path: Path) -> Source:
     beside it when there is one (they know the wall time, 429s, dataset and split).
     """
     config = _run_json(path)
-    name = config.get("task", DEFAULT_TASK)
-    task = task_types.get(name if isinstance(name, str) else DEFAULT_TASK)
+    task = task_types.get(run_json_task(path, config))
     rows = read_predictions_jsonl(path, task)
     derived = _figures_of_rows(rows, task)
     beside, where = _figures_beside(path, config)
@@ -125,4 +131,10 @@ def read_predictions_source(path: Path) -> Source:
     return Source(path, PREDICTIONS, items, figures, where or str(path), task.name)
 
 
-__all__ = ["PREDICTIONS", "detect_format", "read_predictions_source", "resolve_path"]
+__all__ = [
+    "PREDICTIONS",
+    "detect_format",
+    "read_predictions_source",
+    "resolve_path",
+    "run_json_task",
+]

@@ -14,7 +14,22 @@ from prelabel.errors import DatasetError
 from prelabel.model import DEFAULT_TASK, Record
 from task_types import Source
 
-from .readers import PREDICTIONS, detect_format, read_predictions_source, resolve_path
+from .readers import (
+    PREDICTIONS,
+    detect_format,
+    read_predictions_source,
+    resolve_path,
+    run_json_task,
+)
+
+
+def file_task(path: Path, fmt: str = "auto") -> str:
+    """The task type whose predictions `path` holds: the one the run.json beside a
+    predictions.jsonl names, else the default (a file in another format does not say)."""
+    default = task_types.get(DEFAULT_TASK)
+    path = resolve_path(path)
+    kind = detect_format(path, default) if fmt == "auto" else fmt
+    return run_json_task(path) if kind == PREDICTIONS else DEFAULT_TASK
 
 
 def read_source(

@@ -379,13 +379,22 @@ class Reporting(Protocol[RowT]):
     name: str
     #: The row of predictions.jsonl; the frames read a line with `row_model.model_validate_json`.
     row_model: type[RowT]
-    #: Export formats of the task type's own, by name (NER: `conll`), besides prelabel's
-    #: JSONL, Kili and the other tools' formats below; collect writes each into the run folder.
-    formats: Mapping[str, RowsWriter[RowT]]
-    kili: KiliJob[RowT]
     #: Predictions formats `evaluate` and `compare` read besides predictions.jsonl, by the
     #: name `--format` gives; `auto` picks the first that detects a file.
     input_formats: Mapping[str, ItemsFormat]
+
+    @property
+    def formats(self) -> Mapping[str, RowsWriter[RowT]]:
+        """Export formats of the task type's own, by name (NER: `conll`), besides
+        prelabel's JSONL, Kili and the other tools' formats below; collect writes each into
+        the run folder. (Read-only: a class attribute or a property, e.g. one that depends
+        on the instance, as classification's single- or multi-label CSV does.)"""
+        ...
+
+    @property
+    def kili(self) -> KiliJob[RowT]:
+        """The task type's Kili job (read-only, as `formats`)."""
+        ...
 
     @property
     def report(self) -> Report[Any]:

@@ -11,7 +11,10 @@ What it models of Kili, beyond the plumbing:
 - `appendManyLabels` with `overwrite` replaces the predictions of the same model name on each
   targeted asset, and refuses a batch of more than 100 labels;
 - NER annotations are placed in their asset's text as a browser would, counting UTF-16 code
-  units; an annotation whose content is not at its `beginOffset` is recorded in `misplaced`.
+  units; an annotation whose content is not at its `beginOffset` is recorded in `misplaced`;
+- classification categories are checked against the project's job: a category that is not
+  one of the job's, or more than one in a single-choice (`radio`) job, is recorded in
+  `miscategorised`.
 
 Knobs make it misbehave: `throttle` answers 429 with Retry-After, `fail_once` applies a
 mutation then answers 500 (the SDK cannot know whether it was applied), `api_key` refuses
@@ -70,6 +73,9 @@ class FakeKili:
     batches: dict[str, list[int]] = field(default_factory=dict)
     #: NER annotations whose content was not at their beginOffset (UTF-16) in the text
     misplaced: list[dict[str, Any]] = field(default_factory=list)
+    #: classification categories that the project's job does not have, or too many for a
+    #: single-choice job
+    miscategorised: list[dict[str, Any]] = field(default_factory=list)
 
     #: set when a call is held by `stall_after`
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -358,6 +364,7 @@ class FakeKili:
                 "author": {"id": "user-1", "email": self.email},
             }
             self._place_annotations(label, self.text_of(asset))
+            self._check_categories(label, self.projects.get(asset["project"]["id"], {}))
             self.labels.append(label)
             created.append(label)
         return created
@@ -372,6 +379,19 @@ class FakeKili:
                 )
                 if units[2 * begin : 2 * begin + len(content)] != content:
                     self.misplaced.append({"label": label["id"], **annotation})
+
+    def _check_categories(self, label: dict[str, Any], project: dict[str, Any]) -> None:
+        interface = project.get("jsonInterface") or "{}"
+        jobs = (json.loads(interface) if isinstance(interface, str) else interface).get("jobs", {})
+        for name, job in json.loads(label["jsonResponse"]).items():
+            spec = jobs.get(name) or {}
+            if "categories" not in job or spec.get("mlTask") != "CLASSIFICATION":
+                continue
+            known = (spec.get("content") or {}).get("categories") or {}
+            names = [c["name"] for c in job["categories"]]
+            radio = (spec.get("content") or {}).get("input") == "radio"
+            if any(n not in known for n in names) or (radio and len(names) > 1):
+                self.miscategorised.append({"label": label["id"], "job": name, "names": names})
 
     def _select_labels(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         project = (where.get("project") or {}).get("id")
