@@ -321,7 +321,8 @@ def main() -> None:
     args = parser.parse_args()
     missing = [d.path for d in (AG_NEWS, GOEMOTIONS) if not d.path.exists()]
     if missing:
-        raise SystemExit(f"skipped: the shared datasets are absent ({', '.join(map(str, missing))})")
+        absent = ", ".join(map(str, missing))
+        raise SystemExit(f"skipped: the shared datasets are absent ({absent})")
     results: dict[str, Any] = {}
     if not args.skip_e2e:
         with logs_dir("bench-classify") as logs:

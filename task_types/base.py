@@ -79,8 +79,11 @@ class Labeling(Protocol):
     #: Whether a CoNLL file (a token and its tag per line) can hold this task's data; for a
     #: task that does not read CoNLL, a `.tsv` file is a tab-separated table.
     reads_conll: bool
-    #: The gold column of a dataset's rows when none is named (NER: `ner_tags`).
-    gold_field: str
+
+    @property
+    def gold_field(self) -> str:
+        """The gold column of a dataset's rows when none is named (NER: `ner_tags`)."""
+        ...
 
     @property
     def record_model(self) -> type[Record]:

@@ -18,7 +18,7 @@ class Classify(ClassifyLabeling, ClassifyReporting):
         self.name = "classify-multi" if multi_label else "classify"
 
 
-CLASSIFY = register(Classify(multi_label=False))  # type: ignore[arg-type]  # TODO: done when both halves are
-CLASSIFY_MULTI = register(Classify(multi_label=True))  # type: ignore[arg-type]
+CLASSIFY = register(Classify(multi_label=False))
+CLASSIFY_MULTI = register(Classify(multi_label=True))
 
 __all__ = ["CLASSIFY", "CLASSIFY_MULTI", "Classify"]
