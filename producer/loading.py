@@ -283,6 +283,8 @@ def _local_table(path: Path, spec: DatasetSpec, labeling: Labeling) -> tuple[_Ta
         _no_columns(spec, str(file), "a CoNLL file")
         table = _conll_table(file, spec.split)
     else:
+        if fmt not in _SEPARATORS:
+            _no_columns(spec, str(file), f"a {_FORMAT_LABELS[fmt]} file")
         table = _packaged_table(file, fmt, spec.columns)
     name = path.name if path.is_dir() else _name_of_file(file)
     return table, f"{name} {spec.split} (local {_FORMAT_LABELS[fmt]}, {file})"
