@@ -146,7 +146,7 @@ class DatasetFlags:
     entity_types: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated entity tags to label (default: those in the data).",
+            help="Comma-separated entity tags to label (NER; default: those in the data).",
             rich_help_panel=DATASET,
         ),
     ] = None
@@ -276,8 +276,8 @@ class TaskFlags:
         Path | None,
         typer.Option(
             "--ontology",
-            help="Entity types file (TOML or JSON: a list of types, each with name, tag and "
-            "description). "
+            help="NER's entity types file (TOML or JSON: a list of types, each with name, tag "
+            "and description). "
             "Default: the dataset's tags, CoNLL's named PERSON, ORGANIZATION, LOCATION, "
             "MISCELLANEOUS.",
             rich_help_panel=TASK,

@@ -18,9 +18,9 @@ from producer.loading import (
     DatasetSpec,
     LoadedDataset,
     Rows,
-    canonical_split,
     load_dataset_records,
     show_rows,
+    table_identity,
 )
 from task_types import Example, PromptTemplate
 from workers.fewshot import MAX_EXAMPLES, STRATEGIES
@@ -210,10 +210,6 @@ def _check_apart(
 
 
 def _same_table(a: DatasetSpec, b: DatasetSpec) -> bool:
-    """Whether two specs read the same table: the same file, or the same split of one
-    folder or hub dataset."""
-    path_a, path_b = Path(a.source).expanduser(), Path(b.source).expanduser()
-    same_split = canonical_split(a.split) == canonical_split(b.split)
-    if path_a.exists() and path_b.exists():
-        return path_a.resolve() == path_b.resolve() and (path_a.is_file() or same_split)
-    return a.source == b.source and same_split
+    """Whether two specs read the same table: the same file (given as itself, or as its
+    folder and split), or the same split of a saved dataset or hub dataset."""
+    return table_identity(a) == table_identity(b)

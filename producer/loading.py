@@ -182,6 +182,22 @@ def load_dataset_records(spec: DatasetSpec, task: str = DEFAULT_TASK) -> LoadedD
     )
 
 
+def table_identity(spec: DatasetSpec) -> tuple[str, str]:
+    """What names the table `spec` reads, so that two specs can be compared: a local file's
+    resolved path (a folder's file for the split), or a saved dataset's folder or a hub name
+    with the split."""
+    path = Path(spec.source).expanduser()
+    split = canonical_split(spec.split)
+    if not path.exists():
+        return spec.source, split
+    if path.is_dir() and not any((path / f).is_file() for f in _SAVED_MARKERS):
+        try:
+            return str(_split_file(path, spec.split, spec.format).resolve()), ""
+        except DatasetError:
+            return str(path.resolve()), split
+    return str(path.resolve()), split if path.is_dir() else ""
+
+
 def canonical_split(name: str) -> str:
     """A split's name as loading matches it (`dev`, `valid` and `validation` are one)."""
     return _SPLIT_ALIASES.get(name.lower(), name.lower())

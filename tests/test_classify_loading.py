@@ -715,3 +715,20 @@ def test_a_held_out_pool_of_the_same_file_gives_examples(tmp_path: Path) -> None
     assert [e.text for e in labeling.pool] == ["text 8\nbody 8", "text 9\nbody 9"]
     assert [dict(e.mentions) for e in labeling.pool] == [{"World": ()}, {"Sports": ()}]
     assert labeling.labels == LabelSet(labels=read_labels(classes).labels)
+
+
+def test_a_folders_split_and_its_file_are_one_table(tmp_path: Path) -> None:
+    write(tmp_path / "test.tsv", "".join(f"text {i}\t{i % 2}\tid{i}\n" for i in range(6)))
+    write(tmp_path / "train.tsv", "a\t0\tt0\n")
+    emotions = write(tmp_path / "emotions.txt", "joy\nlove\n")
+    spec = DatasetSpec(source=str(tmp_path), columns=GO_COLUMNS, id_field="id", rows=(None, 4))
+    options = LabelingOptions(
+        ontology_file=emotions,
+        task="classify-multi",
+        few_shot=1,
+        few_shot_from=str(tmp_path / "test.tsv"),
+        few_shot_rows=(3, None),
+    )
+    spec = with_label_file(spec, options)
+    with pytest.raises(ConfigError, match="example rows 3:6 overlap the rows being labeled 0:4"):
+        resolve_labeling(load_dataset_records(spec, "classify-multi"), spec, options)
