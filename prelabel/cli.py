@@ -24,7 +24,15 @@ from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
 from prelabel.flower import flower_command
 from prelabel.options import (
+    COLUMNS_HELP,
     ENDPOINT,
+    FIRST_LABEL_ID_HELP,
+    ID_FIELD_HELP,
+    LABELS_HELP,
+    MULTI_LABEL_HELP,
+    TAGS_FIELD_HELP,
+    TASK_HELP,
+    TEXT_FIELD_HELP,
     BudgetFlags,
     DatasetFlags,
     EndpointFlags,
@@ -35,6 +43,7 @@ from prelabel.options import (
     Split,
     SplitOpt,
     TaskFlags,
+    TaskName,
     with_groups,
 )
 from prelabel.status import runs_command, status_command
@@ -170,7 +179,8 @@ def run(
     if upload and not wait:
         raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
     settings = _settings(redis_url, endpoint.base_url)
-    spec = _dataset_spec(data)
+    labeling = _labeling(task)
+    spec = _dataset_spec(data, labeling)
     options = RunOptions(
         model=endpoint.model,
         base_url=settings.openai_base_url,
@@ -183,7 +193,7 @@ def run(
         cache=cache,
         budget_usd=budget.budget_usd,
         budget_tokens=budget.budget_tokens,
-        labeling=_labeling(task),
+        labeling=labeling,
     )
     if dry_run:
         _print_estimate(spec, options, limits.rpm, limits.tpm)
@@ -209,28 +219,73 @@ def run(
         upload_after_run(outcome.collected.out_dir, settings)
 
 
-def _dataset_spec(data: DatasetFlags) -> DatasetSpec:
-    """The dataset flags of `run` and `estimate`, checked."""
+def _dataset_spec(data: DatasetFlags, labeling: LabelingOptions) -> DatasetSpec:
+    """The dataset flags of `run` and `estimate`, checked; with the task's label file read
+    when the gold names its labels by id (`producer.labeling.with_label_file`)."""
     from producer import loading
+    from producer.labeling import with_label_file
 
     listed = data.entity_types
     types = tuple(t.strip() for t in listed.split(",") if t.strip()) if listed else None
-    # Only a tags column the user named must exist: the default one is optional (text-only
-    # data labels without gold), so it is left out of the spec unless given.
-    tags = {"gold_field": data.tags_field} if data.tags_field is not None else {}
+    if types is not None and labeling.task != TaskName.ner:
+        raise ConfigError(
+            f"--entity-types is for --task ner; with --task {labeling.task}, the labels are "
+            "those of --labels FILE (or of the data)"
+        )
+    rows = loading.parse_rows(data.rows, "--rows") if data.rows is not None else None
     try:
-        return loading.DatasetSpec(
+        # Only a tags column the user named must exist: the default one (None: the task
+        # type's) is optional, as text-only data labels without gold.
+        spec = loading.DatasetSpec(
             source=data.dataset,
             split=str(data.split),
             limit=data.limit,
             text_field=data.text_field,
             tokens_field=data.tokens_field,
+            gold_field=data.tags_field,
             id_field=data.id_field,
             labels=types,
-            **tags,
+            columns=_columns(data.columns),
+            first_label_id=data.first_label_id,
+            rows=rows,
         )
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
+    return with_label_file(spec, labeling)
+
+
+def _columns(listed: str | None) -> tuple[str, ...] | None:
+    """`--columns a,b,c`, checked: every column named."""
+    if listed is None:
+        return None
+    columns = tuple(c.strip() for c in listed.split(","))
+    if not all(columns):
+        raise ConfigError(
+            f"--columns {listed!r}: a column name is empty; name every column of the file, "
+            "in order, separated by commas"
+        )
+    return columns
+
+
+def _task_name(task: TaskName, multi_label: bool) -> str:
+    """`--task` and `--multi-label` as a registered task type's name."""
+    if not multi_label:
+        return task.value
+    if task not in (TaskName.classify, TaskName.classify_multi):
+        raise ConfigError(
+            f"--multi-label is for classification, not --task {task.value}; "
+            "pass --task classify --multi-label"
+        )
+    return TaskName.classify_multi.value
+
+
+def _label_file(labels: Path | None, ontology: Path | None) -> Path | None:
+    if labels is not None and ontology is not None:
+        raise ConfigError(
+            "--labels and --ontology both name the label-set file (--ontology is NER's name "
+            "for it); pass one of them"
+        )
+    return labels or ontology
 
 
 def _effort(value: ReasoningEffortChoice | None) -> ReasoningEffort | None:
@@ -239,14 +294,18 @@ def _effort(value: ReasoningEffortChoice | None) -> ReasoningEffort | None:
 
 def _labeling(task: TaskFlags) -> LabelingOptions:
     from producer.labeling import LabelingOptions
+    from producer.loading import parse_rows
 
+    pool_rows = task.few_shot_rows
     return LabelingOptions(
-        ontology_file=task.ontology,
+        ontology_file=_label_file(task.labels, task.ontology),
         prompt_file=task.prompt_file,
         few_shot=task.few_shot,
         few_shot_strategy=task.few_shot_strategy.value,
         few_shot_from=task.few_shot_from,
         response_format=task.response_format.value,
+        task=_task_name(task.task, task.multi_label),
+        few_shot_rows=parse_rows(pool_rows, "--few-shot-rows") if pool_rows is not None else None,
     )
 
 
@@ -284,7 +343,8 @@ def estimate(
     """
     from producer.pipeline import RunOptions
 
-    spec = _dataset_spec(data)
+    labeling = _labeling(task)
+    spec = _dataset_spec(data, labeling)
     url = endpoint.base_url or _settings().openai_base_url
     options = RunOptions(
         model=endpoint.model,
@@ -292,7 +352,7 @@ def estimate(
         shard_size=limits.shard_size,
         batch_size=limits.batch_size,
         max_tokens=limits.completion_limit,
-        labeling=_labeling(task),
+        labeling=labeling,
     )
     _print_estimate(spec, options, limits.rpm, limits.tpm)
 
@@ -475,6 +535,26 @@ def simulate(
         typer.Option(help="Gold dataset the oracle answers from (same forms as --dataset)."),
     ] = None,
     split: SplitOpt = Split.test,
+    task: Annotated[
+        TaskName, typer.Option("--task", help=TASK_HELP, case_sensitive=False)
+    ] = TaskName.ner,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help=MULTI_LABEL_HELP)] = False,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help=LABELS_HELP + " The oracle answers with its names, as the run's prompt asks.",
+        ),
+    ] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help=COLUMNS_HELP)] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help=TEXT_FIELD_HELP)] = "text",
+    tags_field: Annotated[
+        str | None,
+        typer.Option("--tags-field", "--label-field", help=TAGS_FIELD_HELP, show_default=False),
+    ] = None,
+    first_label_id: Annotated[int, typer.Option("--first-label-id", help=FIRST_LABEL_ID_HELP)] = 0,
+    id_field: Annotated[str | None, typer.Option("--id-field", help=ID_FIELD_HELP)] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests/min cap, enforced with 429s.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens/min cap, enforced with 429s.")] = None,
     latency_ms: Annotated[float, typer.Option(help="Mean response latency.")] = 0.0,
@@ -501,16 +581,38 @@ def simulate(
         bool, typer.Option(help="Send x-ratelimit-* headers on 200 answers (429s always do).")
     ] = True,
 ) -> None:
-    """Start prelabel's OpenAI-compatible simulator: answers NER prompts from gold data.
+    """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
-    A test and demo double, never a model: reports say when its answers were used.
+    A test and demo double, never a model: reports say when its answers were used. --gold is
+    read as `prelabel run` reads --dataset, with the same --task, --labels, --columns and
+    field flags.
     """
+    import task_types
+    from prelabel.model import LabelSet
+    from producer.labeling import LabelingOptions, with_label_file
     from producer.loading import DatasetSpec, load_dataset_records
     from simulator import Oracle, SimulatorConfig, serve
 
+    name = _task_name(task, multi_label)
     records = []
     if gold:
-        records = load_dataset_records(DatasetSpec(source=gold, split=split)).records
+        options = LabelingOptions(ontology_file=labels, task=name)
+        try:
+            spec = DatasetSpec(
+                source=gold,
+                split=split,
+                text_field=text_field,
+                gold_field=tags_field,
+                id_field=id_field,
+                columns=_columns(columns),
+                first_label_id=first_label_id,
+            )
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from None
+        records = load_dataset_records(with_label_file(spec, options), name).records
+    ontology: LabelSet | None = None
+    if labels is not None:
+        ontology = task_types.get(name).read_labels(labels)
     config = SimulatorConfig(
         host=host,
         port=port,
@@ -528,7 +630,7 @@ def simulate(
         header_style=header_style,  # type: ignore[arg-type]  # SimulatorConfig checks it
         success_headers=success_headers,
     )
-    serve(config, Oracle(records, noise=noise, seed=seed))
+    serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 
 
 @app.command()

@@ -39,6 +39,45 @@ class Split(StrEnum):
     test = "test"
 
 
+class TaskName(StrEnum):
+    """The registered task types (`task_types.names()`; a test keeps the two the same): listed
+    here rather than asked of the registry, which would import every task type for `--help`."""
+
+    ner = "ner"
+    classify = "classify"
+    classify_multi = "classify-multi"
+
+
+#: `--task`'s help: every task type, and what it labels.
+TASK_HELP = (
+    "What to label: ner (entity mentions in each text), classify (one label per text) or "
+    "classify-multi (a set of labels per text; the same as classify with --multi-label)."
+)
+MULTI_LABEL_HELP = "With --task classify: a set of labels per text (classify-multi)."
+LABELS_HELP = (
+    "Label file: one name per line (like AG News' classes.txt; in id order when the gold "
+    "holds integer ids), or TOML/JSON with [[labels]] entries of name, tag and description "
+    "(the description goes into the prompt). For NER the same as --ontology."
+)
+COLUMNS_HELP = (
+    "Names of a headerless CSV or TSV file's columns, comma-separated, in order (given: the "
+    "file has no header row), e.g. label,title,description."
+)
+TEXT_FIELD_HELP = (
+    "Text column (JSONL/CSV/TSV/Parquet); several, comma-separated, are joined with a line "
+    "break (e.g. title,description)."
+)
+TAGS_FIELD_HELP = (
+    "Gold labels column. Default: the task's (ner_tags; classify: label; classify-multi: "
+    "labels) when the data has it; without gold the run labels and reports everything but "
+    "scores."
+)
+FIRST_LABEL_ID_HELP = (
+    "The id of the first label when the gold holds integer ids (AG News counts from 1)."
+)
+ID_FIELD_HELP = "Item id column (default: SPLIT-NNNNNN by position)."
+
+
 class FewShotStrategy(StrEnum):
     similar = "similar"
     random = "random"
@@ -78,7 +117,7 @@ class DatasetFlags:
         typer.Option(
             "--dataset",
             help="A Hugging Face hub name (e.g. conll2003) or a local CoNLL file or folder, "
-            "or a JSONL, CSV or Parquet file.",
+            "or a JSONL, CSV, TSV or Parquet file (or a folder of split files).",
             rich_help_panel=DATASET,
         ),
     ]
@@ -94,15 +133,29 @@ class DatasetFlags:
         int | None,
         typer.Option(help="Label only the first N items.", min=1, rich_help_panel=DATASET),
     ] = None
-    entity_types: Annotated[
+    rows: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated entity tags to label (default: those in the data).",
+            "--rows",
+            metavar="START:END",
+            help="Which rows of the split to label, as a Python slice counted from 0 "
+            "(e.g. :7200, 7200: or -400:); --limit counts within them.",
             rich_help_panel=DATASET,
         ),
     ] = None
+    entity_types: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated entity tags to label (NER; default: those in the data).",
+            rich_help_panel=DATASET,
+        ),
+    ] = None
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", help=COLUMNS_HELP, rich_help_panel=DATASET),
+    ] = None
     text_field: Annotated[
-        str, typer.Option(help="Text column (JSONL/CSV/Parquet).", rich_help_panel=DATASET)
+        str, typer.Option("--text-field", help=TEXT_FIELD_HELP, rich_help_panel=DATASET)
     ] = "text"
     tokens_field: Annotated[str, typer.Option(help="Tokens column.", rich_help_panel=DATASET)] = (
         "tokens"
@@ -110,17 +163,20 @@ class DatasetFlags:
     tags_field: Annotated[
         str | None,
         typer.Option(
-            help="Gold tags column. Default: ner_tags when the data has it; without gold tags "
-            "the run labels and reports everything but scores.",
+            "--tags-field",
+            "--label-field",
+            help=TAGS_FIELD_HELP,
             show_default=False,
             rich_help_panel=DATASET,
         ),
     ] = None
+    first_label_id: Annotated[
+        int,
+        typer.Option("--first-label-id", help=FIRST_LABEL_ID_HELP, rich_help_panel=DATASET),
+    ] = 0
     id_field: Annotated[
         str | None,
-        typer.Option(
-            help="Item id column (default: SPLIT-NNNNNN by position).", rich_help_panel=DATASET
-        ),
+        typer.Option("--id-field", help=ID_FIELD_HELP, rich_help_panel=DATASET),
     ] = None
 
 
@@ -203,14 +259,25 @@ class EstimateLimitFlags(LimitFlags):
 
 @dataclass(frozen=True)
 class TaskFlags:
-    """What the model is asked: the entity types, the prompt, the examples, the format."""
+    """What the model is asked: the task, its labels, the prompt, the examples, the format."""
 
+    task: Annotated[
+        TaskName,
+        typer.Option("--task", help=TASK_HELP, case_sensitive=False, rich_help_panel=TASK),
+    ] = TaskName.ner
+    multi_label: Annotated[
+        bool, typer.Option("--multi-label", help=MULTI_LABEL_HELP, rich_help_panel=TASK)
+    ] = False
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", metavar="FILE", help=LABELS_HELP, rich_help_panel=TASK),
+    ] = None
     ontology: Annotated[
         Path | None,
         typer.Option(
             "--ontology",
-            help="Entity types file (TOML or JSON: a list of types, each with name, tag and "
-            "description). "
+            help="NER's entity types file (TOML or JSON: a list of types, each with name, tag "
+            "and description). "
             "Default: the dataset's tags, CoNLL's named PERSON, ORGANIZATION, LOCATION, "
             "MISCELLANEOUS.",
             rich_help_panel=TASK,
@@ -246,9 +313,19 @@ class TaskFlags:
         str | None,
         typer.Option(
             "--few-shot-from",
-            help="Labelled examples to choose from (same forms as --dataset). Default: the "
-            "train split of --dataset's folder or hub dataset; for a file, train.EXT in its "
-            "folder.",
+            help="Labelled examples to choose from (same forms as --dataset, read with the "
+            "same columns and fields). Default: the train split of --dataset's folder or hub "
+            "dataset; for a file, train.EXT in its folder.",
+            rich_help_panel=TASK,
+        ),
+    ] = None
+    few_shot_rows: Annotated[
+        str | None,
+        typer.Option(
+            "--few-shot-rows",
+            metavar="START:END",
+            help="Which rows of --few-shot-from are the examples, as a Python slice (e.g. "
+            "7200:). From the --dataset file itself they must not overlap --rows.",
             rich_help_panel=TASK,
         ),
     ] = None

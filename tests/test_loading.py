@@ -633,3 +633,23 @@ def test_item_without_an_id_is_skipped(tmp_path: Path) -> None:
     loaded = load(path, id_field="k")
     assert [r.id for r in loaded.records] == ["a"]
     assert loaded.skipped == [(f"{path} row 2 ()", "no id in field 'k'")]
+
+
+# --- the task type's defaults ----------------------------------------------------------------
+
+
+def test_the_gold_field_defaults_to_the_task_types(tmp_path: Path) -> None:
+    assert DatasetSpec(source="x").gold_field is None  # None: the task type's (NER: ner_tags)
+    path = write_jsonl(tmp_path / "f.jsonl", [{"tokens": ["Ann"], "ner_tags": ["B-PER"]}])
+    assert load(path).records[0].gold_tags == ("B-PER",)
+
+
+def test_a_tsv_file_is_still_conll_for_ner(tmp_path: Path) -> None:
+    path = write(tmp_path / "test.tsv", "EU\tB-ORG\nrejects\tO\n")
+    loaded = load(path)
+    assert loaded.records[0].tokens == ("EU", "rejects") and "CoNLL" in loaded.source
+
+
+def test_csv_columns_are_read_as_strings_for_ner_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "ids.csv", "uid,text\n007,Ann ran\n1e5,Bo sat\n")
+    assert [r.id for r in load(path, id_field="uid").records] == ["007", "1e5"]
