@@ -88,12 +88,8 @@ def _load_gold(spec: str, split: str, task_name: str) -> list[Record]:
     from producer.loading import DatasetSpec, load_dataset_records
 
     task = task_types.get(task_name)
-    # The task type's gold column when it is not the spec's default (NER's), which stays
-    # unset so that a dataset without it loads as before.
-    default = DatasetSpec.model_fields["gold_field"].default
-    named = {} if task.gold_field == default else {"gold_field": task.gold_field}
-    spec_ = DatasetSpec(source=spec, split=split, **named)
-    records = load_dataset_records(spec_, task_name).records
+    # The spec's gold column is the task type's own unless named.
+    records = load_dataset_records(DatasetSpec(source=spec, split=split), task_name).records
     if not any(task.gold(r) is not None for r in records):
         raise DatasetError(f"{spec} ({split}) holds no gold labels; point --gold to labeled data")
     return records
