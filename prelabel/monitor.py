@@ -355,7 +355,8 @@ def failure_reasons(client: redis.Redis, run_id: str, top: int = 5) -> list[tupl
             reasons[failure_kind(json.loads(text).get("error"))] += 1
     except redis.RedisError as exc:
         raise BrokerError(f"Redis error reading the results of run {run_id}: {exc}") from None
-    return reasons.most_common(top)
+    # Ties in name order: the hash's order depends on the server's random seed.
+    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
 
 
 def _text(value: bytes | str) -> str:
