@@ -42,7 +42,7 @@ import task_types
 from prelabel import launch
 from prelabel.errors import ItemError
 from prelabel.model import Endpoint, LabelingConfig, LabelSet, Limits, Record, RunConfig, Usage
-from producer.loading import DatasetSpec, load_dataset_records
+from producer.loading import DatasetSpec, load_dataset_records, parse_rows
 from simulator.oracle import Oracle
 from task_types.classify.model import ClassifyRecord, ClassifyResult
 from workers.fewshot import make_selector
@@ -271,12 +271,15 @@ def token_rows(data: Dataset, limit: int | None) -> list[TokenRow]:
     task = task_types.get(data.task)
     labels: LabelSet = task.read_labels(data.labels)
     tags = tuple(label.tag for label in labels.labels)
-    items = load_dataset_records(
-        data.spec(rows=data.rows, limit=limit, labels=tags), data.task
-    ).records
+    rows = parse_rows(data.rows) if data.rows else None
+    items = load_dataset_records(data.spec(rows=rows, limit=limit, labels=tags), data.task).records
     pool_source, pool_split, pool_rows = data.pool
     pool_spec = DatasetSpec(
-        source=str(pool_source), split=pool_split, rows=pool_rows, labels=tags, **data._fields()
+        source=str(pool_source),
+        split=pool_split,
+        rows=parse_rows(pool_rows) if pool_rows else None,
+        labels=tags,
+        **data._fields(),
     )
     pool = task.examples(load_dataset_records(pool_spec, data.task).records, labels)
     oracle = Oracle(items, labels, task=data.task)
