@@ -232,7 +232,7 @@ class LimitFlags:
         int | None,
         typer.Option(
             help="Completion token limit per request; it counts against --tpm at admission. "
-            "Default: 256 + 64 per sentence of the batch.",
+            "Default: 256 + 64 per item of the batch.",
             rich_help_panel=LIMITS,
         ),
     ] = None
