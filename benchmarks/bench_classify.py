@@ -373,8 +373,7 @@ def main() -> None:
                     ],
                 )
             )
-    path = write_results("bench_classify", results)
-    console.print(f"wrote {path}")
+    write_results("bench_classify", results)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def run_pipeline(
     if labeling.pool:
         console.print(
             f"few-shot: {options.labeling.few_shot} {options.labeling.few_shot_strategy} "
-            f"examples per request, from {len(labeling.pool):,} labelled items of {labeling.pool_source}"
+            f"examples per request, from {len(labeling.pool):,} labelled items of "
+            f"{labeling.pool_source}"
         )
     if not wait:
         return RunOutcome(config.run_id, "running", None, None, dataset)

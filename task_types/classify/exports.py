@@ -22,6 +22,8 @@ JOIN = "; "
 CSV_NAME = "predictions.csv"
 #: The byte order mark a CSV starts with (see `write_csv`).
 BOM = "\ufeff"
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_header(*, multi_label: bool) -> tuple[str, ...]:
@@ -30,22 +32,28 @@ def csv_header(*, multi_label: bool) -> tuple[str, ...]:
 
 def csv_text(rows: Iterable[ClassifyRow], *, multi_label: bool) -> str:
     """The CSV's text, without the byte order mark: RFC 4180 (CRLF line ends, a field quoted
-    when it holds a comma, a quote or a line break, quotes doubled)."""
+    when it holds a comma, a quote or a line break, quotes doubled). A text or error that a
+    spreadsheet would run as a formula (`=HYPERLINK(...)` in a scraped comment) starts with an
+    apostrophe, which spreadsheets show as text and hide; predictions.jsonl keeps it as is."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(csv_header(multi_label=multi_label))
     for row in rows:
         writer.writerow(
             (
-                row.id,
-                row.text,
+                _cell(row.id),
+                _cell(row.text),
                 JOIN.join(row.labels),
                 JOIN.join(row.gold) if row.gold is not None else "",
                 row.status,
-                row.error or "",
+                _cell(row.error or ""),
             )
         )
     return out.getvalue()
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def write_csv(path: Path, rows: Iterable[ClassifyRow], *, multi_label: bool) -> None:
