@@ -125,7 +125,8 @@ class SimulatorConfig:
         for name in ("rpm", "tpm", "batch_enqueued_tokens"):
             cap = getattr(self, name)
             if cap is not None and cap <= 0:
-                raise ConfigError(f"simulator --{name} must be a positive integer (got {cap})")
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"simulator {flag} must be a positive integer (got {cap})")
         rates = ("noise", "fail_rate", "timeout_rate", "malformed_rate", "drip_rate")
         for name in (*rates, "batch_line_fail_rate"):
             rate = getattr(self, name)
