@@ -1,7 +1,9 @@
 """The simulator's HTTP server: OpenAI's chat completions API in front of the oracle.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON), and
-`GET /props` (llama.cpp's server's, when `context_tokens` is set).
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON),
+`GET /props` (llama.cpp's server's, when `context_tokens` is set), and OpenAI's Files and
+Batch API (simulator/batches.py), whose lines are answered by the chat endpoint's own path
+(`_Handlers.complete`) without its caps and faults.
 Every response carries `x-prelabel-simulator: 1`; completions carry
 `system_fingerprint: "prelabel-simulator"`.
 

@@ -8,9 +8,13 @@ timing: every line is in exactly one file, and the counts say so.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -25,6 +29,7 @@ from simulator.server import RunningSimulator
 from task_types.ner.model import CONLL_TYPES, NerRecord, Ontology
 from tests.test_simulator import GOLD, RECORDS, SYSTEM
 
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"
 #: Generous: a safety net against a hang, never a claim about speed.
 POLL_DEADLINE = 60.0
@@ -439,3 +444,21 @@ def test_batch_routes_need_the_key_when_one_is_required() -> None:
 def test_config_rejects_bad_batch_values(kwargs: dict[str, Any], flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):
         SimulatorConfig(**kwargs)
+
+
+def test_prelabel_simulate_takes_the_batch_flags() -> None:
+    flags = ["--batch-seconds", "30", "--batch-validating-seconds", "0"]
+    flags += ["--batch-expire-seconds", "0.2", "--batch-enqueued-tokens", "1000000"]
+    command = [sys.executable, "-m", "prelabel", "simulate", "--port", "0", *flags]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().split()[3]
+        client = openai.OpenAI(base_url=base_url, api_key="anything", max_retries=0, timeout=30)
+        with client:
+            done = _wait(client, _submit(client, _jsonl(_many(3))).id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert done.status == "expired"
+    assert done.request_counts is not None and done.request_counts.failed == 3
