@@ -580,6 +580,40 @@ def simulate(
     success_headers: Annotated[
         bool, typer.Option(help="Send x-ratelimit-* headers on 200 answers (429s always do).")
     ] = True,
+    batch_seconds: Annotated[
+        float, typer.Option(help="Batch API: seconds from creating a batch to `completed`.")
+    ] = 2.0,
+    batch_validating_seconds: Annotated[
+        float | None,
+        typer.Option(help="Batch API: seconds in `validating` (default: a tenth of the total)."),
+    ] = None,
+    batch_finalizing_seconds: Annotated[
+        float | None,
+        typer.Option(help="Batch API: seconds in `finalizing` (default: a tenth of the total)."),
+    ] = None,
+    batch_cancel_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Batch API: seconds from `cancelling` to `cancelled` (default: a tenth)."
+        ),
+    ] = None,
+    batch_expire_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Batch API: seconds after which an unfinished batch expires, keeping the lines "
+            "answered by then (default: the 24 h window)."
+        ),
+    ] = None,
+    batch_line_fail_rate: Annotated[
+        float, typer.Option(help="Batch API: share of lines answered 500 in the error file.")
+    ] = 0.0,
+    batch_enqueued_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Batch API: prompt tokens a model may have in unfinished batches; a batch "
+            "over it fails with token_limit_exceeded (default: no limit)."
+        ),
+    ] = None,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -629,6 +663,13 @@ def simulate(
         seed=seed,
         header_style=header_style,  # type: ignore[arg-type]  # SimulatorConfig checks it
         success_headers=success_headers,
+        batch_seconds=batch_seconds,
+        batch_validating_seconds=batch_validating_seconds,
+        batch_finalizing_seconds=batch_finalizing_seconds,
+        batch_cancel_seconds=batch_cancel_seconds,
+        batch_expire_seconds=batch_expire_seconds,
+        batch_line_fail_rate=batch_line_fail_rate,
+        batch_enqueued_tokens=batch_enqueued_tokens,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 

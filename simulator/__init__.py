@@ -2,7 +2,8 @@
 
 Every test, demo and benchmark of prelabel talks to it through the real `openai` client. It
 enforces RPM/TPM caps like OpenAI (429s with the same headers and error codes), and injects
-seeded faults: latency, server errors, hangs, malformed content, noisy answers.
+seeded faults: latency, server errors, hangs, malformed content, noisy answers. Its Batch API
+(files, batches, expiry, cancel, the enqueued-token limit) answers from the same oracle.
 """
 
 from simulator.oracle import Oracle

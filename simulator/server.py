@@ -1,7 +1,9 @@
 """The simulator's HTTP server: OpenAI's chat completions API in front of the oracle.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON), and
-`GET /props` (llama.cpp's server's, when `context_tokens` is set).
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /stats` (counters as JSON),
+`GET /props` (llama.cpp's server's, when `context_tokens` is set), and OpenAI's Files and
+Batch API (simulator/batches.py), whose lines are answered by the chat endpoint's own path
+(`_Handlers.complete`) without its caps and faults.
 Every response carries `x-prelabel-simulator: 1`; completions carry
 `system_fingerprint: "prelabel-simulator"`.
 
@@ -39,7 +41,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,6 +50,7 @@ from aiohttp import web
 
 from prelabel.errors import ConfigError
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER
+from simulator.batches import BatchAPI
 from simulator.limits import (
     DEFAULT_MAX_TOKENS,
     HEADER_STYLES,
@@ -106,22 +109,55 @@ class SimulatorConfig:
     #: A context window to play a local server's: `/props` reports it as llama.cpp's server
     #: does, `/v1/models` as vLLM's `max_model_len`, and a longer request gets vLLM's 400.
     context_tokens: int | None = None
+    #: The Batch API (simulator/batches.py): seconds from creation to `completed`, of which
+    #: validating and finalizing take a tenth each unless set.
+    batch_seconds: float = 2.0
+    batch_validating_seconds: float | None = None
+    batch_finalizing_seconds: float | None = None
+    #: Seconds from `cancelling` to `cancelled` (None: a tenth of `batch_seconds`).
+    batch_cancel_seconds: float | None = None
+    #: Seconds after creation at which an unfinished batch expires (None: the 24 h window).
+    batch_expire_seconds: float | None = None
+    #: Share of batch lines answered 500 in the error file (seeded with `seed`).
+    batch_line_fail_rate: float = 0.0
+    #: Prompt tokens one model may have in unfinished batches (None: no limit).
+    batch_enqueued_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm"):
+        for name in ("rpm", "tpm", "batch_enqueued_tokens"):
             cap = getattr(self, name)
             if cap is not None and cap <= 0:
-                raise ConfigError(f"simulator --{name} must be a positive integer (got {cap})")
-        for name in ("noise", "fail_rate", "timeout_rate", "malformed_rate", "drip_rate"):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"simulator {flag} must be a positive integer (got {cap})")
+        rates = ("noise", "fail_rate", "timeout_rate", "malformed_rate", "drip_rate")
+        for name in (*rates, "batch_line_fail_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"simulator {flag} must be between 0 and 1 (got {rate})")
-        for name in ("latency_ms", "hang_seconds", "drip_seconds", "retry_after"):
+        durations = ("latency_ms", "hang_seconds", "drip_seconds", "retry_after")
+        batch_durations = (
+            "batch_seconds",
+            "batch_validating_seconds",
+            "batch_finalizing_seconds",
+            "batch_cancel_seconds",
+            "batch_expire_seconds",
+        )
+        for name in (*durations, *batch_durations):
             value = getattr(self, name)
             if value is not None and value < 0:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"simulator {flag} must be zero or more (got {value})")
+        tenth = self.batch_seconds / 10
+        validating, finalizing = self.batch_validating_seconds, self.batch_finalizing_seconds
+        phases = (tenth if validating is None else validating) + (
+            tenth if finalizing is None else finalizing
+        )
+        if phases > self.batch_seconds:
+            raise ConfigError(
+                f"simulator --batch-validating-seconds and --batch-finalizing-seconds ({phases}s "
+                f"together) must fit in --batch-seconds ({self.batch_seconds}s)"
+            )
         if self.header_style not in HEADER_STYLES:
             raise ConfigError(
                 f"simulator --header-style must be one of {', '.join(HEADER_STYLES)} "
@@ -148,9 +184,27 @@ class Stats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     unknown_examples: list[str] = field(default_factory=list)
+    # The Batch API's requests, so that a benchmark can print what a run asked of the API
+    # (`requests` above counts realtime chat requests only).
+    files_uploaded: int = 0
+    file_reads: int = 0
+    file_downloads: int = 0
+    files_deleted: int = 0
+    batches_created: int = 0
+    batch_retrieves: int = 0
+    batch_lists: int = 0
+    batch_cancels: int = 0
+    #: Batch lines answered (200 or error), once their batch got to them.
+    batch_lines: int = 0
 
 
 STATS_KEY = web.AppKey("stats", Stats)
+
+
+def _error_body(
+    message: str, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def _error(
@@ -160,8 +214,37 @@ def _error(
     code: str | None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(_error_body(message, type_, code), status=status, headers=headers)
+
+
+class ApiError(Exception):
+    """An OpenAI error answer, raised where a check fails and sent (or written) by the caller."""
+
+    def __init__(
+        self, status: int, message: str, type_: str, code: str | None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return _error_body(self.message, self.type, self.code, self.param)
+
+    def response(self, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A chat request that passed the checks: what the caps and the oracle need of it."""
+
+    messages: list[dict[str, Any]]
+    model: str
+    max_tokens: int | None
+    prompt_tokens: int
 
 
 def _mask(key: str) -> str:
@@ -203,7 +286,7 @@ class _Handlers:
         self.broken = itertools.count()
         self.auth = None if config.require_key is None else f"Bearer {config.require_key}"
 
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
+    def unauthorized(self, request: web.Request) -> web.Response | None:
         """OpenAI's 401 when a key is required and the request does not carry it."""
         given = request.headers.get("Authorization")
         if self.auth is None or given == self.auth:
@@ -219,7 +302,7 @@ class _Handlers:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         config, stats = self.config, self.stats
         stats.requests += 1
-        refused = self._unauthorized(request)
+        refused = self.unauthorized(request)
         if refused is not None:
             return refused
         if config.quota_exhausted:
@@ -230,27 +313,14 @@ class _Handlers:
                 "insufficient_quota",
             )
         try:
-            body = await request.json()
-            messages, model, max_tokens = _parse(body)
-            prompt_tokens = count_prompt_tokens(messages)
+            call = self.check(await request.json())
         except ValueError as exc:
             return _error(400, str(exc), "invalid_request_error", None)
-        refused = _unsupported(body, model)
-        if refused is not None:
-            return refused
-        wanted = prompt_tokens + (max_tokens or 0)
-        if config.context_tokens is not None and wanted > config.context_tokens:
-            return _error(
-                400,
-                f"This model's maximum context length is {config.context_tokens} tokens. "
-                f"However, you requested {wanted} tokens ({prompt_tokens} in the messages, "
-                f"{max_tokens or 0} in the completion). Please reduce the length of the "
-                "messages or completion.",
-                "BadRequestError",
-                None,
-            )
+        except ApiError as exc:
+            return exc.response()
 
-        admission = self.limiter.admit(prompt_tokens + (max_tokens or DEFAULT_MAX_TOKENS))
+        max_tokens, model = call.max_tokens, call.model
+        admission = self.limiter.admit(call.prompt_tokens + (max_tokens or DEFAULT_MAX_TOKENS))
         headers = admission.headers
         if not admission.admitted:
             stats.rate_limited += 1
@@ -287,48 +357,11 @@ class _Handlers:
             shape = 1.0 / LATENCY_SPREAD**2
             await asyncio.sleep(self.rng.gammavariate(shape, config.latency_ms / shape) / 1000)
 
+        malform = self.rng if malformed < config.malformed_rate else None
         try:
-            reply = self.oracle.respond(messages, _item_ids(request))
-        except ValueError as exc:
-            return _error(400, str(exc), "invalid_request_error", None, headers)
-        content = reply.content
-        if malformed < config.malformed_rate:
-            stats.faults += 1
-            content = _malform(content, self.rng)
-        completion_tokens = count_tokens(content)
-        finish_reason = "stop"
-        if max_tokens is not None and completion_tokens > max_tokens:
-            o200k = encoding()
-            content = o200k.decode(o200k.encode_ordinary(content)[:max_tokens])
-            completion_tokens, finish_reason = max_tokens, "length"
-
-        stats.sentences += reply.sentences
-        stats.unknown_sentences += len(reply.unknown)
-        room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
-        if reply.unknown and room > 0:
-            stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
-        stats.prompt_tokens += prompt_tokens
-        stats.completion_tokens += completion_tokens
-        completion = {
-            "id": f"chatcmpl-sim{next(self.ids):012x}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": FINGERPRINT,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+            completion = self.complete(call, _item_ids(request), malform)
+        except ApiError as exc:
+            return exc.response(headers)
         if config.broken_bodies:
             stats.faults += 1
             kinds = config.broken_bodies
@@ -341,8 +374,98 @@ class _Handlers:
         stats.faults += 1
         return await _drip(request, answer, config.drip_seconds)
 
+    def check(self, body: Any) -> ChatCall:
+        """The checks every chat request gets, realtime or batched, before it is answered.
+
+        Raises ValueError for a malformed body, ApiError for a refused parameter.
+        """
+        messages, model, max_tokens = _parse(body)
+        prompt_tokens = count_prompt_tokens(messages)
+        refused = _unsupported(body, model)
+        if refused is not None:
+            raise refused
+        wanted = prompt_tokens + (max_tokens or 0)
+        window = self.config.context_tokens
+        if window is not None and wanted > window:
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {window} tokens. "
+                f"However, you requested {wanted} tokens ({prompt_tokens} in the messages, "
+                f"{max_tokens or 0} in the completion). Please reduce the length of the "
+                "messages or completion.",
+                "BadRequestError",
+                None,
+            )
+        return ChatCall(messages, model, max_tokens, prompt_tokens)
+
+    def complete(
+        self, call: ChatCall, item_ids: Sequence[str], malform: random.Random | None
+    ) -> dict[str, Any]:
+        """The chat.completion answering `call` (broken with `malform` when given), counted.
+
+        The one path from the oracle to an answer, shared by the realtime endpoint and the
+        Batch API, so that both answer a request alike. Raises ApiError (400) when the
+        request has no user message.
+        """
+        stats = self.stats
+        try:
+            reply = self.oracle.respond(call.messages, item_ids)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "invalid_request_error", None) from exc
+        content = reply.content
+        if malform is not None:
+            stats.faults += 1
+            content = _malform(content, malform)
+        completion_tokens = count_tokens(content)
+        finish_reason = "stop"
+        max_tokens = call.max_tokens
+        if max_tokens is not None and completion_tokens > max_tokens:
+            o200k = encoding()
+            content = o200k.decode(o200k.encode_ordinary(content)[:max_tokens])
+            completion_tokens, finish_reason = max_tokens, "length"
+
+        stats.sentences += reply.sentences
+        stats.unknown_sentences += len(reply.unknown)
+        room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
+        if reply.unknown and room > 0:
+            stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
+        stats.prompt_tokens += call.prompt_tokens
+        stats.completion_tokens += completion_tokens
+        return {
+            "id": f"chatcmpl-sim{next(self.ids):012x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": call.prompt_tokens + completion_tokens,
+            },
+        }
+
+    def answer(
+        self, body: Any, item_ids: Sequence[str], malform: random.Random | None
+    ) -> tuple[int, dict[str, Any]]:
+        """A batch line's answer: status 200 and the chat.completion, or the error the
+        realtime endpoint would send (no caps, no faults: the Batch API is its own pool)."""
+        try:
+            return 200, self.complete(self.check(body), item_ids, malform)
+        except ValueError as exc:
+            return 400, _error_body(str(exc), "invalid_request_error", None)
+        except ApiError as exc:
+            return exc.status, exc.body()
+
     async def models(self, request: web.Request) -> web.Response:
-        refused = self._unauthorized(request)
+        refused = self.unauthorized(request)
         if refused is not None:
             return refused
         window = self.config.context_tokens
@@ -388,7 +511,7 @@ def _break(completion: dict[str, Any], kind: str) -> None:
         del completion["choices"]
 
 
-def _unsupported(body: dict[str, Any], model: str) -> web.Response | None:
+def _unsupported(body: dict[str, Any], model: str) -> ApiError | None:
     """OpenAI's 400 for a parameter the model refuses, or None."""
     reasoning = model.rsplit("/", 1)[-1].startswith(REASONING_PREFIXES) and "-chat" not in model
     if reasoning and "max_tokens" in body:
@@ -423,11 +546,8 @@ def _unsupported(body: dict[str, Any], model: str) -> web.Response | None:
     return None
 
 
-def _unsupported_error(message: str, param: str, code: str) -> web.Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    }
-    return web.json_response(body, status=400)
+def _unsupported_error(message: str, param: str, code: str) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", code, param)
 
 
 def _item_ids(request: web.Request) -> list[str]:
@@ -478,6 +598,7 @@ def build_app(config: SimulatorConfig, oracle: Oracle) -> web.Application:
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/props", handlers.props)
     app.router.add_get("/stats", handlers.stats_route)
+    BatchAPI(config, handlers.stats, handlers.answer, handlers.unauthorized).register(app)
     app.on_response_prepare.append(_mark)
     return app
 
