@@ -32,6 +32,14 @@ class RunCounter:
     #: Answers taken from the cache, and answers that came from prelabel's simulator.
     CACHE_HITS: Final = "cache_hits"
     SIMULATED: Final = "simulated"
+    #: Batch API: batches created, polls of their state, and the lines (requests) and tokens
+    #: their answers took, which the provider bills at its batch price (the realtime counters
+    #: above count them too: these say which part was batched).
+    BATCHES: Final = "batches"
+    BATCH_POLLS: Final = "batch_polls"
+    BATCH_REQUESTS: Final = "batch_requests"
+    BATCH_PROMPT_TOKENS: Final = "batch_prompt_tokens"
+    BATCH_COMPLETION_TOKENS: Final = "batch_completion_tokens"
     #: Milliseconds the calls waited in the shared bucket, added up.
     BUCKET_WAIT_MS: Final = "bucket_wait_ms"
     #: Milliseconds the run's 429s lengthened the account's pause, added up (pause.lua);

@@ -73,6 +73,12 @@ class UploadError(PrelabelError):
     """Kili refused the key, the project or the upload, or the upload was cut off midway."""
 
 
+class Deferred(PrelabelError):
+    """A deferred transport (the Batch API) took the request into a batch: its answer comes
+    later, and the shard is labeled again then. Its items stay uncommitted, neither labeled
+    nor failed."""
+
+
 class ItemError(PrelabelError):
     """One item could not be labeled. Its message becomes the item's `error` field."""
 

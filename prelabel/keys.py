@@ -96,11 +96,34 @@ class RunKeys:
         return f"{self.meta}:budget"
 
     @property
+    def batches(self) -> str:
+        """Batch API batches by id: a `prelabel.batches.BatchRecord` JSON each."""
+        return f"{self.meta}:batches"
+
+    @property
+    def batch_submits(self) -> str:
+        """Submission key (`SHARD:KEY`) → `submitting:<unix time>` before the batch is created,
+        its batch id after: a task that died in between finds the batch by its metadata."""
+        return f"{self.meta}:batch-submits"
+
+    @property
+    def batch_answers(self) -> str:
+        """A collected batch line's `custom_id` → its answer (a `Completion` as JSON) or why it
+        failed (`{"error": ...}`), until the shard's next pass labels it."""
+        return f"{self.meta}:batch-answers"
+
+    @property
     def fewshot(self) -> str:
         return f"{self.meta}:fewshot"
 
 
 RECONCILER_LOCK = f"{PREFIX}:reconciler"
+
+
+def batch_enqueued_key(base_url: str, model: str) -> str:
+    """The prompt tokens the fleet has waiting in batches for `model` at `base_url` (OpenAI's
+    enqueued-token limit is per model and organisation)."""
+    return f"{PREFIX}:batch-enqueued:{base_url}:{model}"
 
 
 def cache_key(digest: str) -> str:

@@ -133,12 +133,36 @@ class LabelingConfig(Frozen):
     system_template: str | None = None
 
 
+TransportName = Literal["realtime", "batch", "auto"]
+
+
+class Delivery(Frozen):
+    """Which transport answers the run's requests, and how.
+
+    `realtime`: one HTTP call per request, under the fleet's shared bucket. `batch`: OpenAI's
+    Batch API, half the price, answers within 24 hours: each shard pass's requests go into one
+    batch file, and the answers are labeled when the batch is back. `auto`: batch, then what
+    is not back by `deadline` less `margin_seconds` goes through the realtime transport.
+    """
+
+    transport: TransportName = "realtime"
+    #: `auto`: when the run must be done (Unix time); None: no deadline (batch only).
+    deadline: float | None = None
+    margin_seconds: float = Field(3600.0, ge=0)
+    #: Prompt tokens the fleet may have waiting in batches for the run's model (OpenAI's
+    #: enqueued-token limit; None: the workers' `PRELABEL_CAPS` `enqueued_tokens`, else none).
+    enqueued_tokens: int | None = Field(None, gt=0)
+    #: Where a batch line that failed or expired is asked again: in a new batch, or realtime.
+    retry: Literal["batch", "realtime"] = "batch"
+
+
 #: RunConfig's groups, by field name.
 _GROUPS: dict[str, type[Frozen]] = {
     "endpoint": Endpoint,
     "limits": Limits,
     "spend": Spend,
     "labeling": LabelingConfig,
+    "delivery": Delivery,
 }
 
 
@@ -148,7 +172,8 @@ class RunConfig(Frozen):
     Beside the run's identity and size, its settings come in groups, each read mostly by one
     part: `endpoint` by the transport (and the cache key), `limits` by the bucket and the
     producer's cutting, `spend` by the budget and the cost figures, `labeling` by the task
-    type. Older runs wrote them flat; they still read.
+    type, `delivery` by the workers choosing a transport. Older runs wrote them flat; they
+    still read.
     """
 
     run_id: str
@@ -161,6 +186,7 @@ class RunConfig(Frozen):
     limits: Limits = Limits()
     spend: Spend = Spend()
     labeling: LabelingConfig = LabelingConfig()
+    delivery: Delivery = Delivery()
 
     @model_validator(mode="before")
     @classmethod

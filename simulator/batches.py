@@ -45,10 +45,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
 
+from prelabel.batches import custom_id as custom_id
+from prelabel.batches import custom_id_items
 from simulator.limits import count_prompt_tokens
 
 if TYPE_CHECKING:
@@ -81,26 +82,6 @@ _SERVER_ERROR = {
 Answer = Callable[[Any, Sequence[str], random.Random | None], tuple[int, dict[str, Any]]]
 #: Returns OpenAI's 401 for a request without the required key, else None.
 Auth = Callable[[web.Request], web.Response | None]
-
-
-def custom_id(run_id: str, shard: str | int, item_ids: Sequence[str]) -> str:
-    """A batch line's `custom_id` that names its items: `RUN:SHARD:ITEM1,ITEM2,...`.
-
-    Each part is percent-encoded (`:`, `,` and `%` included), so any run id, shard label and
-    item id round-trips. Unique in a batch as long as no shard asks about the same items
-    twice in it (a retry can say so in its shard part, e.g. `12.r1`).
-    """
-    items = ",".join(quote(str(i), safe="") for i in item_ids)
-    return f"{quote(run_id, safe='')}:{quote(str(shard), safe='')}:{items}"
-
-
-def custom_id_items(value: str) -> list[str]:
-    """The item ids a `custom_id()` names; [] for any other form (lenient on purpose: an
-    unknown form only means the oracle answers by text, as it does with no header)."""
-    parts = value.split(":")
-    if len(parts) != 3 or not parts[2]:
-        return []
-    return [unquote(part) for part in parts[2].split(",")]
 
 
 def _error(
