@@ -388,3 +388,62 @@ def test_a_run_switched_to_realtime_asks_what_has_no_answer_realtime(
     done = results(redis_client, cfg.run_id)
     assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
     assert counters(redis_client, cfg.run_id)[RunCounter.REQUESTS] == 2  # realtime's own count
+
+
+def _drop_second_item(client: redis.Redis, run_id: str, cid: str) -> None:
+    """Make a stored two-item answer unusable for its second item (as a model that left a
+    line out would)."""
+    key = RunKeys(run_id).batch_answers
+    stored = json.loads(client.hget(key, cid) or b"{}")
+    content = json.loads(stored["content"])
+    del content["2"]
+    client.hset(key, cid, json.dumps({**stored, "content": json.dumps(content)}))
+
+
+def test_what_an_answer_leaves_goes_in_halves_into_the_next_batch(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    cfg = create(redis_client, config(sim))
+    context.run(label_shard(context, cfg.run_id, 0))
+    (first,) = records(redis_client, cfg).values()
+    output = collect(sim, redis_client, cfg.run_id, first.batch_id)
+    pair = next(line["custom_id"] for line in output if line["custom_id"].endswith(",pb"))
+    _drop_second_item(redis_client, cfg.run_id, pair)
+    # The second pass commits three items; the one left is asked alone, in a new batch.
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 3
+    assert sorted(results(redis_client, cfg.run_id)) == ["eu", "none", "ny"]
+    made = records(redis_client, cfg)
+    assert len(made) == 2
+    (second,) = (r for r in made.values() if r.batch_id != first.batch_id)
+    assert (second.requests, second.items) == (1, 1)
+    (line,) = input_lines(sim, second.batch_id)
+    assert line["custom_id"].endswith(":pb")
+    # The third pass replays the first answer and labels the half from the second batch.
+    collect(sim, redis_client, cfg.run_id, second.batch_id)
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 1
+    done = results(redis_client, cfg.run_id)
+    assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
+    assert RunStore(redis_client).status(cfg.run_id)[0] == "completed"
+    assert counters(redis_client, cfg.run_id)[RunCounter.BATCHES] == 2
+    # pb's usage: its share of the pair's answer (whose one request went to eu, the first
+    # item), and all of its own answer.
+    assert (done["eu"].usage.requests, done["pb"].usage.requests) == (1, 1)
+    assert redis_client.hlen(RunKeys(cfg.run_id).batch_answers) == 0
+
+
+def test_with_retry_realtime_what_a_collected_batch_left_is_asked_realtime(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    cfg = create(redis_client, config(sim, retry="realtime"))
+    context.run(label_shard(context, cfg.run_id, 0))
+    (first,) = records(redis_client, cfg).values()
+    output = collect(sim, redis_client, cfg.run_id, first.batch_id)
+    pair = next(line["custom_id"] for line in output if line["custom_id"].endswith(",pb"))
+    _drop_second_item(redis_client, cfg.run_id, pair)
+    collected = first.model_copy(update={"status": "collected"})  # the poller's mark
+    redis_client.hset(RunKeys(cfg.run_id).batches, first.batch_id, collected.model_dump_json())
+    assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
+    assert list(records(redis_client, cfg)) == [first.batch_id]
+    assert counters(redis_client, cfg.run_id)[RunCounter.REQUESTS] == 1  # pb, realtime
+    done = results(redis_client, cfg.run_id)
+    assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
