@@ -447,3 +447,38 @@ def test_with_retry_realtime_what_a_collected_batch_left_is_asked_realtime(
     assert counters(redis_client, cfg.run_id)[RunCounter.REQUESTS] == 1  # pb, realtime
     done = results(redis_client, cfg.run_id)
     assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
+
+
+def _until(check: Any, what: str) -> Any:
+    deadline = time.monotonic() + POLL_DEADLINE
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.slow
+def test_a_batch_run_through_real_workers(sim: RunningSimulator, fleet_env: dict[str, str]) -> None:
+    """Two `celery worker` processes label a two-shard batch run; the test plays the poller
+    (store the answers, enqueue the shard first in line)."""
+    from prelabel.queue import enqueue
+
+    client = redis.Redis.from_url(fleet_env["REDIS_URL"])
+    settings = load_settings(redis_url=fleet_env["REDIS_URL"], queue=fleet_env["PRELABEL_QUEUE"])
+    cfg = config(sim, shards=2)
+    size = len(RECORDS) // 2
+    RunStore(client).create(cfg, [RECORDS[:size], RECORDS[size:]], queue=settings.queue)
+    enqueue(settings, cfg.run_id, range(2))
+    made = _until(lambda: len(records(client, cfg)) == 2 and records(client, cfg), "no batches")
+    for record in made.values():
+        collect(sim, client, cfg.run_id, record.batch_id)
+        collected = record.model_copy(update={"status": "collected"})
+        client.hset(RunKeys(cfg.run_id).batches, record.batch_id, collected.model_dump_json())
+        enqueue(settings, cfg.run_id, [record.shard], first=True)
+    store = RunStore(client)
+    _until(lambda: store.status(cfg.run_id)[0] == "completed", "the run did not complete")
+    done = results(client, cfg.run_id)
+    assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
+    assert sorted(batches_of(sim, cfg.run_id)) == sorted(made)
+    assert store.counters(cfg.run_id)[RunCounter.BATCHES] == 2
+    client.close()
