@@ -449,6 +449,28 @@ def test_with_retry_realtime_what_a_collected_batch_left_is_asked_realtime(
     assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
 
 
+def test_the_reconciler_leaves_a_shard_waiting_on_its_batch(
+    sim: RunningSimulator, redis_url: str, redis_client: redis.Redis, env: str
+) -> None:
+    from workers.reconciler import reconcile
+
+    cfg = config(sim, shards=2)
+    size = len(RECORDS) // 2
+    RunStore(redis_client).create(cfg, [RECORDS[:size], RECORDS[size:]], queue=env)
+    waiting = BatchRecord(
+        batch_id="batch_x", shard=1, key="k", status="in_progress", requests=1, items=2
+    )
+    redis_client.hset(RunKeys(cfg.run_id).batches, "batch_x", waiting.model_dump_json())
+    settings = load_settings(REDIS_URL=redis_url, queue=env)
+    suspects: set[tuple[str, int]] = set()
+    assert reconcile(redis_client, settings, suspects) == []
+    assert reconcile(redis_client, settings, suspects) == [(cfg.run_id, 0)]  # lost: shard 0
+    final = waiting.model_copy(update={"status": "completed"})
+    redis_client.hset(RunKeys(cfg.run_id).batches, "batch_x", final.model_dump_json())
+    assert reconcile(redis_client, settings, suspects) == []
+    assert reconcile(redis_client, settings, suspects) == [(cfg.run_id, 1)]  # judged again
+
+
 def _until(check: Any, what: str) -> Any:
     deadline = time.monotonic() + POLL_DEADLINE
     while not (found := check()):
