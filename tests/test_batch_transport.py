@@ -449,6 +449,36 @@ def test_with_retry_realtime_what_a_collected_batch_left_is_asked_realtime(
     assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
 
 
+def test_a_line_stored_as_an_error_fails_its_items_with_the_reason(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    cfg = create(redis_client, config(sim))
+    context.run(label_shard(context, cfg.run_id, 0))
+    (record,) = records(redis_client, cfg).values()
+    output = collect(sim, redis_client, cfg.run_id, record.batch_id)
+    pair = next(line["custom_id"] for line in output if line["custom_id"].endswith(",pb"))
+    expired = {
+        "custom_id": pair,
+        "response": None,
+        "error": {"code": "batch_expired", "message": "not run before the window expired"},
+    }
+    answer = stored_answer(expired)
+    assert answer["requests"] == 0
+    redis_client.hset(RunKeys(cfg.run_id).batch_answers, pair, json.dumps(answer))
+    assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
+    done = results(redis_client, cfg.run_id)
+    assert [done[i].status for i in ("eu", "pb", "ny", "none")] == [
+        "failed",
+        "failed",
+        "labeled",
+        "labeled",
+    ]
+    assert done["pb"].error == "the batch line was not run (batch_expired): " + (
+        "not run before the window expired"
+    )
+    assert done["pb"].usage.requests == 0
+
+
 def test_the_reconciler_leaves_a_shard_waiting_on_its_batch(
     sim: RunningSimulator, redis_url: str, redis_client: redis.Redis, env: str
 ) -> None:

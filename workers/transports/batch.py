@@ -174,7 +174,9 @@ def stored_answer(line: Mapping[str, Any], simulated: bool = False) -> dict[str,
 
     A line answered 200 is a `Completion` as JSON (its `requests` is 1: the item's usage
     shares it; its tokens are the ones the poller counts); any other line is `{"error":
-    reason}`, with the tokens it used when it says (a 200 that is not a chat completion).
+    reason, "requests": n}` (n is 1 for a line the API ran and answered with an error, 0 for
+    one it never ran: expired, cancelled), with the tokens it used when it says (a 200 that
+    is not a chat completion). The poller's REQUESTS count for a batch is the sum of these.
     """
     response = line.get("response")
     error = line.get("error")
@@ -186,6 +188,7 @@ def stored_answer(line: Mapping[str, Any], simulated: bool = False) -> dict[str,
                 "error": f"the batch answered with {answer.problem}: not a chat completion",
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
+                "requests": 1,
             }
         return dataclasses.asdict(
             Completion(
@@ -201,12 +204,12 @@ def stored_answer(line: Mapping[str, Any], simulated: bool = False) -> dict[str,
         body = response.get("body")
         inner = body.get("error") if isinstance(body, dict) else None
         message = inner.get("message") if isinstance(inner, dict) else None
-        return {"error": f"the batch line failed (HTTP {response.get('status_code')}): {message}"}
+        status = response.get("status_code")
+        return {"error": f"the batch line failed (HTTP {status}): {message}", "requests": 1}
     if isinstance(error, dict):
-        return {
-            "error": f"the batch line was not run ({error.get('code')}): {error.get('message')}"
-        }
-    return {"error": "the batch line has neither a response nor an error"}
+        code, message = error.get("code"), error.get("message")
+        return {"error": f"the batch line was not run ({code}): {message}", "requests": 0}
+    return {"error": "the batch line has neither a response nor an error", "requests": 0}
 
 
 def store_answers(
@@ -335,7 +338,8 @@ class BatchTransport:
         spent = Usage(
             prompt_tokens=int(data.get("prompt_tokens") or 0),
             completion_tokens=int(data.get("completion_tokens") or 0),
-            requests=int(data.get("requests", 1)),
+            # An error says whether the API ran its line; an answer is one request.
+            requests=int(data.get("requests", 0 if "error" in data else 1)),
         )
         if "error" in data:
             raise CallFailed(str(data["error"]), spent)
