@@ -46,6 +46,7 @@ from workers.transports import BatchTransport, RealtimeTransport
 from workers.transports.batch import (
     DIE_AFTER_CREATE,
     SUBMITTING,
+    SubmitFailed,
     release_enqueued,
     store_answers,
     stored_answer,
@@ -477,6 +478,33 @@ def test_a_line_stored_as_an_error_fails_its_items_with_the_reason(
         "not run before the window expired"
     )
     assert done["pb"].usage.requests == 0
+
+
+def test_a_submit_the_api_failed_gives_its_tokens_back_and_is_tried_again(
+    sim: RunningSimulator,
+    redis_client: redis.Redis,
+    context: WorkerContext,
+    env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = create(redis_client, config(sim))
+
+    async def down(*args: Any) -> None:
+        raise SubmitFailed("could not submit shard 0's batch: connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BatchTransport, "_create", down)
+        assert context.run(label_shard(context, cfg.run_id, 0)) == 0
+    (mark,) = redis_client.hvals(RunKeys(cfg.run_id).batch_submits)
+    assert mark.startswith(SUBMITTING.encode()) and mark.endswith(b":released")
+    assert redis_client.get(batch_enqueued_key(sim.base_url, MODEL)) is None
+    assert redis_client.llen(env) == 1  # tried again later
+    assert batches_of(sim, cfg.run_id) == []
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 0  # nothing to adopt: submits
+    (record,) = records(redis_client, cfg).values()
+    assert batches_of(sim, cfg.run_id) == [record.batch_id]
+    held = redis_client.get(batch_enqueued_key(sim.base_url, MODEL))
+    assert int(held or 0) == record.prompt_tokens
 
 
 def test_the_reconciler_leaves_a_shard_waiting_on_its_batch(
