@@ -32,7 +32,7 @@ from prelabel.model import RunConfig
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
 from workers.json_mode import SchemaRefusals
-from workers.transports import RealtimeTransport
+from workers.transports import BatchTransport, RealtimeTransport
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,21 @@ class WorkerContext:
         """The realtime transport for a shard of `config`'s run, on this process's client."""
         client = self.client(config.endpoint.base_url, api_key)
         return RealtimeTransport.for_run(client, self.redis, self.settings, config)
+
+    async def transport_for(
+        self, config: RunConfig, api_key: str, shard: int
+    ) -> RealtimeTransport | BatchTransport:
+        """The transport for one pass of shard `shard`, as the run's `delivery.transport`
+        says: the realtime one, or (`batch`, `auto`) the Batch API's, which asks what has no
+        stored answer realtime once the run's meta `transport_now` says `realtime` (`auto`
+        at its deadline) or, with `retry: realtime`, once a batch of the shard came back."""
+        realtime = self.transport(config, api_key)
+        if config.delivery.transport == "realtime":
+            return realtime
+        client = self.client(config.endpoint.base_url, api_key)
+        return await BatchTransport.for_run(
+            client, self.redis, self.settings, config, shard, realtime
+        )
 
     def close(self) -> None:
         """Close the clients and the loop; tasks the loop still holds are cancelled."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 import task_types
-from prelabel.errors import BudgetReached, ItemError
+from prelabel.errors import BudgetReached, Deferred, ItemError
 from prelabel.keys import RunKeys
 from prelabel.model import ItemResult, Record, RunConfig, Usage
 from prelabel.settings import Settings
@@ -45,6 +45,15 @@ class ShardLabeler:
 
     `refusals` remembers the endpoints that refused `json_schema` (the worker's context holds
     one for the process; a labeler on its own starts with none).
+
+    With a deferred transport (the Batch API: `transport.deferred`), a request whose answer is
+    not back raises `Deferred`, and its items stay uncommitted. Each pass then replays the
+    shard from its first requests: the batches are cut from all its records (committed ones
+    included), and a batch (or half) whose items are all committed is skipped. A request
+    answered in an earlier pass is thus made again with the same items and found among the
+    stored answers, and the halves of an answer that was unusable in part are the same
+    halves, whose own answers come in the next batch: the passes converge as realtime
+    halving does. (Regrouping the uncommitted items would make new requests each pass.)
     """
 
     def __init__(
@@ -78,13 +87,21 @@ class ShardLabeler:
         self._stopped: RunStopped | BudgetReached | None = None
         self._status_read_at = float("-inf")
         self._is_running = True
+        #: Replay passes (a deferred transport), and the items committed before this pass.
+        self._replay = bool(getattr(transport, "deferred", False))
+        self._done: set[str] = set()
 
     async def label(self, records: Sequence[Record]) -> int:
         """Label what is not committed yet; returns how many items this call committed."""
         done = await self.sink.committed([r.id for r in records])
-        todo = [r for r in records if r.id not in done]
         size = self.config.limits.batch_size
-        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        if self._replay:
+            self._done = done
+            batches = [records[i : i + size] for i in range(0, len(records), size)]
+            batches = [b for b in batches if any(r.id not in done for r in b)]
+        else:
+            todo = [r for r in records if r.id not in done]
+            batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         counts = await asyncio.gather(*(self._label_batch(b) for b in batches))
         if self._stopped is not None:
             raise self._stopped
@@ -105,6 +122,14 @@ class ShardLabeler:
         carries all it took (retries, and the calls of the batches it was split from), so
         that the items' usage adds up to the run's.
         """
+        if self._done and all(r.id in self._done for r in batch):
+            return [], []  # a replayed half settled in an earlier pass
+        results, left = await self._ask(batch)
+        if self._done:  # results of a replay for items settled before are not new
+            results = [r for r in results if r.id not in self._done]
+        return results, left
+
+    async def _ask(self, batch: Sequence[Record]) -> tuple[list[ItemResult], list[Record]]:
         messages = self.requests.messages(batch)
         request = ChatRequest(
             messages,
@@ -122,7 +147,7 @@ class ShardLabeler:
         except SchemaRefused as exc:
             self._charge(batch, exc.spent)
             if self.refusals.fall_back(self.config):  # the same batch again, in JSON mode
-                return await self._attempt(batch)
+                return await self._ask(batch)
             return [self._failed(r, exc.message) for r in batch], []
         except EmptyAnswer as exc:
             self._charge(batch, exc.spent)
@@ -134,6 +159,8 @@ class ShardLabeler:
             return [self._failed(r, exc.message) for r in batch], []
         except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
+            return [], []
+        except Deferred:  # in the next batch: neither results nor halves for now
             return [], []
         completion = reply.completion
         if not reply.cached:  # a cached answer was paid for by the run that cached it
@@ -213,7 +240,8 @@ class ShardLabeler:
         return self._is_running
 
     def _failed(self, record: Record, reason: str) -> ItemResult:
-        log.warning("item %s failed: %s", record.id, reason)
+        if record.id not in self._done:
+            log.warning("item %s failed: %s", record.id, reason)
         return self.task.result_model(
             id=record.id,
             status="failed",

@@ -120,7 +120,12 @@ def _shard_states(
     expired = [n for n, until in leases.items() if until < now and n not in done]
     if expired:
         client.zrem(keys.leases, *map(str, expired))
-    unleased = [n for n in range(shards) if n not in done and n not in leases]
+    # A shard whose batch is not back yet waits on purpose. Imported here for start-up time
+    # (`prelabel run` follows runs with this module; the transport brings in openai).
+    from workers.transports.batch import waiting_shards
+
+    waiting = waiting_shards(client, run_id)
+    unleased = [n for n in range(shards) if n not in done | waiting and n not in leases]
     return expired, unleased
 
 

@@ -3,6 +3,13 @@
 A task may run twice for one shard (a redelivery, a reconciler's re-enqueue): committed
 items are skipped, and only new results move the counters, so the effect is exactly once.
 
+With the Batch API (`delivery.transport` `batch` or `auto`), a pass labels what the run's
+collected batches answered, and submits every request left without an answer as one batch
+(`BatchTransport.submit`, idempotent): the shard is not done while any request is pending,
+and its task ends (the poller enqueues it again when the batch is back). Such a pass is not a
+worker dying: it gives back its start in the shard's attempt count. A submission the
+enqueued-token limit refuses, or the API fails, is tried again after `RETRY_SUBMIT_SECONDS`.
+
 The run store is synchronous: its calls go to a thread (`asyncio.to_thread`), so that they
 never hold up the event loop, and the calls in flight on it, of the shard they serve.
 """
@@ -19,15 +26,22 @@ import task_types
 from prelabel.errors import BudgetReached, ConfigError, RunStopped
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
-from prelabel.settings import api_key_for
+from prelabel.queue import TASK_NAME, make_app, shard_task_id
+from prelabel.settings import Settings, api_key_for
 from prelabel.store import RunStatus, RunStore
 from workers.context import WorkerContext
 from workers.labeler import ShardLabeler
 from workers.lease import LeaseHeld, shard_lease
+from workers.ratelimit import caps_for
 from workers.results import ResultSink
-from workers.transports import RealtimeTransport
+from workers.transports import BatchTransport, RealtimeTransport
+from workers.transports.batch import SubmitFailed
 
 log = logging.getLogger(__name__)
+
+#: Seconds before a shard whose batch could not be submitted (the enqueued-token limit, an
+#: API error) is tried again.
+RETRY_SUBMIT_SECONDS = 30.0
 
 
 async def label_shard(context: WorkerContext, run_id: str, shard: int) -> int:
@@ -44,7 +58,7 @@ async def label_shard(context: WorkerContext, run_id: str, shard: int) -> int:
         await asyncio.to_thread(store.set_status, run_id, "failed", exc.message)
         log.error("run %s stopped: %s", run_id, exc.message)
         return 0
-    transport = context.transport(config, api_key)
+    transport = await context.transport_for(config, api_key, shard)
     redis = context.redis
     if await redis.sismember(RunKeys(run_id).done, str(shard)):
         return 0
@@ -57,7 +71,10 @@ async def label_shard(context: WorkerContext, run_id: str, shard: int) -> int:
 
 
 async def _label(
-    context: WorkerContext, config: RunConfig, shard: int, transport: RealtimeTransport
+    context: WorkerContext,
+    config: RunConfig,
+    shard: int,
+    transport: RealtimeTransport | BatchTransport,
 ) -> int:
     settings, store, redis = context.settings, context.store, context.redis
     run_id = config.run_id
@@ -83,7 +100,8 @@ async def _label(
         ShardLabeler, settings, config, transport, redis, store, context.refusals
     )
     # What `prelabel status` compares the run's rates against (PRELABEL_CAPS is the workers').
-    caps = {"rpm": transport.bucket.caps.rpm, "tpm": transport.bucket.caps.tpm}
+    bucket_caps = caps_for(settings, config)
+    caps = {"rpm": bucket_caps.rpm, "tpm": bucket_caps.tpm}
     await redis.hset(keys.meta, "caps", json.dumps(caps))
     try:
         committed = await labeler.label(records)
@@ -93,9 +111,68 @@ async def _label(
     except RunStopped as exc:
         await _stop(store, run_id, "failed", exc.message)
         return 0
+    if isinstance(transport, BatchTransport) and transport.pending:
+        await _submit(settings, store, redis, config, shard, transport)
+        await redis.hincrby(keys.attempts, str(shard), -1)  # it waits: it did not die
+        return committed
     if await labeler.sink.committed([r.id for r in records]) == {r.id for r in records}:
+        if isinstance(transport, BatchTransport):
+            await transport.forget_answers()
         await _shard_done(store, redis, config, shard)
     return committed
+
+
+async def _submit(
+    settings: Settings,
+    store: RunStore,
+    redis: aioredis.Redis,
+    config: RunConfig,
+    shard: int,
+    transport: BatchTransport,
+) -> None:
+    """Submit the pass's pending requests as one batch; when that cannot be done now, the
+    shard is tried again later."""
+    run_id = config.run_id
+    try:
+        submitted = await transport.submit()
+    except RunStopped as exc:
+        await _stop(store, run_id, "failed", exc.message)
+        return
+    except SubmitFailed as exc:
+        log.warning("run %s shard %d: %s; tried again later", run_id, shard, exc.message)
+        await asyncio.to_thread(_later, settings, run_id, shard, RETRY_SUBMIT_SECONDS)
+        return
+    if submitted.batch_id is None:
+        log.info(
+            "run %s shard %d: %d prompt tokens would pass the enqueued-token limit (%s): "
+            "the batch waits",
+            run_id,
+            shard,
+            submitted.prompt_tokens,
+            transport.limit,
+        )
+        await asyncio.to_thread(_later, settings, run_id, shard, RETRY_SUBMIT_SECONDS)
+        return
+    log.info(
+        "run %s shard %d: %d requests in batch %s (%s)",
+        run_id,
+        shard,
+        submitted.requests,
+        submitted.batch_id,
+        submitted.how,
+    )
+
+
+def _later(settings: Settings, run_id: str, shard: int, seconds: float) -> None:
+    """Enqueue the shard's task again, to start in `seconds`."""
+    app = make_app(settings)
+    app.send_task(
+        TASK_NAME,
+        args=[run_id, shard],
+        task_id=shard_task_id(run_id, shard),
+        queue=settings.queue,
+        countdown=seconds,
+    )
 
 
 async def _stop(store: RunStore, run_id: str, status: RunStatus, reason: str) -> None:

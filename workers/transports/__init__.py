@@ -7,6 +7,8 @@
   transport of chat completions;
 - `realtime`: `RealtimeTransport`, one HTTP call per request through the account's shared
   token bucket, with retries, 429 pauses and rate-limit header resync;
+- `batch`: `BatchTransport`, OpenAI's Batch API: a shard pass's requests in one batch file,
+  labeled from the collected answers in a later pass;
 - `window`: the context window a server serves.
 
 The answer cache and the run's budget wrap any transport (`workers.calls`).
@@ -24,11 +26,13 @@ from workers.transports.base import (
     Transport,
     truncated_reason,
 )
+from workers.transports.batch import BatchTransport, Submission
 from workers.transports.chat import request_params
 from workers.transports.realtime import PauseLimits, RealtimeTransport
 
 __all__ = [
     "TRUNCATED",
+    "BatchTransport",
     "CallFailed",
     "ChatRequest",
     "Completion",
@@ -38,6 +42,7 @@ __all__ = [
     "RealtimeTransport",
     "RunStopped",
     "SchemaRefused",
+    "Submission",
     "Transport",
     "request_params",
     "truncated_reason",
