@@ -431,6 +431,53 @@ def test_a_batch_over_the_enqueued_token_limit_is_forgotten_and_resubmitted_not_
     assert _queued_shards(redis_client) == [0]
 
 
+# --- batches that failed or were lost -------------------------------------------------------
+
+
+def test_a_batch_whose_file_was_refused_fails_its_items_with_the_reason(
+    redis_client: redis.Redis, sim: RunningSimulator, settings: Settings
+) -> None:
+    items = _items(3)
+    _run(redis_client, sim, [items])
+    lines = [_line(0, item) for item in items]
+    lines[1] = {**lines[1], "method": "GET"}
+    with _api(sim) as api:
+        record = _submit(redis_client, api, 0, lines)
+        reports = _poll_until_done(redis_client, api, settings, record.batch_id)
+    final = _record(redis_client, record.batch_id)
+    assert final.status == "failed" and final.next_poll_at == 0
+    assert final.error.startswith("invalid_method: ")
+    assert sum(len(r.failed) for r in reports) == 1
+    answers = _answers(redis_client)
+    assert set(answers) == {line["custom_id"] for line in lines}
+    for answer in answers.values():
+        assert answer["error"].startswith("the Batch API refused the batch (invalid_method: ")
+    assert _queued_shards(redis_client) == [0]  # its next pass fails the items
+    assert _enqueued(redis_client, sim) == 0
+    assert _counters(redis_client)[RunCounter.REQUESTS] == 0
+
+
+def test_a_batch_the_api_does_not_know_is_forgotten_and_its_shard_enqueued(
+    redis_client: redis.Redis, sim: RunningSimulator, settings: Settings
+) -> None:
+    items = _items(1)
+    _run(redis_client, sim, [items])
+    with _api(sim) as api:
+        record = _submit(redis_client, api, 0, [_line(0, items[0])])
+        lost = record.model_copy(update={"batch_id": "batch_gone"})
+        keys = RunKeys(RUN)
+        redis_client.hdel(keys.batches, record.batch_id)
+        redis_client.hset(keys.batches, lost.batch_id, lost.model_dump_json())
+        redis_client.hset(keys.batch_submits, f"0:{record.key}", lost.batch_id)
+        report = poll_run(redis_client, api, settings, RUN)
+    assert report.failed == [lost.batch_id] and report.enqueued == [0]
+    final = _record(redis_client, lost.batch_id)
+    assert final.status == "failed" and final.error.startswith("not_found: ")
+    assert redis_client.hget(keys.batch_submits, f"0:{record.key}") is None
+    assert _answers(redis_client) == {}
+    assert _enqueued(redis_client, sim) == 0
+
+
 # --- cancel and the deadline ----------------------------------------------------------------
 
 _SLOW = SimulatorConfig(

@@ -61,7 +61,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -136,10 +136,13 @@ def poll_run(
     settings: Settings,
     run_id: str,
     now: float | None = None,
+    keepalive: Callable[[], object] | None = None,
 ) -> PollReport:
     """One look at each of the run's batches whose time has come (see the module's doc);
-    `api` is a client for the run's endpoint, `now` the time the schedule is judged by."""
-    return _RunPoller(client, api, settings, run_id, time.time() if now is None else now).poll()
+    `api` is a client for the run's endpoint, `now` the time the schedule is judged by,
+    `keepalive` called after each call to the API (the fleet's pass keeps its lock)."""
+    at = time.time() if now is None else now
+    return _RunPoller(client, api, settings, run_id, at, keepalive).poll()
 
 
 def records(client: redis.Redis, run_id: str) -> list[BatchRecord]:
@@ -153,9 +156,16 @@ class _RunPoller:
     """One `poll_run` call."""
 
     def __init__(
-        self, client: redis.Redis, api: openai.OpenAI, settings: Settings, run_id: str, now: float
+        self,
+        client: redis.Redis,
+        api: openai.OpenAI,
+        settings: Settings,
+        run_id: str,
+        now: float,
+        keepalive: Callable[[], object] | None,
     ) -> None:
         self.client = client
+        self.keepalive = keepalive or (lambda: None)
         self.api = api
         self.settings = settings
         self.run_id = run_id
@@ -192,6 +202,7 @@ class _RunPoller:
         for record in records(self.client, self.run_id):
             if record.status not in DONE and record.next_poll_at <= self.now:
                 self._look(record)
+                self.keepalive()
             elif record.status == "failed" and 0 < record.next_poll_at <= self.now:
                 self._forget_submission(record)
         if self._shards and self.running:
@@ -208,6 +219,7 @@ class _RunPoller:
         for record in records(self.client, self.run_id):
             if record.status not in RUNNING:
                 continue
+            self.keepalive()
             try:
                 batch = self.api.batches.cancel(record.batch_id)
             except openai.ConflictError:  # final already: the next look collects it
@@ -540,18 +552,21 @@ class BatchPoller:
         if not client.set(POLLER_LOCK, token, nx=True, px=lock_ms):
             return {}
         done: dict[str, PollReport] = {}
+
+        def keepalive() -> None:
+            """A long pass keeps its lock (a dead poller's runs out)."""
+            if client.get(POLLER_LOCK) == token.encode():
+                client.pexpire(POLLER_LOCK, lock_ms)
+
         try:
             for run_id, config in _runs_with_batches(client, self.settings.queue):
                 api = self._client(config.endpoint.base_url)
                 if api is None:
                     continue
                 try:
-                    done[run_id] = poll_run(client, api, self.settings, run_id, now)
+                    done[run_id] = poll_run(client, api, self.settings, run_id, now, keepalive)
                 except (openai.APIError, PrelabelError, ValidationError) as exc:
                     log.warning("batch poller: run %s: %s", run_id, exc)
-                # A long pass keeps its lock (a dead poller's runs out).
-                if client.get(POLLER_LOCK) == token.encode():
-                    client.pexpire(POLLER_LOCK, lock_ms)
         finally:
             if client.get(POLLER_LOCK) == token.encode():
                 client.delete(POLLER_LOCK)
