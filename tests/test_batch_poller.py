@@ -382,7 +382,8 @@ def test_line_failures_a_refused_line_is_stored_a_5xx_is_asked_again(
     assert refusals and set(refusals) <= {line["custom_id"] for line in refused}
     for name, line in refusals.items():
         message = line["response"]["body"]["error"]["message"]
-        assert answers[name] == {"error": f"the endpoint rejected the request (400): {message}"}
+        reason = f"the endpoint rejected the request (400): {message}"
+        assert answers[name] == {"error": reason, "requests": 1}
     # A 5xx is not stored: the shard's next pass asks it again.
     assert not server_errors & set(answers)
     assert len(answers) == 21 - len(server_errors)

@@ -366,7 +366,8 @@ class _RunPoller:
         for number, name in names:
             own = by_line.get(number)
             reason = f"{own.code}: {own.message}" if own is not None else whole
-            answers[name] = json.dumps({"error": f"the Batch API refused the batch ({reason})"})
+            refused = f"the Batch API refused the batch ({reason})"
+            answers[name] = json.dumps({"error": refused, "requests": 0})
         final = record.model_copy(update={"status": "failed", "error": whole, "next_poll_at": 0.0})
         if self._finish(final, answers, Counter(), ""):
             self.report.failed.append(record.batch_id)
@@ -460,7 +461,8 @@ def _seen(record: BatchRecord, batch: Batch) -> BatchRecord:
 def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str | None:
     """What to store for one output or error line (None: ask it again), counting in `spent`
     what the line cost (`share`: prelabel's estimate of a line's prompt, when the line
-    reports no usage)."""
+    reports no usage). An error carries what its request used (`requests`, tokens), for the
+    item's usage; an answer is a `Completion`, with the model's `refusal` beside it if any."""
     response = line.get("response")
     if not isinstance(response, dict):  # never ran
         error = line.get("error")
@@ -468,7 +470,8 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
         if code in NOT_RUN:
             return None
         message = error.get("message") if isinstance(error, dict) else None
-        return json.dumps({"error": f"the Batch API did not run the request ({code}): {message}"})
+        reason = f"the Batch API did not run the request ({code}): {message}"
+        return json.dumps({"error": reason, "requests": 0})
     spent[RunCounter.REQUESTS] += 1
     spent[RunCounter.BATCH_REQUESTS] += 1
     status = response.get("status_code")
@@ -476,9 +479,8 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
     if status != 200:
         if not isinstance(status, int) or status >= 500 or status == 429:
             return None
-        return json.dumps(
-            {"error": f"the endpoint rejected the request ({status}): {_message(body)}"}
-        )
+        reason = f"the endpoint rejected the request ({status}): {_message(body)}"
+        return json.dumps({"error": reason, "requests": 1})
     answer = read_answer(body)
     prompt = answer.prompt_tokens if answer.prompt_tokens is not None else share
     completion = answer.completion_tokens or 0
@@ -493,10 +495,10 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
             RunCounter.SIMULATED: int(simulated),
         }
     )
+    used = {"requests": 1, "prompt_tokens": prompt, "completion_tokens": completion}
     if answer.problem:
-        return json.dumps(
-            {"error": f"the Batch API answered with {answer.problem}: not a chat completion"}
-        )
+        reason = f"the Batch API answered with {answer.problem}: not a chat completion"
+        return json.dumps({"error": reason, **used})
     completion_value = Completion(
         content=answer.content or "",
         prompt_tokens=prompt,
@@ -505,7 +507,8 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
         finish_reason=answer.finish_reason,
         requests=1,
     )
-    return json.dumps(dataclasses.asdict(completion_value))
+    refusal = {"refusal": answer.refusal} if answer.refusal else {}
+    return json.dumps(dataclasses.asdict(completion_value) | refusal)
 
 
 def _message(body: object) -> str:
