@@ -479,6 +479,29 @@ def test_a_batch_the_api_does_not_know_is_forgotten_and_its_shard_enqueued(
     assert _enqueued(redis_client, sim) == 0
 
 
+def test_a_finished_batch_whose_files_cannot_be_read_is_looked_at_again_later(
+    redis_client: redis.Redis, sim: RunningSimulator, settings: Settings
+) -> None:
+    items = _items(1)
+    _run(redis_client, sim, [items])
+    with _api(sim) as api:
+        record = _submit(redis_client, api, 0, [_line(0, items[0])])
+        _wait_final(api, record.batch_id)
+        output = api.batches.retrieve(record.batch_id).output_file_id
+        assert output is not None
+        api.files.delete(output)
+        now = time.time()
+        report = poll_run(redis_client, api, settings, RUN, now=now)
+    assert report.polled == [record.batch_id] and report.collected == []
+    seen = _record(redis_client, record.batch_id)
+    assert (seen.status, seen.polls) == ("completed", 1)
+    assert seen.next_poll_at == pytest.approx(now + settings.batch_poll_seconds)
+    assert _answers(redis_client) == {}
+    assert _counters(redis_client)[RunCounter.REQUESTS] == 0
+    assert _enqueued(redis_client, sim) == record.prompt_tokens  # still held
+    assert _queued_shards(redis_client) == []
+
+
 # --- cancel and the deadline ----------------------------------------------------------------
 
 _SLOW = SimulatorConfig(

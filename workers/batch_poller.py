@@ -267,9 +267,7 @@ class _RunPoller:
             return
         except openai.APIError as exc:
             log.warning("run %s: batch %s: %s", self.run_id, record.batch_id, exc)
-            looks = record.polls + 1
-            wait = wait_after(self.settings, looks)
-            self._write(record.model_copy(update={"polls": looks, "next_poll_at": self.now + wait}))
+            self._later(record.model_copy(update={"polls": record.polls + 1}))
             return
         self.client.hincrby(self.keys.counters, RunCounter.BATCH_POLLS, 1)
         self.report.polled.append(record.batch_id)
@@ -279,8 +277,12 @@ class _RunPoller:
         elif batch.status == "failed":
             self._failed(seen, batch)
         else:
-            wait = wait_after(self.settings, seen.polls)
-            self._write(seen.model_copy(update={"next_poll_at": self.now + wait}))
+            self._later(seen)
+
+    def _later(self, record: BatchRecord) -> None:
+        """Look at the record again after its wait (its files could not be read now)."""
+        wait = wait_after(self.settings, record.polls)
+        self._write(record.model_copy(update={"next_poll_at": self.now + wait}))
 
     def _write(self, record: BatchRecord) -> bool:
         """Write a record the API still holds (never over a collected or failed one)."""
@@ -289,8 +291,9 @@ class _RunPoller:
     def _collect_lines(self, record: BatchRecord, batch: Batch) -> None:
         try:
             lines = [*self._lines(batch.output_file_id), *self._lines(batch.error_file_id)]
-        except openai.APIError as exc:  # the files come next time
+        except openai.APIError as exc:  # the files come at a later look
             log.warning("run %s: batch %s files: %s", self.run_id, record.batch_id, exc)
+            self._later(record)
             return
         answers: dict[str, str] = {}
         spent: Counter[str] = Counter()
@@ -358,6 +361,7 @@ class _RunPoller:
             names = self._custom_ids(record.input_file_id)
         except openai.APIError as exc:
             log.warning("run %s: batch %s input: %s", self.run_id, record.batch_id, exc)
+            self._later(record)
             return
         by_line = {e.line: e for e in errors if e.line is not None}
         first = errors[0] if errors else None
