@@ -16,16 +16,20 @@ its next look set `PRELABEL_BATCH_POLL_SECONDS` later, doubling at each look up 
   under its `custom_id`: an answer as a `Completion` (JSON of
   `workers.transports.base.Completion`, read by `workers.transports.chat.read_answer`; its
   tokens are the line's usage, `simulated` when the body carries the simulator's
-  fingerprint), a refused request as `{"error": reason}`;
+  fingerprint; the model's `refusal` beside it, if any), a refused request as `{"error":
+  reason, "requests": ..}` (with the tokens it used, for the item's usage);
 - lines that are worth asking again are not stored, whatever `delivery.retry` says (`batch`:
   the shard's next pass puts them into a new batch; `realtime`: that pass asks them through
   the realtime transport): a line the API never ran (`batch_expired`, `batch_cancelled`), and
   one that failed with a 5xx or a 429. The batch's submission is then forgotten
-  (`batch_submits`), so that a new batch of the same lines is not taken for this one;
+  (`batch_submits`), so that a new batch of the same lines is not taken for this one (no
+  cap: a line that fails with a 5xx in every batch is asked again in every batch);
 - its requests and tokens are counted once, in the BATCH_* counters and the realtime ones
   (`requests`, `prompt_tokens`, `completion_tokens`, `simulated`), its enqueued tokens are
   released (`prelabel.keys.batch_enqueued_key`), and the record turns `collected`, in one
-  guarded step (workers/lua/poller_collect.lua: two pollers never count a batch twice);
+  guarded step (workers/lua/poller_collect.lua: two pollers never count a batch twice; a
+  record `collected` or `failed` is never written again, poller_update.lua); the record's
+  `error` says `expired` or `cancelled` when the API did not finish every line;
 - its shard goes to the head of the queue (a running run only): the shard's next pass labels
   the stored answers.
 
