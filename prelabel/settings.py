@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0)
     #: Seconds between two passes of the reconciler (in workers and in `prelabel run`).
     reconcile_interval: float = Field(15.0, gt=0)
+    #: Seconds before the batch poller first looks at a Batch API batch again; the wait
+    #: doubles after each look, up to 10 minutes (`workers.batch_poller`).
+    batch_poll_seconds: float = Field(30.0, gt=0)
     #: Times a shard may start before it is failed (a shard that kills its worker again and
     #: again is not looped forever).
     max_shard_attempts: int = Field(4, ge=1)

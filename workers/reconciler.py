@@ -155,7 +155,8 @@ def _task_id(raw: bytes | str) -> str:
 
 
 class ReconcilerThread(threading.Thread):
-    """Runs `reconcile` every `settings.reconcile_interval` seconds until stopped."""
+    """Runs `reconcile` every `settings.reconcile_interval` seconds until stopped, each pass
+    followed by a pass of the batch poller (`workers.batch_poller`)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="prelabel-reconciler", daemon=True)
@@ -163,13 +164,26 @@ class ReconcilerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        # Imported here for start-up time: `prelabel run` imports this module for `reconcile`,
+        # and the poller brings in the openai client.
+        from workers.batch_poller import BatchPoller
+
         client = client_for(self.settings.redis_url, self.settings.sentinel_master)
         suspects: set[tuple[str, int]] = set()
+        poller = BatchPoller(self.settings)
         while not self._stop_event.wait(self.settings.reconcile_interval):
             try:
                 reconcile(client, self.settings, suspects)
             except redis.RedisError as exc:  # Redis restarting: try again next time
                 log.warning("reconciler: %s", exc)
+            # The Batch API's batches, after each pass (a lock of its own).
+            try:
+                poller.run_pass(client)
+            except redis.RedisError as exc:
+                log.warning("batch poller: %s", exc)
+            except Exception:  # a poller's bug must not stop the reconciler
+                log.exception("batch poller: pass failed, trying again next time")
+        poller.close()
 
     def stop(self) -> None:
         self._stop_event.set()
