@@ -39,18 +39,12 @@ from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import RunningSimulator
 from task_types.ner.model import NerRecord, NerResult
 from tests.test_simulator import GOLD, RECORDS
+from workers.batch_poller import poll_run
 from workers.context import WorkerContext
 from workers.labeler import ShardLabeler
 from workers.shard import label_shard
 from workers.transports import BatchTransport, RealtimeTransport
-from workers.transports.batch import (
-    DIE_AFTER_CREATE,
-    SUBMITTING,
-    SubmitFailed,
-    release_enqueued,
-    store_answers,
-    stored_answer,
-)
+from workers.transports.batch import DIE_AFTER_CREATE, SUBMITTING, EnqueuedTokens, SubmitFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "gpt-4o-mini"
@@ -127,8 +121,8 @@ def input_lines(sim: RunningSimulator, batch_id: str) -> list[dict[str, Any]]:
 
 
 def collect(sim: RunningSimulator, client: redis.Redis, run_id: str, batch_id: str) -> list[Any]:
-    """The poller's part, by hand: wait for the batch, store its lines' answers by custom_id
-    (`store_answers`); returns the output lines."""
+    """Wait for the batch, then let the poller collect it (`workers.batch_poller.poll_run`);
+    returns the output lines."""
     deadline = time.monotonic() + POLL_DEADLINE
     with sync_client(sim) as api:
         while (batch := api.batches.retrieve(batch_id)).status not in FINAL:
@@ -136,7 +130,8 @@ def collect(sim: RunningSimulator, client: redis.Redis, run_id: str, batch_id: s
             time.sleep(0.02)
         assert batch.status == "completed" and batch.output_file_id
         lines = [json.loads(x) for x in api.files.content(batch.output_file_id).text.splitlines()]
-    store_answers(client, run_id, {line["custom_id"]: stored_answer(line) for line in lines})
+    with sync_client(sim) as api:
+        poll_run(client, api, load_settings(), run_id, now=time.time() + 1e6)
     return lines
 
 
@@ -355,7 +350,7 @@ def test_the_enqueued_token_limit_holds_a_submit_back_until_tokens_are_released(
     for shard in (0, 1):
         context.run(label_shard(context, probe.run_id, shard))
     weights = {r.shard: r.prompt_tokens for r in records(redis_client, probe).values()}
-    release_enqueued(redis_client, sim.base_url, MODEL, sum(weights.values()))
+    EnqueuedTokens(redis_client, sim.base_url, MODEL).release(sum(weights.values()))
     assert redis_client.get(batch_enqueued_key(sim.base_url, MODEL)) is None
 
     cfg = create(redis_client, config(sim, shards=2, enqueued_tokens=sum(weights.values()) - 1))
@@ -371,7 +366,7 @@ def test_the_enqueued_token_limit_holds_a_submit_back_until_tokens_are_released(
     held = int(redis_client.get(batch_enqueued_key(sim.base_url, MODEL)) or 0)
     assert held == weights[0]
 
-    release_enqueued(redis_client, sim.base_url, MODEL, weights[0])  # the poller, at final
+    EnqueuedTokens(redis_client, sim.base_url, MODEL).release(weights[0])  # the poller, at final
     context.run(label_shard(context, cfg.run_id, 1))
     assert sorted(r.shard for r in records(redis_client, cfg).values()) == [0, 1]
     assert len(batches_of(sim, cfg.run_id)) == 2
@@ -441,11 +436,12 @@ def test_with_retry_realtime_what_a_collected_batch_left_is_asked_realtime(
     output = collect(sim, redis_client, cfg.run_id, first.batch_id)
     pair = next(line["custom_id"] for line in output if line["custom_id"].endswith(",pb"))
     _drop_second_item(redis_client, cfg.run_id, pair)
-    collected = first.model_copy(update={"status": "collected"})  # the poller's mark
-    redis_client.hset(RunKeys(cfg.run_id).batches, first.batch_id, collected.model_dump_json())
+    assert records(redis_client, cfg)[first.batch_id].status == "collected"
     assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
     assert list(records(redis_client, cfg)) == [first.batch_id]
-    assert counters(redis_client, cfg.run_id)[RunCounter.REQUESTS] == 1  # pb, realtime
+    spent = counters(redis_client, cfg.run_id)
+    # The batch's lines, counted by the poller, and pb's one realtime request.
+    assert spent[RunCounter.REQUESTS] == spent[RunCounter.BATCH_REQUESTS] + 1 == len(output) + 1
     done = results(redis_client, cfg.run_id)
     assert all(mentions(done[r.id]) == gold(r) for r in RECORDS)
 
@@ -458,13 +454,11 @@ def test_a_line_stored_as_an_error_fails_its_items_with_the_reason(
     (record,) = records(redis_client, cfg).values()
     output = collect(sim, redis_client, cfg.run_id, record.batch_id)
     pair = next(line["custom_id"] for line in output if line["custom_id"].endswith(",pb"))
-    expired = {
-        "custom_id": pair,
-        "response": None,
-        "error": {"code": "batch_expired", "message": "not run before the window expired"},
+    # As the poller stores a line the API never ran, under no retry policy.
+    answer = {
+        "error": "the batch line was not run (batch_expired): not run before the window expired",
+        "requests": 0,
     }
-    answer = stored_answer(expired)
-    assert answer["requests"] == 0
     redis_client.hset(RunKeys(cfg.run_id).batch_answers, pair, json.dumps(answer))
     assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
     done = results(redis_client, cfg.run_id)

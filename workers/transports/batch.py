@@ -23,7 +23,7 @@ submit. A worker killed at any point therefore never pays for one pass twice.
 Prompt tokens waiting in batches count against the fleet's enqueued-token limit
 (`delivery.enqueued_tokens`, else `PRELABEL_CAPS`' `enqueued_tokens` for the model): a file
 that would pass it is not submitted (the shard waits and is tried again), and the poller gives
-the tokens back (`release_enqueued`) when the batch is final.
+the tokens back (`workers.batch_poller`) when the batch is final.
 
 Spend: the poller counts a batch's requests and tokens once, when it collects the batch. A
 stored answer handed to the labeler here moves no spend counter (only transports move them:
@@ -37,13 +37,12 @@ stored answer is asked through the realtime transport instead of being deferred.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -72,7 +71,7 @@ from workers.transports.base import (
     RunStopped,
     truncated_reason,
 )
-from workers.transports.chat import chat_body, read_answer, request_params
+from workers.transports.chat import chat_body, request_params
 from workers.transports.realtime import RealtimeTransport
 from workers.transports.window import context_window
 
@@ -162,67 +161,6 @@ class EnqueuedTokens:
     def release(self, tokens: int) -> Any:
         """Give `tokens` back (a batch turned final); the count stops at zero."""
         return self._script(keys=[self.key], args=[-tokens, 0, "force"])
-
-
-def release_enqueued(client: redis.Redis, base_url: str, model: str, tokens: int) -> int:
-    """For the poller: give back a final batch's `BatchRecord.prompt_tokens`."""
-    return int(EnqueuedTokens(client, base_url, model).release(tokens))
-
-
-def stored_answer(line: Mapping[str, Any], simulated: bool = False) -> dict[str, Any]:
-    """For the poller: what `batch_answers` keeps for one line of an output or error file.
-
-    A line answered 200 is a `Completion` as JSON (its `requests` is 1: the item's usage
-    shares it; its tokens are the ones the poller counts); any other line is `{"error":
-    reason, "requests": n}` (n is 1 for a line the API ran and answered with an error, 0 for
-    one it never ran: expired, cancelled), with the tokens it used when it says (a 200 that
-    is not a chat completion). The poller's REQUESTS count for a batch is the sum of these.
-    """
-    response = line.get("response")
-    error = line.get("error")
-    if isinstance(response, dict) and response.get("status_code") == 200:
-        answer = read_answer(response.get("body"))
-        prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
-        if answer.problem:
-            return {
-                "error": f"the batch answered with {answer.problem}: not a chat completion",
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "requests": 1,
-            }
-        return dataclasses.asdict(
-            Completion(
-                content=answer.content or "",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                simulated=simulated,
-                finish_reason=answer.finish_reason,
-                requests=1,
-            )
-        ) | ({"refusal": answer.refusal} if answer.refusal else {})
-    if isinstance(response, dict):
-        body = response.get("body")
-        inner = body.get("error") if isinstance(body, dict) else None
-        message = inner.get("message") if isinstance(inner, dict) else None
-        status = response.get("status_code")
-        return {"error": f"the batch line failed (HTTP {status}): {message}", "requests": 1}
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        return {"error": f"the batch line was not run ({code}): {message}", "requests": 0}
-    return {"error": "the batch line has neither a response nor an error", "requests": 0}
-
-
-def store_answers(
-    client: redis.Redis, run_id: str, answers: Mapping[str, Mapping[str, Any]]
-) -> int:
-    """For the poller: store answers by custom_id (`stored_answer`'s values) for the shards'
-    next passes; an answer stored already is kept (HSETNX). Returns how many were new."""
-    if not answers:
-        return 0
-    pipe = client.pipeline(transaction=False)
-    for cid, answer in answers.items():
-        pipe.hsetnx(RunKeys(run_id).batch_answers, cid, json.dumps(answer))
-    return sum(int(n) for n in pipe.execute())
 
 
 def waiting_shards(client: redis.Redis, run_id: str) -> set[int]:
