@@ -489,3 +489,21 @@ def test_cancel_says_the_workers_cancel_the_runs_batches(
     redis_client.delete(RunKeys("rq").batches)
     proc = prelabel("cancel", "rq", env={"REDIS_URL": redis_url})
     assert proc.returncode == 0 and "Batch API" not in proc.stdout
+
+
+def test_prelabel_caps_give_the_enqueued_token_limit_a_run_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prelabel.settings import enqueued_token_limit, load_settings
+
+    caps = '{"gpt-4o-mini": {"rpm": 500, "enqueued_tokens": 2000000}, "*": {"enqueued_tokens": 9}}'
+    monkeypatch.setenv("PRELABEL_CAPS", caps)
+    settings = load_settings()
+    assert enqueued_token_limit(settings, "gpt-4o-mini") == 2_000_000
+    assert enqueued_token_limit(settings, "gpt-4o-mini", own=5000) == 5000
+    assert enqueued_token_limit(settings, "other") == 9
+    monkeypatch.setenv("PRELABEL_CAPS", "{}")
+    assert enqueued_token_limit(load_settings(), "other") is None
+    monkeypatch.setenv("PRELABEL_CAPS", '{"gpt-4o-mini": {"enqueued_tokens": 0}}')
+    with pytest.raises(ConfigError, match=r"PRELABEL_CAPS is invalid at gpt-4o-mini\.enqueued"):
+        load_settings()
