@@ -89,10 +89,16 @@ class RunFigures(Frozen):
         if not (self.batches or self.batch_requests):
             return ""
         return (
-            f"Batch API {self.batch_requests:,} requests, {self.batch_tokens:,} tokens "
-            f"(half price; {self.batches:,} batches) · realtime {self.realtime_requests:,} "
-            f"requests, {self.realtime_tokens:,} tokens"
+            f"Batch API {_count(self.batch_requests, 'request')}, {self.batch_tokens:,} tokens "
+            f"(half price; {_count(self.batches, 'batch')}) · realtime "
+            f"{_count(self.realtime_requests, 'request')}, {self.realtime_tokens:,} tokens"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 batch`, `2 batches`, `1,000 requests`."""
+    plural = noun + ("es" if noun.endswith(("s", "ch")) else "s")
+    return f"{n:,} {noun if n == 1 else plural}"
 
 
 class CostQuality(Frozen):

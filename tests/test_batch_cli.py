@@ -507,3 +507,29 @@ def test_prelabel_caps_give_the_enqueued_token_limit_a_run_does_not(
     monkeypatch.setenv("PRELABEL_CAPS", '{"gpt-4o-mini": {"enqueued_tokens": 0}}')
     with pytest.raises(ConfigError, match=r"PRELABEL_CAPS is invalid at gpt-4o-mini\.enqueued"):
         load_settings()
+
+
+def test_the_reports_say_which_transport_answered_in_one_line(tmp_path: Path) -> None:
+    from evaluation.outputs import write_reports
+    from task_types.ner.evaluation import Item, evaluate_items
+
+    items = [Item("a", ("Paris", "is"), ("B-LOC", "O"), ("B-LOC", "O"))]
+    figures = RunFigures(
+        items=1,
+        labeled=1,
+        requests=1,
+        prompt_tokens=300,
+        completion_tokens=20,
+        batches=1,
+        batch_requests=1,
+        batch_prompt_tokens=300,
+        batch_completion_tokens=20,
+    )
+    write_reports(evaluate_items(items, figures, resamples=50), tmp_path)
+    line = "Batch API 1 request, 320 tokens (half price; 1 batch) · realtime 0 requests, 0 tokens"
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert text.count("answered by") == 1, name
+        assert line in text, name
+    report = (tmp_path / "report.json").read_text(encoding="utf-8")
+    assert '"batch_prompt_tokens": 300' in report or '"batch_prompt_tokens":300' in report
