@@ -533,3 +533,18 @@ def test_the_reports_say_which_transport_answered_in_one_line(tmp_path: Path) ->
         assert line in text, name
     report = (tmp_path / "report.json").read_text(encoding="utf-8")
     assert '"batch_prompt_tokens": 300' in report or '"batch_prompt_tokens":300' in report
+
+
+def test_watch_prints_the_batches_in_its_log_lines(redis_client: redis.Redis) -> None:
+    import io
+
+    from prelabel.status import watch
+
+    batch_run(redis_client, "rw")
+    redis_client.hset(RunKeys("rw").meta, "status", "cancelled")  # finished: one line, then out
+    out = io.StringIO()
+    watch(redis_client, "rw", Console(file=out, width=400), interval=0.1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "status=cancelled" in lines[0]
+    assert "batches=validating:1/600,in_progress:2/1400,collected:1/1000" in lines[0]
