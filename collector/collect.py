@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prelabel.counters import RunCounter
 from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
-from prelabel.pricing import run_price
+from prelabel.pricing import counters_cost, run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
 # task type's scoring (NER: scikit-learn, seqeval) take a second or more, and
@@ -80,6 +80,10 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         skipped=len(store.skipped(run_id)),
         failure_reasons=_reasons(r.error for r in rows if r.status == "failed"),
         cache_hits=counters.get(RunCounter.CACHE_HITS, 0),
+        batches=counters.get(RunCounter.BATCHES, 0),
+        batch_requests=counters.get(RunCounter.BATCH_REQUESTS, 0),
+        batch_prompt_tokens=counters.get(RunCounter.BATCH_PROMPT_TOKENS, 0),
+        batch_completion_tokens=counters.get(RunCounter.BATCH_COMPLETION_TOKENS, 0),
         cost_usd=run_cost(config, counters),
         wall_seconds=wall_seconds,
         model=config.endpoint.model,
@@ -98,14 +102,12 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
 
 
 def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
-    """What the run's tokens cost in USD (`prelabel.pricing.run_price`); None when the model's
-    price is unknown."""
+    """What the run's tokens cost in USD (`prelabel.pricing.run_price`; the tokens that went
+    through the Batch API at its price); None when the model's price is unknown."""
     price = run_price(config)
     if price is None:
         return None
-    return price.cost(
-        counters.get(RunCounter.PROMPT_TOKENS, 0), counters.get(RunCounter.COMPLETION_TOKENS, 0)
-    )
+    return counters_cost(price, counters)
 
 
 def _not_labeled(model: type[ItemResult], item_id: str, config: RunConfig) -> ItemResult:

@@ -6,6 +6,7 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +36,7 @@ from prelabel.options import (
     TEXT_FIELD_HELP,
     BudgetFlags,
     DatasetFlags,
+    DeliveryFlags,
     EndpointFlags,
     EstimateDatasetFlags,
     EstimateLimitFlags,
@@ -44,12 +46,13 @@ from prelabel.options import (
     SplitOpt,
     TaskFlags,
     TaskName,
+    TransportChoice,
     with_groups,
 )
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
-    from prelabel.model import ReasoningEffort
+    from prelabel.model import Delivery, ReasoningEffort
     from prelabel.settings import Settings
     from producer.labeling import LabelingOptions
     from producer.loading import DatasetSpec
@@ -130,6 +133,7 @@ def run(
     limits: LimitFlags,
     task: TaskFlags,
     budget: BudgetFlags,
+    delivery: DeliveryFlags,
     reasoning_effort: Annotated[
         ReasoningEffortChoice | None,
         typer.Option(
@@ -179,6 +183,7 @@ def run(
     if upload and not wait:
         raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
     settings = _settings(redis_url, endpoint.base_url)
+    how = _delivery(delivery)
     labeling = _labeling(task)
     spec = _dataset_spec(data, labeling)
     options = RunOptions(
@@ -187,6 +192,7 @@ def run(
         rpm=limits.rpm,
         tpm=limits.tpm,
         shard_size=limits.shard_size,
+        delivery=how,
         batch_size=limits.batch_size,
         max_tokens=limits.completion_limit,
         reasoning_effort=_effort(reasoning_effort),
@@ -309,6 +315,96 @@ def _labeling(task: TaskFlags) -> LabelingOptions:
     )
 
 
+def parse_deadline(text: str, now: float | None = None) -> float:
+    """`--deadline` as Unix time: an ISO 8601 date-time (local time unless it gives an
+    offset), or HH:MM, its next occurrence in local time after `now` (default: now). Raises
+    ConfigError, with one line, for anything else or a time already past."""
+    from datetime import datetime, timedelta
+    from datetime import time as clock
+
+    now = time.time() if now is None else now
+    value = text.strip()
+    when: float
+    try:
+        if len(value) <= 8 and ":" in value and "-" not in value:
+            at = clock.fromisoformat(value)
+            if at.tzinfo is not None:
+                raise ValueError("an HH:MM deadline is local time")
+            today = datetime.fromtimestamp(now).date()
+            # Naive datetimes are local time: .timestamp() follows the zone's DST rules.
+            when = datetime.combine(today, at).timestamp()
+            if when <= now:
+                when = datetime.combine(today + timedelta(days=1), at).timestamp()
+        else:
+            if "T" not in value.upper() and " " not in value:
+                raise ValueError("no time of day")
+            when = datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise ConfigError(
+            f"--deadline {text!r}: give a date-time (ISO 8601, e.g. 2026-12-01T07:00) or a "
+            "time of day as HH:MM (its next occurrence, local time)"
+        ) from None
+    if when <= now:
+        raise ConfigError(f"--deadline {text!r} is already past: give a time to come")
+    return when
+
+
+def _delivery(flags: DeliveryFlags, now: float | None = None) -> Delivery:
+    """The transport flags, checked, as the run's `Delivery`."""
+    from prelabel.model import Delivery
+
+    transport = flags.transport
+    if transport is TransportChoice.realtime:
+        given = [
+            name
+            for name, value in (
+                ("--deadline", flags.deadline),
+                ("--deadline-margin", flags.deadline_margin),
+                ("--enqueued-tokens", flags.enqueued_tokens),
+                ("--batch-retry", flags.batch_retry),
+            )
+            if value is not None
+        ]
+        if given:
+            which = "auto" if given[0].startswith("--deadline") else "batch or auto"
+            raise ConfigError(
+                f"{given[0]} is for the Batch API: pass --transport {which} with it "
+                "(the default transport, realtime, does not use it)"
+            )
+        return Delivery()
+    if transport is TransportChoice.auto and flags.deadline is None:
+        raise ConfigError(
+            "--transport auto needs --deadline TIME (e.g. 07:00): what is not back from the "
+            "Batch API by then, less --deadline-margin, goes realtime; without a deadline, "
+            "pass --transport batch"
+        )
+    if transport is TransportChoice.batch and flags.deadline is not None:
+        raise ConfigError(
+            "--deadline is for --transport auto (batch waits for the Batch API, up to its "
+            "24 hours): pass --transport auto --deadline TIME"
+        )
+    if flags.deadline_margin is not None and flags.deadline is None:
+        raise ConfigError("--deadline-margin is the margin before --deadline: pass --deadline")
+    deadline = None
+    margin = 60.0 if flags.deadline_margin is None else flags.deadline_margin
+    if flags.deadline is not None:
+        now = time.time() if now is None else now
+        deadline = parse_deadline(flags.deadline, now)
+        if deadline - margin * 60 <= now:
+            raise ConfigError(
+                f"--deadline {flags.deadline} less --deadline-margin {margin:g} minutes is "
+                "already past: every item would go realtime; give a later deadline or a "
+                "smaller margin (or pass --transport realtime)"
+            )
+    return Delivery(
+        transport=transport.value,
+        deadline=deadline,
+        margin_seconds=margin * 60,
+        enqueued_tokens=flags.enqueued_tokens,
+        retry=flags.batch_retry.value if flags.batch_retry is not None else "batch",
+    )
+
+
 def _print_estimate(
     spec: DatasetSpec, options: RunOptions, rpm: int | None, tpm: int | None
 ) -> None:
@@ -318,10 +414,11 @@ def _print_estimate(
         spec,
         model=options.model,
         base_url=options.base_url,
-        shard_size=options.shard_size,
+        shard_size=options.shard_items,
         batch_size=options.batch_size,
         max_tokens=options.max_tokens,
         labeling=options.labeling,
+        transport=options.delivery.transport,
     )
     console.print(render_estimate(estimate, rpm, tpm))
 
@@ -333,16 +430,19 @@ def estimate(
     endpoint: EndpointFlags,
     limits: EstimateLimitFlags,
     task: TaskFlags,
+    delivery: DeliveryFlags,
 ) -> None:
     """Print what a run would cost before starting it: requests, tokens and price.
 
     Takes the same dataset and labeling flags as `run`, and needs neither Redis nor the
     endpoint. Prompt tokens are counted on the real messages; completion tokens are
     estimated, with `max_tokens` per request as the bound. Prices: built-in table, extended
-    by the JSON or TOML file in $PRELABEL_PRICES.
+    by the JSON or TOML file in $PRELABEL_PRICES; with `--transport batch`, the Batch API's
+    half price (auto: between the two).
     """
     from producer.pipeline import RunOptions
 
+    how = _delivery(delivery)
     labeling = _labeling(task)
     spec = _dataset_spec(data, labeling)
     url = endpoint.base_url or _settings().openai_base_url
@@ -353,6 +453,7 @@ def estimate(
         batch_size=limits.batch_size,
         max_tokens=limits.completion_limit,
         labeling=labeling,
+        delivery=how,
     )
     _print_estimate(spec, options, limits.rpm, limits.tpm)
 
@@ -433,14 +534,27 @@ def resume(
 
 @app.command()
 def cancel(run_id: RunArg, redis_url: RedisUrlOpt = None) -> None:
-    """Stop a run cleanly: calls in flight finish and are kept, no new ones start."""
+    """Stop a run cleanly: calls in flight finish and are kept, no new ones start; the
+    workers cancel the run's Batch API batches (lines answered by then are kept)."""
+    from prelabel.batches import FINAL
     from prelabel.connections import connect
+    from prelabel.monitor import read_batches
     from prelabel.store import RunStore
     from producer.control import cancel as cancel_run
 
     settings = _settings(redis_url)
-    cancel_run(RunStore(connect(settings.redis_url, master=settings.sentinel_master)), run_id)
+    store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
+    cancel_run(store, run_id)
     console.print(f"run {run_id}: cancelled (`prelabel resume {run_id}` takes it up again)")
+    out = [b for b in read_batches(store.redis, run_id) if b.status not in FINAL]
+    if out:
+        items = sum(b.items for b in out)
+        console.print(
+            f"its {len(out)} batches still in the Batch API ({items:,} items) are cancelled by "
+            "the workers' poller; lines answered before that are kept and labeled on resume",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -28,7 +28,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from prelabel.errors import ConfigError, PrelabelError
-from prelabel.monitor import DEFAULT_WINDOW, Snapshot, Window, read_runs, recent_run_ids, snapshot
+from prelabel.monitor import (
+    BATCH_STATES,
+    DEFAULT_WINDOW,
+    Snapshot,
+    Window,
+    read_runs,
+    recent_run_ids,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +176,44 @@ def families(snaps: list[Snapshot]) -> Iterator[Metric]:
         lambda s: s.rates.wait_per_request_s if s.rates else None,
     )
     yield gauge("prelabel_run_eta_seconds", "Seconds until the run is done.", lambda s: s.eta_s)
+    yield from batch_families(snaps)
+
+
+def batch_families(snaps: list[Snapshot]) -> Iterator[Metric]:
+    """The Batch API's families: batches and their items by state (gauges, for the runs that
+    have batches; a state with none reads 0 once the run has any), and its share of the
+    requests and tokens (counters)."""
+    labels = ["run", "state"]
+    batches = GaugeMetricFamily(
+        "prelabel_batches", "The run's Batch API batches, by state.", labels=labels
+    )
+    items = GaugeMetricFamily(
+        "prelabel_batch_items", "Items in the run's Batch API batches, by state.", labels=labels
+    )
+    requests = CounterMetricFamily(
+        "prelabel_batch_requests", "Requests the Batch API answered (lines).", labels=["run"]
+    )
+    tokens = CounterMetricFamily(
+        "prelabel_batch_tokens",
+        "Tokens of the Batch API's answers (billed at half price), by kind.",
+        labels=["run", "kind"],
+    )
+    polls = CounterMetricFamily(
+        "prelabel_batch_polls", "Polls of the run's batches' states.", labels=["run"]
+    )
+    for s in snaps:
+        if not (s.batches or s.batch_requests or s.transport != "realtime"):
+            continue
+        by_state = {b.state: b for b in s.batches}
+        for state in BATCH_STATES:
+            b = by_state.get(state)
+            batches.add_metric([s.run_id, state], b.batches if b else 0)
+            items.add_metric([s.run_id, state], b.items if b else 0)
+        requests.add_metric([s.run_id], s.batch_requests)
+        tokens.add_metric([s.run_id, "prompt"], s.batch_prompt_tokens)
+        tokens.add_metric([s.run_id, "completion"], s.batch_completion_tokens)
+        polls.add_metric([s.run_id], s.batch_polls)
+    yield from (batches, items, requests, tokens, polls)
 
 
 def task_counters(snaps: list[Snapshot]) -> Iterator[Metric]:

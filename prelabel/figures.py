@@ -34,6 +34,13 @@ class RunFigures(Frozen):
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     #: Answers reused from the cache instead of paid for.
     cache_hits: int = 0
+    #: Batch API batches the run created, and the part of `requests`, `prompt_tokens` and
+    #: `completion_tokens` they answered (billed at half the list price; the rest were
+    #: realtime calls).
+    batches: int = 0
+    batch_requests: int = 0
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
     wall_seconds: float = 0.0
     #: What the run cost in US dollars, when known (None: unknown, shown as "n/a").
     cost_usd: float | None = None
@@ -59,6 +66,39 @@ class RunFigures(Frozen):
         timed. Items a stopped run never reached are not counted."""
         done = self.labeled + self.failed - self.unfinished
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def realtime_requests(self) -> int:
+        """Requests answered by realtime calls (those not in a batch)."""
+        return max(self.requests - self.batch_requests, 0)
+
+    @property
+    def realtime_tokens(self) -> int:
+        """Tokens of the realtime calls, prompt and completion."""
+        batched = self.batch_prompt_tokens + self.batch_completion_tokens
+        return max(self.prompt_tokens + self.completion_tokens - batched, 0)
+
+    @property
+    def batch_tokens(self) -> int:
+        """Tokens of the Batch API's answers, prompt and completion."""
+        return self.batch_prompt_tokens + self.batch_completion_tokens
+
+    def transport_line(self) -> str:
+        """Which transport answered how many requests and tokens, in one line; "" for a run
+        that used no batch."""
+        if not (self.batches or self.batch_requests):
+            return ""
+        return (
+            f"Batch API {_count(self.batch_requests, 'request')}, {self.batch_tokens:,} tokens "
+            f"(half price; {_count(self.batches, 'batch')}) · realtime "
+            f"{_count(self.realtime_requests, 'request')}, {self.realtime_tokens:,} tokens"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 batch`, `2 batches`, `1,000 requests`."""
+    plural = noun + ("es" if noun.endswith(("s", "ch")) else "s")
+    return f"{n:,} {noun if n == 1 else plural}"
 
 
 class CostQuality(Frozen):

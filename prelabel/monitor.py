@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import redis
 from pydantic import ValidationError
 
+from prelabel.batches import BatchRecord, BatchStatus
 from prelabel.counters import CounterSpec, RunCounter
 from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
-from prelabel.pricing import Price, run_price
+from prelabel.pricing import Price, counters_cost, run_price
 
 #: How far back `--watch` and the exporter look for the rates they show.
 DEFAULT_WINDOW = 60.0
@@ -69,6 +70,48 @@ class RunView:
     queue: str | None = None
     #: The counters of the run's task type's own, as the run keeps them.
     task_counters: tuple[CounterSpec, ...] = ()
+    #: The run's Batch API batches (`RunKeys.batches`), by state.
+    batches: tuple[BatchState, ...] = ()
+    #: `realtime` once an `auto` run's deadline (less its margin) sent the rest realtime.
+    transport_now: str | None = None
+
+
+#: The order batch states are shown in: the way a batch goes.
+BATCH_STATES: tuple[BatchStatus, ...] = (
+    "validating",
+    "in_progress",
+    "finalizing",
+    "cancelling",
+    "completed",
+    "collected",
+    "failed",
+    "expired",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """A run's batches in one state: how many, and how many items they hold."""
+
+    state: str
+    batches: int
+    items: int
+
+
+def batch_states(records: Sequence[BatchRecord]) -> tuple[BatchState, ...]:
+    """The batches by state (in `BATCH_STATES` order), with their items; states with no
+    batch left out."""
+    counts: dict[str, list[int]] = {}
+    for record in records:
+        entry = counts.setdefault(record.status, [0, 0])
+        entry[0] += 1
+        entry[1] += record.items
+    order: dict[str, int] = {state: i for i, state in enumerate(BATCH_STATES)}
+    return tuple(
+        BatchState(state, n, items)
+        for state, (n, items) in sorted(counts.items(), key=lambda kv: order.get(kv[0], 99))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +167,18 @@ class Snapshot:
     pause_asked_s: float | None = None
     #: The task type's own counters, in the order it declares them, and their values.
     task_counts: tuple[tuple[CounterSpec, int], ...] = ()
+    #: The run's transport (`RunConfig.delivery`), and what `auto` uses now.
+    transport: str = "realtime"
+    transport_now: str | None = None
+    deadline: float | None = None
+    #: The Batch API's part: batches by state, batches created and polled, and the part of
+    #: `requests` and the tokens they answered.
+    batches: tuple[BatchState, ...] = ()
+    batches_created: int = 0
+    batch_polls: int = 0
+    batch_requests: int = 0
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
 
     @property
     def done(self) -> int:
@@ -170,7 +225,18 @@ def rates(
     requests = delta(RunCounter.REQUESTS)
     prompt = delta(RunCounter.PROMPT_TOKENS)
     completion = delta(RunCounter.COMPLETION_TOKENS)
-    cost = None if price is None else price.cost(prompt, completion)
+    cost = None
+    if price is not None:
+        batched = {
+            k: delta(k)
+            for k in (RunCounter.BATCH_PROMPT_TOKENS, RunCounter.BATCH_COMPLETION_TOKENS)
+        }
+        cost = price.cost(
+            prompt,
+            completion,
+            batch_prompt=batched[RunCounter.BATCH_PROMPT_TOKENS],
+            batch_completion=batched[RunCounter.BATCH_COMPLETION_TOKENS],
+        )
     return Rates(
         seconds=seconds,
         items_per_s=max(newer.done - older.done, 0) / seconds,
@@ -213,8 +279,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
     stopped = view.status != "running"
     speed = window.items_per_s if window is not None else None
     eta = None if stopped and remaining else eta_seconds(remaining, speed)
-    tokens = s.get(RunCounter.PROMPT_TOKENS), s.get(RunCounter.COMPLETION_TOKENS)
-    spent = price.cost(*tokens) if price else None
+    spent = counters_cost(price, s.counters) if price else None
     return Snapshot(
         run_id=cfg.run_id,
         status=view.status,
@@ -245,6 +310,15 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         pause_until=s.get(RunCounter.PAUSE_UNTIL_MS) / 1000 or None,
         pause_asked_s=s.get(RunCounter.PAUSE_ASKED_MS) / 1000 or None,
         task_counts=tuple((c, s.get(c.name)) for c in view.task_counters),
+        transport=cfg.delivery.transport,
+        transport_now=view.transport_now,
+        deadline=cfg.delivery.deadline,
+        batches=view.batches,
+        batches_created=s.get(RunCounter.BATCHES),
+        batch_polls=s.get(RunCounter.BATCH_POLLS),
+        batch_requests=s.get(RunCounter.BATCH_REQUESTS),
+        batch_prompt_tokens=s.get(RunCounter.BATCH_PROMPT_TOKENS),
+        batch_completion_tokens=s.get(RunCounter.BATCH_COMPLETION_TOKENS),
     )
 
 
@@ -286,18 +360,29 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
         keys = RunKeys(run_id)
         pipe.hmget(
             keys.meta,
-            ["config", "status", "error", "updated_at", "caps", "active_at", "queue", "counters"],
+            [
+                "config",
+                "status",
+                "error",
+                "updated_at",
+                "caps",
+                "active_at",
+                "queue",
+                "counters",
+                "transport_now",
+            ],
         )
         pipe.hgetall(keys.counters)
         pipe.hlen(keys.attempts)
+        pipe.hvals(keys.batches)
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:
         raise BrokerError(f"Redis error reading runs: {exc}") from None
     views: list[RunView] = []
     for i in range(len(run_ids)):
-        meta, counters, started = replies[3 * i : 3 * i + 3]
-        raw_config, status, error, updated, caps, active, queue, task_counters = meta
+        meta, counters, started, batches = replies[4 * i : 4 * i + 4]
+        raw_config, status, error, updated, caps, active, queue, task_counters, now_by = meta
         if raw_config is None or status is None:
             continue  # expired, or listed in the index but never written
         try:
@@ -315,10 +400,31 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
                 started_shards=int(started),
                 queue=_text(queue) if queue else None,
                 task_counters=_counter_specs(task_counters),
+                batches=batch_states(_batch_records(batches)),
+                transport_now=_text(now_by) if now_by else None,
                 **_worker_caps(caps),
             )
         )
     return views
+
+
+def _batch_records(raw: Sequence[bytes | str]) -> list[BatchRecord]:
+    records = []
+    for value in raw:
+        try:
+            records.append(BatchRecord.model_validate_json(value))
+        except ValidationError:
+            continue  # written by another prelabel version: not ours to count
+    return records
+
+
+def read_batches(client: redis.Redis, run_id: str) -> list[BatchRecord]:
+    """The run's Batch API batches (`RunKeys.batches`), oldest first."""
+    try:
+        raw = client.hvals(RunKeys(run_id).batches)
+    except redis.RedisError as exc:
+        raise BrokerError(f"Redis error reading the batches of run {run_id}: {exc}") from None
+    return sorted(_batch_records(raw), key=lambda b: (b.created_at, b.batch_id))
 
 
 def _worker_caps(raw: bytes | str | None) -> dict[str, int | None]:
@@ -364,15 +470,19 @@ def _text(value: bytes | str) -> str:
 
 
 __all__ = [
+    "BATCH_STATES",
     "DEFAULT_WINDOW",
+    "BatchState",
     "Rates",
     "RunView",
     "Sample",
     "Snapshot",
     "Window",
+    "batch_states",
     "eta_seconds",
     "failure_reasons",
     "rates",
+    "read_batches",
     "read_run",
     "read_runs",
     "recent_run_ids",

@@ -106,6 +106,7 @@ ENDPOINT = "Endpoint"
 LIMITS = "Limits"
 TASK = "Task"
 BUDGET = "Budget"
+TRANSPORT = "Transport"
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,14 @@ class EndpointFlags:
     ] = None
 
 
+#: `--shard-size`'s help: the default depends on the transport (`producer.pipeline`).
+SHARD_SIZE_HELP = (
+    "Items per Celery task. Default: 50; with --transport batch or auto, 1000: a shard pass "
+    "is one batch file, and fewer, larger files mean fewer files, batches and polls, well "
+    "under the API's 50,000 requests and 200 MB a file."
+)
+
+
 @dataclass(frozen=True)
 class LimitFlags:
     """The caps the calls go under, and how the work is cut."""
@@ -223,8 +232,9 @@ class LimitFlags:
         typer.Option(help="Tokens/min cap shared by every worker.", min=1, rich_help_panel=LIMITS),
     ] = None
     shard_size: Annotated[
-        int, typer.Option(help="Items per Celery task.", min=1, rich_help_panel=LIMITS)
-    ] = 50
+        int | None,
+        typer.Option(help=SHARD_SIZE_HELP, min=1, show_default=False, rich_help_panel=LIMITS),
+    ] = None
     batch_size: Annotated[
         int, typer.Option(help="Sentences per LLM request.", min=1, rich_help_panel=LIMITS)
     ] = 1
@@ -357,6 +367,83 @@ class BudgetFlags:
             help="Stop admitting calls once the run has spent this many tokens.",
             min=1,
             rich_help_panel=BUDGET,
+        ),
+    ] = None
+
+
+class TransportChoice(StrEnum):
+    realtime = "realtime"
+    batch = "batch"
+    auto = "auto"
+
+
+class RetryChoice(StrEnum):
+    batch = "batch"
+    realtime = "realtime"
+
+
+@dataclass(frozen=True)
+class DeliveryFlags:
+    """Which transport answers the run's requests: realtime calls, or the Batch API."""
+
+    transport: Annotated[
+        TransportChoice,
+        typer.Option(
+            "--transport",
+            help="realtime: one call per request, under the shared caps. batch: OpenAI's "
+            "Batch API, at half the price, answers within 24 hours (an overnight run). auto: "
+            "batch first, and what is not back by --deadline less --deadline-margin goes "
+            "realtime.",
+            case_sensitive=False,
+            rich_help_panel=TRANSPORT,
+        ),
+    ] = TransportChoice.realtime
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            metavar="TIME",
+            help="With --transport auto (required there): when the run must be done, as an "
+            "ISO 8601 date-time (2026-12-01T07:00, local time unless it gives an offset) or "
+            "HH:MM, its next occurrence in local time.",
+            show_default=False,
+            rich_help_panel=TRANSPORT,
+        ),
+    ] = None
+    deadline_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline-margin",
+            metavar="MINUTES",
+            help="With --deadline: minutes before it at which the batches still out are "
+            "cancelled and their items go realtime. Default: 60.",
+            min=0,
+            show_default=False,
+            rich_help_panel=TRANSPORT,
+        ),
+    ] = None
+    enqueued_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--enqueued-tokens",
+            metavar="N",
+            help="With batch or auto: prompt tokens the fleet may have waiting in batches for "
+            "the model (your organisation's enqueued-token limit; a batch over it fails). "
+            "Default: PRELABEL_CAPS' enqueued_tokens for the model, else no limit.",
+            min=1,
+            show_default=False,
+            rich_help_panel=TRANSPORT,
+        ),
+    ] = None
+    batch_retry: Annotated[
+        RetryChoice | None,
+        typer.Option(
+            "--batch-retry",
+            help="With batch or auto: where a batch line that failed or expired is asked "
+            "again: in a new batch, or realtime. Default: batch.",
+            case_sensitive=False,
+            show_default=False,
+            rich_help_panel=TRANSPORT,
         ),
     ] = None
 

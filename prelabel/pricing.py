@@ -1,7 +1,9 @@
 """What tokens cost: a built-in price table per model, extendable by a file.
 
 Prices are USD per million tokens, input (prompt) and output (completion), at OpenAI's
-standard tier. The built-in table was copied from OpenAI's pricing page as of 2025-08; prices
+standard tier. Tokens that went through the Batch API cost half of it (`BATCH_DISCOUNT`):
+a run's BATCH_PROMPT_TOKENS and BATCH_COMPLETION_TOKENS counters say which part that was.
+The built-in table was copied from OpenAI's pricing page as of 2025-08; prices
 change, so check them before relying on an estimate. A file named by `PRELABEL_PRICES` (JSON
 or TOML) adds models or overrides these:
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prelabel.counters import RunCounter
 from prelabel.errors import ConfigError
 from prelabel.files import read_toml_or_json
 
@@ -38,6 +41,10 @@ if TYPE_CHECKING:
 PRICES_ENV = "PRELABEL_PRICES"
 
 
+#: What the Batch API charges for a token, as a share of the list price (OpenAI: half).
+BATCH_DISCOUNT = 0.5
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     """USD per million input (prompt) and output (completion) tokens."""
@@ -45,9 +52,42 @@ class Price:
     input: float
     output: float
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD for that many tokens."""
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        batch_prompt: int = 0,
+        batch_completion: int = 0,
+    ) -> float:
+        """USD for that many tokens, of which `batch_prompt` and `batch_completion` (a part
+        of them, as the BATCH_* counters are of the run's token counters) went through the
+        Batch API, at `BATCH_DISCOUNT` of the list price."""
+        listed = (prompt_tokens - batch_prompt) * self.input + (
+            completion_tokens - batch_completion
+        ) * self.output
+        batched = batch_prompt * self.input + batch_completion * self.output
+        return (listed + BATCH_DISCOUNT * batched) / 1_000_000
+
+    def batch_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for that many tokens, all through the Batch API."""
+        return self.cost(
+            prompt_tokens,
+            completion_tokens,
+            batch_prompt=prompt_tokens,
+            batch_completion=completion_tokens,
+        )
+
+
+def counters_cost(price: Price, counters: Mapping[str, int]) -> float:
+    """What a run's counters (`RunKeys.counters`) cost at `price`: its batched tokens at the
+    Batch API's price, the rest at the list price."""
+    return price.cost(
+        int(counters.get(RunCounter.PROMPT_TOKENS, 0)),
+        int(counters.get(RunCounter.COMPLETION_TOKENS, 0)),
+        batch_prompt=int(counters.get(RunCounter.BATCH_PROMPT_TOKENS, 0)),
+        batch_completion=int(counters.get(RunCounter.BATCH_COMPLETION_TOKENS, 0)),
+    )
 
 
 #: OpenAI standard-tier prices, USD per 1M tokens, as listed on 2025-08 (input, output).

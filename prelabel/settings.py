@@ -23,6 +23,9 @@ class ModelCaps(Frozen):
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
+    #: Prompt tokens the fleet may have waiting in Batch API batches for the model (OpenAI's
+    #: enqueued-token limit); a run's `--enqueued-tokens` overrides it.
+    enqueued_tokens: int | None = Field(None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -67,8 +70,9 @@ class Settings(BaseSettings):
     #: Seconds of such pauses a run may be charged in all before it stops, with the reason
     #: (`prelabel resume` takes it up again once the endpoint answers).
     max_paused: float = Field(15 * 60.0, gt=0)
-    #: Provider caps per model, as JSON: `{"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}`; a
-    #: `"*"` entry covers other models. A run's `--rpm/--tpm` override them.
+    #: Provider caps per model, as JSON: `{"gpt-4o-mini": {"rpm": 500, "tpm": 200000,
+    #: "enqueued_tokens": 2000000}}`; a `"*"` entry covers other models. A run's `--rpm`,
+    #: `--tpm` and `--enqueued-tokens` override them.
     caps: dict[str, ModelCaps] = Field(default_factory=dict)
     #: Seconds of each cap the shared bucket holds (the provider holds about one).
     bucket_seconds: float = Field(0.8, gt=0, le=60)
@@ -96,6 +100,16 @@ class Settings(BaseSettings):
     #: is split, and a single sentence that cannot fit fails with that reason. None: what
     #: the server says (llama.cpp, vLLM, Ollama), else 128,000 (`workers.transports.window`).
     context_tokens: int | None = Field(None, ge=256)
+
+
+def enqueued_token_limit(settings: Settings, model: str, own: int | None = None) -> int | None:
+    """The prompt tokens the fleet may have waiting in batches for `model`: the run's own
+    (`Delivery.enqueued_tokens`), else `PRELABEL_CAPS`' for the model (or `"*"`), else None
+    (no limit)."""
+    if own is not None:
+        return own
+    caps = settings.caps.get(model) or settings.caps.get("*")
+    return caps.enqueued_tokens if caps is not None else None
 
 
 def is_local_endpoint(base_url: str) -> bool:

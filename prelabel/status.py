@@ -64,8 +64,9 @@ def _cap(cap: int | None) -> str:
 def render(
     snap: Snapshot, reasons: list[tuple[str, int]] | None = None, redis_url: str | None = None
 ) -> RenderableType:
-    """The run as one panel: progress, rates against the caps, cost, 429s, ETA, failures,
-    and what to start when no worker has taken any of its shards (`redis_url` is where)."""
+    """The run as one panel: progress, rates against the caps, cost, 429s, ETA, the Batch
+    API's batches, failures, and what to start when no worker has taken any of its shards
+    (`redis_url` is where)."""
     r = snap.rates
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -111,6 +112,8 @@ def render(
         "tokens in all",
         f"prompt {snap.prompt_tokens:,} · completion {snap.completion_tokens:,}",
     )
+    for name, value in transport_rows(snap):
+        grid.add_row(name, value)
     eta = "done" if snap.finished and not snap.remaining else fmt_duration(snap.eta_s)
     grid.add_row("ETA", eta)
     idle = no_worker(snap, redis_url=redis_url)
@@ -130,6 +133,38 @@ def render(
         + (f" ({snap.split})" if snap.split else "")
     )
     return Panel(Group(*parts), title=title, subtitle=subtitle, title_align="left")
+
+
+def batches_text(snap: Snapshot) -> str:
+    """The run's batches by state with their items: `in_progress 2 (2,000 items) · ...`."""
+    return " · ".join(f"{b.state} {b.batches:,} ({b.items:,} items)" for b in snap.batches)
+
+
+def transport_rows(snap: Snapshot) -> list[tuple[str, str]]:
+    """The Batch API's rows of the panel, for a run that uses it: its transport (and an
+    `auto` run's deadline), its batches by state, and which transport answered how much."""
+    if snap.transport == "realtime" and not snap.batches and not snap.batch_requests:
+        return []
+    how = snap.transport
+    if snap.deadline is not None:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(snap.deadline))
+        how += f" · deadline {when}"
+    if snap.transport_now == "realtime":
+        how += " · [yellow]realtime now[/]: the deadline came, the batches out were cancelled"
+    rows = [("transport", how)]
+    rows.append(("batches", batches_text(snap) if snap.batches else "none yet"))
+    batch_tokens = snap.batch_prompt_tokens + snap.batch_completion_tokens
+    realtime = max(snap.requests - snap.batch_requests, 0)
+    realtime_tokens = max(snap.prompt_tokens + snap.completion_tokens - batch_tokens, 0)
+    rows.append(
+        (
+            "answered by",
+            f"Batch API {snap.batch_requests:,} requests, {batch_tokens:,} tokens (half price) · "
+            f"realtime {realtime:,} requests, {realtime_tokens:,} tokens · "
+            f"{snap.batches_created:,} batches created, {snap.batch_polls:,} polls",
+        )
+    )
+    return rows
 
 
 def failures_table(reasons: list[tuple[str, int]]) -> Table:
@@ -188,6 +223,12 @@ def one_line(snap: Snapshot) -> str:
         f"paused_s={snap.paused_s:.0f}",
         f"eta={fmt_duration(snap.eta_s)}",
     ]
+    if snap.batches:
+        states = ",".join(f"{b.state}:{b.batches}/{b.items}" for b in snap.batches)
+        fields.append(f"batches={states}")
+        fields.append(f"batch_requests={snap.batch_requests}")
+    if snap.transport_now:
+        fields.append(f"transport_now={snap.transport_now}")
     return " ".join(fields)
 
 
@@ -258,7 +299,8 @@ def status_command(
     ] = 2.0,
     redis_url: RedisUrlOpt = None,
 ) -> None:
-    """Show a run: items done and failed, rates against the caps, cost, 429s, bucket wait, ETA.
+    """Show a run: items done and failed, rates against the caps, cost, 429s, bucket wait, ETA,
+    and the Batch API's batches by state with their items (batch and auto runs).
 
     Without --watch, rates are averages since the run started, and the most common failure
     reasons are listed. With --watch, rates are over the last minute.

@@ -13,6 +13,7 @@ Completion tokens cannot be known before the model answers. Two figures are give
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from rich.table import Table
 
 import task_types
 from prelabel.model import Endpoint, Limits, Record, RunConfig, Spend
-from prelabel.pricing import Price, price_for, stored_price
+from prelabel.pricing import BATCH_DISCOUNT, Price, price_for, stored_price
 from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from workers.fewshot import make_selector
@@ -45,16 +46,34 @@ class Estimate:
     few_shot: int
     #: Requests whose estimated answer does not fit in `max_tokens`: raise it, or batch less.
     over_max_tokens: int = 0
+    #: The run's transport: `batch` is priced at the Batch API's price, `auto` between it and
+    #: the realtime price (how much goes realtime depends on when the batches are back).
+    transport: str = "realtime"
+
+    def _cost(self, completion: int) -> float | None:
+        if self.price is None:
+            return None
+        if self.transport == "batch":
+            return self.price.batch_cost(self.prompt_tokens, completion)
+        return self.price.cost(self.prompt_tokens, completion)
 
     @property
     def cost_usd(self) -> float | None:
-        """Price of the prompt tokens and the estimated completion tokens."""
-        return self.price.cost(self.prompt_tokens, self.completion_tokens) if self.price else None
+        """Price of the prompt tokens and the estimated completion tokens, at the transport's
+        price (auto: at most the realtime price, the figure given)."""
+        return self._cost(self.completion_tokens)
 
     @property
     def cost_bound_usd(self) -> float | None:
         """Price if every request used its whole `max_tokens`."""
-        return self.price.cost(self.prompt_tokens, self.completion_bound) if self.price else None
+        return self._cost(self.completion_bound)
+
+    @property
+    def batch_cost_usd(self) -> float | None:
+        """Price of the estimated tokens, all through the Batch API (auto's lowest)."""
+        if self.price is None:
+            return None
+        return self.price.batch_cost(self.prompt_tokens, self.completion_tokens)
 
     @property
     def tokens_per_item(self) -> float:
@@ -79,6 +98,7 @@ def estimate_run(
     batch_size: int = 1,
     max_tokens: int = 512,
     labeling: LabelingOptions | None = None,
+    transport: str = "realtime",
 ) -> Estimate:
     """Load `spec` and resolve the labeling choices as `prelabel run` would, then estimate.
 
@@ -103,7 +123,8 @@ def estimate_run(
         ),
         labeling=resolved.config,
     )
-    return estimate_requests(dataset.records, config, resolved)
+    estimate = estimate_requests(dataset.records, config, resolved)
+    return dataclasses.replace(estimate, transport=transport)
 
 
 def estimate_requests(
@@ -147,7 +168,10 @@ def estimate_requests(
 
 def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = None) -> Table:
     """The estimate as a two-column table for the terminal."""
-    table = Table(title="Estimate (before the run)", title_justify="left", show_header=False)
+    title = "Estimate (before the run)"
+    if est.transport != "realtime":
+        title += f", transport {est.transport}"
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
     exact = "exact" if est.exact_prompt else "estimated: unknown tokenizer, o200k × 1.5"
@@ -165,9 +189,7 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
     if est.price is None:
         rows.append(("price", f"unknown for {est.model}: add it to the file in PRELABEL_PRICES"))
     else:
-        rows.append(("price (estimated)", _usd(est.cost_usd)))
-        rows.append(("price (bound)", _usd(est.cost_bound_usd)))
-        rows.append(("prices used (USD per 1M in/out)", f"{est.price.input} / {est.price.output}"))
+        rows.extend(_price_rows(est, est.price))
     if est.over_max_tokens:
         rows.append(
             (
@@ -182,6 +204,32 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _price_rows(est: Estimate, price: Price) -> list[tuple[str, str]]:
+    listed = f"{price.input} / {price.output}"
+    if est.transport == "batch":
+        half = f"{price.input * BATCH_DISCOUNT:g} / {price.output * BATCH_DISCOUNT:g}"
+        return [
+            ("price (estimated, Batch API: half the list price)", _usd(est.cost_usd)),
+            ("price (bound, Batch API)", _usd(est.cost_bound_usd)),
+            ("prices used (USD per 1M in/out)", f"{half} (Batch API; list {listed})"),
+        ]
+    if est.transport == "auto":
+        return [
+            (
+                "price (estimated, auto)",
+                f"{_usd(est.batch_cost_usd)} to {_usd(est.cost_usd)}: all back from the Batch "
+                "API by the deadline, or all realtime (at most the latter)",
+            ),
+            ("price (bound, at most)", _usd(est.cost_bound_usd)),
+            ("prices used (USD per 1M in/out)", f"{listed} (realtime; Batch API half)"),
+        ]
+    return [
+        ("price (estimated)", _usd(est.cost_usd)),
+        ("price (bound)", _usd(est.cost_bound_usd)),
+        ("prices used (USD per 1M in/out)", listed),
+    ]
 
 
 def _usd(value: float | None) -> str:

@@ -14,7 +14,7 @@ import task_types
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import Endpoint, Limits, ReasoningEffort, RunConfig, Spend
+from prelabel.model import Delivery, Endpoint, Limits, ReasoningEffort, RunConfig, Spend
 from prelabel.pricing import Price, price_for
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
@@ -25,6 +25,19 @@ from producer.progress import follow
 from producer.runs import check_endpoint, new_run_id, start_run
 from workers.fewshot import pool_to_json
 
+#: Items per shard when the run names none: with the realtime transport, a shard is a unit of
+#: work and of recovery (small: a lost worker loses little).
+REALTIME_SHARD_SIZE = 50
+#: With the Batch API (`batch`, `auto`), a shard pass is one batch file: fewer, larger files
+#: mean fewer files, batches and polls, and 1,000 items stay well under the API's 50,000
+#: requests and 200 MB a file, even at one item per request.
+BATCH_SHARD_SIZE = 1_000
+
+
+def default_shard_size(transport: str) -> int:
+    """Items per shard for a run of `transport` that names no `--shard-size`."""
+    return REALTIME_SHARD_SIZE if transport == "realtime" else BATCH_SHARD_SIZE
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -34,7 +47,8 @@ class RunOptions:
     base_url: str
     rpm: int | None = None
     tpm: int | None = None
-    shard_size: int = 50
+    #: Items per shard; None: the transport's default (`default_shard_size`).
+    shard_size: int | None = None
     batch_size: int = 1
     max_tokens: int = 512
     reasoning_effort: ReasoningEffort | None = None
@@ -42,6 +56,13 @@ class RunOptions:
     budget_usd: float | None = None
     budget_tokens: int | None = None
     labeling: LabelingOptions = field(default_factory=LabelingOptions)
+    #: Which transport answers the requests (realtime, the Batch API, or both by a deadline).
+    delivery: Delivery = field(default_factory=Delivery)
+
+    @property
+    def shard_items(self) -> int:
+        """Items per shard: `shard_size`, else the transport's default."""
+        return self.shard_size or default_shard_size(self.delivery.transport)
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,8 @@ def run_pipeline(
         f"model {config.endpoint.model} at {config.endpoint.base_url}",
         soft_wrap=True,
     )
+    if config.delivery.transport != "realtime":
+        console.print(transport_line(config.delivery), highlight=False, soft_wrap=True)
     if warning:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(
@@ -133,6 +156,21 @@ def run_pipeline(
     return RunOutcome(config.run_id, status, error, collected, dataset)
 
 
+def transport_line(delivery: Delivery) -> str:
+    """What a run's transport will do, in one line, for a run that uses the Batch API."""
+    size = "one batch file per shard pass, at half the price; answers within 24 hours"
+    if delivery.transport == "batch" or delivery.deadline is None:
+        return f"transport batch: {size}"
+    from datetime import datetime
+
+    switch = datetime.fromtimestamp(delivery.deadline - delivery.margin_seconds)
+    deadline = datetime.fromtimestamp(delivery.deadline)
+    return (
+        f"transport auto: {size}; what is not back by {switch:%Y-%m-%d %H:%M} goes realtime "
+        f"(deadline {deadline:%Y-%m-%d %H:%M}, local time)"
+    )
+
+
 def _config(
     options: RunOptions, labeling: Labeling, dataset: LoadedDataset, price: Price | None
 ) -> RunConfig:
@@ -141,7 +179,7 @@ def _config(
         dataset=dataset.source,
         split=dataset.split,
         total=len(dataset.records),
-        shards=-(-len(dataset.records) // options.shard_size),
+        shards=-(-len(dataset.records) // options.shard_items),
         created_at=time.time(),
         endpoint=Endpoint(
             model=options.model,
@@ -155,7 +193,7 @@ def _config(
             rpm=options.rpm,
             tpm=options.tpm,
             batch_size=options.batch_size,
-            shard_size=options.shard_size,
+            shard_size=options.shard_items,
         ),
         spend=Spend(
             budget_usd=options.budget_usd,
@@ -164,4 +202,5 @@ def _config(
             price_output=price.output if price else None,
         ),
         labeling=labeling.config,
+        delivery=options.delivery,
     )

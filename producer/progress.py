@@ -86,6 +86,12 @@ def follow(
                 f" · requests {counters.get(RunCounter.REQUESTS, 0)}"
                 f" · 429s {counters.get(RunCounter.RATE_LIMITED, 0)}"
             )
+            if config.delivery.transport != "realtime":
+                # Answers come back a batch at a time: say that batches are out meanwhile.
+                detail += (
+                    f" · batches {counters.get(RunCounter.BATCHES, 0)}"
+                    f" · batch requests {counters.get(RunCounter.BATCH_REQUESTS, 0)}"
+                )
             progress.update(task, completed=done, detail=detail)
             now = time.monotonic()
             finished = status != "running" or done >= total

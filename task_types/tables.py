@@ -61,6 +61,7 @@ def figure_rows(f: RunFigures, own: Sequence[tuple[str, str]] = ()) -> list[tupl
         *own,
         ("skipped input items", str(f.skipped)),
         ("answers from cache", str(f.cache_hits)),
+        *((("answered by", f.transport_line()),) if f.transport_line() else ()),
         *((f"failed: {reason}", str(n)) for reason, n in list(f.failure_reasons.items())[:5]),
         ("wall time", _duration(f.wall_seconds)),
         *((("not reached (the run stopped)", str(f.unfinished)),) if f.unfinished else ()),

@@ -316,7 +316,7 @@ def test_estimate_of_text_without_gold_prices_conlls_four_types(tmp_path: Path) 
     assert "requests" in proc.stdout and "prompt tokens (exact)" in proc.stdout
 
 
-def test_estimate_takes_the_dataset_endpoint_limit_and_task_options_of_run() -> None:
+def test_estimate_takes_the_dataset_endpoint_limit_task_and_transport_options_of_run() -> None:
     import typer.main
 
     from prelabel.cli import app
@@ -328,6 +328,6 @@ def test_estimate_takes_the_dataset_endpoint_limit_and_task_options_of_run() -> 
         return {p.name: p.rich_help_panel for p in params if p.rich_help_panel}
 
     run, estimate = grouped("run"), grouped("estimate")
-    assert set(estimate.values()) == {"Dataset", "Endpoint", "Limits", "Task"}
+    assert set(estimate.values()) == {"Dataset", "Endpoint", "Limits", "Task", "Transport"}
     assert {n: p for n, p in run.items() if n in estimate} == estimate
     assert set(run) - set(estimate) == {"reasoning_effort", "budget_usd", "budget_tokens"}
