@@ -107,6 +107,12 @@ class RunKeys:
         return f"{self.meta}:batch-submits"
 
     @property
+    def batch_tries(self) -> str:
+        """A batch line's `custom_id` → how many batches left it unanswered (expired,
+        cancelled, 5xx): past `workers.batch_poller.BATCH_TRIES` its items fail."""
+        return f"{self.meta}:batch-tries"
+
+    @property
     def batch_answers(self) -> str:
         """A collected batch line's `custom_id` → its answer (a `Completion` as JSON) or why it
         failed (`{"error": ...}`), until the shard's next pass labels it."""

@@ -172,6 +172,10 @@ class RunStore:
             keys.holders,
             keys.budget,
             keys.fewshot,
+            keys.batches,
+            keys.batch_submits,
+            keys.batch_answers,
+            keys.batch_tries,
             *map(keys.shard, range(shards)),
         ):
             pipe.expire(key, seconds)

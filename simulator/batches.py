@@ -485,13 +485,15 @@ class BatchAPI:
             self._finish(batch, ("batch_expired", EXPIRED_MESSAGE))
 
     def _done(self, batch: _Batch, at: float, started: float) -> int:
-        """How many lines the batch has answered by `at` (in proportion during in_progress)."""
+        """How many lines the batch has answered by `at`: line k (from 0) of n is answered
+        k/n of the way through in_progress, so the first one as it starts (a batch cut short
+        once it runs has always answered something, as the API's partial output does)."""
         total, span = len(batch.lines), self.schedule.in_progress
         if at < started:
             return 0
         if span <= 0 or at >= started + span:
             return total
-        return min(total, math.floor(total * (at - started) / span))
+        return min(total, math.floor(total * (at - started) / span) + 1)
 
     def _answer_lines(self, batch: _Batch, done: int) -> None:
         """Answer the batch's lines up to `done`, in order, through the chat endpoint's path."""

@@ -33,6 +33,7 @@ from simulator.server import RunningSimulator
 from task_types.ner.model import NerRecord
 from tests.test_simulator import GOLD, RECORDS, SYSTEM
 from workers.batch_poller import (
+    BATCH_TRIES,
     LONGEST_WAIT,
     POLLER_LOCK,
     BatchPoller,
@@ -337,22 +338,49 @@ def test_an_expired_batch_stores_its_answered_lines_and_leaves_the_rest_for_a_ne
         record = _submit(redis_client, api, 0, lines)
         _poll_until_done(redis_client, api, settings, record.batch_id)
     final = _record(redis_client, record.batch_id)
-    # One second of a ten-second batch: the first line, whenever the batch was read.
+    # One second of a ten-second batch: the first two lines (line k of 10 is answered k/10
+    # of the way), whenever the batch was read.
     assert (final.status, final.error, final.completed, final.failed) == (
         "collected",
         "expired",
-        1,
-        9,
+        2,
+        8,
     )
     answers = _answers(redis_client)
-    assert list(answers) == [lines[0]["custom_id"]]
+    assert sorted(answers) == sorted(line["custom_id"] for line in lines[:2])
     assert json.loads(answers[lines[0]["custom_id"]]["content"]) == GOLD[items[0].text]
     counters = _counters(redis_client)
-    assert counters[RunCounter.BATCH_REQUESTS] == counters[RunCounter.REQUESTS] == 1
-    # The shard's next pass puts the nine others into a new batch: this one is forgotten.
+    assert counters[RunCounter.BATCH_REQUESTS] == counters[RunCounter.REQUESTS] == 2
+    # The shard's next pass puts the eight others into a new batch: this one is forgotten.
     assert redis_client.hget(RunKeys(RUN).batch_submits, f"0:{record.key}") is None
     assert _queued_shards(redis_client) == [0]
     assert _enqueued(redis_client, sim) == 0
+
+
+def test_a_line_left_unanswered_in_batch_after_batch_fails_its_items_at_last(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    config = SimulatorConfig(
+        port=0,
+        batch_seconds=10,
+        batch_validating_seconds=0,
+        batch_finalizing_seconds=0,
+        batch_expire_seconds=1.0,
+    )
+    with serve_in_thread(config, Oracle(RECORDS)) as sim, _api(sim) as api:
+        items = _items(10)
+        _run(redis_client, sim, [items])
+        lines = [_line(0, item) for item in items]
+        last = lines[-1]["custom_id"]  # answered at 9/10 of a batch that expires at 1/10
+        for attempt in range(1, BATCH_TRIES + 1):
+            record = _submit(redis_client, api, 0, lines)
+            _poll_until_done(redis_client, api, settings, record.batch_id)
+            stored = _answers(redis_client).get(last)
+            assert (stored is None) == (attempt < BATCH_TRIES)
+    assert stored is not None and stored["requests"] == 0
+    assert stored["error"].startswith(
+        f"the Batch API left it unanswered in {BATCH_TRIES} batches (last: batch_expired)"
+    )
 
 
 def test_line_failures_a_refused_line_is_stored_a_5xx_is_asked_again(

@@ -97,6 +97,10 @@ SIMULATOR_FINGERPRINT = "prelabel-simulator"
 #: Error codes of lines the API never ran, which a new batch (or the realtime transport) asks
 #: again.
 NOT_RUN = frozenset({"batch_expired", "batch_cancelled"})
+#: Batches a line may go out in before the poller stops asking it again: a line that
+#: expires, is cancelled or answers 5xx that often fails its items with the reason (with
+#: `--batch-retry realtime` it goes realtime at once instead).
+BATCH_TRIES = 3
 #: A batch's error code when it would pass the account's enqueued-token limit.
 TOKEN_LIMIT = "token_limit_exceeded"
 #: The states in which a batch is still running and can be cancelled.
@@ -300,6 +304,7 @@ class _RunPoller:
             self._later(record)
             return
         answers: dict[str, str] = {}
+        again: dict[str, str] = {}
         spent: Counter[str] = Counter()
         share = record.prompt_tokens // max(record.requests, 1)
         for line in lines:
@@ -309,6 +314,9 @@ class _RunPoller:
             answer = _line_answer(line, share, spent)
             if answer is not None:
                 answers[name] = answer
+            else:
+                again[name] = _why_again(line)
+        answers |= self._out_of_tries(again)
         final = record.model_copy(
             update={
                 "status": "collected",
@@ -330,6 +338,28 @@ class _RunPoller:
                 len(answers),
                 record.requests,
             )
+
+    def _out_of_tries(self, again: dict[str, str]) -> dict[str, str]:
+        """Error answers for the lines to ask again that have gone out `BATCH_TRIES` times
+        already (`again`: custom_id → why it was not answered), so that a line the API keeps
+        leaving fails its items instead of going out forever."""
+        if not again:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for name in again:
+            pipe.hincrby(self.keys.batch_tries, name, 1)
+        tries = [int(n) for n in pipe.execute()]
+        return {
+            name: json.dumps(
+                {
+                    "error": f"the Batch API left it unanswered in {n} batches (last: {why}); "
+                    "run it again with --batch-retry realtime, or later",
+                    "requests": 0,
+                }
+            )
+            for (name, why), n in zip(again.items(), tries, strict=True)
+            if n >= BATCH_TRIES
+        }
 
     def _failed(self, record: BatchRecord, batch: Batch) -> None:
         errors = list(batch.errors.data or []) if batch.errors is not None else []
@@ -517,6 +547,15 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
     )
     refusal = {"refusal": answer.refusal} if answer.refusal else {}
     return json.dumps(dataclasses.asdict(completion_value) | refusal)
+
+
+def _why_again(line: dict[str, Any]) -> str:
+    """Why a line is asked again, in a few words: the API's code, or the answer's status."""
+    response = line.get("response")
+    if isinstance(response, dict):
+        return f"HTTP {response.get('status_code')}"
+    error = line.get("error")
+    return str(error.get("code")) if isinstance(error, dict) else "no answer"
 
 
 def _message(body: object) -> str:
