@@ -10,21 +10,16 @@ the labeler knows nothing of HTTP, rate limits or retries.
 Run-wide parameters (model, temperature, max tokens) are the transport's, given with the
 run's config when it is made: a request carries only what changes from one call to the next.
 
-A deferred transport (OpenAI's Batch API, half the price) is meant to sit behind the same
-values, with two steps where `complete` has one:
-
-- `submit(requests) -> handle`: each request a JSONL line (`chat.chat_body` for its body,
-  its `item_ids` for its `custom_id`), at most 50,000 a file and one model; the handle
-  (the batch's id) is kept in Redis with the run, since a worker may die before the answer
-  comes (24 hours at most);
-- `collect(handle) -> {custom_id: Completion | CallFailed}`: once the batch is done, its output
-  lines by `custom_id` (`chat.read_answer` reads a line's `response.body`; an error line, or
-  one left out by an expired batch, is a `CallFailed` for its items).
-
-The labeler's handling of each answer (parsing, halving, results) then stays as it is: the
-items a collected answer leaves go out in the next batch. The budget reserves at submit and
-settles at collect; the shared bucket has no part in it (the provider's batch queue limit
-replaces the rate caps).
+A deferred transport (OpenAI's Batch API, half the price: `batch.BatchTransport`) answers
+from the run's collected batches, and for a request that has no answer yet records it as a
+line of the shard pass's batch file and raises `Deferred`: the labeler leaves those items
+uncommitted, the shard submits its file when the pass ends, and the workers' poller
+(`workers.batch_poller`) stores the answers when the batch is done and puts the shard back in
+the queue. The next pass asks the same requests (the labeler replays a deferred shard from its
+first batches, so that halves match what was submitted) and gets their answers; the labeler's
+handling of each answer (parsing, halving, results) is unchanged. The budget settles when an
+answer is used; the shared bucket has no part in it (the provider's enqueued-token limit, held
+in Redis, replaces the rate caps).
 """
 
 from __future__ import annotations
