@@ -56,6 +56,15 @@ def sim() -> Iterator[RunningSimulator]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def limited() -> Iterator[RunningSimulator]:
+    """A simulator whose own enqueued-token limit (10 tokens) fails every batch with
+    token_limit_exceeded (outliving the test's worker context, whose client it serves)."""
+    simulated = SimulatorConfig(port=0, batch_seconds=0.3, batch_enqueued_tokens=10)
+    with serve_in_thread(simulated, Oracle(RECORDS)) as running:
+        yield running
+
+
 @pytest.fixture
 def env(redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> str:
     queue = f"prelabel-test-{uuid.uuid4().hex[:8]}"
@@ -208,20 +217,21 @@ def test_a_submission_the_enqueued_token_limit_refused_gives_its_reservation_bac
 
 
 def test_a_batch_that_failed_gives_its_reservation_back(
-    redis_client: redis.Redis, context: WorkerContext
+    limited: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
 ) -> None:
-    # The API's own enqueued-token limit (10 tokens): the batch fails token_limit_exceeded.
-    simulated = SimulatorConfig(port=0, batch_seconds=0.3, batch_enqueued_tokens=10)
-    with serve_in_thread(simulated, Oracle(RECORDS)) as sim, sync_client(sim) as api:
+    sim = limited
+    with sync_client(sim) as api:
         cfg = create(redis_client, budgeted(sim, budget_usd=1.0))
         assert context.run(label_shard(context, cfg.run_id, 0)) == 0
         (record,) = records(redis_client, cfg).values()
         assert budget(redis_client, cfg.run_id) == (record.reserved_tokens, record.reserved_musd)
         assert record.reserved_tokens > 0
         deadline = time.monotonic() + POLL_DEADLINE
+        later = time.time()
         while records(redis_client, cfg)[record.batch_id].status not in ("collected", "failed"):
             assert time.monotonic() < deadline
-            poll_run(redis_client, api, load_settings(), cfg.run_id, now=time.time() + 3600)
+            later += 3600  # past any wait the poller set (the API's clock is not involved)
+            poll_run(redis_client, api, load_settings(), cfg.run_id, now=later)
             time.sleep(0.02)
     failed = records(redis_client, cfg)[record.batch_id]
     assert failed.status == "failed" and failed.error.startswith("token_limit_exceeded")
