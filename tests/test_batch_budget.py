@@ -21,9 +21,10 @@ import pytest
 import redis
 
 from prelabel.batches import FINAL
+from prelabel.counters import RunCounter
 from prelabel.errors import BudgetReached
 from prelabel.keys import RunKeys, batch_enqueued_key
-from prelabel.model import RunConfig, Spend
+from prelabel.model import Delivery, RunConfig, Spend
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from simulator import Oracle, SimulatorConfig, serve_in_thread
@@ -236,3 +237,51 @@ def test_a_batch_that_failed_gives_its_reservation_back(
     failed = records(redis_client, cfg)[record.batch_id]
     assert failed.status == "failed" and failed.error.startswith("token_limit_exceeded")
     assert budget(redis_client, cfg.run_id) == (0, 0)
+
+
+def test_a_batch_adopted_after_a_failed_submit_holds_its_reservation_again(
+    sim: RunningSimulator,
+    redis_client: redis.Redis,
+    context: WorkerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The API took the batch, then the answer was lost (a timeout): the reservation was
+    # given back with the error; the next pass adopts the batch and holds it again, once.
+    cfg = create(redis_client, budgeted(sim, budget_usd=1.0))
+    create_batch = BatchTransport._create
+
+    async def lost_answer(self: BatchTransport, data: bytes, key: str) -> Any:
+        await create_batch(self, data, key)
+        raise SubmitFailed("could not submit shard 0's batch: read timed out")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BatchTransport, "_create", lost_answer)
+        assert context.run(label_shard(context, cfg.run_id, 0)) == 0
+    assert budget(redis_client, cfg.run_id) == (0, 0)
+    assert records(redis_client, cfg) == {}
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 0  # adopts it
+    (record,) = records(redis_client, cfg).values()
+    assert batches_of(sim, cfg.run_id) == [record.batch_id]
+    assert (record.reserved_tokens, record.reserved_musd) == (
+        record.prompt_tokens + 1024,
+        record.prompt_tokens + 4096,
+    )
+    assert budget(redis_client, cfg.run_id) == (record.reserved_tokens, record.reserved_musd)
+    collect(sim, redis_client, cfg.run_id, record.batch_id)  # gives the enqueued tokens back
+
+
+def test_the_realtime_fallback_is_budgeted_at_the_list_price(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    cfg = create(
+        redis_client,
+        budgeted(sim, budget_usd=1.0).model_copy(update={"delivery": Delivery(transport="auto")}),
+    )
+    redis_client.hset(RunKeys(cfg.run_id).meta, "transport_now", "realtime")
+    assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
+    assert batches_of(sim, cfg.run_id) == []
+    spent = RunStore(redis_client).counters(cfg.run_id)
+    prompt, completion = spent[RunCounter.PROMPT_TOKENS], spent[RunCounter.COMPLETION_TOKENS]
+    assert spent[RunCounter.REQUESTS] == 2 and prompt > 0 and completion > 0
+    # µ$ = prompt × 2.0 + completion × 8.0: the realtime price, no discount.
+    assert budget(redis_client, cfg.run_id) == (prompt + completion, 2 * prompt + 8 * completion)

@@ -53,7 +53,10 @@ collected, so that the answers it holds are not paid for twice.
 Redis writes: the records (`RunKeys.batches`), `RunKeys.batch_answers`, the run's counters
 (`batch_polls`, `batch_requests`, `batch_prompt_tokens`, `batch_completion_tokens`,
 `requests`, `prompt_tokens`, `completion_tokens`, `simulated`) and `active_at`,
-`batch_enqueued_key` (DECRBY), `RunKeys.batch_submits` (HDEL), the run's meta
+`batch_enqueued_key` (DECRBY), the run's budget (`RunKeys.budget`: the batch's reservation,
+made at submission, replaced by what its lines used at the batch price when it is collected,
+given back when it fails or is lost, in the same guarded step), `RunKeys.batch_submits`
+(HDEL), the run's meta
 `transport_now`, the queue (`prelabel.queue.enqueue`, first in line) and `POLLER_LOCK`.
 """
 
