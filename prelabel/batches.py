@@ -59,6 +59,11 @@ class BatchRecord(Frozen):
     #: When the poller looks at it next (Unix time), and how often it has.
     next_poll_at: float = 0.0
     polls: int = 0
+    #: The run's budget held for it at submission (tokens, micro-dollars at the batch price:
+    #: prompt tokens + requests × max_tokens); the poller replaces it by what its lines used
+    #: when it collects it, or gives it back when it fails. 0 for none (no budget).
+    reserved_tokens: int = Field(0, ge=0)
+    reserved_musd: int = Field(0, ge=0)
     #: Why it failed, as the API said (`token_limit_exceeded`: submitted again later).
     error: str = ""
 

@@ -53,7 +53,10 @@ collected, so that the answers it holds are not paid for twice.
 Redis writes: the records (`RunKeys.batches`), `RunKeys.batch_answers`, the run's counters
 (`batch_polls`, `batch_requests`, `batch_prompt_tokens`, `batch_completion_tokens`,
 `requests`, `prompt_tokens`, `completion_tokens`, `simulated`) and `active_at`,
-`batch_enqueued_key` (DECRBY), `RunKeys.batch_submits` (HDEL), the run's meta
+`batch_enqueued_key` (DECRBY), the run's budget (`RunKeys.budget`: the batch's reservation,
+made at submission, replaced by what its lines used at the batch price when it is collected,
+given back when it fails or is lost, in the same guarded step), `RunKeys.batch_submits`
+(HDEL), the run's meta
 `transport_now`, the queue (`prelabel.queue.enqueue`, first in line) and `POLLER_LOCK`.
 """
 
@@ -80,8 +83,10 @@ from prelabel.counters import RunCounter
 from prelabel.errors import ConfigError, PrelabelError
 from prelabel.keys import PREFIX, RUNS, RunKeys, batch_enqueued_key
 from prelabel.model import RunConfig
+from prelabel.pricing import BATCH_DISCOUNT
 from prelabel.queue import enqueue
 from prelabel.settings import Settings, api_key_for
+from workers.budget import micro_usd
 from workers.transports.base import Completion
 from workers.transports.chat import read_answer
 
@@ -438,8 +443,19 @@ class _RunPoller:
     def _finish(
         self, final: BatchRecord, answers: dict[str, str], spent: Counter[str], forget: str
     ) -> bool:
-        """The guarded step to a final record (poller_collect.lua); True if this call took it."""
+        """The guarded step to a final record (poller_collect.lua); True if this call took it.
+
+        The batch's budget reservation is settled in the same step: replaced by what `spent`
+        says its lines used, at the batch price (a failed batch spent nothing: it is given
+        back)."""
         endpoint = self.config.endpoint
+        budget_tokens = budget_musd = 0
+        if final.reserved_tokens or final.reserved_musd:
+            used_prompt = spent[RunCounter.BATCH_PROMPT_TOKENS]
+            used_completion = spent[RunCounter.BATCH_COMPLETION_TOKENS]
+            used_musd = micro_usd(self.config, used_prompt, used_completion, BATCH_DISCOUNT)
+            budget_tokens = used_prompt + used_completion - final.reserved_tokens
+            budget_musd = used_musd - final.reserved_musd
         keys = [
             self.keys.batches,
             self.keys.batch_answers,
@@ -447,6 +463,7 @@ class _RunPoller:
             batch_enqueued_key(endpoint.base_url, endpoint.model),
             self.keys.batch_submits,
             self.keys.meta,
+            self.keys.budget,
         ]
         pairs = [part for item in answers.items() for part in item]
         args: list[str | int | float] = [
@@ -456,6 +473,8 @@ class _RunPoller:
             forget,
             json.dumps(dict(spent)),
             time.time(),
+            budget_tokens,
+            budget_musd,
             *pairs,
         ]
         return bool(self._collect(keys=keys, args=args))

@@ -10,25 +10,49 @@ import redis.asyncio as aioredis
 from prelabel.errors import BudgetReached
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
+from prelabel.pricing import BATCH_DISCOUNT
 
 _SCRIPT = (Path(__file__).parent / "lua" / "budget.lua").read_text()
 
 
-class Budget:
-    """Token and dollar budgets of one run; a no-op when the run has none."""
+def budget_enabled(config: RunConfig) -> bool:
+    """Whether the run has a token or a dollar budget."""
+    return bool(config.spend.budget_tokens or math.floor((config.spend.budget_usd or 0) * 1e6))
 
-    def __init__(self, client: aioredis.Redis, config: RunConfig) -> None:
+
+def micro_usd(
+    config: RunConfig, prompt_tokens: int, completion_tokens: int, discount: float = 1.0
+) -> int:
+    """Cost in micro-dollars (prices are USD per million tokens, so µ$ = tokens × price),
+    times `discount` (`prelabel.pricing.BATCH_DISCOUNT` for the Batch API), rounded up."""
+    price_in = config.spend.price_input or 0.0
+    price_out = config.spend.price_output or 0.0
+    return math.ceil((prompt_tokens * price_in + completion_tokens * price_out) * discount)
+
+
+class Budget:
+    """Token and dollar budgets of one run; a no-op when the run has none.
+
+    `discount` prices its calls at that share of the list price (`for_batch`: the Batch
+    API's `BATCH_DISCOUNT`); the token budget counts tokens whatever they cost."""
+
+    def __init__(self, client: aioredis.Redis, config: RunConfig, discount: float = 1.0) -> None:
+        self.config = config
         self.key = RunKeys(config.run_id).budget
         self.max_tokens = config.spend.budget_tokens or 0
         self.max_musd = math.floor((config.spend.budget_usd or 0) * 1e6)
-        self.price_in = config.spend.price_input or 0.0
-        self.price_out = config.spend.price_output or 0.0
-        self.enabled = bool(self.max_tokens or self.max_musd)
+        self.discount = discount
+        self.enabled = budget_enabled(config)
         self._script = client.register_script(_SCRIPT)
 
+    @classmethod
+    def for_batch(cls, client: aioredis.Redis, config: RunConfig) -> Budget:
+        """The run's budget, its calls priced as Batch API lines (half the list price)."""
+        return cls(client, config, discount=BATCH_DISCOUNT)
+
     def micro_usd(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """Cost in micro-dollars (prices are USD per million tokens, so µ$ = tokens × price)."""
-        return math.ceil(prompt_tokens * self.price_in + completion_tokens * self.price_out)
+        """Cost in micro-dollars, at this budget's discount."""
+        return micro_usd(self.config, prompt_tokens, completion_tokens, self.discount)
 
     async def reserve(self, prompt_tokens: int, max_tokens: int) -> None:
         """Hold the most a call can cost; raises BudgetReached when that would overshoot."""

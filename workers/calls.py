@@ -1,5 +1,6 @@
 """Every LLM call of a run passes here: the answer cache first, then the run's budget,
-then the transport (any `Transport`: today the realtime one, through the shared bucket)."""
+then the transport (any `Transport`: the realtime one, through the shared bucket, or the
+Batch API's, whose budget is held per batch file: `workers.transports.batch`)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class GuardedCaller:
                     {RunCounter.CACHE_HITS: 1, RunCounter.SIMULATED: int(completion.simulated)}
                 )
                 return Answer(completion, digest, cached=True)
+        if getattr(self.transport, "deferred", False):
+            # The Batch API: a batch file is reserved whole when it is submitted and settled
+            # when it is collected; neither a deferred request nor its stored answer moves
+            # the budget here (a realtime fallback reserves inside the transport).
+            return Answer(await self.transport.complete(request), digest, cached=False)
         await self.budget.reserve(request.prompt_tokens, cfg.endpoint.max_tokens)
         used_prompt = used_completion = 0
         try:

@@ -135,6 +135,9 @@ async def _submit(
     run_id = config.run_id
     try:
         submitted = await transport.submit()
+    except BudgetReached as exc:  # the file's reservation: as a realtime call's would
+        await _stop(store, run_id, "stopped", exc.message)
+        return
     except RunStopped as exc:
         await _stop(store, run_id, "failed", exc.message)
         return

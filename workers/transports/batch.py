@@ -30,6 +30,15 @@ stored answer handed to the labeler here moves no spend counter (only transports
 the cache-and-budget wrapper and the labeler never do); its tokens and its one request still
 go into the item's usage, as the labeler shares them out.
 
+Budget (issue 17: "budgets are reserved at submission"): a new submission reserves the whole
+file in the run's budget before the upload (its prompt tokens + requests × max_tokens, the
+dollars at the batch price, `Budget.for_batch`); over the budget, `BudgetReached` stops the
+run and no batch is made. A submission then not made (the enqueued-token limit, an API error)
+gives its reservation back. The record keeps what was reserved (`reserved_tokens`,
+`reserved_musd`); the poller replaces it by what the lines used when it collects the batch,
+or gives it back when the batch fails. `GuardedCaller` leaves this transport's calls alone;
+the realtime fallback is reserved and settled here, at the list price.
+
 `realtime`: with `auto` past its deadline (the run's meta `transport_now` = `realtime`), and
 with `delivery.retry` = `realtime` once one of the shard's batches was collected, what has no
 stored answer is asked through the realtime transport instead of being deferred.
@@ -58,6 +67,7 @@ from prelabel.errors import Deferred, PrelabelError
 from prelabel.keys import RunKeys, batch_enqueued_key
 from prelabel.model import RunConfig, Usage
 from prelabel.settings import Settings
+from workers.budget import Budget
 from workers.cache import request_digest
 from workers.ratelimit import lua_source
 from workers.results import ResultSink
@@ -205,6 +215,11 @@ class BatchTransport:
         self.enqueued = EnqueuedTokens(
             redis_client, config.endpoint.base_url, config.endpoint.model
         )
+        #: The run's budget at the batch price: a new batch file is reserved whole.
+        self.budget = Budget.for_batch(redis_client, config)
+        #: At the list price, for the realtime fallback (`GuardedCaller` leaves a deferred
+        #: transport's calls to it).
+        self.realtime_budget = Budget(redis_client, config)
         self._pending: dict[str, ChatRequest] = {}
         #: Stored answers this pass used.
         self.answered = 0
@@ -266,9 +281,26 @@ class BatchTransport:
             self.answered += 1
             return self._answer(json.loads(raw))
         if self.realtime is not None:
-            return await self.realtime.complete(request)
+            return await self._realtime(request)
         self._pending[cid] = request
         raise Deferred(f"request {cid} waits for a batch")
+
+    async def _realtime(self, request: ChatRequest) -> Completion:
+        """Ask `request` through the realtime transport, reserved and settled at the list
+        price as `GuardedCaller` does for a realtime run."""
+        budget, max_tokens = self.realtime_budget, self.config.endpoint.max_tokens
+        assert self.realtime is not None
+        await budget.reserve(request.prompt_tokens, max_tokens)
+        used_prompt = used_completion = 0
+        try:
+            completion = await self.realtime.complete(request)
+            used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+        except CallFailed as exc:  # a 200 that could not be read was paid for all the same
+            used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
+            raise
+        finally:
+            await budget.settle(request.prompt_tokens, max_tokens, used_prompt, used_completion)
+        return completion
 
     def _answer(self, data: dict[str, Any]) -> Completion:
         """A stored answer as the realtime transport would have given it. No spend counter
@@ -308,7 +340,9 @@ class BatchTransport:
         mark = current.decode() if isinstance(current, bytes) else (current or "")
         if mark and not mark.startswith(SUBMITTING):
             return Submission("recorded", key, mark, len(lines), tokens)
-        held = False  # the enqueued tokens of this submission are counted already
+        # The budget a file holds: its prompt tokens, and each line's max_tokens.
+        most = len(lines) * self.config.endpoint.max_tokens
+        held = False  # the enqueued tokens and budget of this submission are counted already
         if mark:
             released = mark.endswith(RELEASED)
             since = float(mark.removeprefix(SUBMITTING).removesuffix(RELEASED))
@@ -316,6 +350,8 @@ class BatchTransport:
             if found is not None:
                 if released:
                     await self.enqueued.hold(tokens, self.limit, force=True)
+                    # The batch exists, so it is paid for: held again whatever the budget.
+                    await self.budget.settle(0, 0, tokens, most)
                 await self._record(field, found, key, lines, tokens)
                 log.warning(
                     "run %s shard %d: adopted batch %s, created by a task that died before "
@@ -331,8 +367,12 @@ class BatchTransport:
             for cid, request in lines
         ).encode()
         self._check_size(len(lines), len(data), tokens)
-        if not held and int(await self.enqueued.hold(tokens, self.limit)) < 0:
-            return Submission("refused", key, None, len(lines), tokens)
+        if not held:
+            # The whole file, at the batch price; BudgetReached stops the run, no batch made.
+            await self.budget.reserve(tokens, most)
+            if int(await self.enqueued.hold(tokens, self.limit)) < 0:
+                await self.budget.settle(tokens, most, 0, 0)
+                return Submission("refused", key, None, len(lines), tokens)
         mark = f"{SUBMITTING}{time.time()}"
         await self.redis.hset(self.keys.batch_submits, field, mark)
         try:
@@ -340,8 +380,9 @@ class BatchTransport:
         except Exception:
             # An error, not a crash: the batch may exist all the same (a timeout after the
             # API took it), so the mark stays and the next pass looks for it first; the
-            # tokens are given back meanwhile, and the mark says so.
+            # tokens and the budget are given back meanwhile, and the mark says so.
             await self.enqueued.release(tokens)
+            await self.budget.settle(tokens, most, 0, 0)
             await self.redis.hset(self.keys.batch_submits, field, mark + RELEASED)
             raise
         if os.environ.get(DIE_AFTER_CREATE) == "1":  # test hook: see DIE_AFTER_CREATE
@@ -422,7 +463,11 @@ class BatchTransport:
         tokens: int,
     ) -> None:
         """Record `batch` for the poller, and count it once (the record is written once)."""
+        most = len(lines) * self.config.endpoint.max_tokens
+        reserved = self.budget.enabled
         record = BatchRecord(
+            reserved_tokens=tokens + most if reserved else 0,
+            reserved_musd=self.budget.micro_usd(tokens, most) if reserved else 0,
             batch_id=batch.id,
             shard=self.shard,
             key=key,
