@@ -236,7 +236,7 @@ class LimitFlags:
         typer.Option(help=SHARD_SIZE_HELP, min=1, show_default=False, rich_help_panel=LIMITS),
     ] = None
     batch_size: Annotated[
-        int, typer.Option(help="Sentences per LLM request.", min=1, rich_help_panel=LIMITS)
+        int, typer.Option(help="Items per LLM request.", min=1, rich_help_panel=LIMITS)
     ] = 1
     max_tokens: Annotated[
         int | None,
@@ -298,7 +298,8 @@ class TaskFlags:
         typer.Option(
             "--prompt-file",
             help='System prompt template (TOML or JSON: system = "..." with {types} and '
-            "{format}); its hash is part of the prompt version recorded with each prediction.",
+            "{format} for NER, {labels} and {format} for classification); its hash is part of "
+            "the prompt version recorded with each prediction.",
             rich_help_panel=TASK,
         ),
     ] = None

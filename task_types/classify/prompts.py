@@ -15,20 +15,17 @@ starts with the same prefix and providers' prompt caching applies.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prelabel.errors import ConfigError
-from prelabel.files import read_toml_or_json
 from prelabel.model import LabelSet
 from task_types.base import Example, PromptTemplate
 from task_types.classify.model import PROMPT_VERSION, ClassifyRecord
 from task_types.messages import numbered, user_content
+from task_types.templates import read_template
 
 #: The answer's key about one text.
 SINGLE_KEY = "label"
@@ -46,7 +43,6 @@ DEFAULT_TEMPLATE = (
 )
 PLACEHOLDERS = ("{labels}", "{format}", "{texts}", "{task}")
 _REQUIRED = ("{labels}", "{format}")
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
 #: The most enum values a schema inlines (one list of label names per line of a batch);
 #: above it, the batch's lines share one definition (`$defs`/`$ref`, which OpenAI, llama.cpp's
@@ -58,32 +54,11 @@ MAX_INLINE_ENUM_VALUES = 100
 
 
 def load_template(path: Path) -> PromptTemplate:
-    """Read `--prompt-file` (TOML or JSON with one key, `system`); ConfigError when unusable.
-
-    The version is `classify-v1+custom-<first 8 hex of the template's SHA-256>`, so that every
-    prediction says which prompt made it.
-    """
-    data = read_toml_or_json(path, f"--prompt-file {path}")
-    if not isinstance(data, dict) or set(data) != {"system"} or not isinstance(data["system"], str):
-        raise ConfigError(
-            f'--prompt-file {path}: expected exactly one key, system = "..." (a string)'
-        )
-    system = data["system"]
-    check_template(system, f"--prompt-file {path}")
-    digest = hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
-    return PromptTemplate(system=system, version=f"{PROMPT_VERSION}+custom-{digest}")
-
-
-def check_template(template: str, where: str) -> None:
-    """Raise ConfigError when `template` lacks a required placeholder or has an unknown one."""
-    for needed in _REQUIRED:
-        if needed not in template:
-            raise ConfigError(f"{where}: the system template needs {needed}")
-    unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(PLACEHOLDERS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown placeholder(s) {', '.join(unknown)}; use {', '.join(PLACEHOLDERS)}"
-        )
+    """Read `--prompt-file` with this task's placeholders (`task_types.templates`): its
+    version is `classify-v1+custom-<8 hex of its SHA-256>`."""
+    return read_template(
+        path, prompt_version=PROMPT_VERSION, placeholders=PLACEHOLDERS, required=_REQUIRED
+    )
 
 
 def build_messages(

@@ -15,19 +15,16 @@ prefix and providers' prompt caching applies.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prelabel.errors import ConfigError
-from prelabel.files import read_toml_or_json
 from task_types.base import Example, PromptTemplate
 from task_types.messages import numbered, user_content
 from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
+from task_types.templates import read_template
 
 #: The system prompt's template. `{sentences}` says what to label, `{types}` lists the
 #: ontology with its descriptions, `{format}` is the answer format (and, without few-shot
@@ -43,7 +40,6 @@ DEFAULT_TEMPLATE = (
 )
 PLACEHOLDERS = ("{types}", "{format}", "{sentences}")
 _REQUIRED = ("{types}", "{format}")
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
 
 #: A tiny worked example for ontologies that use the CoNLL names: it shows order of
 #: appearance and a repeated mention, the two rules models break most.
@@ -54,32 +50,11 @@ BUILT_IN_EXAMPLE = Example(
 
 
 def load_template(path: Path) -> PromptTemplate:
-    """Read `--prompt-file` (TOML or JSON with one key, `system`); ConfigError when unusable.
-
-    The version is `ner-v2+custom-<first 8 hex of the template's SHA-256>`, so that every
-    prediction says which prompt made it.
-    """
-    data = read_toml_or_json(path, f"--prompt-file {path}")
-    if not isinstance(data, dict) or set(data) != {"system"} or not isinstance(data["system"], str):
-        raise ConfigError(
-            f'--prompt-file {path}: expected exactly one key, system = "..." (a string)'
-        )
-    system = data["system"]
-    check_template(system, f"--prompt-file {path}")
-    digest = hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
-    return PromptTemplate(system=system, version=f"{PROMPT_VERSION}+custom-{digest}")
-
-
-def check_template(template: str, where: str) -> None:
-    """Raise ConfigError when `template` lacks a required placeholder or has an unknown one."""
-    for needed in _REQUIRED:
-        if needed not in template:
-            raise ConfigError(f"{where}: the system template needs {needed}")
-    unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(PLACEHOLDERS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown placeholder(s) {', '.join(unknown)}; use {', '.join(PLACEHOLDERS)}"
-        )
+    """Read `--prompt-file` with this task's placeholders (`task_types.templates`): its
+    version is `ner-v2+custom-<8 hex of its SHA-256>`."""
+    return read_template(
+        path, prompt_version=PROMPT_VERSION, placeholders=PLACEHOLDERS, required=_REQUIRED
+    )
 
 
 def build_messages(
