@@ -61,6 +61,25 @@ ItemStatus = Literal["labeled", "failed"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
+class Scored(Frozen):
+    """One label or mention an answer proposed for an item, and how sure the model is of it
+    (`ConfidenceConfig`): what review, Kili, Label Studio and the calibration figures read,
+    whatever the task type."""
+
+    #: The label's tag (the dataset's name for it).
+    label: str
+    #: In [0, 1].
+    confidence: float = Field(ge=0.0, le=1.0)
+    #: NER: the mention's text; classification: "".
+    text: str = ""
+    #: NER: the mention's character span in the item's text (None: it could not be placed).
+    start: int | None = None
+    end: int | None = None
+    #: False: the verification rejected it and the run drops what it rejects, so it is not in
+    #: the item's predictions (it stays here, for review).
+    kept: bool = True
+
+
 class ItemResult(Frozen):
     """What a worker commits for one item: its failure, or (in a task type's result model,
     a subclass) its prediction."""
@@ -71,6 +90,11 @@ class ItemResult(Frozen):
     usage: Usage = Usage()
     model: str = ""
     prompt_version: str = ""
+    #: How sure the model is of the item's whole answer, in [0, 1] (None: not measured, or
+    #: the item failed); review goes from the least sure item to the surest.
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    #: Each proposed label or mention with its own confidence, in the answer's order.
+    scores: tuple[Scored, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """What this result adds to the run's counters beside labeled/failed (its task
@@ -156,6 +180,60 @@ class Delivery(Frozen):
     retry: Literal["batch", "realtime"] = "batch"
 
 
+ConfidenceMethod = Literal["none", "logprobs", "consistency", "verify"]
+
+
+class ConfidenceConfig(Frozen):
+    """How a run measures how sure the model is of each item and each label or mention.
+
+    - `logprobs`: from the answer's token log-probabilities (the endpoint must return them);
+    - `consistency`: `samples` answers sampled at `temperature` (the `n` parameter where the
+      endpoint takes it, else as many calls); the answer is their vote and a proposal's
+      confidence the share of samples that agree on it;
+    - `verify`: after the answer, one more, short question per item: is each proposal right
+      (and, where several labels may apply, is anything missing)? Its yes/no answers (and
+      their log-probabilities, when returned) make the confidence; with `drop_rejected`,
+      what it rejects leaves the predictions.
+    """
+
+    method: ConfidenceMethod = "none"
+    samples: int = Field(5, ge=2, le=20)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    drop_rejected: bool = False
+    #: Alternatives asked per answer token when log-probabilities are asked (`top_logprobs`).
+    top_logprobs: int = Field(5, ge=0, le=20)
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+    def describe(self) -> str:
+        """The method as `--confidence` spells it (`consistency:5`, `verify`, `none`)."""
+        if self.method == "consistency":
+            return f"consistency:{self.samples}"
+        return self.method
+
+    @classmethod
+    def parse(cls, text: str, **options: Any) -> ConfidenceConfig:
+        """`--confidence`'s value: `none`, `logprobs`, `consistency:N` (N from 2 to 20;
+        `consistency` alone is 5 samples) or `verify`. ValueError with the fix otherwise."""
+        name, _, count = text.strip().casefold().partition(":")
+        if name not in ("none", "logprobs", "consistency", "verify") or (
+            count and name != "consistency"
+        ):
+            raise ValueError(
+                f"unknown confidence method {text!r}: use none, logprobs, consistency:N "
+                "(N samples, 2 to 20) or verify"
+            )
+        if name == "consistency" and count:
+            if not count.isdigit() or not 2 <= int(count) <= 20:
+                raise ValueError(
+                    f"consistency needs 2 to 20 samples, got {count!r}: e.g. consistency:5"
+                )
+            options["samples"] = int(count)
+        return cls(method=name, **options)
+
+
 #: RunConfig's groups, by field name.
 _GROUPS: dict[str, type[Frozen]] = {
     "endpoint": Endpoint,
@@ -187,6 +265,8 @@ class RunConfig(Frozen):
     spend: Spend = Spend()
     labeling: LabelingConfig = LabelingConfig()
     delivery: Delivery = Delivery()
+    #: How sure the model is of each answer (`--confidence`); not a flat group of older runs.
+    confidence: ConfidenceConfig = ConfidenceConfig()
 
     @model_validator(mode="before")
     @classmethod

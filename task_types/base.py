@@ -18,7 +18,16 @@ from prelabel.counters import CounterSpec
 from prelabel.errors import ItemError
 from prelabel.figures import RunFigures
 from prelabel.labels import read_label_set
-from prelabel.model import ItemResult, ItemStatus, Label, LabelSet, Record, RunConfig, Usage
+from prelabel.model import (
+    ItemResult,
+    ItemStatus,
+    Label,
+    LabelSet,
+    Record,
+    RunConfig,
+    Scored,
+    Usage,
+)
 from prelabel.offsets import OffsetUnit
 from task_types.charts import Chart
 
@@ -226,6 +235,10 @@ class PredictionRow(Protocol):
     def model(self) -> str: ...
     @property
     def prompt_version(self) -> str: ...
+    @property
+    def confidence(self) -> float | None: ...
+    @property
+    def scores(self) -> tuple[Scored, ...]: ...
     def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
 
 

@@ -62,7 +62,6 @@ given back when it fails or is lost, in the same guarded step), `RunKeys.batch_s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import secrets
@@ -563,9 +562,10 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
         simulated=simulated,
         finish_reason=answer.finish_reason,
         requests=1,
+        choices=answer.choices,
     )
     refusal = {"refusal": answer.refusal} if answer.refusal else {}
-    return json.dumps(dataclasses.asdict(completion_value) | refusal)
+    return json.dumps(completion_value.to_json() | refusal)
 
 
 def _why_again(line: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from workers.budget import Budget
 from workers.cache import ResponseCache, request_digest
 from workers.results import ResultSink
 from workers.transports import CallFailed, ChatRequest, Completion, Transport, request_params
+from workers.transports.chat import sampling_params
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class GuardedCaller:
             hit = await self.cache.get(digest)
             if hit is not None:
                 # Nothing was sent: the item's usage charges no request for it.
-                completion = dataclasses.replace(Completion(**hit), requests=0)
+                completion = dataclasses.replace(Completion.from_json(hit), requests=0)
                 # An answer the simulator gave stays a simulated one when it comes from the cache.
                 await self.sink.spend(
                     {RunCounter.CACHE_HITS: 1, RunCounter.SIMULATED: int(completion.simulated)}
@@ -82,10 +83,14 @@ class GuardedCaller:
         # The item ids header reaches local endpoints only, and changes the oracle's answer
         # for identical sentences with different gold: it is part of the request's identity.
         headers = request.item_headers() if self._local else None
-        params = {**request_params(endpoint), "response_format": request.response_format}
+        params = {
+            **request_params(endpoint),
+            **sampling_params(endpoint, request),
+            "response_format": request.response_format,
+        }
         return request_digest(endpoint.base_url, endpoint.model, request.messages, params, headers)
 
     async def remember(self, answer: Answer) -> None:
         """Cache an answer that gave usable results (failures are never cached)."""
         if answer.digest and not answer.cached:
-            await self.cache.put(answer.digest, dataclasses.asdict(answer.completion))
+            await self.cache.put(answer.digest, answer.completion.to_json())

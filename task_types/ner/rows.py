@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from prelabel.errors import DatasetError, RunError
-from prelabel.model import ItemStatus, Usage
+from prelabel.model import ItemStatus, Scored, Usage
 from prelabel.offsets import span_matches
 from task_types.ner.model import Entity, NerRecord, NerResult, Unaligned
 
@@ -32,6 +32,10 @@ class NerRow(BaseModel):
     model: str = ""
     prompt_version: str = ""
     usage: Usage = Usage()
+    #: How sure the model is of the item (None: not measured, or the item failed).
+    confidence: float | None = None
+    #: Each proposed label or mention with its confidence (`--confidence`).
+    scores: tuple[Scored, ...] = ()
 
     @model_validator(mode="after")
     def _tags_fit_tokens(self) -> NerRow:
@@ -63,6 +67,8 @@ class NerRow(BaseModel):
                 model=result.model,
                 prompt_version=result.prompt_version,
                 usage=result.usage,
+                confidence=result.confidence,
+                scores=result.scores,
             )
         except ValidationError as exc:
             raise RunError(

@@ -42,7 +42,11 @@ TRUNCATED = "length"
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """One chat request for the items `item_ids`."""
+    """One chat request for the items `item_ids`.
+
+    The last five fields are for measuring confidence (`RunConfig.confidence`); their
+    defaults ask for one answer with the run's parameters, as before.
+    """
 
     messages: list[dict[str, str]]
     #: The strict schema the answer must follow, or None for JSON mode.
@@ -51,11 +55,45 @@ class ChatRequest:
     prompt_tokens: int
     #: The items it asks about, in order (a local endpoint gets them in a header).
     item_ids: tuple[str, ...]
+    #: Ask for the answer tokens' log-probabilities, with this many alternatives per token
+    #: (`logprobs: true, top_logprobs: k`); None: not asked.
+    logprobs: int | None = None
+    #: Answers to sample in one call (the `n` parameter); each counts `max_tokens` against
+    #: the caps and the budget.
+    n: int = 1
+    #: The sampling temperature, when not the run's (consistency samples).
+    temperature: float | None = None
+    #: The `seed` parameter (the N calls that stand in for `n` where an endpoint ignores it
+    #: each get their own, so that neither the cache nor a seeded server gives one answer N
+    #: times).
+    seed: int | None = None
+    #: The answer's `max_tokens`, when not the run's (a verification's short answer).
+    max_tokens: int | None = None
 
     def item_headers(self) -> dict[str, str]:
         """The header naming the request's items, for local endpoints only: it lets the
         simulator tell apart identical sentences whose gold labels differ."""
         return {ITEM_IDS_HEADER: json.dumps(list(self.item_ids))}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One answer token and its log-probability, with the likeliest alternatives at its
+    position (`(token, logprob)`, when asked)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One sampled answer of a completion."""
+
+    content: str
+    finish_reason: str = ""
+    #: The answer's tokens in order, when the endpoint returned them (None: it did not).
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +106,64 @@ class Completion:
     finish_reason: str = ""
     #: Attempts the endpoint received for this answer (retries included); 0 from the cache.
     requests: int = 1
+    #: Every choice of the answer, the first being `content`'s (`()`: only `content`, with
+    #: no log-probabilities). Usage counts them all.
+    choices: tuple[Choice, ...] = ()
+
+    def all_choices(self) -> tuple[Choice, ...]:
+        """The choices, at least the one `content` is."""
+        return self.choices or (Choice(self.content, self.finish_reason),)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-JSON form (the answer cache's), read back by `from_json`."""
+        return {
+            "content": self.content,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "simulated": self.simulated,
+            "finish_reason": self.finish_reason,
+            "requests": self.requests,
+            "choices": [
+                {
+                    "content": c.content,
+                    "finish_reason": c.finish_reason,
+                    "logprobs": None
+                    if c.logprobs is None
+                    else [[t.token, t.logprob, [list(a) for a in t.top]] for t in c.logprobs],
+                }
+                for c in self.choices
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Completion:
+        """A completion from `to_json`'s form (an older cache entry, without choices, too)."""
+        return cls(
+            data["content"],
+            data["prompt_tokens"],
+            data["completion_tokens"],
+            data["simulated"],
+            data.get("finish_reason", ""),
+            data.get("requests", 1),
+            choices_from_json(data.get("choices")),
+        )
+
+
+def choices_from_json(items: Any) -> tuple[Choice, ...]:
+    """`Completion.to_json`'s choices read back (`()` for none)."""
+    return tuple(
+        Choice(
+            c["content"],
+            c.get("finish_reason", ""),
+            None
+            if c.get("logprobs") is None
+            else tuple(
+                TokenLogprob(t[0], float(t[1]), tuple((a[0], float(a[1])) for a in t[2]))
+                for t in c["logprobs"]
+            ),
+        )
+        for c in items or ()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ from workers.transports.base import (
     ContextWindow,
     EmptyAnswer,
     RunStopped,
+    choices_from_json,
     truncated_reason,
 )
 from workers.transports.chat import chat_body, request_params
@@ -320,6 +321,7 @@ class BatchTransport:
             simulated=bool(data.get("simulated", False)),
             finish_reason=str(data.get("finish_reason") or ""),
             requests=spent.requests,
+            choices=choices_from_json(data.get("choices")),
         )
         if not completion.content:
             if completion.finish_reason == TRUNCATED:

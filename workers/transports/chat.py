@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from prelabel.model import Endpoint
-from workers.transports.base import ChatRequest
+from workers.transports.base import ChatRequest, Choice, TokenLogprob
 
 #: The default answer format: JSON mode, which OpenAI, Azure, vLLM and Ollama all accept.
 JSON_MODE: dict[str, Any] = {"type": "json_object"}
@@ -40,12 +40,33 @@ def request_params(endpoint: Endpoint) -> dict[str, Any]:
     return {"max_tokens": endpoint.max_tokens, "temperature": endpoint.temperature}
 
 
+def sampling_params(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
+    """What `request` asks beyond the run's parameters: log-probabilities, several answers,
+    its own temperature, seed or answer length (`{}` for a plain request)."""
+    params: dict[str, Any] = {}
+    if request.logprobs is not None:
+        params["logprobs"] = True
+        if request.logprobs > 0:
+            params["top_logprobs"] = request.logprobs
+    if request.n > 1:
+        params["n"] = request.n
+    reasoning = is_reasoning_model(endpoint.model)
+    if request.temperature is not None and not reasoning:  # reasoning models sample at 1
+        params["temperature"] = request.temperature
+    if request.seed is not None:
+        params["seed"] = request.seed
+    if request.max_tokens is not None:
+        params["max_completion_tokens" if reasoning else "max_tokens"] = request.max_tokens
+    return params
+
+
 def chat_body(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
     """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema)."""
     return {
         "model": endpoint.model,
         "messages": request.messages,
         **request_params(endpoint),
+        **sampling_params(endpoint, request),
         "response_format": request.response_format or JSON_MODE,
     }
 
@@ -60,6 +81,8 @@ class ChatAnswer:
     completion_tokens: int | None = None
     finish_reason: str = ""
     problem: str = ""
+    #: Every choice, in the order of their `index` (the first is `content`'s).
+    choices: tuple[Choice, ...] = ()
 
 
 def read_answer(data: object) -> ChatAnswer:
@@ -87,7 +110,51 @@ def read_answer(data: object) -> ChatAnswer:
         prompt_tokens=prompt,
         completion_tokens=completion,
         finish_reason=_text(choice.get("finish_reason")) or "",
+        choices=_choices(data["choices"]),
     )
+
+
+def _choices(choices: list[Any]) -> tuple[Choice, ...]:
+    """The choices with a text answer, by `index`; a choice that is not one is left out, and
+    log-probabilities that are not as the API gives them are None (never an exception)."""
+    read: list[tuple[int, Choice]] = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+            continue
+        content = _text(choice["message"].get("content"))
+        if content is None:
+            continue
+        index = choice.get("index")
+        order = index if isinstance(index, int) and not isinstance(index, bool) else position
+        finish = _text(choice.get("finish_reason")) or ""
+        read.append((order, Choice(content, finish, _logprobs(choice.get("logprobs")))))
+    return tuple(c for _, c in sorted(read, key=lambda pair: pair[0]))
+
+
+def _logprobs(value: object) -> tuple[TokenLogprob, ...] | None:
+    """`choice.logprobs.content` as tokens (None when absent or not in the API's shape)."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return None
+    tokens: list[TokenLogprob] = []
+    for entry in content:
+        if not isinstance(entry, dict):
+            return None
+        token, logprob = entry.get("token"), entry.get("logprob")
+        if not isinstance(token, str) or not _number(logprob):
+            return None
+        top: list[tuple[str, float]] = []
+        for alt in entry.get("top_logprobs") or ():
+            alt_token = alt.get("token") if isinstance(alt, dict) else None
+            alt_logprob = alt.get("logprob") if isinstance(alt, dict) else None
+            if isinstance(alt_token, str) and _number(alt_logprob):
+                top.append((alt_token, float(alt_logprob)))
+        tokens.append(TokenLogprob(token, float(logprob), tuple(top)))
+    return tuple(tokens)
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _problem(data: dict[str, Any]) -> str:

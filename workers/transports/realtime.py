@@ -373,7 +373,12 @@ class RealtimeTransport:
             why = f": it refused ({answer.refusal[:200]})" if answer.refusal else ""
             raise EmptyAnswer(f"the model returned an empty answer{why}")
         return Completion(
-            answer.content, used_prompt, used_completion, simulated, answer.finish_reason
+            answer.content,
+            used_prompt,
+            used_completion,
+            simulated,
+            answer.finish_reason,
+            choices=answer.choices,
         )
 
     def _usage(self, answer: ChatAnswer, prompt_tokens: int) -> tuple[int, int]:
