@@ -1,6 +1,6 @@
 """Draw a report's charts from the data a task type gives (`task_types.charts`): horizontal
-bars with whiskers, and heatmaps side by side. PNG bytes, deterministic for the same data
-(so that report.html is too).
+bars with whiskers, heatmaps side by side, line charts and reliability diagrams. PNG bytes,
+deterministic for the same data (so that report.html is too).
 
 Drawn on matplotlib's `Figure` with the Agg canvas directly, not through `pyplot`: no global
 figure state, no GUI backend, safe in a worker or a test.
@@ -15,7 +15,15 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from task_types.charts import Bars, Chart, Heatmap, Heatmaps
+from task_types.charts import (
+    Bars,
+    Chart,
+    Heatmap,
+    Heatmaps,
+    Lines,
+    Reliability,
+    ReliabilityPanel,
+)
 
 _TYPE_COLOUR = "#3b6fb6"
 _AVERAGE_COLOUR = "#7a4fa3"
@@ -122,9 +130,97 @@ def heatmaps_png(chart: Heatmaps) -> bytes:
     return _png(fig)
 
 
+def lines_png(chart: Lines) -> bytes:
+    """Series over percent axes, the first in the accent colour, dashed ones muted."""
+    fig = Figure(figsize=(7.0, 4.4))
+    ax = fig.add_subplot()
+    for k, line in enumerate(chart.lines):
+        colour = _MUTED if line.dashed else (_TYPE_COLOUR if k == 0 else _AVERAGE_COLOUR)
+        ax.plot(
+            line.x,
+            line.y,
+            color=colour,
+            linestyle="--" if line.dashed else "-",
+            marker="" if line.dashed else "o",
+            markersize=3.5,
+            linewidth=1.8,
+            label=line.name,
+            zorder=3,
+        )
+    lows = [min(line.y) for line in chart.lines if line.y]
+    ax.set_xlim(0, 100)
+    ax.set_ylim(max(0.0, (min(lows) if lows else 0.0) - 5), 101)
+    ax.set_xticks(range(0, 101, 10))
+    ax.set_xlabel(chart.xlabel, color=_MUTED)
+    ax.set_ylabel(chart.ylabel, color=_MUTED)
+    ax.set_title(chart.title, fontsize=10, color=_INK)
+    ax.grid(color="#e4e4e4", zorder=0)
+    ax.legend(loc="lower right", fontsize=9, frameon=False)
+    _style(ax)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _reliability(ax: Axes, panel: ReliabilityPanel) -> None:
+    edges = np.array(panel.edges)
+    left, width = edges[:-1], np.diff(edges)
+    accuracy = np.array([np.nan if a is None else a for a in panel.accuracy], dtype=np.float64)
+    ax.plot([0, 1], [0, 1], color=_MUTED, linestyle="--", linewidth=1.2, label="calibrated")
+    ax.bar(
+        left,
+        np.nan_to_num(accuracy),
+        width=width,
+        align="edge",
+        color=_TYPE_COLOUR,
+        edgecolor="white",
+        alpha=0.85,
+        label="accuracy in the bin",
+        zorder=2,
+    )
+    for x, w, a, n in zip(left, width, accuracy, panel.counts, strict=True):
+        if n:
+            ax.text(
+                x + w / 2,
+                min(a, 0.93) + 0.02,
+                f"{n:,}",
+                ha="center",
+                fontsize=7,
+                color=_INK,
+                zorder=4,
+            )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (bins; numbers: how many fell in each)", color=_MUTED, fontsize=9)
+    ax.set_ylabel("share right", color=_MUTED, fontsize=9)
+    ax.set_title(f"{panel.title} (ECE {100 * panel.ece:.1f} points)", fontsize=10, color=_INK)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    _style(ax)
+
+
+def reliability_png(chart: Reliability) -> bytes:
+    """Reliability diagrams side by side: accuracy per bin of confidence against the
+    diagonal of a calibrated confidence."""
+    fig = Figure(figsize=(5.0 * len(chart.panels), 4.4))
+    axes = fig.subplots(1, len(chart.panels), squeeze=False)[0]
+    for ax, panel in zip(axes, chart.panels, strict=True):
+        if panel is None:
+            ax.set_axis_off()
+            ax.set_title(chart.note, fontsize=10, color=_MUTED)
+        else:
+            _reliability(ax, panel)
+    fig.tight_layout(w_pad=3.0)
+    return _png(fig)
+
+
 def chart_png(chart: Chart) -> bytes:
     """The chart's PNG bytes."""
-    return bars_png(chart) if isinstance(chart, Bars) else heatmaps_png(chart)
+    if isinstance(chart, Bars):
+        return bars_png(chart)
+    if isinstance(chart, Lines):
+        return lines_png(chart)
+    if isinstance(chart, Reliability):
+        return reliability_png(chart)
+    return heatmaps_png(chart)
 
 
-__all__ = ["bars_png", "chart_png", "heatmaps_png"]
+__all__ = ["bars_png", "chart_png", "heatmaps_png", "lines_png", "reliability_png"]

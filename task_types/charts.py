@@ -43,6 +43,56 @@ class Heatmaps:
     note: str = ""
 
 
-Chart = Bars | Heatmaps
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One series of a line chart; `dashed` draws it as a reference (random order, say)."""
 
-__all__ = ["Bars", "Chart", "Heatmap", "Heatmaps"]
+    name: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    dashed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Series over the same axes (both in percent, 0 to 100), with a legend."""
+
+    lines: tuple[Line, ...]
+    title: str
+    xlabel: str
+    ylabel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityPanel:
+    """A reliability diagram: per equal-width bin of confidence (`edges` has one more entry
+    than the bins), the accuracy and the count of what fell in it (accuracy None: empty)."""
+
+    title: str
+    edges: tuple[float, ...]
+    accuracy: tuple[float | None, ...]
+    counts: tuple[int, ...]
+    #: Expected calibration error, quoted in the panel.
+    ece: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    """Reliability diagrams side by side (a None panel is left empty, titled `note`)."""
+
+    panels: tuple[ReliabilityPanel | None, ...]
+    note: str = ""
+
+
+Chart = Bars | Heatmaps | Lines | Reliability
+
+__all__ = [
+    "Bars",
+    "Chart",
+    "Heatmap",
+    "Heatmaps",
+    "Line",
+    "Lines",
+    "Reliability",
+    "ReliabilityPanel",
+]
