@@ -91,6 +91,7 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         dataset=config.dataset,
         split=config.split,
         simulator=counters.get(RunCounter.SIMULATED, 0) > 0,
+        confidence_method=config.confidence.describe(),
         **task.figures(rows),
     )
     evaluation = task.evaluate([task.item(r) for r in rows], figures, resamples=RESAMPLES, seed=0)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 import task_types
 from prelabel.errors import DatasetError
 from prelabel.figures import RunFigures
-from prelabel.model import DEFAULT_TASK
+from prelabel.model import DEFAULT_TASK, ConfidenceConfig
 from prelabel.predictions import read_predictions_jsonl
 from task_types import PredictionRow, Reporting, Source
 
@@ -89,12 +89,31 @@ def _figures_beside(path: Path, config: dict[str, Any]) -> tuple[dict[str, Any],
         except (OSError, ValueError, AttributeError):
             data = {}
         if isinstance(data, dict) and data:
-            return {k: v for k, v in data.items() if k in fields}, str(report)
+            kept = {k: v for k, v in data.items() if k in fields}
+            # A report written before runs measured confidence: run.json still says.
+            if not kept.get("confidence_method") and _confidence_method(config):
+                kept["confidence_method"] = _confidence_method(config)
+            return kept, str(report)
     keys = ("model", "prompt_version", "dataset", "split")
-    found = {k: config[k] for k in keys if isinstance(config.get(k), str)}
+    found: dict[str, Any] = {k: config[k] for k in keys if isinstance(config.get(k), str)}
+    method = _confidence_method(config)
+    if method:
+        found["confidence_method"] = method
     if found:
         return found, str(path.parent / "run.json")
     return {}, ""
+
+
+def _confidence_method(config: dict[str, Any]) -> str:
+    """The run's `--confidence` as run.json's `confidence` group spells it ("" when it has
+    none, or it cannot be read)."""
+    group = config.get("confidence")
+    if not isinstance(group, dict):
+        return ""
+    try:
+        return ConfidenceConfig.model_validate(group).describe()
+    except ValidationError:
+        return ""
 
 
 def _figures_of_rows(rows: Sequence[PredictionRow], task: Reporting[Any]) -> dict[str, Any]:

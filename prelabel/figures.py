@@ -49,6 +49,9 @@ class RunFigures(Frozen):
     dataset: str = ""
     split: str = ""
     simulator: bool = False
+    #: How the run measured confidence, as `--confidence` spells it (`consistency:5`;
+    #: `RunConfig.confidence.describe()`); "" when unknown.
+    confidence_method: str = ""
 
     @model_validator(mode="before")
     @classmethod

@@ -70,6 +70,12 @@ def figure_rows(f: RunFigures, own: Sequence[tuple[str, str]] = ()) -> list[tupl
     ]
 
 
+def confidence_fact(f: RunFigures) -> list[tuple[str, str]]:
+    """The report fact naming the run's confidence method (`--confidence`), when it had one."""
+    method = f.confidence_method
+    return [("confidence", method)] if method and method != "none" else []
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """A Markdown table's lines: the first column left-aligned, the others right-aligned."""
     align = ["---"] + ["---:"] * (len(header) - 1)
@@ -112,4 +118,14 @@ def html_img(png: bytes, alt: str) -> str:
     return f'<img class="chart" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-__all__ = ["figure_rows", "html_img", "html_table", "interval", "md_table", "money", "pct", "ratio"]
+__all__ = [
+    "confidence_fact",
+    "figure_rows",
+    "html_img",
+    "html_table",
+    "interval",
+    "md_table",
+    "money",
+    "pct",
+    "ratio",
+]
