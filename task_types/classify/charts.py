@@ -1,8 +1,10 @@
 """The data of a classification report's charts: F1 per class with its 95% intervals, and
-(single-label) the confusion matrix as a heatmap (`evaluation.charts` draws them)."""
+(single-label) the confusion matrix as a heatmap, and the confidence section's two
+(`task_types.confidence_report`); `evaluation.charts` draws them."""
 
 from __future__ import annotations
 
+from task_types import confidence_report
 from task_types.charts import Bars, Chart, Heatmap, Heatmaps
 from task_types.classify.evaluation import Evaluation
 from task_types.classify.tables import CONFUSION_PNG, F1_PNG
@@ -49,11 +51,14 @@ def confusion_heatmap(ev: Evaluation) -> Heatmaps:
 
 
 def charts(ev: Evaluation) -> dict[str, Chart]:
-    """The charts by file name, in the order they are written: F1 per class, and the
-    confusion heatmap for single-label runs."""
+    """The charts by file name, in the order they are written: F1 per class, the confusion
+    heatmap for single-label runs, and, when the run measured confidence, the review curve
+    and the reliability diagrams."""
     out: dict[str, Chart] = {F1_PNG: f1_bars(ev)}
     if not ev.multi_label:
         out[CONFUSION_PNG] = confusion_heatmap(ev)
+    if ev.confidence is not None:
+        out.update(confidence_report.charts(ev.confidence, ev.figures))
     return out
 
 

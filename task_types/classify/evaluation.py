@@ -45,6 +45,7 @@ from task_types.bootstrap import (
     resample_weights,
 )
 from task_types.classify.model import Item
+from task_types.confidence import ConfidenceFigures, Outcome, ProposalOutcome, confidence_figures
 
 #: How many failed items, repairs, wrong items and confused pairs a report lists by name.
 EXAMPLES = 20
@@ -189,6 +190,8 @@ class Evaluation(Frozen):
     wrong: tuple[WrongItem, ...] = ()
     wrong_items: int = 0
     cost: CostQuality | None = None
+    #: How well the run's confidence orders review (None: it measured none, or no gold).
+    confidence: ConfidenceFigures | None = None
 
 
 class SingleEvaluation(Evaluation):
@@ -439,6 +442,44 @@ def headline(items: Sequence[Item], labeled: Scores) -> Headline | None:
     )
 
 
+def _outcome(item: Item, *, multi_label: bool) -> Outcome:
+    """The item for the confidence figures; the metric is accuracy (single-label: (right, 1)
+    per item) or micro F1 (multi-label: (2 tp, gold + predicted) per item)."""
+    gold = set(item.gold or ())
+    pred = set(item.pred or ())
+    right = item.pred is not None and gold == pred
+    confidence = item.confidence if item.pred is not None else None
+    if multi_label:
+        tp, n = len(gold & pred), len(gold)
+        score, reviewed = (2 * tp, n + len(pred)), (2 * n, 2 * n)
+    else:
+        score, reviewed = (int(right), 1), (1, 1)
+    return Outcome(item.id, confidence, item.pred is None, right, score, reviewed)
+
+
+def confidence_of(
+    items: Sequence[Item], *, multi_label: bool, seed: int = 0
+) -> ConfidenceFigures | None:
+    """How well the items' confidence orders review, over those with gold (None when no
+    labeled one carries a confidence). Each kept proposal is right when its label is in the
+    item's gold; the review curve's metric is the headline's accuracy (single-label) or
+    micro F1 (multi-label) over every item with gold."""
+    with_gold = [i for i in items if i.gold is not None]
+    proposals = [
+        ProposalOutcome(s.confidence, s.label in (i.gold or ()))
+        for i in with_gold
+        if i.pred is not None
+        for s in i.scores
+        if s.kept
+    ]
+    return confidence_figures(
+        [_outcome(i, multi_label=multi_label) for i in with_gold],
+        proposals,
+        "micro F1" if multi_label else "accuracy",
+        seed=seed,
+    )
+
+
 def evaluate_items(
     items: Sequence[Item],
     figures: RunFigures,
@@ -472,6 +513,7 @@ def evaluate_items(
         wrong=tuple(wrong[:EXAMPLES]),
         wrong_items=len(wrong),
         cost=cost_quality(s.micro.f1, figures),
+        confidence=confidence_of(items, multi_label=multi_label, seed=seed),
     )
 
 
@@ -491,6 +533,7 @@ __all__ = [
     "Scores",
     "SingleEvaluation",
     "WrongItem",
+    "confidence_of",
     "evaluate_items",
     "headline",
     "indicator",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from html import escape
 
+from task_types import confidence_report
 from task_types.base import HtmlSections
 from task_types.classify.evaluation import Evaluation
 from task_types.classify.tables import (
@@ -148,6 +149,11 @@ def _losses(ev: Evaluation) -> str:
 def _scores(ev: Evaluation, charts: Mapping[str, bytes]) -> str:
     f1 = charts.get(F1_PNG)
     chart = html_img(f1, "F1 by class with 95% intervals") if f1 else ""
+    confidence = (
+        confidence_report.html(ev.confidence, ev.figures, charts)
+        if ev.confidence is not None
+        else ""
+    )
     return f"""{_cards(ev)}
 <section><h2>Scores over labeled items</h2>
 {html_table(SUMMARY_HEADER, summary_rows(ev))}</section>
@@ -155,6 +161,7 @@ def _scores(ev: Evaluation, charts: Mapping[str, bytes]) -> str:
 {html_table(CLASS_HEADER, class_rows(ev), averages=2)}{chart}</section>
 {_confusion(ev, charts.get(CONFUSION_PNG))}
 {_wrong(ev)}
+{confidence}
 {_repairs(ev)}
 <section><h2>{escape(COST_TITLE)} and throughput</h2><div class="cols">
 <div><h3>{escape(COST_TITLE)}</h3>{html_table(("figure", "value"), cost_rows(ev))}</div>

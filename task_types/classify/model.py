@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prelabel.frozen import Frozen
-from prelabel.model import ItemResult, Record
+from prelabel.model import ItemResult, Record, Scored
 
 #: Bumped whenever the messages change, so that cached answers are not reused.
 PROMPT_VERSION = "classify-v1"
@@ -52,13 +52,16 @@ class ClassifyResult(ItemResult):
 @dataclass(frozen=True, slots=True)
 class Item:
     """One item as the evaluation sees it: `pred` None for a failed item, `gold` None for an
-    item without gold labels."""
+    item without gold labels; `confidence` and `scores` are the run's (`--confidence`; None
+    and () when not measured)."""
 
     id: str
     gold: tuple[str, ...] | None
     pred: tuple[str, ...] | None
     error: str | None = None
     repairs: tuple[Repair, ...] = ()
+    confidence: float | None = None
+    scores: tuple[Scored, ...] = ()
 
 
 __all__ = ["PROMPT_VERSION", "ClassifyRecord", "ClassifyResult", "Item", "Repair"]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 
+from task_types import confidence_report
 from task_types.base import HtmlSections
 from task_types.charts import Chart
 from task_types.classify.charts import charts
@@ -106,6 +107,8 @@ def render_tables(ev: Evaluation) -> list[Table]:
     if ev.scores.confusion:
         header, rows = confusion_rows(ev)
         tables.append(_table(f"{CONFUSION_TITLE} (gold in rows)", header, rows))
+    if ev.confidence is not None:
+        tables += confidence_report.tables(ev.confidence, ev.figures)
     tables.append(_pairs_table(REPAIRS_TITLE, repair_rows(ev)))
     tables.append(_pairs_table(LOSSES_TITLE, loss_rows(ev)))
     failures = failure_rows(ev)
@@ -179,6 +182,8 @@ def markdown_sections(ev: Evaluation, *, images: bool = False) -> list[str]:
     if wrong:
         lines += [f"## {WRONG_TITLE}", "", f"_{ev.wrong_items:,} items wrong; the first:_", ""]
         lines += [*md_table(WRONG_HEADER, wrong), ""]
+    if ev.confidence is not None:
+        lines += confidence_report.markdown(ev.confidence, ev.figures, images=images)
     lines += _md_repairs(ev)
     lines += _md_losses(ev)
     lines += [

@@ -102,6 +102,8 @@ def item_of_row(row: ClassifyRow) -> Item:
         pred=row.labels if row.status == "labeled" else None,
         error=row.error,
         repairs=row.repairs,
+        confidence=row.confidence if row.status == "labeled" else None,
+        scores=row.scores,
     )
 
 

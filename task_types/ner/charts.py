@@ -1,8 +1,10 @@
-"""The data of NER's two charts: entity-level F1 per type with its 95% intervals, and the
-span-level and token-level confusion between types (`evaluation.charts` draws them)."""
+"""The data of NER's charts: entity-level F1 per type with its 95% intervals, the span-level
+and token-level confusion between types, and the confidence section's two
+(`task_types.confidence_report`); `evaluation.charts` draws them."""
 
 from __future__ import annotations
 
+from task_types import confidence_report
 from task_types.charts import Bars, Chart, Heatmap, Heatmaps
 from task_types.ner.errors import NO_ENTITY, Confusion
 from task_types.ner.evaluation import Evaluation
@@ -63,8 +65,12 @@ def confusion_heatmaps(ev: Evaluation) -> Heatmaps:
 
 
 def charts(ev: Evaluation) -> dict[str, Chart]:
-    """Both charts by file name, in the order they are written."""
-    return {F1_PNG: f1_bars(ev), CONFUSION_PNG: confusion_heatmaps(ev)}
+    """The charts by file name, in the order they are written: F1 by type, the confusion,
+    and, when the run measured confidence, the review curve and the reliability diagrams."""
+    out: dict[str, Chart] = {F1_PNG: f1_bars(ev), CONFUSION_PNG: confusion_heatmaps(ev)}
+    if ev.confidence is not None:
+        out.update(confidence_report.charts(ev.confidence, ev.figures))
+    return out
 
 
 __all__ = ["charts", "confusion_heatmaps", "f1_bars"]

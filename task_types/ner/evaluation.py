@@ -17,6 +17,8 @@ from prelabel.errors import failure_kind
 from prelabel.figures import CostQuality, RunFigures, cost_quality
 from prelabel.frozen import Frozen
 from task_types.bootstrap import RESAMPLES, TypeIntervals, bootstrap_intervals
+from task_types.confidence import ConfidenceFigures, Outcome, ProposalOutcome, confidence_figures
+from task_types.ner.bio import spans, to_iob2
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
 from task_types.ner.model import Item
 from task_types.ner.rows import NerRow
@@ -100,6 +102,21 @@ class Evaluation(Frozen):
     losses: Losses = Losses()
     cost: CostQuality | None = None
     headline: Headline | None = None
+    #: How well the run's confidence orders review (None: it measured none, or no gold).
+    confidence: ConfidenceFigures | None = None
+
+
+def token_offsets(text: str, tokens: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Each token's character span in `text`, found in order (() when one is not there)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for token in tokens:
+        start = text.find(token, pos)
+        if start < 0:
+            return ()
+        pos = start + len(token)
+        out.append((start, pos))
+    return tuple(out)
 
 
 def item_of_row(row: NerRow) -> Item:
@@ -111,6 +128,9 @@ def item_of_row(row: NerRow) -> Item:
         pred=row.tags if row.status == "labeled" else None,
         error=row.error,
         unaligned=row.unaligned,
+        confidence=row.confidence if row.status == "labeled" else None,
+        scores=row.scores,
+        offsets=token_offsets(row.text, row.tokens) if row.scores else (),
     )
 
 
@@ -221,7 +241,57 @@ def evaluate_items(
         resamples=resamples,
         seed=seed,
     )
-    return evaluation.model_copy(update={"headline": headline(items, evaluation.entity.micro)})
+    return evaluation.model_copy(
+        update={
+            "headline": headline(items, evaluation.entity.micro),
+            "confidence": confidence_of(items, seed=seed),
+        }
+    )
+
+
+def _outcome(item: Item) -> Outcome:
+    gold = spans(to_iob2(item.gold or ()))
+    if item.pred is None:
+        return Outcome(item.id, None, True, False, (0, len(gold)), (2 * len(gold), 2 * len(gold)))
+    pred = spans(to_iob2(item.pred))
+    tp = len(gold & pred)
+    return Outcome(
+        id=item.id,
+        confidence=item.confidence,
+        failed=False,
+        right=gold == pred,
+        score=(2 * tp, len(gold) + len(pred)),
+        reviewed=(2 * len(gold), 2 * len(gold)),
+    )
+
+
+def _proposals(item: Item) -> list[ProposalOutcome]:
+    """The item's kept, placed mentions, each right when its type and character span are a
+    gold entity's."""
+    if item.pred is None or not item.offsets:
+        return []
+    gold = {
+        (kind, item.offsets[start][0], item.offsets[end - 1][1])
+        for kind, start, end in spans(to_iob2(item.gold or ()))
+    }
+    return [
+        ProposalOutcome(s.confidence, (s.label, s.start, s.end) in gold)
+        for s in item.scores
+        if s.kept and s.start is not None and s.end is not None
+    ]
+
+
+def confidence_of(items: Sequence[Item], *, seed: int = 0) -> ConfidenceFigures | None:
+    """How well the items' confidence orders review, over those with gold (None when no
+    labeled one carries a confidence); the review curve's metric is the headline's entity
+    micro F1 over every item with gold."""
+    with_gold = [i for i in items if i.gold is not None]
+    return confidence_figures(
+        [_outcome(i) for i in with_gold],
+        [p for i in with_gold for p in _proposals(i)],
+        "F1",
+        seed=seed,
+    )
 
 
 def headline(items: Sequence[Item], labeled: TypeScores) -> Headline | None:
@@ -249,9 +319,11 @@ __all__ = [
     "Item",
     "LossExample",
     "Losses",
+    "confidence_of",
     "evaluate",
     "evaluate_items",
     "headline",
     "item_of_row",
     "losses_of",
+    "token_offsets",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from task_types import confidence_report
 from task_types.base import HtmlSections
 from task_types.ner.errors import ItemDiff, SpanRef
 from task_types.ner.evaluation import Evaluation
@@ -184,14 +185,20 @@ def _losses(ev: Evaluation) -> str:
     )
 
 
-def _scores(ev: Evaluation, f1_png: bytes | None, confusion_png: bytes | None) -> str:
-    """Every section of a report with gold: cards, scores, errors, cost, losses, worst items."""
+def _scores(ev: Evaluation, charts: Mapping[str, bytes]) -> str:
+    """Every section of a report with gold: cards, scores, errors, confidence (when the run
+    measured it), cost, losses, worst items."""
     f = ev.figures
+    f1_png, confusion_png = charts.get(F1_PNG), charts.get(CONFUSION_PNG)
+    confidence = (
+        confidence_report.html(ev.confidence, f, charts) if ev.confidence is not None else ""
+    )
     f1_chart = html_img(f1_png, "entity-level F1 by type with 95% intervals") if f1_png else ""
     return f"""{_cards(ev)}
 <section><h2>{escape(ENTITY_TITLE)}</h2><p class="note">{escape(ev.entity.label)}.</p>
 {html_table(ENTITY_HEADER, entity_rows(ev), averages=2)}{f1_chart}</section>
 {_errors(ev, confusion_png)}
+{confidence}
 <section><h2>{escape(COST_TITLE)} and throughput</h2><div class="cols">
 <div><h3>{escape(COST_TITLE)}</h3>{html_table(("figure", "value"), cost_rows(ev))}</div>
 <div><h3>{escape(FIGURES_TITLE)}</h3>{html_table(("figure", "value"), figure_rows(f))}</div>
@@ -207,8 +214,9 @@ do not compare it with published CoNLL F1.</p>
 
 
 def html_sections(ev: Evaluation, charts: Mapping[str, bytes]) -> HtmlSections:
-    """NER's part of report.html; the charts (`f1_by_type.png`, `confusion.png`) that are
-    given are embedded, the confusion matrices are tables otherwise."""
+    """NER's part of report.html; the charts (`f1_by_type.png`, `confusion.png`, and with
+    confidence `review_curve.png`, `reliability.png`) that are given are embedded, the
+    confusion matrices are tables otherwise."""
     facts = header_facts(ev)
     summary = (
         f"{escape(facts[4][1])} · {escape(facts[5][1])} evaluated ·\n{escape(facts[6][1])} failed"
@@ -220,7 +228,7 @@ def html_sections(ev: Evaluation, charts: Mapping[str, bytes]) -> HtmlSections:
 <section><h2>{escape(FIGURES_TITLE)}</h2>{figures}</section>
 {_losses(ev)}"""
     else:
-        body = _scores(ev, charts.get(F1_PNG), charts.get(CONFUSION_PNG))
+        body = _scores(ev, charts)
     return HtmlSections(summary=summary, body=body, footer=method_note(ev))
 
 

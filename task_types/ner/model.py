@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prelabel.frozen import Frozen
-from prelabel.model import ItemResult, Label, LabelSet, Record
+from prelabel.model import ItemResult, Label, LabelSet, Record, Scored
 
 #: Bumped whenever the messages change, so that cached answers are not reused.
 PROMPT_VERSION = "ner-v2"
@@ -116,8 +116,10 @@ class NerResult(ItemResult):
 @dataclass(frozen=True, slots=True)
 class Item:
     """One item of a run as the evaluation sees it, whatever file it came from. `pred` is None
-    for a failed item,
-    `gold` None for an item without gold labels.
+    for a failed item, `gold` None for an item without gold labels; `confidence` and
+    `scores` are the run's (`--confidence`; None and () when not measured), and `offsets`
+    each token's character span in the item's text, which places the scores' mentions on
+    tokens (() when the file gives no text).
     """
 
     id: str
@@ -126,6 +128,9 @@ class Item:
     pred: tuple[str, ...] | None
     error: str | None = None
     unaligned: tuple[Unaligned, ...] = ()
+    confidence: float | None = None
+    scores: tuple[Scored, ...] = ()
+    offsets: tuple[tuple[int, int], ...] = ()
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 
+from task_types import confidence_report
 from task_types.base import HtmlSections
 from task_types.charts import Chart
 from task_types.ner.charts import charts
@@ -108,6 +109,8 @@ def render_tables(ev: Evaluation) -> list[Table]:
                 averages=1,
             )
         )
+    if ev.confidence is not None:
+        tables += confidence_report.tables(ev.confidence, ev.figures)
     tables.append(
         _score_table(
             TOKEN_TITLE,
@@ -213,6 +216,8 @@ def markdown_sections(ev: Evaluation, *, images: bool = False) -> list[str]:
     lines += _md_errors(ev)
     if images and ev.errors is not None:
         lines += [f"![confusion between types]({CONFUSION_PNG})", ""]
+    if ev.confidence is not None:
+        lines += confidence_report.markdown(ev.confidence, ev.figures, images=images)
     lines += _md_losses(ev)
     lines += [
         f"## {TOKEN_TITLE}",

@@ -11,8 +11,8 @@ from task_types.bootstrap import Interval
 from task_types.ner.errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
 from task_types.ner.evaluation import Evaluation
 from task_types.ner.scores import LabelScores, TypeScores
+from task_types.tables import confidence_fact, interval, money, pct, ratio
 from task_types.tables import figure_rows as core_figure_rows
-from task_types.tables import interval, money, pct, ratio
 
 #: The chart files written beside report.md and embedded in report.html.
 F1_PNG = "f1_by_type.png"
@@ -238,7 +238,8 @@ def no_gold_note(ev: Evaluation) -> str | None:
 
 
 def header_facts(ev: Evaluation) -> list[tuple[str, str]]:
-    """What was evaluated: model, prompt version, dataset, split, who answered."""
+    """What was evaluated: model, prompt version, dataset, split, who answered, how many,
+    the failed, and the confidence method when the run measured one."""
     f = ev.figures
     answered = (
         "the prelabel simulator (not a real model)"
@@ -253,6 +254,7 @@ def header_facts(ev: Evaluation) -> list[tuple[str, str]]:
         ("answers from", answered),
         ("evaluated", f"{ev.evaluated_items} items ({ev.evaluated_tokens} tokens)"),
         ("failed items, not scored", str(ev.losses.failed or f.failed)),
+        *confidence_fact(f),
     ]
 
 
