@@ -104,7 +104,7 @@ def test_row_keys_are_in_the_contract_order_and_round_trip(tmp_path: Path) -> No
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert list(first) == [
         "id", "text", "labels", "gold", "status", "error", "repairs", "model",
-        "prompt_version", "usage",
+        "prompt_version", "usage", "confidence", "scores",
     ]  # fmt: skip
     assert first["labels"] == ["World"] and first["gold"] == ["World"]
     assert "🎉" in path.read_text(encoding="utf-8")
