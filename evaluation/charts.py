@@ -165,7 +165,7 @@ def _reliability(ax: Axes, panel: ReliabilityPanel) -> None:
     edges = np.array(panel.edges)
     left, width = edges[:-1], np.diff(edges)
     accuracy = np.array([np.nan if a is None else a for a in panel.accuracy], dtype=np.float64)
-    ax.plot([0, 1], [0, 1], color=_MUTED, linestyle="--", linewidth=1.2, label="calibrated")
+    ax.plot([0, 1], [0, 1], color=_INK, linestyle="--", linewidth=1.2, label="calibrated", zorder=5)
     ax.bar(
         left,
         np.nan_to_num(accuracy),

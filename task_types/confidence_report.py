@@ -27,7 +27,7 @@ CONFIDENCE_TITLE = "Confidence: does it put the errors first?"
 REVIEW_TITLE = "Review curve"
 CALIBRATION_TITLE = "Calibration (reliability diagram)"
 REVIEW_HEADER = ("reviewed %", "items", "least confident first", "random order", "gain")
-BIN_HEADER = ("confidence", "items", "mean confidence %", "right %", "gap")
+BIN_HEADER = ("confidence", "count", "mean confidence %", "right %", "gap")
 SIMULATOR_CAVEAT = (
     "confidence from the simulator is made up: these figures prove nothing about a model"
 )
@@ -104,7 +104,7 @@ def review_rows(
         if shares is not None and share not in shares:
             continue
         items = reviewed_count(c.items, share)
-        gain = 100 * (ordered - random)
+        gain = round(100 * (ordered - random), 1) or 0.0  # no "-0.0"
         rows.append((f"{share}", f"{items:,}", _one(ordered), _one(random), f"{gain:+.1f}"))
     return rows
 
@@ -145,12 +145,15 @@ def method_note(c: ConfidenceFigures) -> str:
 
 
 def tables(c: ConfidenceFigures, figures: RunFigures) -> list[Table]:
-    """The terminal tables: the summary (with the caveat and the sentence) and the curve."""
+    """The terminal tables: the review sentence (and the simulator caveat, when it applies),
+    the summary, and the review curve."""
+    said = Table(title=CONFIDENCE_TITLE, title_justify="left", show_header=False, box=None)
+    said.add_column("what", no_wrap=True)
     note = caveat(figures)
-    caption = review_sentence(c) + (f" ({note})" if note else "")
-    summary = Table(
-        title=CONFIDENCE_TITLE, caption=caption, title_justify="left", show_header=False
-    )
+    if note is not None:
+        said.add_row(_first_upper(note) + ".", style="bold")
+    said.add_row(_first_upper(review_sentence(c)) + ".")
+    summary = Table(title="Calibration and error finding", title_justify="left", show_header=False)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     for name, value in summary_rows(c, figures):
@@ -160,7 +163,7 @@ def tables(c: ConfidenceFigures, figures: RunFigures) -> list[Table]:
         curve.add_column(head, justify="left" if i == 0 else "right")
     for row in review_rows(c, TERMINAL_SHARES):
         curve.add_row(*row)
-    return [summary, curve]
+    return [said, summary, curve]
 
 
 # --- report.md and report.html -------------------------------------------------------------
