@@ -90,6 +90,19 @@ def test_review_order_puts_failed_first_then_ascending_ties_by_id() -> None:
     assert [outcomes[i].id for i in review_order(outcomes)] == ["c", "b", "d", "a"]
 
 
+def test_labeled_items_without_a_confidence_are_reviewed_with_the_failed() -> None:
+    outcomes = [
+        Outcome("z", 0.0, False, True, (1, 1), (1, 1)),
+        Outcome("y", None, False, True, (1, 1), (1, 1)),  # labeled, not measured
+        Outcome("x", None, True, False, (0, 1), (1, 1)),  # failed
+    ]
+    assert [outcomes[i].id for i in review_order(outcomes)] == ["x", "y", "z"]
+    fig = confidence_figures(outcomes, [], "accuracy", shuffles=2)
+    assert fig is not None and (fig.measured, fig.unmeasured, fig.failed) == (1, 1, 1)
+    # Only the measured item is binned; no proposal, no proposal-level calibration.
+    assert fig.item_calibration.count == 1 and fig.proposal_calibration is None
+
+
 def test_review_curve_by_hand() -> None:
     outcomes = _four()
     shares = (0, 20, 25, 50, 75, 100)
