@@ -249,10 +249,12 @@ def random_curve(
     """The mean of `review_curve` over `shuffles` random orders drawn with `seed`."""
     num, den, d_num, d_den = _deltas(outcomes)
     rng = np.random.default_rng(seed)
-    orders = np.array([rng.permutation(len(outcomes)) for _ in range(shuffles)], dtype=np.int64)
-    orders = orders.reshape(shuffles, len(outcomes))
-    points = _curve_points(num, den, d_num[orders], d_den[orders], shares)
-    return tuple(float(x) for x in points.mean(axis=0))
+    total = np.zeros(len(shares))
+    # One order at a time: memory stays O(items) however many shuffles.
+    for _ in range(shuffles):
+        order = rng.permutation(len(outcomes))
+        total += _curve_points(num, den, d_num[order], d_den[order], shares)
+    return tuple(float(x) for x in total / max(shuffles, 1))
 
 
 def confidence_figures(
