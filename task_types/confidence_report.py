@@ -70,9 +70,9 @@ def summary_rows(c: ConfidenceFigures, figures: RunFigures) -> list[tuple[str, s
     rows = [
         ("confidence method", _method(figures)),
         ("items with gold", f"{c.items:,}"),
-        ("  with a confidence", f"{c.measured:,}"),
-        ("  labeled without one (reviewed first)", f"{c.unmeasured:,}"),
-        ("  failed (reviewed first, wrong)", f"{c.failed:,}"),
+        ("labeled with a confidence", f"{c.measured:,}"),
+        ("labeled without a confidence (reviewed first)", f"{c.unmeasured:,}"),
+        ("failed (reviewed first, counted wrong)", f"{c.failed:,}"),
         ("wrong items (whole prediction)", f"{c.wrong:,} ({pct(wrong_rate)}%)"),
         ("ECE, items (10 bins; points)", _one(c.item_calibration.ece)),
         (
