@@ -234,6 +234,7 @@ def test_a_report_with_confidence_has_the_section_and_both_charts(
     assert "- confidence: verify" in md
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert CONFIDENCE_TITLE in html and html.count('<img class="chart"') == 4
+    assert "failed · confidence verify" in html
     assert (SIMULATOR_CAVEAT[1:] in html) is simulator
     back = read_report_json(tmp_path / "report.json", "ner")
     assert back == ev and back.confidence is not None

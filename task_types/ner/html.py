@@ -221,6 +221,7 @@ def html_sections(ev: Evaluation, charts: Mapping[str, bytes]) -> HtmlSections:
     summary = (
         f"{escape(facts[4][1])} · {escape(facts[5][1])} evaluated ·\n{escape(facts[6][1])} failed"
     )
+    summary += "".join(f" · {escape(name)} {escape(value)}" for name, value in facts[7:])
     note = no_gold_note(ev)
     if note is not None:
         figures = html_table(("figure", "value"), figure_rows(ev.figures))
