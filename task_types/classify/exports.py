@@ -15,6 +15,7 @@ from prelabel.spreadsheet import BOM, safe_cell
 from prelabel.spreadsheet import csv_text as spreadsheet_text
 from prelabel.spreadsheet import write_csv as write_spreadsheet
 from task_types.classify.rows import ClassifyRow
+from task_types.review import label_confidence
 
 #: How a multi-label row's labels are joined in one CSV cell (no AG News or GoEmotions tag
 #: holds it; a comma would, in "2,15"-style gold, and is what spreadsheets split on).
@@ -82,18 +83,30 @@ def label_studio_config(labels: LabelSet, *, multi_label: bool) -> str:
 
 
 def label_studio_result(row: ClassifyRow) -> list[dict[str, Any]]:
-    """A labeled row's labels as one Label Studio choices result (none for an empty set)."""
+    """A labeled row's labels as one Label Studio choices result (none for an empty set).
+
+    Where the run measured confidence the result carries a `score`: its label's confidence,
+    or for a set of labels (one result holds every choice of a control) the least of theirs.
+    """
     if not row.labels:
         return []
-    return [
-        {
-            "id": f"{row.id}#0",
-            "from_name": "label",
-            "to_name": "text",
-            "type": "choices",
-            "value": {"choices": list(row.labels)},
-        }
-    ]
+    result: dict[str, Any] = {
+        "id": f"{row.id}#0",
+        "from_name": "label",
+        "to_name": "text",
+        "type": "choices",
+        "value": {"choices": list(row.labels)},
+    }
+    confidences = [label_confidence(row.scores, tag) for tag in row.labels]
+    known = [c for c in confidences if c is not None]
+    if known:
+        result["score"] = min(known)
+    return [result]
+
+
+def review_predictions(row: ClassifyRow) -> str:
+    """A row's labels in short, for review.csv: `joy; love`."""
+    return JOIN.join(row.labels)
 
 
 # --- Hugging Face datasets ----------------------------------------------------------------
@@ -158,5 +171,6 @@ __all__ = [
     "hf_columns",
     "label_studio_config",
     "label_studio_result",
+    "review_predictions",
     "write_csv",
 ]
