@@ -228,6 +228,14 @@ def _print_report(report: UploadReport, target: KiliTarget) -> None:
     table.add_row("failed items (no prediction)", str(report.items_failed))
     if report.items_empty:
         table.add_row("items with an empty text (not uploaded)", str(report.items_empty))
+    if report.confidence:
+        table.add_row("priorities set (least sure first)", str(report.priorities_set))
+        table.add_row("priorities already there", str(report.priorities_unchanged))
+        if report.priorities_declined:
+            table.add_row(
+                "priorities Kili declined (asset in progress, done or skipped)",
+                str(report.priorities_declined),
+            )
     console.print(table)
     console.print(f"open it: {project_url(target.endpoint, report.project_id)}")
 
