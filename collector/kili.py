@@ -14,7 +14,8 @@ One upload does, in order:
    `round((1 - confidence) * 100)`). The SDK's `append_many_to_dataset` takes no priority
    (kili 26.2), so new assets get theirs right after they are created, by
    `set_assets_priority` (one priority per call: assets are grouped by it), which also
-   says which assets Kili declined (one in progress, done or skipped);
+   says which assets Kili declined (one in progress, done or skipped); the older
+   `update_properties_in_assets(priorities=...)` is deprecated and reports no declines;
 5. uploads one prediction per labeled item, `model_name` = model@prompt version, with
    `overwrite`, so that Kili replaces the item's earlier predictions of that model name rather
    than adding to them (each category with the proposal's confidence, 0-100, where the run
