@@ -189,3 +189,41 @@ def test_dry_run_lists_each_assets_priority(tmp_path: Path) -> None:
     )
     _, assets, _ = dry_run(plain, nowhere, tmp_path / "plain")
     assert all("priority" not in json.loads(x) for x in assets.read_text("utf-8").splitlines())
+
+
+def test_upload_command_prints_the_priorities(
+    fake: FakeKili,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from collector.cli import OffsetUnitName, Platform, upload_command
+    from prelabel.predictions import write_predictions_jsonl
+
+    run = ner_run()
+    folder = tmp_path / "run"
+    write_predictions_jsonl(folder / "predictions.jsonl", run.rows)
+    (folder / "run.json").write_text(run.config.model_dump_json(), encoding="utf-8")
+    monkeypatch.setenv("KILI_API_KEY", fake.api_key)
+    monkeypatch.setenv("KILI_API_ENDPOINT", fake.endpoint)
+
+    def upload() -> str:
+        upload_command(
+            str(folder),
+            to=Platform.kili,
+            from_dir=None,
+            kili_project_id=None,
+            kili_job=None,
+            batch_size=100,
+            offset_unit=OffsetUnitName.utf16,
+            dry_run=False,
+            out=None,
+            redis_url=None,
+        )
+        table = capsys.readouterr().out.replace("│", " ")
+        return " ".join(table.split())
+
+    first = upload()
+    assert f"priorities set (least sure first) {len(run.rows)}" in first
+    assert "priorities already there 0" in first
+    assert f"priorities already there {len(run.rows)}" in upload()
