@@ -13,6 +13,7 @@ import csv
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 import redis
 
@@ -43,6 +44,7 @@ from task_types.review import (
     measured,
     review_order,
 )
+from tests.test_formats import LABEL_STUDIO_TASKS
 
 ONTOLOGY = from_tags(["PER", "ORG", "LOC", "MISC"])
 AG = LabelSet(
@@ -398,6 +400,7 @@ def test_export_format_review_writes_it_for_any_run(tmp_path: Path) -> None:
 def test_label_studio_scores_of_a_ner_run(tmp_path: Path) -> None:
     rows = ner_rows()
     tasks_path, _ = write_label_studio(tmp_path, rows, ner_config(), NER)
+    jsonschema.validate(json.loads(tasks_path.read_text("utf-8")), LABEL_STUDIO_TASKS)
     tasks = {t["data"]["item_id"]: t for t in json.loads(tasks_path.read_text("utf-8"))}
     assert "predictions" not in tasks["n-failed"]
     (unsure,) = tasks["n-unsure"]["predictions"]
@@ -491,6 +494,19 @@ def test_kili_export_of_a_classification_run(tmp_path: Path, multi: bool) -> Non
             CLASSIFY_JOB: {"categories": [{"name": "Sports", "confidence": 97}]}
         }
     assert json.loads(priorities.read_text("utf-8"))[rows[-1].id] == 101
+
+
+def test_the_kili_export_with_confidence_reads_back_for_evaluation(tmp_path: Path) -> None:
+    """`prelabel evaluate --format kili` reads the export's spans as before the confidence."""
+    from task_types.ner.kili_export import KiliExport
+
+    rows = ner_rows()
+    predictions, *_ = write_kili(tmp_path, rows, ner_config(), NER)
+    records = [NerRecord.from_tokens(r.id, r.tokens, r.gold_tags) for r in rows]
+    source = KiliExport().read(predictions, records, None)
+    labeled = {r.id: r.tags for r in rows if r.status == "labeled"}
+    assert {i.id: i.pred for i in source.items} == labeled
+    assert all(not i.unaligned for i in source.items)
 
 
 def test_kili_export_without_confidence_is_as_before(tmp_path: Path) -> None:
