@@ -159,8 +159,9 @@ def dry_run(
     """Write what an upload to a new project would send, and send nothing.
 
     project.json (the project to create, or the project and categories to check),
-    assets.jsonl (one `append_many_to_dataset` item per line) and predictions.jsonl (one
-    `create_predictions` item per line). An upload to a project that already holds some of
+    assets.jsonl (one `append_many_to_dataset` item per line, with the asset's priority
+    where the run measured confidence) and predictions.jsonl (one `create_predictions`
+    item per line). An upload to a project that already holds some of
     it sends less: this is the whole of it.
     """
     options = options or UploadOptions()

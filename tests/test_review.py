@@ -273,6 +273,17 @@ def test_entity_confidences_match_by_span_then_by_text() -> None:
         update={"scores": (Scored(label="LOC", text="Zürich", confidence=0.6),)}
     )
     assert entity_confidences(unplaced) == [0.6, None]
+    # a placed proposal is its span's, even when an unplaced one of the same text comes later
+    mixed = row.model_copy(
+        update={
+            "scores": (
+                Scored(label="LOC", text="Zürich", confidence=0.3, start=second.start,
+                       end=second.end),
+                Scored(label="LOC", text="Zürich", confidence=0.8),
+            )
+        }
+    )  # fmt: skip
+    assert entity_confidences(mixed) == [0.8, 0.3]
     assert entity_confidences(ner_rows()[-2]) == [None]  # not measured
 
 

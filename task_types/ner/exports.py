@@ -77,36 +77,25 @@ def entity_confidences(row: NerRow) -> list[float | None]:
     """Each entity's confidence (`row.scores`), in `row.entities`' order; None where no
     kept proposal is its (a run that measured none: all None).
 
-    An entity's proposal is the kept one of its type on its span; else, for a proposal the
-    scorer could not place (no span), the first unused kept one of its type and text.
+    An entity's proposal is the kept one of its type on its span; else (a proposal the
+    scorer could not place, or placed elsewhere) the first kept one of its type and text
+    that no entity took by its span.
     """
     kept = [s for s in row.scores if s.kept]
-    used: set[int] = set()
-    out: list[float | None] = []
-    for e in row.entities:
-        k = next(
-            (
-                k
-                for k, s in enumerate(kept)
-                if k not in used and s.label == e.type and (s.start, s.end) == (e.start, e.end)
-            ),
-            None,
-        )
-        if k is None:
-            k = next(
-                (
-                    k
-                    for k, s in enumerate(kept)
-                    if k not in used and s.label == e.type and s.start is None and s.text == e.text
-                ),
-                None,
-            )
-        if k is None:
-            out.append(None)
-        else:
-            used.add(k)
-            out.append(kept[k].confidence)
-    return out
+    taken: dict[int, int] = {}  # entity index -> proposal index
+    for i, e in enumerate(row.entities):
+        for k, s in enumerate(kept):
+            if k not in taken.values() and (s.label, s.start, s.end) == (e.type, e.start, e.end):
+                taken[i] = k
+                break
+    for i, e in enumerate(row.entities):
+        if i in taken:
+            continue
+        for k, s in enumerate(kept):
+            if k not in taken.values() and (s.label, s.text) == (e.type, e.text):
+                taken[i] = k
+                break
+    return [kept[taken[i]].confidence if i in taken else None for i in range(len(row.entities))]
 
 
 def review_predictions(row: NerRow) -> str:
