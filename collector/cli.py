@@ -40,6 +40,7 @@ class ExportFormat(StrEnum):
     kili = "kili"
     label_studio = "label-studio"
     hf = "hf"
+    review = "review"
 
 
 RunArg = Annotated[
@@ -125,7 +126,8 @@ def export_command(
             help="jsonl (prelabel's own), conll (NER: IOB2, conlleval columns), csv "
             "(classification: predictions.csv for a spreadsheet), kili "
             "(json_response JSONL and the project interface), label-studio (tasks JSON with "
-            "predictions, and a labeling config), hf (a `datasets` folder).",
+            "predictions, and a labeling config), hf (a `datasets` folder), review "
+            "(review.csv: items from the least to the most confident).",
         ),
     ] = ExportFormat.jsonl,
     out: Annotated[
@@ -139,6 +141,7 @@ def export_command(
 ) -> None:
     """Export a run's predictions for another tool; each export is checked against its text."""
     from collector.formats import write_hf_dataset, write_kili, write_label_studio
+    from collector.review import write_review
     from prelabel.predictions import write_predictions_jsonl
 
     if out is None:
@@ -156,6 +159,8 @@ def export_command(
         paths = write_label_studio(out, rows, data.config, task)
     elif format is ExportFormat.hf:
         paths = (write_hf_dataset(out, rows, data.config, task),)
+    elif format is ExportFormat.review:
+        paths = write_review(out, rows, data.config, task)
     elif format.value in task.formats:
         paths = task.formats[format.value](out, rows)
     else:
@@ -223,6 +228,14 @@ def _print_report(report: UploadReport, target: KiliTarget) -> None:
     table.add_row("failed items (no prediction)", str(report.items_failed))
     if report.items_empty:
         table.add_row("items with an empty text (not uploaded)", str(report.items_empty))
+    if report.confidence:
+        table.add_row("priorities set (least sure first)", str(report.priorities_set))
+        table.add_row("priorities already there", str(report.priorities_unchanged))
+        if report.priorities_declined:
+            table.add_row(
+                "priorities Kili declined (asset in progress, done or skipped)",
+                str(report.priorities_declined),
+            )
     console.print(table)
     console.print(f"open it: {project_url(target.endpoint, report.project_id)}")
 

@@ -34,16 +34,19 @@ class Collected:
 
 def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float) -> Collected:
     """Write predictions.jsonl, the task type's own formats (NER: predictions.conll),
-    run.json, and the task type's evaluation with its reports: report.json, report.md,
-    report.html and its charts (NER: f1_by_type.png, confusion.png).
+    review.csv when the run measured confidence (collector/review.py), run.json, and the
+    task type's evaluation with its reports: report.json, report.md, report.html and its
+    charts (NER: f1_by_type.png, confusion.png).
 
     Items with no committed result (a run that stopped early) are written as failed with the
     reason "not labeled", so that every item of the run appears exactly once.
     """
+    from collector.review import write_review
     from collector.source import task_of
     from prelabel.figures import RunFigures
     from prelabel.predictions import write_predictions_jsonl
     from task_types.bootstrap import RESAMPLES
+    from task_types.review import measured
 
     config = store.config(run_id)
     task = task_of(config)
@@ -62,6 +65,8 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     jsonl = out_dir / "predictions.jsonl"
     write_predictions_jsonl(jsonl, rows)
     own = tuple(path for write in task.formats.values() for path in write(out_dir, rows))
+    if measured(rows):
+        own += write_review(out_dir, rows, config, task)
     # The run's config beside its predictions, so that uploads and exports of this folder
     # still work once the run's data in Redis has expired.
     run_json = out_dir / "run.json"

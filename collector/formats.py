@@ -33,6 +33,7 @@ from prelabel.files import atomic_dir, write_atomic
 from prelabel.model import RunConfig
 from prelabel.offsets import OffsetUnit
 from task_types import PredictionRow, TaskType
+from task_types.review import kili_priority, measured
 
 #: How Kili counts `beginOffset`, unless told otherwise (README, "Kili and exports").
 KILI_OFFSET_UNIT: OffsetUnit = "utf16"
@@ -76,12 +77,15 @@ def write_kili(
     task: TaskType,
     unit: OffsetUnit = KILI_OFFSET_UNIT,
 ) -> tuple[Path, ...]:
-    """Write kili_predictions.jsonl and kili_interface.json (the project's json_interface).
+    """Write kili_predictions.jsonl and kili_interface.json (the project's json_interface),
+    and where the run measured confidence kili_priorities.json (`{external_id: priority}`
+    for every item, failed ones included: `task_types.review.kili_priority`).
 
     For a manual import: create a TEXT project with the interface, import the texts with
     their item ids as external ids, then for each line call
     `kili.create_predictions(project_id, external_id_array=[external_id],
-    json_response_array=[json_response], model_name=model_name)`.
+    json_response_array=[json_response], model_name=model_name)`, and give each asset its
+    priority (`kili.set_assets_priority(priority, external_ids=[...], project_id=...)`).
     """
     task.check_rows(rows)
     job = task.kili.default_job
@@ -91,19 +95,32 @@ def write_kili(
     write_atomic(
         interface, json.dumps(task.kili.json_interface(task.labels(config), job), indent=2) + "\n"
     )
-    return predictions, interface
+    if not measured(rows):
+        return predictions, interface
+    priorities = out_dir / "kili_priorities.json"
+    write_atomic(
+        priorities,
+        json.dumps({r.id: kili_priority(r) for r in rows}, ensure_ascii=False, indent=1) + "\n",
+    )
+    return predictions, interface, priorities
 
 
 # --- Label Studio -----------------------------------------------------------------------
 
 
 def label_studio_task(row: PredictionRow, task: TaskType, model_version: str) -> dict[str, Any]:
-    """One Label Studio task; a labeled row carries its labels as one prediction."""
+    """One Label Studio task; a labeled row carries its labels as one prediction, whose
+    `score` (what the Data Manager sorts tasks by) is the item's confidence where the run
+    measured it."""
     ls_task: dict[str, Any] = {"data": {"text": row.text, "item_id": row.id}}
     if row.status == "labeled":
-        ls_task["predictions"] = [
-            {"model_version": model_version, "result": task.label_studio_result(row)}
-        ]
+        prediction: dict[str, Any] = {
+            "model_version": model_version,
+            "result": task.label_studio_result(row),
+        }
+        if row.confidence is not None:
+            prediction["score"] = row.confidence
+        ls_task["predictions"] = [prediction]
     return ls_task
 
 

@@ -9,15 +9,24 @@ One upload does, in order:
    (`task_types.KiliJob`), the labels as its categories);
 3. uploads the texts as assets, external id = item id, metadata = run, dataset, split; assets
    already in the project are skipped;
-4. uploads one prediction per labeled item, `model_name` = model@prompt version, with
+4. where the run measured confidence, gives each asset its priority, so that Kili serves the
+   least sure items first (`task_types.review.kili_priority`: failed items highest, then
+   `round((1 - confidence) * 100)`). The SDK's `append_many_to_dataset` takes no priority
+   (kili 26.2), so new assets get theirs right after they are created, by
+   `set_assets_priority` (one priority per call: assets are grouped by it), which also
+   says which assets Kili declined (one in progress, done or skipped); the older
+   `update_properties_in_assets(priorities=...)` is deprecated and reports no declines;
+5. uploads one prediction per labeled item, `model_name` = model@prompt version, with
    `overwrite`, so that Kili replaces the item's earlier predictions of that model name rather
-   than adding to them; a failed item's earlier predictions of that model name are deleted.
+   than adding to them (each category with the proposal's confidence, 0-100, where the run
+   measured it); a failed item's earlier predictions of that model name are deleted.
 
 Where an upload stands is read from Kili itself, not kept on the side: which external ids
-already have an asset, and which assets already hold exactly the prediction this run would
-send. An upload cut off anywhere (a lost answer, a killed process, an expired Redis) resumes
-where it stopped when run again, and sends only what is missing; a complete upload run again
-sends nothing. Batches hold at most 100 items, the SDK's own cap; the SDK paces its calls
+already have an asset and with which priority, and which assets already hold exactly the
+prediction this run would send (its categories, spans and confidences). An upload cut off
+anywhere (a lost answer, a killed process, an expired Redis) resumes where it stopped when
+run again, and sends only what is missing or changed; a complete upload run again sends
+nothing. Batches hold at most 100 items, the SDK's own cap; the SDK paces its calls
 (500/min) and waits out 429s as Kili's Retry-After asks.
 """
 
@@ -42,6 +51,7 @@ from prelabel.files import write_atomic
 from prelabel.model import RunConfig
 from prelabel.offsets import OffsetUnit
 from task_types import KiliJob, PredictionRow
+from task_types.review import kili_priority, measured
 
 if TYPE_CHECKING:
     from kili.client import Kili
@@ -53,6 +63,7 @@ MAX_BATCH = 100
 #: External ids per asset query (`externalIdStrictlyIn`), as the SDK batches them.
 ID_QUERY_BATCH = 1000
 ANNOTATION_FIELDS = ("id", "modelName", "jsonResponse", "labelOf.id", "labelOf.externalId")
+ASSET_FIELDS = ("id", "externalId", "jsonMetadata", "priority")
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,12 @@ class UploadReport:
     #: failed items (no prediction) and items with an empty text (no asset)
     items_failed: int = 0
     items_empty: int = 0
+    #: whether the run measured confidence (else priorities are left as they are)
+    confidence: bool = False
+    priorities_set: int = 0
+    priorities_unchanged: int = 0
+    #: assets Kili would not reprioritise (in progress, done or skipped), or failed to
+    priorities_declined: int = 0
 
 
 def asset_metadata(config: RunConfig) -> dict[str, str]:
@@ -123,9 +140,13 @@ def upload_run(
     report = UploadReport(project_id, created, kili_model_name(config))
     report.items_empty = len(rows) - len(items)
     report.items_failed = sum(r.status != "labeled" for r in items)
+    report.confidence = measured(items)
 
     with _progress(console) as progress:
-        asset_ids = _sync_assets(kili, project_id, items, config, options, report, progress)
+        assets = _sync_assets(kili, project_id, items, config, options, report, progress)
+        if report.confidence:
+            _sync_priorities(kili, items, assets, options, report, progress)
+        asset_ids = {external_id: asset["id"] for external_id, asset in assets.items()}
         _sync_predictions(
             kili, project_id, items, asset_ids, task.kili, job, options, report, progress
         )
@@ -138,8 +159,9 @@ def dry_run(
     """Write what an upload to a new project would send, and send nothing.
 
     project.json (the project to create, or the project and categories to check),
-    assets.jsonl (one `append_many_to_dataset` item per line) and predictions.jsonl (one
-    `create_predictions` item per line). An upload to a project that already holds some of
+    assets.jsonl (one `append_many_to_dataset` item per line, with the asset's priority
+    where the run measured confidence) and predictions.jsonl (one `create_predictions`
+    item per line). An upload to a project that already holds some of
     it sends less: this is the whole of it.
     """
     options = options or UploadOptions()
@@ -167,19 +189,27 @@ def dry_run(
     write_atomic(paths[0], json.dumps(project, indent=2, ensure_ascii=False) + "\n")
     write_atomic(
         paths[1],
-        (
-            json.dumps(
-                {"external_id": r.id, "content": r.text, "json_metadata": asset_metadata(config)},
-                ensure_ascii=False,
-            )
-            + "\n"
-            for r in items
-        ),
+        (json.dumps(line, ensure_ascii=False) + "\n" for line in _asset_lines(items, config)),
     )
     write_atomic(
         paths[2], kili_prediction_lines(items, task, kili_model_name(config), job, options.unit)
     )
     return paths
+
+
+def _asset_lines(items: Sequence[PredictionRow], config: RunConfig) -> Iterator[dict[str, Any]]:
+    """What a dry run's assets.jsonl holds of each item: its asset, and its priority where
+    the run measured confidence."""
+    priorities = measured(items)
+    for row in items:
+        line: dict[str, Any] = {
+            "external_id": row.id,
+            "content": row.text,
+            "json_metadata": asset_metadata(config),
+        }
+        if priorities:
+            line["priority"] = kili_priority(row)
+        yield line
 
 
 def read_predictions(
@@ -214,8 +244,8 @@ def _sync_assets(
     options: UploadOptions,
     report: UploadReport,
     progress: Progress,
-) -> dict[str, str]:
-    """Upload the items Kili does not hold yet; return every item's asset id."""
+) -> dict[str, dict[str, Any]]:
+    """Upload the items Kili does not hold yet; return every item's asset (`ASSET_FIELDS`)."""
     endpoint = kili.api_endpoint
     with sdk_errors(endpoint, "listing the project's assets"):
         present = _assets_by_external_id(kili, project_id, [r.id for r in items])
@@ -233,7 +263,37 @@ def _sync_assets(
         with sdk_errors(endpoint, "listing the project's assets"):
             present = _assets_by_external_id(kili, project_id, [r.id for r in items])
         _check_assets_are_ours(present, config, project_id)
-    return {external_id: assets[0]["id"] for external_id, assets in present.items()}
+    return {external_id: assets[0] for external_id, assets in present.items()}
+
+
+def _sync_priorities(
+    kili: Kili,
+    items: Sequence[PredictionRow],
+    assets: Mapping[str, Mapping[str, Any]],
+    options: UploadOptions,
+    report: UploadReport,
+    progress: Progress,
+) -> None:
+    """Give each asset the priority of its item's confidence, where it has another one."""
+    endpoint = kili.api_endpoint
+    by_priority: dict[int, list[str]] = {}
+    for row in items:
+        wanted = kili_priority(row)
+        asset = assets[row.id]
+        if asset.get("priority") == wanted:
+            report.priorities_unchanged += 1
+        else:
+            by_priority.setdefault(wanted, []).append(asset["id"])
+    task = progress.add_task("priorities", total=len(items), completed=report.priorities_unchanged)
+    # the least sure first, so that an upload cut off midway has ordered those
+    for priority in sorted(by_priority, reverse=True):
+        for batch in _chunks(by_priority[priority], options.batch_size):
+            with sdk_errors(endpoint, "setting the assets' priorities", _PRIORITIES_AGAIN):
+                outcome = kili.set_assets_priority(priority=priority, asset_ids=list(batch))
+            refused = len(outcome.get("declined", [])) + len(outcome.get("failed", []))
+            report.priorities_declined += refused
+            report.priorities_set += len(batch) - refused
+            progress.advance(task, len(batch))
 
 
 def _sync_predictions(
@@ -287,6 +347,9 @@ def _sync_predictions(
         report.predictions_deleted = len(stale)
 
 
+_PRIORITIES_AGAIN = "run the same command again: it sets the priorities still to set"
+
+
 def _assets_by_external_id(
     kili: Kili, project_id: str, external_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
@@ -294,7 +357,7 @@ def _assets_by_external_id(
     for chunk in _chunks(list(external_ids), ID_QUERY_BATCH):
         for asset in kili.assets(
             project_id,
-            fields=["id", "externalId", "jsonMetadata"],
+            fields=list(ASSET_FIELDS),
             external_id_strictly_in=chunk,
             disable_tqdm=True,
         ):

@@ -464,7 +464,12 @@ class Reporting(Protocol[RowT]):
         ...
 
     def label_studio_result(self, row: RowT) -> list[dict[str, Any]]:
-        """A labeled row's prediction `result` for Label Studio."""
+        """A labeled row's prediction `result` for Label Studio (each region or choice with
+        its confidence as `score` where the run measured it)."""
+        ...
+
+    def review_predictions(self, row: RowT) -> str:
+        """A row's predictions in short, for review.csv (NER: `PER: John; LOC: Paris`)."""
         ...
 
     def hf_columns(

@@ -14,7 +14,12 @@ What it models of Kili, beyond the plumbing:
   units; an annotation whose content is not at its `beginOffset` is recorded in `misplaced`;
 - classification categories are checked against the project's job: a category that is not
   one of the job's, or more than one in a single-choice (`radio`) job, is recorded in
-  `miscategorised`.
+  `miscategorised`;
+- a category's `confidence` is kept in the label's json_response as sent; one that is not an
+  integer from 0 to 100 (prelabel's scale) is recorded in `bad_confidences`;
+- assets have a `priority` (0 when created); `setAssetsPriority` sets it on the assets of
+  `where.idIn`, except on those in `busy` (an asset in progress, done or skipped), which it
+  declines, as Kili does; every call is recorded in `priority_calls`.
 
 Knobs make it misbehave: `throttle` answers 429 with Retry-After, `fail_once` applies a
 mutation then answers 500 (the SDK cannot know whether it was applied), `api_key` refuses
@@ -30,6 +35,7 @@ import json
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -76,6 +82,12 @@ class FakeKili:
     #: classification categories that the project's job does not have, or too many for a
     #: single-choice job
     miscategorised: list[dict[str, Any]] = field(default_factory=list)
+    #: category confidences that are not integers from 0 to 100
+    bad_confidences: list[dict[str, Any]] = field(default_factory=list)
+    #: asset ids `setAssetsPriority` declines (in progress, done or skipped)
+    busy: set[str] = field(default_factory=set)
+    #: (priority, asset ids) of each `setAssetsPriority` call
+    priority_calls: list[tuple[int, list[str]]] = field(default_factory=list)
 
     #: set when a call is held by `stall_after`
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -309,11 +321,39 @@ class FakeKili:
                 "content": content,
                 "jsonMetadata": data["jsonMetadataArray"][i],
                 "isHoneypot": False,
+                "priority": 0,
                 "project": {"id": pid},
             }
             self.assets.append(asset)
             created.append(asset)
         return created
+
+    def _setAssetsPriority(self, where: dict[str, Any], priority: int) -> dict[str, Any]:
+        ids = list(where.get("idIn") or [])
+        self._batch("setAssetsPriority", len(ids))
+        if not isinstance(priority, int):
+            raise FakeError(f"priority must be an Int, got {priority!r}")
+        self.priority_calls.append((priority, ids))
+        assets = {a["id"]: a for a in self.assets}
+        outcome: dict[str, list[dict[str, Any]]] = {"succeeded": [], "declined": [], "failed": []}
+        for asset_id in ids:
+            asset = assets.get(asset_id)
+            if asset is None:
+                outcome["failed"].append(
+                    {"assetId": asset_id, "externalId": None, "details": "not found"}
+                )
+                continue
+            which = {"assetId": asset_id, "externalId": asset["externalId"]}
+            if asset_id in self.busy:
+                outcome["declined"].append(which)
+                continue
+            asset["priority"] = priority
+            outcome["succeeded"].append(which)
+        return outcome
+
+    def priorities(self, project_id: str) -> dict[str, int]:
+        """Each asset's priority, by external id."""
+        return {a["externalId"]: a["priority"] for a in self.project_assets(project_id)}
 
     def _select_assets(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         found = self.project_assets((where.get("project") or {}).get("id", ""))
@@ -365,6 +405,7 @@ class FakeKili:
             }
             self._place_annotations(label, self.text_of(asset))
             self._check_categories(label, self.projects.get(asset["project"]["id"], {}))
+            self._check_confidences(label)
             self.labels.append(label)
             created.append(label)
         return created
@@ -392,6 +433,17 @@ class FakeKili:
             radio = (spec.get("content") or {}).get("input") == "radio"
             if any(n not in known for n in names) or (radio and len(names) > 1):
                 self.miscategorised.append({"label": label["id"], "job": name, "names": names})
+
+    def _check_confidences(self, label: dict[str, Any]) -> None:
+        for job in json.loads(label["jsonResponse"]).values():
+            categories = list(job.get("categories", []))
+            categories += [c for a in job.get("annotations", []) for c in a.get("categories", [])]
+            for category in categories:
+                if "confidence" not in category:
+                    continue
+                value = category["confidence"]
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+                    self.bad_confidences.append({"label": label["id"], **category})
 
     def _select_labels(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         project = (where.get("project") or {}).get("id")
@@ -431,6 +483,24 @@ class FakeKili:
         if size > MAX_BATCH:
             raise FakeError(f"{name}: at most {MAX_BATCH} items per call, got {size}")
         self.batches.setdefault(name, []).append(size)
+
+
+def serve_for_sdk(monkeypatch: Any) -> Iterator[FakeKili]:
+    """A started fake for the real SDK (a fixture's body; `monkeypatch` is pytest's): the
+    SDK's per-process rate limiter (500 calls/min) fresh, as in each `prelabel upload`
+    process, so that earlier tests do not slow this one, and KILI_SDK_SKIP_CHECKS set."""
+    from kili.core.constants import MAX_CALLS_PER_MINUTE
+    from kili.core.graphql import graphql_client
+    from pyrate_limiter import Duration, Limiter, Rate
+
+    fresh = Limiter(Rate(MAX_CALLS_PER_MINUTE, Duration.MINUTE), max_delay=120 * 1000)
+    monkeypatch.setattr(graphql_client, "_limiter", fresh)
+    monkeypatch.setenv("KILI_SDK_SKIP_CHECKS", "1")
+    server = FakeKili().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):

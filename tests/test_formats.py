@@ -197,7 +197,7 @@ LABEL_STUDIO_TASKS = {
                     "required": ["result"],
                     "properties": {
                         "model_version": {"type": "string"},
-                        "score": {"type": "number"},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
                         "result": {
                             "type": "array",
                             "items": {
@@ -205,6 +205,7 @@ LABEL_STUDIO_TASKS = {
                                 "required": ["from_name", "to_name", "type", "value"],
                                 "properties": {
                                     "id": {"type": "string"},
+                                    "score": {"type": "number", "minimum": 0, "maximum": 1},
                                     "from_name": {"type": "string"},
                                     "to_name": {"type": "string"},
                                     "type": {"const": "labels"},

@@ -5,25 +5,22 @@ other tools' formats: Label Studio's `Choices`, a Hugging Face dataset of `Class
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from prelabel.files import write_atomic
 from prelabel.model import LabelSet
+from prelabel.spreadsheet import BOM, safe_cell
+from prelabel.spreadsheet import csv_text as spreadsheet_text
+from prelabel.spreadsheet import write_csv as write_spreadsheet
 from task_types.classify.rows import ClassifyRow
+from task_types.review import label_confidence
 
 #: How a multi-label row's labels are joined in one CSV cell (no AG News or GoEmotions tag
 #: holds it; a comma would, in "2,15"-style gold, and is what spreadsheets split on).
 JOIN = "; "
 CSV_NAME = "predictions.csv"
-#: The byte order mark a CSV starts with (see `write_csv`).
-BOM = "\ufeff"
-#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_header(*, multi_label: bool) -> tuple[str, ...]:
@@ -35,38 +32,27 @@ def csv_text(rows: Iterable[ClassifyRow], *, multi_label: bool) -> str:
     when it holds a comma, a quote or a line break, quotes doubled). A text or error that a
     spreadsheet would run as a formula (`=HYPERLINK(...)` in a scraped comment) starts with an
     apostrophe, which spreadsheets show as text and hide; predictions.jsonl keeps it as is."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(csv_header(multi_label=multi_label))
+    return spreadsheet_text(csv_header(multi_label=multi_label), _csv_rows(rows))
+
+
+def _csv_rows(rows: Iterable[ClassifyRow]) -> Iterator[tuple[str, ...]]:
     for row in rows:
-        writer.writerow(
-            (
-                _cell(row.id),
-                _cell(row.text),
-                JOIN.join(row.labels),
-                JOIN.join(row.gold) if row.gold is not None else "",
-                row.status,
-                _cell(row.error or ""),
-            )
+        yield (
+            safe_cell(row.id),
+            safe_cell(row.text),
+            JOIN.join(row.labels),
+            JOIN.join(row.gold) if row.gold is not None else "",
+            row.status,
+            safe_cell(row.error or ""),
         )
-    return out.getvalue()
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def write_csv(path: Path, rows: Iterable[ClassifyRow], *, multi_label: bool) -> None:
-    """Write predictions.csv atomically, in UTF-8 with a byte order mark.
-
-    The BOM is what makes Excel (double-clicking the file, or File > Open) read it as UTF-8;
-    without it Excel reads a CSV in the system's legacy code page and turns every accent and
-    emoji (AG News and GoEmotions have both) into mojibake. LibreOffice, Google Sheets,
-    pandas and Python's csv module with `encoding="utf-8-sig"` read the BOM as what it is.
-    Gold is empty where the item has none; labels are empty for a failed item (its error says
-    why); a multi-label row's labels are joined with "; ".
+    """Write predictions.csv atomically, in UTF-8 with a byte order mark (for Excel:
+    `prelabel.spreadsheet`). Gold is empty where the item has none; labels are empty for a
+    failed item (its error says why); a multi-label row's labels are joined with "; ".
     """
-    write_atomic(path, BOM + csv_text(rows, multi_label=multi_label))
+    write_spreadsheet(path, csv_header(multi_label=multi_label), _csv_rows(rows))
 
 
 def csv_format(
@@ -97,18 +83,30 @@ def label_studio_config(labels: LabelSet, *, multi_label: bool) -> str:
 
 
 def label_studio_result(row: ClassifyRow) -> list[dict[str, Any]]:
-    """A labeled row's labels as one Label Studio choices result (none for an empty set)."""
+    """A labeled row's labels as one Label Studio choices result (none for an empty set).
+
+    Where the run measured confidence the result carries a `score`: its label's confidence,
+    or for a set of labels (one result holds every choice of a control) the least of theirs.
+    """
     if not row.labels:
         return []
-    return [
-        {
-            "id": f"{row.id}#0",
-            "from_name": "label",
-            "to_name": "text",
-            "type": "choices",
-            "value": {"choices": list(row.labels)},
-        }
-    ]
+    result: dict[str, Any] = {
+        "id": f"{row.id}#0",
+        "from_name": "label",
+        "to_name": "text",
+        "type": "choices",
+        "value": {"choices": list(row.labels)},
+    }
+    confidences = [label_confidence(row.scores, tag) for tag in row.labels]
+    known = [c for c in confidences if c is not None]
+    if known:
+        result["score"] = min(known)
+    return [result]
+
+
+def review_predictions(row: ClassifyRow) -> str:
+    """A row's labels in short, for review.csv: `joy; love`."""
+    return JOIN.join(row.labels)
 
 
 # --- Hugging Face datasets ----------------------------------------------------------------
@@ -173,5 +171,6 @@ __all__ = [
     "hf_columns",
     "label_studio_config",
     "label_studio_result",
+    "review_predictions",
     "write_csv",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from prelabel.model import LabelSet
 from prelabel.offsets import OffsetUnit
 from task_types.classify.rows import ClassifyRow
+from task_types.review import category_key, kili_confidence, label_confidence
 
 #: The classification job of the Kili projects prelabel creates.
 KILI_JOB = "CLASSIFICATION_JOB"
@@ -64,9 +65,17 @@ def kili_json_response(row: ClassifyRow, job: str) -> dict[str, Any]:
 
     An item labeled with no label (multi-label's empty set) gets an empty category list
     rather than no prediction, so that uploading it replaces an earlier prediction that had
-    some.
+    some. Where the run measured confidence, each category carries its label's, on Kili's
+    0-100 scale (`task_types.review`).
     """
-    return {job: {"categories": [{"name": tag} for tag in row.labels]}}
+    categories = []
+    for tag in row.labels:
+        category: dict[str, Any] = {"name": tag}
+        confidence = label_confidence(row.scores, tag)
+        if confidence is not None:
+            category["confidence"] = kili_confidence(confidence)
+        categories.append(category)
+    return {job: {"categories": categories}}
 
 
 def labels_from_kili(response: Mapping[str, Any], job: str) -> tuple[str, ...]:
@@ -74,9 +83,10 @@ def labels_from_kili(response: Mapping[str, Any], job: str) -> tuple[str, ...]:
     return tuple(str(c["name"]) for c in (response.get(job) or {}).get("categories", []))
 
 
-def response_key(response: Mapping[str, Any], job: str) -> tuple[str, ...]:
-    """The categories, sorted: two responses with the same key choose the same labels."""
-    return tuple(sorted(labels_from_kili(response, job)))
+def response_key(response: Mapping[str, Any], job: str) -> tuple[tuple[str, float], ...]:
+    """The categories with their confidence, sorted: two responses with the same key choose
+    the same labels, as sure of each."""
+    return tuple(sorted(category_key(c) for c in (response.get(job) or {}).get("categories", [])))
 
 
 class ClassifyKiliJob:

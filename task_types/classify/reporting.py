@@ -111,6 +111,9 @@ class ClassifyReporting:
     def label_studio_result(self, row: ClassifyRow) -> list[dict[str, Any]]:
         return exports.label_studio_result(row)
 
+    def review_predictions(self, row: ClassifyRow) -> str:
+        return exports.review_predictions(row)
+
     def hf_columns(
         self, rows: Sequence[ClassifyRow], labels: LabelSet
     ) -> tuple[Any, dict[str, list[Any]]]:

@@ -70,6 +70,39 @@ def conll_format(out_dir: Path, rows: Sequence[NerRow]) -> tuple[Path, ...]:
     return (path,)
 
 
+# --- confidence -------------------------------------------------------------------------
+
+
+def entity_confidences(row: NerRow) -> list[float | None]:
+    """Each entity's confidence (`row.scores`), in `row.entities`' order; None where no
+    kept proposal is its (a run that measured none: all None).
+
+    An entity's proposal is the kept one of its type on its span; else (a proposal the
+    scorer could not place, or placed elsewhere) the first kept one of its type and text
+    that no entity took by its span.
+    """
+    kept = [s for s in row.scores if s.kept]
+    taken: dict[int, int] = {}  # entity index -> proposal index
+    for i, e in enumerate(row.entities):
+        for k, s in enumerate(kept):
+            if k not in taken.values() and (s.label, s.start, s.end) == (e.type, e.start, e.end):
+                taken[i] = k
+                break
+    for i, e in enumerate(row.entities):
+        if i in taken:
+            continue
+        for k, s in enumerate(kept):
+            if k not in taken.values() and (s.label, s.text) == (e.type, e.text):
+                taken[i] = k
+                break
+    return [kept[taken[i]].confidence if i in taken else None for i in range(len(row.entities))]
+
+
+def review_predictions(row: NerRow) -> str:
+    """A row's entities in short, for review.csv: `PER: John; LOC: Paris`."""
+    return "; ".join(f"{e.type}: {e.text}" for e in row.entities)
+
+
 # --- Label Studio -----------------------------------------------------------------------
 
 
@@ -91,17 +124,21 @@ def label_studio_config(ontology: Ontology) -> str:
 
 def label_studio_result(row: NerRow) -> list[dict[str, Any]]:
     """A labeled row's entities as Label Studio span labels, in code points (Label Studio
-    stores code points: collector/formats.py)."""
-    return [
-        {
+    stores code points: collector/formats.py), each with its confidence as `score` where
+    the run measured it."""
+    results = []
+    for k, (e, confidence) in enumerate(zip(row.entities, entity_confidences(row), strict=True)):
+        result: dict[str, Any] = {
             "id": f"{row.id}#{k}",
             "from_name": "label",
             "to_name": "text",
             "type": "labels",
             "value": {"start": e.start, "end": e.end, "text": e.text, "labels": [e.type]},
         }
-        for k, e in enumerate(row.entities)
-    ]
+        if confidence is not None:
+            result["score"] = confidence
+        results.append(result)
+    return results
 
 
 # --- Hugging Face datasets ----------------------------------------------------------------
@@ -149,9 +186,11 @@ def hf_columns(rows: Sequence[NerRow], ontology: Ontology) -> tuple[Any, dict[st
 __all__ = [
     "PALETTE",
     "conll_format",
+    "entity_confidences",
     "hf_columns",
     "label_studio_config",
     "label_studio_result",
+    "review_predictions",
     "tag_names",
     "write_conll",
 ]

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from prelabel.offsets import OffsetMap, OffsetUnit, span_matches
-from task_types.ner.exports import PALETTE
+from task_types.ner.exports import PALETTE, entity_confidences
 from task_types.ner.model import Entity, Ontology
 from task_types.ner.rows import NerRow
+from task_types.review import category_key, kili_confidence
 
 #: The NER job of the Kili projects prelabel creates.
 KILI_JOB = "NAMED_ENTITIES_RECOGNITION_JOB"
@@ -39,22 +40,25 @@ def kili_json_response(row: NerRow, job: str, unit: OffsetUnit) -> dict[str, Any
     """A labeled row's entities as a Kili NER json_response, offsets counted in `unit`.
 
     An item labeled with no entity gets an empty annotation list rather than no prediction, so
-    that uploading it replaces an earlier prediction that had some.
+    that uploading it replaces an earlier prediction that had some. Where the run measured
+    confidence, each category carries the entity's, on Kili's 0-100 scale
+    (`task_types.review`).
     """
     offsets = OffsetMap.of(row.text)
-    return {
-        job: {
-            "annotations": [
-                {
-                    "categories": [{"name": e.type}],
-                    "beginOffset": offsets.to_unit(e.start, unit),
-                    "content": e.text,
-                    "mid": f"{row.id}#{k}",
-                }
-                for k, e in enumerate(row.entities)
-            ]
-        }
-    }
+    annotations = []
+    for k, (e, confidence) in enumerate(zip(row.entities, entity_confidences(row), strict=True)):
+        category: dict[str, Any] = {"name": e.type}
+        if confidence is not None:
+            category["confidence"] = kili_confidence(confidence)
+        annotations.append(
+            {
+                "categories": [category],
+                "beginOffset": offsets.to_unit(e.start, unit),
+                "content": e.text,
+                "mid": f"{row.id}#{k}",
+            }
+        )
+    return {job: {"annotations": annotations}}
 
 
 def entities_from_kili(
@@ -79,13 +83,16 @@ def entities_from_kili(
     return sorted(entities, key=lambda e: (e.start, e.end, e.type))
 
 
-def response_key(response: Mapping[str, Any], job: str) -> list[tuple[tuple[str, ...], int, str]]:
-    """The categories, offsets and contents of a json_response's annotations, sorted: two
-    responses with the same key place the same categories on the same spans."""
+def response_key(
+    response: Mapping[str, Any], job: str
+) -> list[tuple[tuple[tuple[str, float], ...], int, str]]:
+    """The categories (with their confidence), offsets and contents of a json_response's
+    annotations, sorted: two responses with the same key place the same categories on the
+    same spans, as sure of each."""
     annotations = (response.get(job) or {}).get("annotations", [])
     return sorted(
         (
-            tuple(sorted(c["name"] for c in a.get("categories", []))),
+            tuple(sorted(category_key(c) for c in a.get("categories", []))),
             int(a["beginOffset"]),
             str(a["content"]),
         )

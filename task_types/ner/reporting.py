@@ -93,6 +93,9 @@ class NerReporting:
     def label_studio_result(self, row: NerRow) -> list[dict[str, Any]]:
         return exports.label_studio_result(row)
 
+    def review_predictions(self, row: NerRow) -> str:
+        return exports.review_predictions(row)
+
     def hf_columns(
         self, rows: Sequence[NerRow], labels: Ontology
     ) -> tuple[Any, dict[str, list[Any]]]:
