@@ -246,7 +246,7 @@ class Confidence:
         measured = verdict_confidence(verdicts, choice.content, choice.logprobs)
         await self.caller.remember(reply)
         if not self.method.drop_rejected or all(verdicts.right):
-            return self._scored(result, proposals, measured, verdicts.right)
+            return self._scored(result, proposals, measured)
         kept = [p for p, right in zip(proposals, verdicts.right, strict=True) if right]
         dropped = self.task.predict(
             record, self.task.answer_from(kept, self.config), self.config, result.usage
