@@ -14,10 +14,11 @@ import redis.asyncio
 
 from prelabel.errors import BudgetReached, RunStopped
 from prelabel.keys import RunKeys
-from prelabel.model import ConfidenceConfig, RunConfig
+from prelabel.model import ConfidenceConfig, Label, LabelSet, RunConfig
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from task_types import verification
+from task_types.classify.model import ClassifyRecord, ClassifyResult
 from task_types.ner.model import NerRecord, NerResult
 from tests.test_transport_seam import BASE_URL, RECORDS, MockTransport
 from workers.labeler import ShardLabeler
@@ -300,3 +301,112 @@ def test_a_verification_that_cannot_be_read_leaves_the_item_labeled_unmeasured(
     )["s0"]
     assert result.status == "labeled" and result.confidence is None and result.scores == ()
     assert result.usage.requests == 2
+
+
+# --- classification ---------------------------------------------------------------------------
+
+NEWS = LabelSet(labels=tuple(Label(name=n, tag=n) for n in ("World", "Sports", "Business")))
+TEXTS = [
+    ClassifyRecord(id="c1", text="Phelps wins again", gold=("Sports",)),
+    ClassifyRecord(id="c2", text="Talks resume in Geneva", gold=("World",)),
+]
+
+
+def classify(
+    redis_url: str, transport: MockTransport, confidence: ConfidenceConfig, task: str, **more: Any
+) -> dict[str, ClassifyResult]:
+    async def main() -> dict[str, ClassifyResult]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        cfg = RunConfig(
+            run_id=RUN + "-" + task,
+            model="gpt-4o-mini",
+            base_url=BASE_URL,
+            task=task,
+            labels=NEWS,
+            prompt_version="classify-v1",
+            confidence=confidence,
+            cache=False,
+            **more,
+        )
+        store = RunStore(redis.Redis.from_url(redis_url))
+        try:
+            await ShardLabeler(load_settings(), cfg, transport, client, store).label(TEXTS)
+            raw = await client.hgetall(RunKeys(cfg.run_id).results)
+            return {k.decode(): ClassifyResult.model_validate_json(v) for k, v in raw.items()}
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_logprobs_measure_each_text_of_a_batch_on_its_own_line(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    pieces = [
+        ('{"1": {"label": "', 1.0),
+        ("Sports", 0.9),
+        ('"}, "2": {"label": "', 0.98),
+        ("World", 0.6),
+        ('"}}', 1.0),
+    ]
+
+    def answer(request: ChatRequest) -> Completion:
+        content = "".join(t for t, _ in pieces)
+        return Completion(
+            content, 10, 9, False, "stop", choices=(Choice(content, "stop", tokens_of(pieces)),)
+        )
+
+    results = classify(
+        redis_url,
+        MockTransport(answer),
+        ConfidenceConfig(method="logprobs"),
+        "classify",
+        batch_size=2,
+    )
+    assert results["c1"].labels == ("Sports",) and results["c2"].labels == ("World",)
+    # Sports: '{"1": {"label": "' 1.0 x Sports 0.9 x '"}, "2"...' 0.98 (its closing quote).
+    assert [(s.label, s.confidence) for s in results["c1"].scores] == [
+        ("Sports", pytest.approx(0.9 * 0.98))
+    ]
+    assert results["c1"].confidence == pytest.approx(0.9 * 0.98)
+    assert results["c2"].confidence == pytest.approx(0.98 * 0.6)
+
+
+def test_multi_label_consistency_keeps_the_labels_most_samples_give(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    samples = [["Sports", "Business"], ["Sports"], ["Sports", "Business"], ["World"]]
+
+    def answer(request: ChatRequest) -> Completion:
+        choices = tuple(Choice(json.dumps({"labels": s}), "stop") for s in samples[: request.n])
+        return Completion(choices[0].content, 10, 20, False, "stop", choices=choices)
+
+    results = classify(
+        redis_url, MockTransport(answer), ConfidenceConfig.parse("consistency:4"), "classify-multi"
+    )
+    result = results["c1"]
+    # Sports in 3 of 4 (kept); Business in 2 of 4 (not more than half); World in 1.
+    assert result.labels == ("Sports",)
+    assert [(s.label, s.confidence) for s in result.scores] == [("Sports", 0.75)]
+    assert result.confidence == pytest.approx(0.5)
+
+
+def test_single_label_verification_asks_nothing_missing_and_cannot_drop_the_only_label(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    asked: list[verification.Question] = []
+
+    def answer(request: ChatRequest) -> Completion:
+        if request.max_tokens is None:
+            return Completion(json.dumps({"label": "Sports"}), 10, 5, False, "stop")
+        asked.append(verification.read_question(request.messages))
+        return Completion(json.dumps({"1": "no"}), 30, 4, False, "stop")
+
+    method = ConfidenceConfig(method="verify", drop_rejected=True)
+    results = classify(redis_url, MockTransport(answer), method, "classify")
+    assert [q.asks_missing for q in asked] == [False, False]
+    assert [q.proposals for q in asked] == [(verification.Proposal("Sports"),)] * 2
+    for result in results.values():
+        assert result.labels == ("Sports",)
+        assert [(s.label, s.confidence, s.kept) for s in result.scores] == [("Sports", 0.0, True)]
+        assert result.confidence == 0.0

@@ -251,10 +251,10 @@ class Confidence:
         dropped = self.task.predict(
             record, self.task.answer_from(kept, self.config), self.config, result.usage
         )
+        if isinstance(dropped, str):  # what is left is no prediction (single-label): keep all
+            log.info("item %s keeps what verification rejected: %s", record.id, dropped)
+            return self._scored(result, proposals, measured)
         scored = self._scored(result, proposals, measured, verdicts.right)
-        if isinstance(dropped, str):  # what is left cannot be a prediction: keep the whole
-            log.warning("item %s: keeping rejected proposals: %s", record.id, dropped)
-            return scored
         return dropped.model_copy(update={"confidence": scored.confidence, "scores": scored.scores})
 
     async def _call(self, request: ChatRequest, charge: Charge) -> Answer:
