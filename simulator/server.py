@@ -201,6 +201,10 @@ class Stats:
     sentences: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Choices answered (more than `requests` when requests ask for `n`).
+    choices: int = 0
+    #: Verification questions answered (`--confidence verify`); not counted in `sentences`.
+    verifications: int = 0
     unknown_examples: list[str] = field(default_factory=list)
     # The Batch API's requests, so that a benchmark can print what a run asked of the API
     # (`requests` above counts realtime chat requests only).
@@ -443,6 +447,8 @@ class _Handlers:
         stats = self.stats
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
+        if malform is not None:
+            stats.faults += 1
         for index in range(self.choices(call)):
             try:
                 reply = self.reply(call, item_ids, (call.seed, index))
@@ -459,6 +465,8 @@ class _Handlers:
                     stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
         stats.prompt_tokens += call.prompt_tokens
         stats.completion_tokens += completion_tokens
+        stats.choices += len(choices)
+        stats.verifications += call.verify
         return {
             "id": f"chatcmpl-sim{next(self.ids):012x}",
             "object": "chat.completion",
@@ -484,13 +492,13 @@ class _Handlers:
             given = verification.Verdicts(
                 (True,) * len(question.proposals), False if question.asks_missing else None
             )
-            return OracleReply(verification.answer(given), 1, [question.text])
+            return OracleReply(verification.answer(given), 0, [question.text])
         true = verifier.truth(question, gold, oracle.ontology)
         seed = f"{oracle.seed}:verify:{call.messages[-1].get('content')}"
         rng = random.Random(seed if draw == DEFAULT_DRAW else f"{seed}:{draw[0]}:{draw[1]}")
         given = verifier.noisy(true, oracle.noise, rng)
         return OracleReply(
-            verification.answer(given), 1, [], _verdict_words(given), _verdict_words(true)
+            verification.answer(given), 0, [], _verdict_words(given), _verdict_words(true)
         )
 
     def choice(
@@ -499,7 +507,6 @@ class _Handlers:
         """One choice of the answer to `call` from `reply`, and its completion tokens."""
         content = reply.content
         if malform is not None:
-            self.stats.faults += 1
             content = _malform(content, malform)
         completion_tokens = count_tokens(content)
         finish_reason = "stop"

@@ -225,6 +225,8 @@ def test_n_gives_as_many_draws_each_seeded_by_the_request() -> None:
         many = _ask(running, text, n=12, temperature=0, logprobs=True)
         again = _ask(running, text, n=12, temperature=0, logprobs=True)
         seeded = _ask(running, text, n=12, seed=7)
+        assert (running.stats.requests, running.stats.choices) == (4, 37)
+        assert running.stats.sentences == 4  # a text is one sentence whatever `n`
     contents = [c.message.content for c in many.choices]
     assert [c.index for c in many.choices] == list(range(12))
     assert contents[0] == one.choices[0].message.content  # the first is the plain answer
@@ -245,6 +247,19 @@ def test_without_noise_every_sample_agrees(sim: RunningSimulator) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 4 * len(
         list(pieces(reply.choices[0].message.content or ""))
     )
+
+
+def test_the_tpm_cap_charges_n_answers_of_max_tokens() -> None:
+    # The bucket holds a second of a 60000 TPM cap: 1000 tokens. Two requests of a prompt
+    # and 300 tokens fit; one asking for 5 x 300 empties it, and the next must wait.
+    config = SimulatorConfig(port=0, tpm=60_000)
+    with serve_in_thread(config, Oracle(RECORDS)) as running:
+        for _ in range(2):
+            _ask(running, RECORDS[0].text, max_tokens=300)
+    with serve_in_thread(config, Oracle(RECORDS)) as running:
+        assert len(_ask(running, RECORDS[0].text, n=5, max_tokens=300).choices) == 5
+        with pytest.raises(openai.RateLimitError, match="Requested"):
+            _ask(running, RECORDS[0].text, max_tokens=300)
 
 
 def test_ignore_n_and_no_logprobs_play_servers_without_them() -> None:
@@ -312,6 +327,7 @@ def test_verification_answers_from_gold(sim: RunningSimulator) -> None:
 def test_noise_flips_verdicts_and_makes_them_unlikely() -> None:
     with serve_in_thread(SimulatorConfig(port=0), Oracle(RECORDS, noise=1.0)) as running:
         reply = _verify(running, RECORDS[0].text, PROPOSED, ONTOLOGY, logprobs=True, top_logprobs=2)
+        assert (running.stats.verifications, running.stats.sentences) == (1, 0)
     content = reply.choices[0].message.content
     assert content is not None
     verdicts = verification.read_answer(content, 2, asks_missing=True)
