@@ -14,13 +14,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 
-from prelabel.model import ITEM_IDS_HEADER, Label, LabelSet
+from prelabel.model import ITEM_IDS_HEADER, Endpoint, Label, LabelSet
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.logprobs import HIGH, JITTER, LOW, marks, pieces, token_logprobs
 from simulator.server import RunningSimulator
@@ -28,6 +29,8 @@ from task_types import verification
 from task_types.classify.model import ClassifyRecord
 from task_types.ner.model import CONLL_TYPES, NerRecord, Ontology
 from task_types.verification import Proposal
+from workers.transports.base import ChatRequest
+from workers.transports.chat import chat_body, read_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = "Label the named entities of the sentence. Answer with JSON only."
@@ -406,3 +409,34 @@ def test_prelabel_simulate_takes_the_confidence_flags() -> None:
         proc.communicate(timeout=30)
     assert len(reply.choices) == 1
     assert reply.choices[0].logprobs is None
+
+
+def test_what_prelabel_sends_it_reads_back_with_every_choice(sim: RunningSimulator) -> None:
+    """The seam with the workers: `chat_body` asks, `read_answer` reads every choice's
+    content and token log-probabilities."""
+    endpoint = Endpoint(model="gpt-4o-mini", base_url=sim.base_url)
+    request = ChatRequest(
+        messages=[{"role": "user", "content": RECORDS[2].text}],
+        response_format=None,
+        prompt_tokens=10,
+        item_ids=("pb",),
+        logprobs=3,
+        n=2,
+        temperature=1.0,
+        seed=5,
+    )
+    body = chat_body(endpoint, request)
+    with _client(sim) as client:
+        raw = client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=httpx.Response,
+            options={"headers": request.item_headers()},
+        )
+    answer = read_answer(raw.json())
+    assert len(answer.choices) == 2
+    for choice in answer.choices:
+        assert json.loads(choice.content)["PERSON"] == ["Peter Blackburn"]
+        assert choice.logprobs is not None
+        assert "".join(t.token for t in choice.logprobs) == choice.content
+        assert all(len(t.top) == 3 for t in choice.logprobs)
