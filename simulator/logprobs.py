@@ -11,7 +11,9 @@ doubtful, and so is the `]` of a list that lacks a gold value (the structure tha
 a confident-looking `]` closing a list too early). Every o200k token of the answer that
 overlaps a doubtful span gets a probability near `LOW`, every other one near `HIGH` (a
 seeded jitter of a few hundredths, from the oracle's seed and the answer's text, keeps
-values apart). `top_logprobs` lists the chosen token and made-up alternatives sharing what
+values apart). A token is o200k's, so one may hold a value's closing quote and the `]` after
+it (`"]`): a right value that ends a list which dropped one reads doubtful too, as the
+item does. `top_logprobs` lists the chosen token and made-up alternatives sharing what
 is left of the probability mass; a "yes" or "no" of a verification has the other word as
 its first alternative.
 

@@ -52,7 +52,7 @@ NEWS = [
     ClassifyRecord(id=f"n{i}", text=f"Headline number {i} of the day", gold=(tag,))
     for i, tag in enumerate(["World", "Sports", "Business"] * 4)
 ]
-#: A verification that proposes one right mention and one wrong one, and asks for missing.
+#: The label names a run asks NER with (the oracle maps them to CoNLL tags).
 ONTOLOGY = Ontology(labels=CONLL_TYPES)
 
 
