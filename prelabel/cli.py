@@ -765,6 +765,20 @@ def simulate(
             "over it fails with token_limit_exceeded (default: no limit)."
         ),
     ] = None,
+    no_logprobs: Annotated[
+        bool,
+        typer.Option(
+            "--no-logprobs",
+            help="Answer logprobs: null even when asked, as a server without them does "
+            "(else made-up token log-probabilities: they prove nothing about a model).",
+        ),
+    ] = False,
+    ignore_n: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-n", help="Answer one choice whatever n asks, as llama.cpp's server does."
+        ),
+    ] = False,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -821,6 +835,8 @@ def simulate(
         batch_expire_seconds=batch_expire_seconds,
         batch_line_fail_rate=batch_line_fail_rate,
         batch_enqueued_tokens=batch_enqueued_tokens,
+        no_logprobs=no_logprobs,
+        ignore_n=ignore_n,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 
