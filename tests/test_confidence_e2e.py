@@ -196,6 +196,31 @@ def test_consistency_asks_n_in_one_request_or_n_calls_where_n_is_ignored(
     assert len([r for r in rows(tmp_path / "calls") if r["confidence"] is not None]) == 10
 
 
+def test_the_tokens_per_minute_cap_counts_every_sample(
+    fleet_env: dict[str, str], ner_url: str, gold_path: Path, tmp_path: Path
+) -> None:
+    # One answer of 1,000 tokens and a prompt fit under 2,500 tokens a minute; three do not.
+    cap = ("--limit", "2", "--max-tokens", "1000", "--tpm", "2500")
+    plain = run(gold_path, ner_url, tmp_path / "one", *cap, env=fleet_env)
+    assert plain.returncode == 0, plain.stderr + plain.stdout
+    assert all(r["status"] == "labeled" for r in rows(tmp_path / "one"))
+    sampled = run(
+        gold_path,
+        ner_url,
+        tmp_path / "three",
+        *cap,
+        "--confidence",
+        "consistency:3",
+        env=fleet_env,
+    )
+    assert sampled.returncode == 0, sampled.stderr + sampled.stdout
+    failed = rows(tmp_path / "three")
+    assert all(r["status"] == "failed" for r in failed)
+    assert all(
+        "(prompt + n × max_tokens), more than the whole --tpm 2500" in r["error"] for r in failed
+    )
+
+
 def test_verify_asks_one_question_per_item_and_drops_what_it_rejects(
     fleet_env: dict[str, str], moods_url: str, tmp_path: Path
 ) -> None:
@@ -223,6 +248,32 @@ def test_verify_asks_one_question_per_item_and_drops_what_it_rejects(
     assert rejected, "the noise should have made the verifier reject something"
     kept = [s["confidence"] for r in labeled for s in r["scores"] if s["kept"]]
     assert mean(s["confidence"] for s in rejected) < mean(kept)
+
+
+def test_verify_on_ner_drops_rejected_mentions_and_keeps_them_in_scores(
+    fleet_env: dict[str, str], ner_url: str, gold_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = run(
+        gold_path,
+        ner_url,
+        out,
+        "--limit",
+        "12",
+        "--batch-size",
+        "4",
+        "--confidence",
+        "verify",
+        "--drop-rejected",
+        env=fleet_env,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    labeled = [r for r in rows(out) if r["status"] == "labeled"]
+    assert len(labeled) == 12 and requests(out) == 3 + 12
+    for r in labeled:
+        kept = [(s["label"], s["start"], s["end"]) for s in r["scores"] if s["kept"]]
+        assert kept == [(e["type"], e["start"], e["end"]) for e in r["entities"]]
+    assert any(not s["kept"] for r in labeled for s in r["scores"])
 
 
 def test_an_endpoint_without_logprobs_stops_the_run_with_one_line(
