@@ -148,7 +148,18 @@ def test_logprobs_on_ner_score_each_mention_and_doubt_the_noisy_items(
     wrong = [r["confidence"] for r in labeled if r["tags"] != r["gold_tags"]]
     assert right and wrong  # the noise corrupted some items, not all
     assert mean(wrong) < mean(right)
-    assert json.loads((out / "run.json").read_text())["confidence"]["method"] == "logprobs"
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["confidence"]["method"] == "logprobs"
+    status = subprocess.run(
+        [sys.executable, "-m", "prelabel", "status", run_json["run_id"]],
+        env=fleet_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert any("confidence" in ln and "logprobs" in ln for ln in status.stdout.splitlines())
 
 
 def test_logprobs_on_classification_score_the_label_and_doubt_the_noisy_items(

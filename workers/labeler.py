@@ -85,9 +85,8 @@ class ShardLabeler:
         self.task = task_types.get(config.labeling.task)
         self.refusals = refusals if refusals is not None else SchemaRefusals()
         self.requests = RequestBuilder(config, self._selector(), self.refusals)
-        self.confidence = Confidence(
-            config, self.task, self.caller, sampling if sampling is not None else SamplingMemory()
-        )
+        memory = sampling if sampling is not None else SamplingMemory()
+        self.confidence = Confidence(config, self.task, self.caller, memory, self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
         self._spent: dict[str, Usage] = {}
         self._window: ContextWindow | None = None

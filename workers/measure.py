@@ -34,6 +34,7 @@ from task_types import verification as verify_format
 from task_types.verification import Proposal
 from workers.calls import Answer, GuardedCaller
 from workers.confidence import Measured, logprob_confidence, verdict_confidence, vote
+from workers.json_mode import SchemaRefusals
 from workers.sampling import SamplingMemory
 from workers.tokens import count_message_tokens
 from workers.transports import CallFailed, ChatRequest, Completion, RunStopped
@@ -79,9 +80,15 @@ class Confidence:
     """One run's confidence method, between the labeler and its caller."""
 
     def __init__(
-        self, config: RunConfig, task: Labeling, caller: GuardedCaller, memory: SamplingMemory
+        self,
+        config: RunConfig,
+        task: Labeling,
+        caller: GuardedCaller,
+        memory: SamplingMemory,
+        refusals: SchemaRefusals,
     ) -> None:
         self.config = config
+        self.refusals = refusals
         self.method = config.confidence
         self.task = task
         self.caller = caller
@@ -207,9 +214,12 @@ class Confidence:
             asks_missing=asks_missing,
             noun=self.task.proposal_noun,
         )
+        json_mode = endpoint.response_format == "json_object" or (
+            endpoint.response_format == "auto" and self.refusals.refused(self.config)
+        )
         schema = (
             None
-            if endpoint.response_format == "json_object"
+            if json_mode
             else verify_format.response_format(len(proposals), asks_missing=asks_missing)
         )
         request = ChatRequest(
