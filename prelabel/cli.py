@@ -35,6 +35,7 @@ from prelabel.options import (
     TASK_HELP,
     TEXT_FIELD_HELP,
     BudgetFlags,
+    ConfidenceFlags,
     DatasetFlags,
     DeliveryFlags,
     EndpointFlags,
@@ -52,7 +53,7 @@ from prelabel.options import (
 from prelabel.status import runs_command, status_command
 
 if TYPE_CHECKING:
-    from prelabel.model import Delivery, ReasoningEffort
+    from prelabel.model import ConfidenceConfig, Delivery, ReasoningEffort
     from prelabel.settings import Settings
     from producer.labeling import LabelingOptions
     from producer.loading import DatasetSpec
@@ -134,6 +135,7 @@ def run(
     task: TaskFlags,
     budget: BudgetFlags,
     delivery: DeliveryFlags,
+    measure: ConfidenceFlags,
     reasoning_effort: Annotated[
         ReasoningEffortChoice | None,
         typer.Option(
@@ -182,6 +184,7 @@ def run(
 
     if upload and not wait:
         raise ConfigError("--upload needs the collected run: drop --no-wait, or upload later")
+    confidence = _confidence(measure, endpoint.model)
     settings = _settings(redis_url, endpoint.base_url)
     how = _delivery(delivery)
     labeling = _labeling(task)
@@ -200,6 +203,7 @@ def run(
         budget_usd=budget.budget_usd,
         budget_tokens=budget.budget_tokens,
         labeling=labeling,
+        confidence=confidence,
     )
     if dry_run:
         _print_estimate(spec, options, limits.rpm, limits.tpm)
@@ -349,6 +353,35 @@ def parse_deadline(text: str, now: float | None = None) -> float:
     return when
 
 
+def _confidence(flags: ConfidenceFlags, model: str, *, run: bool = True) -> ConfidenceConfig:
+    """The confidence flags, checked, as the run's `ConfidenceConfig` (`run`: a run, which
+    refuses log-probabilities from a model that never gives them)."""
+    from prelabel.model import ConfidenceConfig
+    from workers.transports.chat import is_reasoning_model
+
+    try:
+        config = ConfidenceConfig.parse(flags.confidence, drop_rejected=flags.drop_rejected)
+    except ValueError as exc:
+        raise ConfigError(f"--confidence: {exc}") from None
+    if flags.drop_rejected and config.method != "verify":
+        raise ConfigError(
+            "--drop-rejected drops what verification rejects: pass --confidence verify"
+        )
+    if flags.sample_temperature is not None:
+        if config.method != "consistency":
+            raise ConfigError(
+                "--sample-temperature is the temperature of consistency's samples: pass "
+                "--confidence consistency:N"
+            )
+        config = config.model_copy(update={"temperature": flags.sample_temperature})
+    if run and config.method == "logprobs" and is_reasoning_model(model):
+        raise ConfigError(
+            f"--confidence logprobs: {model} is a reasoning model, which gives no "
+            "log-probabilities; use --confidence consistency:5 or verify"
+        )
+    return config
+
+
 def _delivery(flags: DeliveryFlags, now: float | None = None) -> Delivery:
     """The transport flags, checked, as the run's `Delivery`."""
     from prelabel.model import Delivery
@@ -419,6 +452,7 @@ def _print_estimate(
         max_tokens=options.max_tokens,
         labeling=options.labeling,
         transport=options.delivery.transport,
+        confidence=options.confidence,
     )
     console.print(render_estimate(estimate, rpm, tpm))
 
@@ -431,6 +465,7 @@ def estimate(
     limits: EstimateLimitFlags,
     task: TaskFlags,
     delivery: DeliveryFlags,
+    measure: ConfidenceFlags,
 ) -> None:
     """Print what a run would cost before starting it: requests, tokens and price.
 
@@ -442,6 +477,7 @@ def estimate(
     """
     from producer.pipeline import RunOptions
 
+    confidence = _confidence(measure, endpoint.model, run=False)
     how = _delivery(delivery)
     labeling = _labeling(task)
     spec = _dataset_spec(data, labeling)
@@ -454,6 +490,7 @@ def estimate(
         max_tokens=limits.completion_limit,
         labeling=labeling,
         delivery=how,
+        confidence=confidence,
     )
     _print_estimate(spec, options, limits.rpm, limits.tpm)
 
@@ -728,6 +765,20 @@ def simulate(
             "over it fails with token_limit_exceeded (default: no limit)."
         ),
     ] = None,
+    no_logprobs: Annotated[
+        bool,
+        typer.Option(
+            "--no-logprobs",
+            help="Answer logprobs: null even when asked, as a server without them does "
+            "(else made-up token log-probabilities: they prove nothing about a model).",
+        ),
+    ] = False,
+    ignore_n: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-n", help="Answer one choice whatever n asks, as llama.cpp's server does."
+        ),
+    ] = False,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -784,6 +835,8 @@ def simulate(
         batch_expire_seconds=batch_expire_seconds,
         batch_line_fail_rate=batch_line_fail_rate,
         batch_enqueued_tokens=batch_enqueued_tokens,
+        no_logprobs=no_logprobs,
+        ignore_n=ignore_n,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 

@@ -171,6 +171,8 @@ class Snapshot:
     transport: str = "realtime"
     transport_now: str | None = None
     deadline: float | None = None
+    #: `--confidence` as given (`ConfidenceConfig.describe`), `verify +drop` when it drops.
+    confidence: str = "none"
     #: The Batch API's part: batches by state, batches created and polled, and the part of
     #: `requests` and the tokens they answered.
     batches: tuple[BatchState, ...] = ()
@@ -312,6 +314,8 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         task_counts=tuple((c, s.get(c.name)) for c in view.task_counters),
         transport=cfg.delivery.transport,
         transport_now=view.transport_now,
+        confidence=cfg.confidence.describe()
+        + (" (drops what it rejects)" if cfg.confidence.drop_rejected else ""),
         deadline=cfg.delivery.deadline,
         batches=view.batches,
         batches_created=s.get(RunCounter.BATCHES),

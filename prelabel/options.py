@@ -107,6 +107,7 @@ LIMITS = "Limits"
 TASK = "Task"
 BUDGET = "Budget"
 TRANSPORT = "Transport"
+CONFIDENCE = "Confidence"
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,44 @@ class BudgetFlags:
             help="Stop admitting calls once the run has spent this many tokens.",
             min=1,
             rich_help_panel=BUDGET,
+        ),
+    ] = None
+
+
+@dataclass(frozen=True)
+class ConfidenceFlags:
+    """How sure the model is of each item and each label or mention, for review order."""
+
+    confidence: Annotated[
+        str,
+        typer.Option(
+            "--confidence",
+            metavar="METHOD",
+            help="none; logprobs (from the answer's token log-probabilities, where the "
+            "endpoint returns them); consistency:N (N sampled answers, 2 to 20: their vote is "
+            "the prediction, their agreement the confidence; N times the answer tokens); "
+            "verify (one more short yes/no question per item).",
+            rich_help_panel=CONFIDENCE,
+        ),
+    ] = "none"
+    drop_rejected: Annotated[
+        bool,
+        typer.Option(
+            "--drop-rejected",
+            help="With --confidence verify: drop what the verification rejects from the "
+            "predictions (it stays in the scores, for review).",
+            rich_help_panel=CONFIDENCE,
+        ),
+    ] = False
+    sample_temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--sample-temperature",
+            help="With --confidence consistency:N: the samples' temperature. Default: 1.0.",
+            min=0.0,
+            max=2.0,
+            show_default=False,
+            rich_help_panel=CONFIDENCE,
         ),
     ] = None
 

@@ -114,6 +114,8 @@ def render(
     )
     for name, value in transport_rows(snap):
         grid.add_row(name, value)
+    if snap.confidence != "none":
+        grid.add_row("confidence", escape(snap.confidence))
     eta = "done" if snap.finished and not snap.remaining else fmt_duration(snap.eta_s)
     grid.add_row("ETA", eta)
     idle = no_worker(snap, redis_url=redis_url)
@@ -229,6 +231,8 @@ def one_line(snap: Snapshot) -> str:
         fields.append(f"batch_requests={snap.batch_requests}")
     if snap.transport_now:
         fields.append(f"transport_now={snap.transport_now}")
+    if snap.confidence != "none":
+        fields.append(f"confidence={snap.confidence.split()[0]}")
     return " ".join(fields)
 
 

@@ -9,6 +9,12 @@ Completion tokens cannot be known before the model answers. Two figures are give
   (`Labeling.guess_answer`);
 - a bound: `max_tokens` per request, which is also what a provider counts against the
   tokens/min cap at admission.
+
+A run that measures confidence (`--confidence`) costs more, and its figures include it:
+`consistency:N` asks N answers per request (`n`: the prompt billed once, N answers; an
+endpoint that ignores `n` gets N calls, N prompts, which the table says too), `verify` one
+more request per item (its real question about the guessed answer's proposals, and a yes or
+no for each). `logprobs` costs nothing more.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from dataclasses import dataclass
 from rich.table import Table
 
 import task_types
-from prelabel.model import Endpoint, Limits, Record, RunConfig, Spend
+from prelabel.model import ConfidenceConfig, Endpoint, Limits, Record, RunConfig, Spend
 from prelabel.pricing import BATCH_DISCOUNT, Price, price_for, stored_price
 from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
+from task_types import verification
+from task_types.verification import Verdicts
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
 from workers.tokens import count_message_tokens, count_tokens, is_exact
@@ -49,6 +57,13 @@ class Estimate:
     #: The run's transport: `batch` is priced at the Batch API's price, `auto` between it and
     #: the realtime price (how much goes realtime depends on when the batches are back).
     transport: str = "realtime"
+    #: `--confidence` as given, and what it adds to the figures above (included in them).
+    confidence: str = "none"
+    extra_requests: int = 0
+    extra_prompt_tokens: int = 0
+    extra_completion_tokens: int = 0
+    #: consistency:N: the prompt tokens N calls would add where the endpoint ignores `n`.
+    ignored_n_prompt_tokens: int = 0
 
     def _cost(self, completion: int) -> float | None:
         if self.price is None:
@@ -99,6 +114,7 @@ def estimate_run(
     max_tokens: int = 512,
     labeling: LabelingOptions | None = None,
     transport: str = "realtime",
+    confidence: ConfidenceConfig | None = None,
 ) -> Estimate:
     """Load `spec` and resolve the labeling choices as `prelabel run` would, then estimate.
 
@@ -122,6 +138,7 @@ def estimate_run(
             price_output=price.output if price else None,
         ),
         labeling=resolved.config,
+        confidence=confidence or ConfidenceConfig(),
     )
     estimate = estimate_requests(dataset.records, config, resolved)
     return dataclasses.replace(estimate, transport=transport)
@@ -141,29 +158,76 @@ def estimate_requests(
     builder = RequestBuilder(config, selector)
     task = task_types.get(config.labeling.task)
     labels = task.labels(config)
+    model = config.endpoint.model
+    method = config.confidence
+    samples = method.samples if method.method == "consistency" else 1
     requests = prompt = completion = over = 0
+    extra = _Extra()
     for start in range(0, len(records), config.limits.shard_size):
         shard = records[start : start + config.limits.shard_size]
         for first in range(0, len(shard), config.limits.batch_size):
             batch = shard[first : first + config.limits.batch_size]
             requests += 1
-            prompt += count_message_tokens(builder.messages(batch), config.endpoint.model)
-            answer = count_tokens(task.guess_answer(batch, labels), config.endpoint.model)
-            completion += answer
+            asked = count_message_tokens(builder.messages(batch), model)
+            prompt += asked
+            guessed = task.guess_answer(batch, labels)
+            answer = count_tokens(guessed, model)
+            completion += answer * samples
+            extra.completion += answer * (samples - 1)
+            extra.ignored_n += asked * (samples - 1)
             over += answer > config.endpoint.max_tokens
+            if method.method == "verify":
+                extra.verify(task, batch, guessed, config)
     return Estimate(
-        model=config.endpoint.model,
+        model=model,
         items=len(records),
-        requests=requests,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        completion_bound=requests * config.endpoint.max_tokens,
-        exact_prompt=is_exact(config.endpoint.model),
+        requests=requests + extra.requests,
+        prompt_tokens=prompt + extra.prompt,
+        completion_tokens=completion + extra.completion_verify,
+        completion_bound=requests * config.endpoint.max_tokens * samples + extra.bound,
+        exact_prompt=is_exact(model),
         price=stored_price(config),
         batch_size=config.limits.batch_size,
         few_shot=config.labeling.few_shot if selector is not None else 0,
         over_max_tokens=over,
+        confidence=method.describe(),
+        extra_requests=extra.requests,
+        extra_prompt_tokens=extra.prompt,
+        extra_completion_tokens=extra.completion + extra.completion_verify,
+        ignored_n_prompt_tokens=extra.ignored_n,
     )
+
+
+@dataclass
+class _Extra:
+    """What confidence adds to an estimate (`Estimate.extra_*`)."""
+
+    requests: int = 0
+    prompt: int = 0
+    completion: int = 0  # consistency's further answers
+    completion_verify: int = 0
+    bound: int = 0
+    ignored_n: int = 0
+
+    def verify(
+        self, task: task_types.Labeling, batch: Sequence[Record], guessed: str, config: RunConfig
+    ) -> None:
+        """One verification per item of `batch`, about its guessed answer's proposals."""
+        from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL
+
+        model = config.endpoint.model
+        asks_missing = not task.single_label
+        labels = task.labels(config)
+        for record, answer in zip(batch, task.parse(guessed, len(batch), config), strict=True):
+            proposals = [] if isinstance(answer, Exception) else task.proposals(answer, config)
+            messages = verification.messages(
+                record.text, proposals, labels, asks_missing=asks_missing, noun=task.proposal_noun
+            )
+            said = Verdicts((True,) * len(proposals), False if asks_missing else None)
+            self.requests += 1
+            self.prompt += count_message_tokens(messages, model)
+            self.completion_verify += count_tokens(verification.answer(said), model)
+            self.bound += VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals)
 
 
 def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = None) -> Table:
@@ -196,6 +260,22 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
                 "[yellow]warning[/]",
                 f"{est.over_max_tokens:,} requests may need more than max_tokens for their "
                 "answer: raise --max-tokens or lower --batch-size",
+            )
+        )
+    if est.confidence != "none":
+        rows.append(
+            (
+                f"of which for confidence ({est.confidence})",
+                f"{est.extra_requests:,} requests, {est.extra_prompt_tokens:,} prompt + "
+                f"{est.extra_completion_tokens:,} completion tokens",
+            )
+        )
+    if est.ignored_n_prompt_tokens:
+        rows.append(
+            (
+                "if the endpoint ignores n (N calls)",
+                f"+{est.ignored_n_prompt_tokens:,} prompt tokens, requests × "
+                f"{est.confidence.partition(':')[2]}",
             )
         )
     minutes = est.minutes_at(rpm, tpm)

@@ -14,7 +14,15 @@ import task_types
 from collector import Collected
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
-from prelabel.model import Delivery, Endpoint, Limits, ReasoningEffort, RunConfig, Spend
+from prelabel.model import (
+    ConfidenceConfig,
+    Delivery,
+    Endpoint,
+    Limits,
+    ReasoningEffort,
+    RunConfig,
+    Spend,
+)
 from prelabel.pricing import Price, price_for
 from prelabel.settings import Settings
 from prelabel.store import RunStatus, RunStore
@@ -58,6 +66,8 @@ class RunOptions:
     labeling: LabelingOptions = field(default_factory=LabelingOptions)
     #: Which transport answers the requests (realtime, the Batch API, or both by a deadline).
     delivery: Delivery = field(default_factory=Delivery)
+    #: How sure the model is of each answer (`--confidence`).
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
 
     @property
     def shard_items(self) -> int:
@@ -203,4 +213,5 @@ def _config(
         ),
         labeling=labeling.config,
         delivery=options.delivery,
+        confidence=options.confidence,
     )

@@ -4,6 +4,9 @@ Every test, demo and benchmark of prelabel talks to it through the real `openai`
 enforces RPM/TPM caps like OpenAI (429s with the same headers and error codes), and injects
 seeded faults: latency, server errors, hangs, malformed content, noisy answers. Its Batch API
 (files, batches, expiry, cancel, the enqueued-token limit) answers from the same oracle.
+For `--confidence` it samples `n` answers, each its own seeded draw of the noise, makes up
+token log-probabilities (simulator/logprobs.py: they prove nothing about a model), and
+answers verification questions from gold (simulator/verifier.py).
 """
 
 from simulator.oracle import Oracle

@@ -9,7 +9,13 @@ NER, the mentions of its BIO tags).
 (`Labeling.oracle_answer`; NER drops half of the corrupted mentions and gives the other half
 another type). A text is known by its one-line form, as a batch sends it. The draws come from a
 `random.Random` seeded with `(seed, text)` (string seeds hash with SHA-512, not Python's
-salted `hash`), so a sentence gets the same answer in every request and every rerun.
+salted `hash`), so a sentence gets the same answer in every request and every rerun. Another
+`Draw` (a request's `seed` and a choice's index, for `n` samples) seeds with
+`(seed, text, request seed, index)` instead: an independent noisy answer, as reproducible.
+
+A reply carries, beside its content, the answer as a value and the noise-free answer of the
+same shape (`gold`), from which the simulator makes up token log-probabilities
+(simulator/logprobs.py). `gold_of` gives an item's gold pairs, to answer a verification.
 """
 
 from __future__ import annotations
@@ -32,13 +38,23 @@ Answer = Any
 _NUMBERED = re.compile(r"(\d+): (.*)\Z")
 
 
+#: Which noisy answer to give: a request's `seed` (None: not given) and a choice's index.
+#: `(None, 0)` is the default answer, the one a request without `n` or `seed` gets.
+Draw = tuple[int | None, int]
+DEFAULT_DRAW: Draw = (None, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class OracleReply:
-    """An answer's content and how many of the request's sentences the oracle did not know."""
+    """An answer's content and how many of the request's sentences the oracle did not know;
+    `answer` is the content as a value, `gold` the noise-free answer of its shape (None for
+    an unknown text, or in place of one in a batch)."""
 
     content: str
     sentences: int
     unknown: list[str]
+    answer: Answer = None
+    gold: Answer = None
 
 
 class Oracle:
@@ -78,8 +94,15 @@ class Oracle:
         self.noise = noise
         self.seed = seed
         self._labeling = labeling
+        self._gold = gold
+        self._ids = by_id
+        # Texts as a verification writes them (every run of whitespace one space).
+        self._spaced = {" ".join(text.split()): text for text in gold}
         self._answers: dict[str, Answer] = {
             text: self._named(text, mentions) for text, mentions in gold.items()
+        }
+        self._clean: dict[str, Answer] = {
+            text: self._named(text, mentions, None) for text, mentions in gold.items()
         }
         self._json = {text: json.dumps(a, ensure_ascii=False) for text, a in self._answers.items()}
         self._by_id: dict[str, tuple[str, Answer]] = {
@@ -89,16 +112,41 @@ class Oracle:
         }
         self._empty_json = json.dumps(self.empty(), ensure_ascii=False)
 
-    def _named(self, text: str, mentions: list[tuple[str, str]]) -> Answer:
-        rng = random.Random(f"{self.seed}:{text}") if self.noise else None
+    def _named(
+        self, text: str, mentions: list[tuple[str, str]], draw: Draw | None = DEFAULT_DRAW
+    ) -> Answer:
+        """The answer for `mentions` with `draw`'s noise (None: noise-free)."""
+        if draw is None or not self.noise:
+            rng = None
+        elif draw == DEFAULT_DRAW:
+            rng = random.Random(f"{self.seed}:{text}")
+        else:
+            rng = random.Random(f"{self.seed}:{text}:{draw[0]}:{draw[1]}")
         return self._labeling.oracle_answer(mentions, self.ontology, self.noise, rng)
 
-    def _find(self, text: str, item_id: str | None) -> Answer | None:
+    def _find(self, text: str, item_id: str | None, draw: Draw) -> tuple[Answer, Answer] | None:
+        """The (noisy, noise-free) answers for `text`, or None when it is unknown."""
         if item_id is not None:
             known = self._by_id.get(item_id)
             if known is not None and known[0] == text:
-                return known[1]
-        return self._answers.get(text)
+                mentions = self._ids[item_id][1]
+                noisy = known[1] if draw == DEFAULT_DRAW else self._named(text, mentions, draw)
+                return noisy, self._named(text, mentions, None)
+        if text not in self._gold:
+            return None
+        if draw == DEFAULT_DRAW:
+            return self._answers[text], self._clean[text]
+        return self._named(text, self._gold[text], draw), self._clean[text]
+
+    def gold_of(self, text: str, item_id: str | None = None) -> list[tuple[str, str]] | None:
+        """The gold `(tag, value)` pairs of an item, by its id when the oracle knows it and
+        its text matches (whitespace aside), else by its text; None when unknown."""
+        spaced = " ".join(text.split())
+        known = self._ids.get(item_id) if item_id is not None else None
+        if known is not None and " ".join(known[0].split()) == spaced:
+            return list(known[1])
+        original = self._spaced.get(spaced)
+        return None if original is None else list(self._gold[original])
 
     def __len__(self) -> int:
         """The number of distinct gold sentences the oracle knows."""
@@ -118,42 +166,48 @@ class Oracle:
         return self.respond(messages, item_ids).content
 
     def respond(
-        self, messages: Sequence[Mapping[str, Any]], item_ids: Sequence[str] = ()
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        item_ids: Sequence[str] = (),
+        draw: Draw = DEFAULT_DRAW,
     ) -> OracleReply:
         """Answer the last user message: one sentence, or K>1 lines `"{i}: {text}"`.
 
         `item_ids`, when the request names its items (prelabel sends them to local endpoints
         only), picks the right gold for a text whose copies in the dataset disagree; the
         sentence text must still match, so a wrong line never gets another line's answer.
-        Raises ValueError when there is no user message.
+        `draw` picks the noise (see `Draw`). Raises ValueError when there is no user message.
         """
         text = _last_user_text(messages).strip("\n")
         lines = text.split("\n")
         numbered = [_NUMBERED.match(line.rstrip("\r")) for line in lines] if len(lines) > 1 else []
         if not numbered or not all(numbered):
             text = one_line(text)
-            if item_ids and item_ids[0] in self._by_id:
-                chosen = self._find(text, item_ids[0])
-                if chosen is not None:
-                    return OracleReply(json.dumps(chosen, ensure_ascii=False), 1, [])
-            found = self._json.get(text)
-            return OracleReply(
-                content=self._empty_json if found is None else found,
-                sentences=1,
-                unknown=[text] if found is None else [],
-            )
+            found = self._find(text, item_ids[0] if item_ids else None, draw)
+            if found is None:
+                return OracleReply(self._empty_json, 1, [text], self.empty(), None)
+            noisy, clean = found
+            default = draw == DEFAULT_DRAW and not (item_ids and item_ids[0] in self._by_id)
+            content = self._json[text] if default else json.dumps(noisy, ensure_ascii=False)
+            return OracleReply(content, 1, [], noisy, clean)
         batch: dict[str, Answer] = {}
+        golds: dict[str, Answer] = {}
         unknown: list[str] = []
         for i, match in enumerate(numbered):
             assert match is not None  # all(numbered) above
             key, sentence = match.group(1), match.group(2)
-            answer = self._find(sentence, item_ids[i] if i < len(item_ids) else None)
-            if answer is None:
+            found = self._find(sentence, item_ids[i] if i < len(item_ids) else None, draw)
+            if found is None:
                 unknown.append(sentence)
-                answer = self.empty()
-            batch[key] = answer
+                batch[key] = self.empty()
+            else:
+                batch[key], golds[key] = found
         return OracleReply(
-            content=json.dumps(batch, ensure_ascii=False), sentences=len(batch), unknown=unknown
+            content=json.dumps(batch, ensure_ascii=False),
+            sentences=len(batch),
+            unknown=unknown,
+            answer=batch,
+            gold=golds,
         )
 
 

@@ -24,8 +24,19 @@ With caps, every answer carries the `x-ratelimit-*` headers of the moment the re
 admitted, read as `header_style` says (simulator/limits.py); `success_headers=False` drops
 them from 200 answers only, as a proxy that strips them would (429s and 5xx keep them).
 
-Strict as OpenAI's API is: reasoning models (o-series, gpt-5) refuse `max_tokens` and a
-temperature other than 1 with a 400, and other models refuse `reasoning_effort`.
+Strict as OpenAI's API is: reasoning models (o-series, gpt-5) refuse `max_tokens`,
+`logprobs` and a temperature other than 1 with a 400, and other models refuse
+`reasoning_effort`.
+
+For `--confidence`: `n` (1..128) gives that many choices, each an independent noisy draw of
+the oracle seeded with the request's `seed` and the choice's index (simulator/oracle.py's
+`Draw`); `temperature` changes nothing. `logprobs` (with `top_logprobs`, 0..20) gives each
+choice made-up token log-probabilities in the API's shape (simulator/logprobs.py). Usage
+counts every choice's tokens, and the TPM cap admits the prompt plus `n` times `max_tokens`.
+`no_logprobs` answers `logprobs: null` as a server without them does, and `ignore_n` one
+choice whatever `n` asks (llama.cpp's server). A verification question
+(task_types/verification.py) is answered from the item's gold, flipped by the noise
+(simulator/verifier.py).
 
 `broken_bodies` plays a server (or proxy) that answers 200 with something that is not a chat
 completion: request N gets the (N mod len)-th kind of `BROKEN_BODIES`.
@@ -50,6 +61,7 @@ from aiohttp import web
 
 from prelabel.errors import ConfigError
 from prelabel.model import ITEM_IDS_HEADER, SIMULATOR_HEADER
+from simulator import verifier
 from simulator.batches import BatchAPI
 from simulator.limits import (
     DEFAULT_MAX_TOKENS,
@@ -60,7 +72,9 @@ from simulator.limits import (
     count_tokens,
     encoding,
 )
-from simulator.oracle import Oracle
+from simulator.logprobs import MAX_TOP, VERDICT_SWAP, marks, token_logprobs
+from simulator.oracle import DEFAULT_DRAW, Draw, Oracle, OracleReply
+from task_types import verification
 
 FINGERPRINT = "prelabel-simulator"
 #: Listed by `/v1/models`; chat accepts any model name and echoes it back.
@@ -122,6 +136,10 @@ class SimulatorConfig:
     batch_line_fail_rate: float = 0.0
     #: Prompt tokens one model may have in unfinished batches (None: no limit).
     batch_enqueued_tokens: int | None = None
+    #: Answer `logprobs: null` even when asked, as a server without them does.
+    no_logprobs: bool = False
+    #: Answer one choice whatever `n` asks, as llama.cpp's server does.
+    ignore_n: bool = False
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "batch_enqueued_tokens"):
@@ -183,6 +201,10 @@ class Stats:
     sentences: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Choices answered (more than `requests` when requests ask for `n`).
+    choices: int = 0
+    #: Verification questions answered (`--confidence verify`); not counted in `sentences`.
+    verifications: int = 0
     unknown_examples: list[str] = field(default_factory=list)
     # The Batch API's requests, so that a benchmark can print what a run asked of the API
     # (`requests` above counts realtime chat requests only).
@@ -245,6 +267,13 @@ class ChatCall:
     model: str
     max_tokens: int | None
     prompt_tokens: int
+    #: Choices asked for.
+    n: int = 1
+    #: Alternatives asked per token when `logprobs` is asked (None: not asked).
+    top_logprobs: int | None = None
+    seed: int | None = None
+    #: Whether it is a verification question (task_types/verification.py).
+    verify: bool = False
 
 
 def _mask(key: str) -> str:
@@ -320,7 +349,8 @@ class _Handlers:
             return exc.response()
 
         max_tokens, model = call.max_tokens, call.model
-        admission = self.limiter.admit(call.prompt_tokens + (max_tokens or DEFAULT_MAX_TOKENS))
+        answers = self.choices(call) * (max_tokens or DEFAULT_MAX_TOKENS)
+        admission = self.limiter.admit(call.prompt_tokens + answers)
         headers = admission.headers
         if not admission.admitted:
             stats.rate_limited += 1
@@ -380,6 +410,7 @@ class _Handlers:
         Raises ValueError for a malformed body, ApiError for a refused parameter.
         """
         messages, model, max_tokens = _parse(body)
+        n, top_logprobs, seed = _sampling(body)
         prompt_tokens = count_prompt_tokens(messages)
         refused = _unsupported(body, model)
         if refused is not None:
@@ -396,7 +427,12 @@ class _Handlers:
                 "BadRequestError",
                 None,
             )
-        return ChatCall(messages, model, max_tokens, prompt_tokens)
+        verify = verification.is_verification(messages, body)
+        return ChatCall(messages, model, max_tokens, prompt_tokens, n, top_logprobs, seed, verify)
+
+    def choices(self, call: ChatCall) -> int:
+        """How many choices the answer to `call` holds."""
+        return 1 if self.config.ignore_n else call.n
 
     def complete(
         self, call: ChatCall, item_ids: Sequence[str], malform: random.Random | None
@@ -404,17 +440,73 @@ class _Handlers:
         """The chat.completion answering `call` (broken with `malform` when given), counted.
 
         The one path from the oracle to an answer, shared by the realtime endpoint and the
-        Batch API, so that both answer a request alike. Raises ApiError (400) when the
-        request has no user message.
+        Batch API, so that both answer a request alike. Each choice is its own draw of the
+        oracle's noise. Raises ApiError (400) when the request has no user message or is a
+        verification the simulator cannot read.
         """
         stats = self.stats
-        try:
-            reply = self.oracle.respond(call.messages, item_ids)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), "invalid_request_error", None) from exc
-        content = reply.content
+        choices: list[dict[str, Any]] = []
+        completion_tokens = 0
         if malform is not None:
             stats.faults += 1
+        for index in range(self.choices(call)):
+            try:
+                reply = self.reply(call, item_ids, (call.seed, index))
+            except ValueError as exc:
+                raise ApiError(400, str(exc), "invalid_request_error", None) from exc
+            choice, tokens = self.choice(call, reply, index, malform)
+            choices.append(choice)
+            completion_tokens += tokens
+            if index == 0:  # the request's sentences, once whatever `n`
+                stats.sentences += reply.sentences
+                stats.unknown_sentences += len(reply.unknown)
+                room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
+                if reply.unknown and room > 0:
+                    stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
+        stats.prompt_tokens += call.prompt_tokens
+        stats.completion_tokens += completion_tokens
+        stats.choices += len(choices)
+        stats.verifications += call.verify
+        return {
+            "id": f"chatcmpl-sim{next(self.ids):012x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": call.prompt_tokens + completion_tokens,
+            },
+        }
+
+    def reply(self, call: ChatCall, item_ids: Sequence[str], draw: Draw) -> OracleReply:
+        """The oracle's reply to `call` with `draw`'s noise; ValueError when unreadable."""
+        if not call.verify:
+            return self.oracle.respond(call.messages, item_ids, draw)
+        oracle = self.oracle
+        question = verification.read_question(call.messages)
+        gold = oracle.gold_of(question.text, item_ids[0] if item_ids else None)
+        if gold is None:  # an item it does not know: every proposal right, nothing missing
+            given = verification.Verdicts(
+                (True,) * len(question.proposals), False if question.asks_missing else None
+            )
+            return OracleReply(verification.answer(given), 0, [question.text])
+        true = verifier.truth(question, gold, oracle.ontology)
+        seed = f"{oracle.seed}:verify:{call.messages[-1].get('content')}"
+        rng = random.Random(seed if draw == DEFAULT_DRAW else f"{seed}:{draw[0]}:{draw[1]}")
+        given = verifier.noisy(true, oracle.noise, rng)
+        return OracleReply(
+            verification.answer(given), 0, [], _verdict_words(given), _verdict_words(true)
+        )
+
+    def choice(
+        self, call: ChatCall, reply: OracleReply, index: int, malform: random.Random | None
+    ) -> tuple[dict[str, Any], int]:
+        """One choice of the answer to `call` from `reply`, and its completion tokens."""
+        content = reply.content
+        if malform is not None:
             content = _malform(content, malform)
         completion_tokens = count_tokens(content)
         finish_reason = "stop"
@@ -423,34 +515,26 @@ class _Handlers:
             o200k = encoding()
             content = o200k.decode(o200k.encode_ordinary(content)[:max_tokens])
             completion_tokens, finish_reason = max_tokens, "length"
-
-        stats.sentences += reply.sentences
-        stats.unknown_sentences += len(reply.unknown)
-        room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
-        if reply.unknown and room > 0:
-            stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
-        stats.prompt_tokens += call.prompt_tokens
-        stats.completion_tokens += completion_tokens
-        return {
-            "id": f"chatcmpl-sim{next(self.ids):012x}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": call.model,
-            "system_fingerprint": FINGERPRINT,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": call.prompt_tokens + completion_tokens,
-            },
+        logprobs = None
+        if call.top_logprobs is not None and not self.config.no_logprobs:
+            logprobs = {"content": self.logprobs(call, reply, content), "refusal": None}
+        choice = {
+            "index": index,
+            "message": {"role": "assistant", "content": content, "refusal": None},
+            "logprobs": logprobs,
+            "finish_reason": finish_reason,
         }
+        return choice, completion_tokens
+
+    def logprobs(self, call: ChatCall, reply: OracleReply, content: str) -> list[dict[str, Any]]:
+        """`logprobs.content` of a choice whose content is `content` (the reply's, maybe cut
+        or broken: doubtful spans apply while it is the reply's JSON or a prefix of it)."""
+        text, doubtful = marks(reply.answer, reply.gold)
+        if reply.answer is None or not text.startswith(content):
+            doubtful = []
+        top = call.top_logprobs or 0
+        swap = VERDICT_SWAP if call.verify else None
+        return token_logprobs(content, doubtful, top, self.oracle.seed, swap)
 
     def answer(
         self, body: Any, item_ids: Sequence[str], malform: random.Random | None
@@ -521,6 +605,12 @@ def _unsupported(body: dict[str, Any], model: str) -> ApiError | None:
             "max_tokens",
             "unsupported_parameter",
         )
+    if reasoning and (body.get("logprobs") or "top_logprobs" in body):
+        return _unsupported_error(
+            "Unsupported parameter: 'logprobs' is not supported with this model.",
+            "logprobs",
+            "unsupported_parameter",
+        )
     temperature = body.get("temperature", 1)
     if reasoning and temperature != 1:
         return _unsupported_error(
@@ -548,6 +638,58 @@ def _unsupported(body: dict[str, Any], model: str) -> ApiError | None:
 
 def _unsupported_error(message: str, param: str, code: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code, param)
+
+
+def _verdict_words(verdicts: verification.Verdicts) -> dict[str, str]:
+    """`verdicts` as the answer's JSON object holds them (task_types.verification.answer)."""
+    return json.loads(verification.answer(verdicts))  # type: ignore[no-any-return]
+
+
+def _sampling(body: dict[str, Any]) -> tuple[int, int | None, int | None]:
+    """The `n`, alternatives per token (None: `logprobs` not asked) and `seed` of a chat
+    request body; ApiError (400) for a value OpenAI's API refuses."""
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if not _integer(n) or not 1 <= n <= 128:
+        raise _invalid(f"Invalid 'n': {n!r}; expected an integer from 1 to 128.", "n")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise _invalid(f"Invalid 'logprobs': {logprobs!r}; expected a boolean.", "logprobs")
+    top = body.get("top_logprobs")
+    if top is not None and (not _integer(top) or not 0 <= top <= MAX_TOP):
+        raise _invalid(
+            f"Invalid 'top_logprobs': {top!r}; expected an integer from 0 to {MAX_TOP}.",
+            "top_logprobs",
+        )
+    if top is not None and not logprobs:
+        raise _invalid(
+            "Invalid value for 'top_logprobs': 'logprobs' must be true when "
+            "'top_logprobs' is given.",
+            "top_logprobs",
+        )
+    seed = body.get("seed")
+    if seed is not None and not _integer(seed):
+        raise _invalid(f"Invalid 'seed': {seed!r}; expected an integer.", "seed")
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not 0 <= temperature <= 2
+    ):
+        raise _invalid(
+            f"Invalid 'temperature': {temperature!r}; expected a number from 0 to 2.",
+            "temperature",
+        )
+    return n, (top or 0) if logprobs else None, seed
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _invalid(message: str, param: str) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", "invalid_value", param)
 
 
 def _item_ids(request: web.Request) -> list[str]:

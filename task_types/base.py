@@ -30,6 +30,7 @@ from prelabel.model import (
 )
 from prelabel.offsets import OffsetUnit
 from task_types.charts import Chart
+from task_types.verification import Proposal
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -190,6 +191,42 @@ class Labeling(Protocol):
         each gold value is corrupted with probability `noise` (NER: dropped or relabeled)."""
         ...
 
+    # Confidence (`RunConfig.confidence`, `workers.measure`): what an answer proposes, an
+    # answer rebuilt from proposals, and the proposals scored on the result.
+
+    @property
+    def single_label(self) -> bool:
+        """Whether an answer proposes exactly one label (single-label classification): the
+        samples' vote is then a plurality, and a verification asks nothing about what is
+        missing."""
+        ...
+
+    @property
+    def proposal_noun(self) -> str:
+        """What the verification question calls the proposals (`entities`, `labels`)."""
+        ...
+
+    def proposals(self, answer: Answer, config: RunConfig) -> list[Proposal]:
+        """What `answer` proposes, in its order: the labels or mentions a prediction from it
+        holds (names as the model sees them)."""
+        ...
+
+    def answer_from(self, proposals: Sequence[Proposal], config: RunConfig) -> Answer:
+        """An answer proposing exactly `proposals` (a vote's, or what verification kept)."""
+        ...
+
+    def scores(
+        self,
+        result: ItemResult,
+        proposals: Sequence[Proposal],
+        confidences: Sequence[float],
+        config: RunConfig,
+    ) -> tuple[Scored, ...]:
+        """Each proposal of `result` (predicted from an answer proposing `proposals`) with its
+        confidence: its tag, and for a mention its text and span in the item's text (None when
+        it was not placed)."""
+        ...
+
 
 class LabelingDefaults:
     """What most task types share: no counters of their own, and a label set whose tags are
@@ -211,6 +248,25 @@ class LabelingDefaults:
 
     def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
         return frozenset(values or ())
+
+    # A task type that does not measure confidence says so when a run asks it to.
+    single_label = True
+    proposal_noun = "labels"
+
+    def proposals(self, answer: Answer, config: RunConfig) -> list[Proposal]:
+        raise NotImplementedError(f"task type {config.labeling.task} measures no confidence")
+
+    def answer_from(self, proposals: Sequence[Proposal], config: RunConfig) -> Answer:
+        raise NotImplementedError(f"task type {config.labeling.task} measures no confidence")
+
+    def scores(
+        self,
+        result: ItemResult,
+        proposals: Sequence[Proposal],
+        confidences: Sequence[float],
+        config: RunConfig,
+    ) -> tuple[Scored, ...]:
+        raise NotImplementedError(f"task type {config.labeling.task} measures no confidence")
 
 
 @runtime_checkable

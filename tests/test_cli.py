@@ -328,6 +328,13 @@ def test_estimate_takes_the_dataset_endpoint_limit_task_and_transport_options_of
         return {p.name: p.rich_help_panel for p in params if p.rich_help_panel}
 
     run, estimate = grouped("run"), grouped("estimate")
-    assert set(estimate.values()) == {"Dataset", "Endpoint", "Limits", "Task", "Transport"}
+    assert set(estimate.values()) == {
+        "Dataset",
+        "Endpoint",
+        "Limits",
+        "Task",
+        "Transport",
+        "Confidence",
+    }
     assert {n: p for n, p in run.items() if n in estimate} == estimate
     assert set(run) - set(estimate) == {"reasoning_effort", "budget_usd", "budget_tokens"}

@@ -224,3 +224,84 @@ def test_estimate_mistakes_are_one_line() -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "'--response-format'" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+# --- confidence's extra cost ------------------------------------------------------------------
+
+
+def test_consistency_bills_the_prompt_once_and_n_answers() -> None:
+    from prelabel.model import ConfidenceConfig
+
+    plain = estimate_requests(records(4), config(batch_size=2))
+    sampled = estimate_requests(
+        records(4), config(batch_size=2, confidence=ConfidenceConfig.parse("consistency:5"))
+    )
+    assert sampled.requests == plain.requests == 2
+    assert sampled.prompt_tokens == plain.prompt_tokens
+    assert sampled.completion_tokens == 5 * plain.completion_tokens
+    assert sampled.completion_bound == 5 * plain.completion_bound
+    assert sampled.extra_completion_tokens == 4 * plain.completion_tokens
+    # Where the endpoint ignores n, four more prompts per request.
+    assert sampled.ignored_n_prompt_tokens == 4 * plain.prompt_tokens
+
+
+def test_verify_adds_one_request_per_item_with_its_question() -> None:
+    from prelabel.model import ConfidenceConfig
+    from task_types import verification
+    from task_types.verification import Proposal
+
+    plain = estimate_requests(records(3), config(batch_size=3))
+    verified = estimate_requests(
+        records(3), config(batch_size=3, confidence=ConfidenceConfig(method="verify"))
+    )
+    assert verified.extra_requests == 3
+    assert verified.requests == plain.requests + 3
+    # The guessed answer proposes the capitalised runs after the first word, all of the
+    # first type: Bob and Rome, as LOCATION.
+    question = verification.messages(
+        records(1)[0].text,
+        [Proposal("LOCATION", "Bob"), Proposal("LOCATION", "Rome")],
+        CONLL,
+        asks_missing=True,
+        noun="entities",
+    )
+    assert verified.extra_prompt_tokens == 3 * count_message_tokens(question, "gpt-4o-mini")
+    assert verified.prompt_tokens == plain.prompt_tokens + verified.extra_prompt_tokens
+    assert verified.completion_bound == plain.completion_bound + 3 * (8 + 6 * 2)
+
+
+def test_estimate_shows_the_methods_extra_cost_and_run_refuses_logprobs_of_reasoning_models() -> (
+    None
+):
+    shown = prelabel(
+        "estimate", "--dataset", str(SAMPLE), "--model", "gpt-4o-mini", "--confidence", "verify"
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "of which for confidence (verify)" in shown.stdout
+    refused = prelabel(
+        "run",
+        "--dataset",
+        str(SAMPLE),
+        "--model",
+        "o4-mini",
+        "--confidence",
+        "logprobs",
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+    )
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "--confidence logprobs" in errors[0], refused.stderr
+    assert "reasoning model" in errors[0]
+    wrong = prelabel(
+        "estimate",
+        "--dataset",
+        str(SAMPLE),
+        "--model",
+        "m",
+        "--confidence",
+        "verify",
+        "--sample-temperature",
+        "0.7",
+    )
+    assert wrong.returncode == 2 and "--sample-temperature" in wrong.stderr

@@ -63,7 +63,8 @@ class GuardedCaller:
             # when it is collected; neither a deferred request nor its stored answer moves
             # the budget here (a realtime fallback reserves inside the transport).
             return Answer(await self.transport.complete(request), digest, cached=False)
-        await self.budget.reserve(request.prompt_tokens, cfg.endpoint.max_tokens)
+        most = request.answer_tokens(cfg.endpoint.max_tokens)  # n answers of max_tokens
+        await self.budget.reserve(request.prompt_tokens, most)
         used_prompt = used_completion = 0
         try:
             completion = await self.transport.complete(request)
@@ -72,9 +73,7 @@ class GuardedCaller:
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
             raise
         finally:
-            await self.budget.settle(
-                request.prompt_tokens, cfg.endpoint.max_tokens, used_prompt, used_completion
-            )
+            await self.budget.settle(request.prompt_tokens, most, used_prompt, used_completion)
         return Answer(completion, digest, cached=False)
 
     def _digest(self, request: ChatRequest) -> str:

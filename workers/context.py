@@ -32,6 +32,7 @@ from prelabel.model import RunConfig
 from prelabel.settings import Settings, load_settings
 from prelabel.store import RunStore
 from workers.json_mode import SchemaRefusals
+from workers.sampling import SamplingMemory
 from workers.transports import BatchTransport, RealtimeTransport
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class WorkerContext:
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
         #: Endpoints that refused `json_schema` in this process: `auto` runs use JSON mode.
         self.refusals = SchemaRefusals()
+        #: Endpoints that ignored `n` or gave no log-probabilities in this process.
+        self.sampling = SamplingMemory()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` to its end on this process's event loop, in the caller's context.

@@ -21,14 +21,15 @@ from workers.calls import GuardedCaller
 from workers.fewshot import ExampleSelector, selector_for_run
 from workers.halving import by_halves
 from workers.json_mode import SchemaRefusals
+from workers.measure import Confidence, Reading
 from workers.requests import RequestBuilder
 from workers.results import ResultSink
+from workers.sampling import SamplingMemory
 from workers.tokens import count_message_tokens
 from workers.transports import (
     TRUNCATED,
     CallFailed,
     ChatRequest,
-    Completion,
     ContextWindow,
     EmptyAnswer,
     RunStopped,
@@ -43,8 +44,10 @@ log = logging.getLogger(__name__)
 class ShardLabeler:
     """Labels the uncommitted records of one shard of a run, through `transport`.
 
-    `refusals` remembers the endpoints that refused `json_schema` (the worker's context holds
-    one for the process; a labeler on its own starts with none).
+    `refusals` remembers the endpoints that refused `json_schema`, `sampling` those that
+    ignored `n` or gave no log-probabilities (the worker's context holds one of each for the
+    process; a labeler on its own starts with none). How sure each answer is
+    (`--confidence`) is `workers.measure`'s.
 
     With a deferred transport (the Batch API: `transport.deferred`), a request whose answer is
     not back raises `Deferred`, and its items stay uncommitted. Each pass then replays the
@@ -64,6 +67,7 @@ class ShardLabeler:
         redis: aioredis.Redis,
         store: RunStore,
         refusals: SchemaRefusals | None = None,
+        sampling: SamplingMemory | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -81,6 +85,8 @@ class ShardLabeler:
         self.task = task_types.get(config.labeling.task)
         self.refusals = refusals if refusals is not None else SchemaRefusals()
         self.requests = RequestBuilder(config, self._selector(), self.refusals)
+        memory = sampling if sampling is not None else SamplingMemory()
+        self.confidence = Confidence(config, self.task, self.caller, memory, self.refusals)
         self._inflight = asyncio.Semaphore(settings.inflight)
         self._spent: dict[str, Usage] = {}
         self._window: ContextWindow | None = None
@@ -143,52 +149,61 @@ class ShardLabeler:
                 return [], list(batch)
             return [self._failed(batch[0], too_long)], []
         try:
-            reply = await self.caller.complete(request)
+            replies = await self.confidence.complete(request, lambda u: self._charge(batch, u))
         except SchemaRefused as exc:
-            self._charge(batch, exc.spent)
             if self.refusals.fall_back(self.config):  # the same batch again, in JSON mode
                 return await self._ask(batch)
             return [self._failed(r, exc.message) for r in batch], []
         except EmptyAnswer as exc:
-            self._charge(batch, exc.spent)
             if len(batch) > 1:  # as for a partly unusable answer: halves, down to one
                 return [], list(batch)
             return [self._failed(batch[0], exc.message)], []
         except CallFailed as exc:
-            self._charge(batch, exc.spent)
             return [self._failed(r, exc.message) for r in batch], []
         except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
             return [], []
         except Deferred:  # in the next batch: neither results nor halves for now
             return [], []
-        completion = reply.completion
-        if not reply.cached:  # a cached answer was paid for by the run that cached it
-            self._charge(batch, _spent(completion))
-        answers = self.task.parse(completion.content, len(batch), self.config)
-        results: list[ItemResult] = []
-        retry: list[Record] = []
-        for record, answer in zip(batch, answers, strict=True):
-            if isinstance(answer, ItemError):
-                if len(batch) > 1:
-                    retry.append(record)
-                elif completion.finish_reason == TRUNCATED:
-                    results.append(
-                        self._failed(record, truncated_reason(self.config.endpoint.max_tokens))
-                    )
-                else:
-                    results.append(self._failed(record, answer.message))
-                continue
-            usage = self._spent.get(record.id, Usage())
-            predicted = self.task.predict(record, answer, self.config, usage)
-            if isinstance(predicted, str):
-                results.append(self._failed(record, predicted))
-            else:
-                self._spent.pop(record.id, None)
-                results.append(predicted)
+        truncated = replies[0].completion.finish_reason == TRUNCATED
+        readings = self.confidence.read(len(batch), replies)
+        settled = await asyncio.gather(
+            *(
+                self._settle(r, reading, truncated, len(batch))
+                for r, reading in zip(batch, readings, strict=True)
+            )
+        )
+        results = [s for s in settled if isinstance(s, ItemResult)]
+        retry = [r for r, s in zip(batch, settled, strict=True) if s is _RETRY]
         if results and all(r.status == "labeled" for r in results):
-            await self.caller.remember(reply)
+            for reply in replies:
+                await self.caller.remember(reply)
         return results, retry
+
+    async def _settle(
+        self, record: Record, reading: Reading, truncated: bool, size: int
+    ) -> ItemResult | object | None:
+        """`record`'s result from its reading of the answer, `_RETRY` to ask it again in a
+        smaller batch, or None while its verification is deferred (or the run stopped)."""
+        answer = reading.answer
+        if isinstance(answer, ItemError):
+            if size > 1:
+                return _RETRY
+            if truncated:
+                return self._failed(record, truncated_reason(self.config.endpoint.max_tokens))
+            return self._failed(record, answer.message)
+        usage = self._spent.get(record.id, Usage())
+        predicted = self.task.predict(record, answer, self.config, usage)
+        if isinstance(predicted, str):
+            return self._failed(record, predicted)
+        self._spent.pop(record.id, None)
+        try:
+            return await self.confidence.finish(record, predicted, reading, usage)
+        except (RunStopped, BudgetReached) as exc:
+            self._stopped = exc
+            return None
+        except Deferred:
+            return None
 
     async def _too_long(self, request: ChatRequest) -> str:
         """Why `request` cannot fit the model's context window ("" when it fits)."""
@@ -252,12 +267,8 @@ class ShardLabeler:
         )
 
 
-def _spent(completion: Completion) -> Usage:
-    return Usage(
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        requests=completion.requests,
-    )
+#: `_settle`'s answer for an item to ask again in a smaller batch.
+_RETRY = object()
 
 
 def _shares(spent: Usage, n: int) -> list[Usage]:

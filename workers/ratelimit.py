@@ -242,7 +242,7 @@ class TokenBucket:
             )
         if self.caps.tpm is not None and tokens > self.caps.tpm:
             raise ItemError(
-                f"call needs {tokens} tokens (prompt + max_tokens), more than the whole "
+                f"call needs {tokens} tokens (prompt + n × max_tokens), more than the whole "
                 f"--tpm {self.caps.tpm}: lower --max-tokens or --batch-size, or raise --tpm"
             )
         started = time.monotonic()

@@ -97,7 +97,14 @@ async def _label(
     # Made in a thread: a few-shot run's example pool is read from the store and fitted on
     # the way (once per process and run), which must not hold up the lease's heartbeat.
     labeler = await asyncio.to_thread(
-        ShardLabeler, settings, config, transport, redis, store, context.refusals
+        ShardLabeler,
+        settings,
+        config,
+        transport,
+        redis,
+        store,
+        context.refusals,
+        context.sampling,
     )
     # What `prelabel status` compares the run's rates against (PRELABEL_CAPS is the workers').
     bucket_caps = caps_for(settings, config)

@@ -9,11 +9,12 @@ from typing import Any
 
 from prelabel.counters import CounterSpec
 from prelabel.errors import ConfigError, ItemError
-from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Scored, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
 from task_types.classify import labelfile, parsing, prompts, records
 from task_types.classify.gold import examples_from_records, gold_labels, oracle_answer
 from task_types.classify.model import PROMPT_VERSION, ClassifyRecord, ClassifyResult
+from task_types.verification import Proposal
 
 #: The counters a classification run adds to (`ClassifyResult.counts`).
 COUNTERS = (
@@ -108,6 +109,35 @@ class ClassifyLabeling(LabelingDefaults):
             usage=usage,
             model=config.endpoint.model,
             prompt_version=config.labeling.prompt_version,
+        )
+
+    @property
+    def single_label(self) -> bool:  # type: ignore[override]
+        return not self.multi_label
+
+    proposal_noun = "labels"
+
+    def proposals(self, answer: Answer, config: RunConfig) -> list[Proposal]:
+        """The labels the answer's names are (`parsing.match_labels`), by their names."""
+        labels = self.labels(config)
+        tags, _ = parsing.match_labels(answer, labels)
+        by_tag = labels.by_tag()
+        return [Proposal(by_tag[tag].name) for tag in tags]
+
+    def answer_from(self, proposals: Sequence[Proposal], config: RunConfig) -> Answer:
+        return tuple(p.label for p in proposals)
+
+    def scores(
+        self,
+        result: ItemResult,
+        proposals: Sequence[Proposal],
+        confidences: Sequence[float],
+        config: RunConfig,
+    ) -> tuple[Scored, ...]:
+        by_name = self.labels(config).by_name()
+        return tuple(
+            Scored(label=by_name[p.label].tag, confidence=c)
+            for p, c in zip(proposals, confidences, strict=True)
         )
 
     def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:

@@ -9,10 +9,11 @@ from typing import Any
 
 from prelabel.counters import CounterSpec
 from prelabel.errors import ItemError
-from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Usage
+from prelabel.model import ItemResult, LabelSet, Record, RunConfig, Scored, Usage
 from task_types.base import Answer, Example, LabelingDefaults, PromptTemplate, RowFields
 from task_types.ner import alignment, bio, gold, guess, ontology, parsing, prompts, records
 from task_types.ner.model import CONLL, PROMPT_VERSION, NerRecord, NerResult, Unaligned, from_tags
+from task_types.verification import Proposal
 
 #: The reason of an unplaced mention that the prompt's worked example holds.
 COPIED = "copied from the prompt's worked example; not in the sentence"
@@ -98,6 +99,58 @@ class NerLabeling(LabelingDefaults):
             model=config.endpoint.model,
             prompt_version=config.labeling.prompt_version,
         )
+
+    single_label = False
+    proposal_noun = "entities"
+
+    def proposals(self, answer: Answer, config: RunConfig) -> list[Proposal]:
+        """Each mention of a type the label set has (others are unaligned, not proposed)."""
+        known = self.labels(config).by_name()
+        return [
+            Proposal(name, mention)
+            for name, mentions in answer.items()
+            if name in known
+            for mention in mentions
+            if mention.strip()
+        ]
+
+    def answer_from(self, proposals: Sequence[Proposal], config: RunConfig) -> Answer:
+        answer: dict[str, list[str]] = {t.name: [] for t in self.labels(config).labels}
+        for p in proposals:
+            answer.setdefault(p.label, []).append(p.text)
+        return answer
+
+    def scores(
+        self,
+        result: ItemResult,
+        proposals: Sequence[Proposal],
+        confidences: Sequence[float],
+        config: RunConfig,
+    ) -> tuple[Scored, ...]:
+        """Each mention on the entity alignment placed it as (the first of its type and text,
+        spacing aside, not taken by an earlier one)."""
+        assert isinstance(result, NerResult)
+        by_name = self.labels(config).by_name()
+        free = list(result.entities)
+        scored: list[Scored] = []
+        for p, confidence in zip(proposals, confidences, strict=True):
+            tag = by_name[p.label].tag if p.label in by_name else p.label
+            squashed = "".join(p.text.split())
+            entity = next(
+                (e for e in free if e.type == tag and "".join(e.text.split()) == squashed), None
+            )
+            if entity is not None:
+                free.remove(entity)
+            scored.append(
+                Scored(
+                    label=tag,
+                    confidence=confidence,
+                    text=p.text,
+                    start=None if entity is None else entity.start,
+                    end=None if entity is None else entity.end,
+                )
+            )
+        return tuple(scored)
 
     def examples(self, records: Iterable[Record], labels: LabelSet) -> list[Example]:
         return gold.examples_from_records(_ner(list(records)), labels)

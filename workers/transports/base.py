@@ -70,6 +70,11 @@ class ChatRequest:
     #: The answer's `max_tokens`, when not the run's (a verification's short answer).
     max_tokens: int | None = None
 
+    def answer_tokens(self, run_max_tokens: int) -> int:
+        """The most its answers may take: `n` answers of its own `max_tokens`, else the run's
+        (what the bucket and the budget reserve beside the prompt)."""
+        return self.n * (self.max_tokens or run_max_tokens)
+
     def item_headers(self) -> dict[str, str]:
         """The header naming the request's items, for local endpoints only: it lets the
         simulator tell apart identical sentences whose gold labels differ."""

@@ -289,7 +289,8 @@ class BatchTransport:
     async def _realtime(self, request: ChatRequest) -> Completion:
         """Ask `request` through the realtime transport, reserved and settled at the list
         price as `GuardedCaller` does for a realtime run."""
-        budget, max_tokens = self.realtime_budget, self.config.endpoint.max_tokens
+        budget = self.realtime_budget
+        max_tokens = request.answer_tokens(self.config.endpoint.max_tokens)
         assert self.realtime is not None
         await budget.reserve(request.prompt_tokens, max_tokens)
         used_prompt = used_completion = 0
@@ -342,8 +343,8 @@ class BatchTransport:
         mark = current.decode() if isinstance(current, bytes) else (current or "")
         if mark and not mark.startswith(SUBMITTING):
             return Submission("recorded", key, mark, len(lines), tokens)
-        # The budget a file holds: its prompt tokens, and each line's max_tokens.
-        most = len(lines) * self.config.endpoint.max_tokens
+        # The budget a file holds: its prompt tokens, and each line's n × max_tokens.
+        most = sum(r.answer_tokens(self.config.endpoint.max_tokens) for _, r in lines)
         held = False  # the enqueued tokens and budget of this submission are counted already
         if mark:
             released = mark.endswith(RELEASED)
@@ -465,7 +466,7 @@ class BatchTransport:
         tokens: int,
     ) -> None:
         """Record `batch` for the poller, and count it once (the record is written once)."""
-        most = len(lines) * self.config.endpoint.max_tokens
+        most = sum(r.answer_tokens(self.config.endpoint.max_tokens) for _, r in lines)
         reserved = self.budget.enabled
         record = BatchRecord(
             reserved_tokens=tokens + most if reserved else 0,

@@ -254,7 +254,8 @@ class RealtimeTransport:
     async def _once(self, request: ChatRequest, sent: Counter[str]) -> Completion:
         cfg = self.config
         headers = request.item_headers() if self._local else None
-        reserved = request.prompt_tokens + self._undercount + cfg.endpoint.max_tokens
+        most = request.answer_tokens(cfg.endpoint.max_tokens)  # n answers of max_tokens
+        reserved = request.prompt_tokens + self._undercount + most
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
         self._spend({RunCounter.BUCKET_WAIT_MS: round(admission.waited * 1000)})
@@ -283,7 +284,7 @@ class RealtimeTransport:
             timed_out = isinstance(exc, openai.APITimeoutError)
             raise _Transient("timed out" if timed_out else f"connection failed: {exc}") from None
         self._sent(sent)
-        return await self._read(raw, request.prompt_tokens, reserved, admission, sent)
+        return await self._read(raw, request, reserved, admission, sent)
 
     def _sent(self, sent: Counter[str]) -> None:
         """One more request the endpoint received, in the run's counters and the call's."""
@@ -338,7 +339,7 @@ class RealtimeTransport:
     async def _read(
         self,
         raw: httpx.Response,
-        prompt_tokens: int,
+        request: ChatRequest,
         reserved: int,
         admission: Admission,
         sent: Counter[str],
@@ -346,13 +347,14 @@ class RealtimeTransport:
         """The completion in a 200's body, its usage checked; CallFailed when unusable."""
         cfg = self.config
         answer = _answer(raw)
-        used_prompt, used_completion = self._usage(answer, prompt_tokens)
+        prompt_tokens, most = request.prompt_tokens, request.answer_tokens(cfg.endpoint.max_tokens)
+        used_prompt, used_completion = self._usage(answer, prompt_tokens, most)
         self._undercount = max(self._undercount, used_prompt - prompt_tokens)
         limits = ProviderLimits.from_headers(raw.headers)
         self._check_caps(limits)
-        # The provider counted prompt + max_tokens at admission: settle to that, never below.
-        # The headers are as old as the call: `admission` lets settle age them (issue 21).
-        await self.bucket.settle(reserved, used_prompt + cfg.endpoint.max_tokens, limits, admission)
+        # The provider counted prompt + n × max_tokens at admission: settle to that, never
+        # below. The headers are as old as the call: `admission` lets settle age them (issue 21).
+        await self.bucket.settle(reserved, used_prompt + most, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
         self._spend(
             {
@@ -381,7 +383,7 @@ class RealtimeTransport:
             choices=answer.choices,
         )
 
-    def _usage(self, answer: ChatAnswer, prompt_tokens: int) -> tuple[int, int]:
+    def _usage(self, answer: ChatAnswer, prompt_tokens: int, most: int) -> tuple[int, int]:
         """The prompt and completion tokens to count: the endpoint's, unless impossible.
 
         A count that is missing, negative or not an integer, a completion longer than
@@ -396,9 +398,9 @@ class RealtimeTransport:
         if prompt is None or not 0 <= prompt <= ABSURD_PROMPT * prompt_tokens + 1000:
             bad += [] if prompt is None else [f"prompt_tokens {prompt}"]
             prompt = prompt_tokens
-        if completion is None or not 0 <= completion <= cfg.endpoint.max_tokens:
+        if completion is None or not 0 <= completion <= most:
             bad += [] if completion is None else [f"completion_tokens {completion}"]
-            completion = cfg.endpoint.max_tokens if completion is not None and completion > 0 else 0
+            completion = most if completion is not None and completion > 0 else 0
         if bad and not self._warned_usage:
             self._warned_usage = True
             log.warning(
