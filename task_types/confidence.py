@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from prelabel.frozen import Frozen
+from task_types.review import order_key
 
 #: Equal-width bins of confidence for the ECE and the reliability diagram.
 BINS = 10
@@ -165,15 +166,13 @@ def calibration(
 
 
 def review_order(outcomes: Sequence[Outcome]) -> list[int]:
-    """Indices of `outcomes` in review order: those without a confidence first, then by
-    ascending confidence, ties by id."""
-
-    def key(i: int) -> tuple[bool, float, str]:
-        o = outcomes[i]
-        known = o.confidence is not None and not o.failed
-        return (known, (o.confidence or 0.0) if known else 0.0, o.id)
-
-    return sorted(range(len(outcomes)), key=key)
+    """Indices of `outcomes` in review order, as review.csv lists them
+    (`task_types.review.order_key`): failed items, then those without a confidence, then by
+    ascending confidence; ties by id."""
+    return sorted(
+        range(len(outcomes)),
+        key=lambda i: order_key(outcomes[i].failed, outcomes[i].confidence, outcomes[i].id),
+    )
 
 
 def auroc(wrong: Sequence[bool], confidences: Sequence[float | None]) -> float | None:

@@ -38,13 +38,18 @@ def measured(rows: Iterable[PredictionRow]) -> bool:
     return any(r.confidence is not None for r in rows)
 
 
+def order_key(failed: bool, confidence: float | None, id: str) -> tuple[int, float, str]:
+    """Sort key of review order (module docstring), shared with the review curve."""
+    if failed:
+        return (0, 0.0, id)
+    if confidence is None:
+        return (1, 0.0, id)
+    return (2, confidence, id)
+
+
 def review_key(row: PredictionRow) -> tuple[int, float, str]:
-    """Sort key of review order (module docstring)."""
-    if row.status != "labeled":
-        return (0, 0.0, row.id)
-    if row.confidence is None:
-        return (1, 0.0, row.id)
-    return (2, row.confidence, row.id)
+    """Sort key of a row in review order."""
+    return order_key(row.status != "labeled", row.confidence, row.id)
 
 
 def review_order(rows: Iterable[R]) -> list[R]:
