@@ -23,6 +23,7 @@ from rich.markup import escape
 from collector.cli import Platform, export_command, upload_command
 from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
+from prelabel.extras import require
 from prelabel.flower import flower_command
 from prelabel.options import (
     COLUMNS_HELP,
@@ -83,9 +84,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from prelabel import __version__
 
-        console.print(f"prelabel {version('prelabel')}", highlight=False)
+        console.print(f"prelabel {__version__}", highlight=False)
         raise typer.Exit()
 
 
@@ -739,6 +740,8 @@ def simulate(
     from prelabel.model import LabelSet
     from producer.labeling import LabelingOptions, with_label_file
     from producer.loading import DatasetSpec, load_dataset_records
+
+    require("aiohttp", "simulator")
     from simulator import Oracle, SimulatorConfig, serve
 
     name = _task_name(task, multi_label)
@@ -805,6 +808,8 @@ def demo(
     """
     from prelabel import launch
     from prelabel.connections import answers, embedded_redis
+
+    require("aiohttp", "simulator")  # the demo's endpoint is the simulator
     from prelabel.settings import load_settings
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline
