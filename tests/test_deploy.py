@@ -1,7 +1,8 @@
 """The deployment files agree with the code: docker-compose.yml, the Dockerfile, .env.example
 and deploy/k8s. No Docker engine or cluster here: the files are parsed and cross-checked
 (commands and flags exist in the CLI, environment variables are ones prelabel reads, time
-limits and queue names match prelabel/queue.py and the settings)."""
+limits and queue names match prelabel/queue.py and the settings). The files' shapes (field
+names and types) are checked against their published schemas in test_deploy_schemas.py."""
 
 from __future__ import annotations
 
@@ -258,7 +259,9 @@ def test_manifests_have_their_required_fields(manifests: list[dict[str, Any]]) -
             on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
             assert listed <= on_disk and on_disk - listed == {"producer-job.yaml"}
             continue
-        assert doc.get("apiVersion") and doc["metadata"].get("name"), where
+        # Field names and types are the schemas' (test_deploy_schemas.py); a name is not
+        # required by them (generateName), but every object here is referred to by it.
+        assert doc["metadata"].get("name"), where
         if doc["kind"] == "Deployment":
             selector = doc["spec"]["selector"]["matchLabels"]
             labels = doc["spec"]["template"]["metadata"]["labels"]
