@@ -17,7 +17,7 @@ import pytest
 import typer
 import yaml
 
-from prelabel import flower, health, logs
+from prelabel import exporter, flower, health, logs
 from prelabel.cli import app
 from prelabel.queue import SOFT_TIME_LIMIT, TIME_LIMIT, VISIBILITY_TIMEOUT
 from prelabel.settings import Settings
@@ -363,8 +363,9 @@ def test_keda_watches_the_workers_queue_and_is_capped_by_the_rate(
     spec = scaled["spec"]
     worker = find(manifests, "Deployment", "prelabel-worker")
     assert spec["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
+    triggers = {t["type"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"redis", "metrics-api"}
+    trigger = triggers["redis"]
     queue = find(manifests, "ConfigMap", "prelabel")["data"]["PRELABEL_QUEUE"]
     assert trigger["metadata"]["listName"] == queue == Settings.model_fields["queue"].default
     auth = find(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
@@ -380,6 +381,27 @@ def test_keda_watches_the_workers_queue_and_is_capped_by_the_rate(
     inflight = int(find(manifests, "ConfigMap", "prelabel")["data"]["PRELABEL_INFLIGHT"])
     assert spec["maxReplicaCount"] == math.ceil(rpm / 60 * latency / (concurrency * inflight))
     assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+
+
+def test_keda_also_counts_the_shards_being_labeled(manifests: list[dict[str, Any]]) -> None:
+    """The work-in-progress trigger reads a series the exporter really serves, unlabelled
+    (KEDA's metrics-api scaler takes the first series that matches), from the metrics
+    Service, at one shard per pod."""
+    spec = find(manifests, "ScaledObject", "prelabel-worker")["spec"]
+    (trigger,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+    meta = trigger["metadata"]
+    assert meta["format"] == "prometheus"
+    name = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", meta["valueLocation"])
+    assert name is not None and name[0] == meta["valueLocation"], "a bare metric name"
+    served = {
+        sample.name: sample.labels for family in exporter.families([]) for sample in family.samples
+    }
+    assert name[0] == exporter.SHARDS_LABELING and served[name[0]] == {}
+    service = find(manifests, "Service", "prelabel-metrics")
+    port = service["spec"]["ports"][0]["port"]
+    assert meta["url"] == f"http://{service['metadata']['name']}:{port}/metrics"
+    assert port == exporter.DEFAULT_PORT
+    assert float(meta["targetValue"]) == 1 and trigger.get("metricType") == "AverageValue"
 
 
 def test_flower_in_k8s_has_auth_and_a_service(manifests: list[dict[str, Any]]) -> None:
