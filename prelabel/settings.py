@@ -116,6 +116,8 @@ class Settings(BaseSettings):
         ),
     )
     otel_sdk_disabled: bool = Field(False, validation_alias=AliasChoices("OTEL_SDK_DISABLED"))
+    #: The service name on the spans; default: prelabel-worker or prelabel-producer.
+    otel_service_name: str | None = Field(None, validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
 
 
 def enqueued_token_limit(settings: Settings, model: str, own: int | None = None) -> int | None:
@@ -180,4 +182,5 @@ _ENV_NAMES = {
     "otel_traces_exporter": "OTEL_TRACES_EXPORTER",
     "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "otel_sdk_disabled": "OTEL_SDK_DISABLED",
+    "otel_service_name": "OTEL_SERVICE_NAME",
 }

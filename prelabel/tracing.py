@@ -10,7 +10,7 @@ Each process sets it up once (`setup`): the producer when it starts a run, each 
 process when it starts (`install_worker_tracing`, on Celery's `worker_process_init`: the
 exporter's thread does not survive the fork). The exporter and its endpoint, headers and
 sampling are configured by the usual `OTEL_*` variables, read by the SDK itself;
-`OTEL_SERVICE_NAME` overrides the service names below.
+`OTEL_SERVICE_NAME` replaces the service names below.
 
 What is traced:
 
@@ -129,8 +129,10 @@ def setup(settings: Settings, service: str, *, exporter: SpanExporter | None = N
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, win over this default.
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    # The SDK adds OTEL_RESOURCE_ATTRIBUTES; the name given here would win over its own
+    # reading of OTEL_SERVICE_NAME, so the settings' is passed on.
+    name = settings.otel_service_name or service
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +172,66 @@ def test_the_producer_traces_a_run_start_and_the_tasks_carry_it(
     parents: list[Any] = [m["headers"].get("traceparent") for m in queued]
     assert len(parents) == 2
     assert all(p and p.split("-")[1] == f"{trace_id:032x}" for p in parents), parents
+
+
+def console_spans(text: str) -> list[dict[str, Any]]:
+    """The spans the SDK's console exporter printed (indented JSON objects) among log lines."""
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    at = text.find("{\n")
+    while at != -1:
+        try:
+            obj, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            end = at + 2
+        else:
+            if isinstance(obj, dict) and "context" in obj:
+                found.append(obj)
+        at = text.find("{\n", end)
+    return found
+
+
+@pytest.mark.slow
+def test_a_real_worker_continues_the_producers_trace(
+    redis_url: str,
+    redis_client: redis.Redis,
+    spans: InMemorySpanExporter,
+    tmp_path: Path,
+) -> None:
+    """The producer (in memory here) and a `prelabel worker` subprocess (console exporter,
+    turned on by OTEL_TRACES_EXPORTER alone) make one trace: the shard task's span under the
+    producer's, the LLM calls under the task's."""
+    from prelabel import launch
+
+    queue = f"prelabel-tracing-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "REDIS_URL": redis_url, "PRELABEL_QUEUE": queue}
+    env |= {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "worker-under-test"}
+    env.pop("OPENAI_API_KEY", None)
+    log = tmp_path / "worker.log"
+    worker = launch.start_worker(concurrency=1, env=env, log=log, hostname=f"{queue}@%h")
+    try:
+        settings = Settings(redis_url=redis_url, queue=queue)
+        spec = DatasetSpec(source=str(SAMPLE_CONLL), limit=4)
+        with simulator() as sim:
+            options = RunOptions(model="gpt-4o-mini", base_url=sim.base_url, cache=False)
+            outcome = run_pipeline(
+                settings, spec, options, tmp_path / "out", Console(file=io.StringIO())
+            )
+        assert outcome.status == "completed"
+    finally:
+        launch.stop([worker])  # the pool process flushes its spans as it shuts down
+    (start,) = named(spans, "prelabel.start_run")
+    assert start.context is not None
+    trace_id = f"0x{start.context.trace_id:032x}"
+    printed = console_spans(log.read_text())
+    in_trace = [s for s in printed if s["context"]["trace_id"] == trace_id]
+    runs = [s for s in in_trace if s["name"].startswith("run/")]
+    calls = [s for s in in_trace if s["name"] == "chat gpt-4o-mini"]
+    assert len(runs) == 1, [s["name"] for s in printed]
+    assert calls, [s["name"] for s in printed]
+    assert {s["resource"]["attributes"]["service.name"] for s in in_trace} == {"worker-under-test"}
+    published = {f"0x{s.context.span_id:016x}" for s in named(spans, "apply_async/") if s.context}
+    assert runs[0]["parent_id"] in published
+    # Each call's span is the task's, or below it: one shard, one task here.
+    assert all(c["parent_id"] == runs[0]["context"]["span_id"] for c in calls)
+    assert sum(c["attributes"]["prelabel.items"] for c in calls) == 4
