@@ -91,11 +91,15 @@ def _missing_extra(exc: ImportError) -> ConfigError:
     return ConfigError(f"tracing is on, but OpenTelemetry is not installed ({exc.name}): {INSTALL}")
 
 
-def check_installed() -> None:
-    """Raise the one-line ConfigError naming the extra if the `otel` extra is missing."""
+def check_installed(exporters: tuple[str, ...] = ()) -> None:
+    """Raise the one-line ConfigError naming the extra if the `otel` extra (or the part of it
+    `exporters` need) is missing."""
     try:
         import opentelemetry.instrumentation.celery
-        import opentelemetry.sdk.trace  # noqa: F401
+        import opentelemetry.sdk.trace
+
+        if "otlp" in exporters:
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
     except ImportError as exc:
         raise _missing_extra(exc) from None
 
@@ -105,11 +109,9 @@ def _exporter(name: str) -> SpanExporter:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    try:
-        # HTTP/protobuf, OTLP's default protocol; it reads OTEL_EXPORTER_OTLP_* itself.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:
-        raise _missing_extra(exc) from None
+    # HTTP/protobuf, OTLP's default protocol; it reads OTEL_EXPORTER_OTLP_* itself.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     return OTLPSpanExporter()
 
 
@@ -123,7 +125,7 @@ def setup(settings: Settings, service: str, *, exporter: SpanExporter | None = N
         return False
     if _process is not None and _process.pid == os.getpid():
         return True
-    check_installed()
+    check_installed(names)
     from opentelemetry import trace
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -131,8 +133,8 @@ def setup(settings: Settings, service: str, *, exporter: SpanExporter | None = N
 
     # The SDK adds OTEL_RESOURCE_ATTRIBUTES; the name given here would win over its own
     # reading of OTEL_SERVICE_NAME, so the settings' is passed on.
-    name = settings.otel_service_name or service
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    service_name = settings.otel_service_name or service
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:
@@ -173,9 +175,10 @@ def install_worker_tracing(settings: Settings) -> bool:
 
     Checked here, in the worker's main process, so that a missing extra stops `prelabel
     worker` with its one line before any process forks."""
-    if not enabled(settings):
+    names = exporters_wanted(settings)
+    if not names:
         return False
-    check_installed()
+    check_installed(names)
     from celery import signals
 
     def on_process_init(**_: Any) -> None:

@@ -88,7 +88,12 @@ def test_off_by_default_sets_nothing_up() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["opentelemetry.sdk.trace", "opentelemetry.instrumentation.celery"]
+    "module",
+    [
+        "opentelemetry.sdk.trace",
+        "opentelemetry.instrumentation.celery",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    ],
 )
 def test_without_the_extra_one_line_names_it(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # what an install without it imports
