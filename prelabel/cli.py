@@ -611,7 +611,7 @@ def worker(
     ] = False,
 ) -> None:
     """Start a Celery worker that labels shards. Reads REDIS_URL and OPENAI_API_KEY."""
-    from prelabel import health, logs
+    from prelabel import health, logs, tracing
     from prelabel.connections import connect
 
     logs.install_celery_logging(json_logs=log_json or None)
@@ -622,6 +622,7 @@ def worker(
     if inflight:
         os.environ["PRELABEL_INFLIGHT"] = str(inflight)
     settings = _settings()
+    tracing.install_worker_tracing(settings)  # OTEL_* or PRELABEL_TRACING; off by default
     connect(settings.redis_url, master=settings.sentinel_master)
     from workers.app import worker_app
 
