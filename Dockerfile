@@ -4,9 +4,10 @@
 
 # --- build: install prelabel and its pinned dependencies into a venv -------------------
 FROM python:3.11-slim AS build
-# The extras the image carries: Kili uploads, Flower, the simulator (compose's demo profile)
-# and the reports' charts. A worker-only image needs none: --build-arg EXTRAS=
-ARG EXTRAS=kili,flower,simulator,plots
+# The extras the image carries: Kili uploads, Flower, the simulator (compose's demo profile),
+# the reports' charts and OpenTelemetry tracing. A worker-only image needs none of the first
+# four: --build-arg EXTRAS=otel
+ARG EXTRAS=kili,flower,simulator,plots,otel
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv

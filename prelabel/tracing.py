@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prelabel.errors import ConfigError
+from prelabel.extras import require
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from prelabel.settings import Settings
 
-INSTALL = "pip install 'prelabel[otel]'"
 #: The exporters `OTEL_TRACES_EXPORTER` may name (a comma-separated list of them).
 EXPORTERS = ("otlp", "console")
 WORKER_SERVICE = "prelabel-worker"
@@ -87,21 +87,13 @@ class _Process:
 _process: _Process | None = None
 
 
-def _missing_extra(exc: ImportError) -> ConfigError:
-    return ConfigError(f"tracing is on, but OpenTelemetry is not installed ({exc.name}): {INSTALL}")
-
-
 def check_installed(exporters: tuple[str, ...] = ()) -> None:
-    """Raise the one-line ConfigError naming the extra if the `otel` extra (or the part of it
+    """Raise the one-line MissingExtra naming the `otel` extra if it (or the part of it
     `exporters` need) is missing."""
-    try:
-        import opentelemetry.instrumentation.celery
-        import opentelemetry.sdk.trace
-
-        if "otlp" in exporters:
-            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
-    except ImportError as exc:
-        raise _missing_extra(exc) from None
+    require("opentelemetry.instrumentation.celery", "otel")
+    require("opentelemetry.sdk.trace", "otel")
+    if "otlp" in exporters:
+        require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel")
 
 
 def _exporter(name: str) -> SpanExporter:
