@@ -4,14 +4,19 @@
 
 # --- build: install prelabel and its pinned dependencies into a venv -------------------
 FROM python:3.11-slim AS build
+# The extras the image carries: Kili uploads, Flower, the simulator (compose's demo profile),
+# the reports' charts and OpenTelemetry tracing. A worker-only image needs none of the first
+# four: --build-arg EXTRAS=otel
+ARG EXTRAS=kili,flower,simulator,plots,otel
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, from pyproject alone, so that a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir prelabel && touch prelabel/__init__.py \
- && /opt/venv/bin/pip install . \
+# Dependencies first, from pyproject and the lock alone, so that a code change does not
+# reinstall them; constraints.txt pins every version (what CI tested).
+COPY pyproject.toml README.md constraints.txt ./
+RUN mkdir prelabel && echo '__version__ = "0"' > prelabel/__init__.py \
+ && /opt/venv/bin/pip install -c constraints.txt ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip uninstall --yes prelabel
 COPY prelabel prelabel
 COPY task_types task_types

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from prelabel.errors import ConfigError, UploadError
+from prelabel.extras import require
 
 if TYPE_CHECKING:
     from kili.client import Kili
@@ -35,6 +36,7 @@ def connect(api_key: str | None, endpoint: str | None) -> Kili:
             "(Kili > My account > API keys)"
         )
     endpoint = endpoint or DEFAULT_ENDPOINT
+    require("kili", "kili")
     email = _viewer_email(api_key, endpoint)
 
     from kili.client import Kili

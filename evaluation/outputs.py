@@ -4,15 +4,18 @@ report.md and report.html (which embeds the same chart bytes).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import task_types
+from prelabel.extras import MissingExtra, require
 from prelabel.files import write_atomic
 from task_types import Evaluated
 
-from .charts import chart_png
 from .html import report_html
 from .report import write_report_json, write_report_md
+
+log = logging.getLogger(__name__)
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
@@ -24,6 +27,20 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, data)
 
 
+def _pngs(ev: Evaluated) -> dict[str, bytes]:
+    """The task type's charts as PNG bytes, by file name; none (and a warning) without the
+    `plots` extra, so that a run's reports are written all the same."""
+    try:
+        require("matplotlib", "plots")
+    except MissingExtra as exc:
+        log.warning("%s; the reports are written without charts", exc)
+        return {}
+    from .charts import chart_png  # imports matplotlib
+
+    charts = task_types.get(ev.task).report.charts(ev)
+    return {name: chart_png(chart) for name, chart in charts.items()}
+
+
 def write_reports(ev: Evaluated, out_dir: Path) -> tuple[Path, ...]:
     """Write report.json, the charts (NER: f1_by_type.png, confusion.png), report.md and
     report.html; returns the reports' paths, then the charts'."""
@@ -33,11 +50,10 @@ def write_reports(ev: Evaluated, out_dir: Path) -> tuple[Path, ...]:
         out_dir / REPORT_HTML,
     )
     write_report_json(ev, json_path)
-    charts = task_types.get(ev.task).report.charts(ev)
-    pngs = {name: chart_png(chart) for name, chart in charts.items()}
+    pngs = _pngs(ev)
     for name, png in pngs.items():
         write_bytes_atomic(out_dir / name, png)
-    write_report_md(ev, md_path, images=True)
+    write_report_md(ev, md_path, images=bool(pngs))
     write_atomic(html_path, report_html(ev, pngs))
     return (json_path, md_path, html_path, *(out_dir / name for name in pngs))
 

@@ -19,6 +19,9 @@ from prelabel.errors import (
 )
 from prelabel.lazy import lazy_exports
 
+#: The one place the version is written (pyproject.toml reads it from here).
+__version__ = "0.2.0"
+
 if TYPE_CHECKING:
     from prelabel.model import (
         ItemResult,

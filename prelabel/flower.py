@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from prelabel.errors import ConfigError
+from prelabel.extras import MissingExtra, installed
 from prelabel.options import RedisUrlOpt
 
 AUTH_ENV = "FLOWER_BASIC_AUTH"
@@ -64,6 +65,8 @@ def flower_command(
     /api/workers lists them and /metrics serves Celery's Prometheus metrics; a run's
     figures (tokens, cost, 429s, ETA) are in `prelabel status` and `prelabel metrics`.
     """
+    if not installed("flower"):
+        raise MissingExtra("flower", "flower")
     auth = os.environ.get(AUTH_ENV, "").strip()
     if auth:
         check_basic_auth(auth)

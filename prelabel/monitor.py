@@ -74,6 +74,9 @@ class RunView:
     batches: tuple[BatchState, ...] = ()
     #: `realtime` once an `auto` run's deadline (less its margin) sent the rest realtime.
     transport_now: str | None = None
+    #: Shards a task holds a lease on: being labeled now (or by a task that died, until the
+    #: reconciler sees its lease ran out and puts the shard back).
+    leased_shards: int = 0
 
 
 #: The order batch states are shown in: the way a batch goes.
@@ -159,6 +162,8 @@ class Snapshot:
     rates: Rates | None
     eta_s: float | None
     started_shards: int = 0
+    #: Shards being labeled now (RunView.leased_shards).
+    leased_shards: int = 0
     queue: str | None = None
     #: Seconds of 429 pauses the run was charged in all, when the last one ends (Unix time),
     #: and what the endpoint asked for then (its retry-after, before PRELABEL_MAX_PAUSE).
@@ -307,6 +312,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         rates=window,
         eta_s=eta,
         started_shards=view.started_shards,
+        leased_shards=view.leased_shards,
         queue=view.queue,
         paused_s=s.get(RunCounter.PAUSED_MS) / 1000,
         pause_until=s.get(RunCounter.PAUSE_UNTIL_MS) / 1000 or None,
@@ -379,13 +385,14 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
         pipe.hgetall(keys.counters)
         pipe.hlen(keys.attempts)
         pipe.hvals(keys.batches)
+        pipe.zcard(keys.leases)
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:
         raise BrokerError(f"Redis error reading runs: {exc}") from None
     views: list[RunView] = []
     for i in range(len(run_ids)):
-        meta, counters, started, batches = replies[4 * i : 4 * i + 4]
+        meta, counters, started, batches, leased = replies[5 * i : 5 * i + 5]
         raw_config, status, error, updated, caps, active, queue, task_counters, now_by = meta
         if raw_config is None or status is None:
             continue  # expired, or listed in the index but never written
@@ -406,6 +413,7 @@ def read_runs(client: redis.Redis, run_ids: Sequence[str], now: float) -> list[R
                 task_counters=_counter_specs(task_counters),
                 batches=batch_states(_batch_records(batches)),
                 transport_now=_text(now_by) if now_by else None,
+                leased_shards=int(leased),
                 **_worker_caps(caps),
             )
         )

@@ -100,6 +100,24 @@ class Settings(BaseSettings):
     #: is split, and a single sentence that cannot fit fails with that reason. None: what
     #: the server says (llama.cpp, vLLM, Ollama), else 128,000 (`workers.transports.window`).
     context_tokens: int | None = Field(None, ge=256)
+    #: Trace the producer, shard tasks and LLM calls with OpenTelemetry (the `otel` extra),
+    #: exporting by OTLP; prelabel.tracing. The standard variables below turn it on too.
+    tracing: bool = False
+    #: OpenTelemetry's own switches, read under their standard names: which exporters
+    #: (`otlp`, `console`, `none`), an OTLP endpoint (turns tracing on), and the SDK's
+    #: off switch. The exporter reads the rest of `OTEL_*` itself.
+    otel_traces_exporter: str | None = Field(
+        None, validation_alias=AliasChoices("OTEL_TRACES_EXPORTER")
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        ),
+    )
+    otel_sdk_disabled: bool = Field(False, validation_alias=AliasChoices("OTEL_SDK_DISABLED"))
+    #: The service name on the spans; default: prelabel-worker or prelabel-producer.
+    otel_service_name: str | None = Field(None, validation_alias=AliasChoices("OTEL_SERVICE_NAME"))
 
 
 def enqueued_token_limit(settings: Settings, model: str, own: int | None = None) -> int | None:
@@ -161,4 +179,8 @@ _ENV_NAMES = {
     "openai_base_url": "OPENAI_BASE_URL",
     "kili_api_key": "KILI_API_KEY",
     "kili_api_endpoint": "KILI_API_ENDPOINT",
+    "otel_traces_exporter": "OTEL_TRACES_EXPORTER",
+    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_sdk_disabled": "OTEL_SDK_DISABLED",
+    "otel_service_name": "OTEL_SERVICE_NAME",
 }

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 import task_types
 from collector import Collected
+from prelabel import tracing
 from prelabel.connections import connect
 from prelabel.errors import ConfigError
 from prelabel.model import (
@@ -102,6 +103,7 @@ def run_pipeline(
     With `wait=False` it returns once the run is enqueued; `prelabel collect` gets it later
     (into `out_dir`, which is stored with the run).
     """
+    tracing.setup(settings, tracing.PRODUCER_SERVICE)  # OTEL_* or PRELABEL_TRACING
     store = RunStore(connect(settings.redis_url, master=settings.sentinel_master))
     task = task_types.get(options.labeling.task)
     dataset = load_dataset_records(spec, task.name)
@@ -124,15 +126,23 @@ def run_pipeline(
         )
     pool = pool_to_json(labeling.pool) if labeling.pool else None
     out = out_dir or Path("runs") / f"{default_out}{config.run_id}"
-    start_run(
-        settings,
-        store,
-        dataset.records,
-        config,
-        dataset.skipped,
-        fewshot_pool=pool,
-        out_dir=out_dir,
-    )
+    started: dict[str, str | int] = {
+        "prelabel.run_id": config.run_id,
+        "prelabel.items": config.total,
+        "prelabel.shards": config.shards,
+        "gen_ai.request.model": config.endpoint.model,
+    }
+    # The shard tasks sent here carry this span's trace to the workers (Celery's headers).
+    with tracing.span("prelabel.start_run", started):
+        start_run(
+            settings,
+            store,
+            dataset.records,
+            config,
+            dataset.skipped,
+            fewshot_pool=pool,
+            out_dir=out_dir,
+        )
     # The run id is the first line, printed at once (rich flushes each print): a cron or CI
     # log piped to a file can find it even while the run is still in work.
     console.print(

@@ -1,7 +1,8 @@
 """The deployment files agree with the code: docker-compose.yml, the Dockerfile, .env.example
 and deploy/k8s. No Docker engine or cluster here: the files are parsed and cross-checked
 (commands and flags exist in the CLI, environment variables are ones prelabel reads, time
-limits and queue names match prelabel/queue.py and the settings)."""
+limits and queue names match prelabel/queue.py and the settings). The files' shapes (field
+names and types) are checked against their published schemas in test_deploy_schemas.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import typer
 import yaml
 
-from prelabel import flower, health, logs
+from prelabel import exporter, flower, health, logs
 from prelabel.cli import app
 from prelabel.queue import SOFT_TIME_LIMIT, TIME_LIMIT, VISIBILITY_TIMEOUT
 from prelabel.settings import Settings
@@ -258,7 +259,9 @@ def test_manifests_have_their_required_fields(manifests: list[dict[str, Any]]) -
             on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
             assert listed <= on_disk and on_disk - listed == {"producer-job.yaml"}
             continue
-        assert doc.get("apiVersion") and doc["metadata"].get("name"), where
+        # Field names and types are the schemas' (test_deploy_schemas.py); a name is not
+        # required by them (generateName), but every object here is referred to by it.
+        assert doc["metadata"].get("name"), where
         if doc["kind"] == "Deployment":
             selector = doc["spec"]["selector"]["matchLabels"]
             labels = doc["spec"]["template"]["metadata"]["labels"]
@@ -360,8 +363,9 @@ def test_keda_watches_the_workers_queue_and_is_capped_by_the_rate(
     spec = scaled["spec"]
     worker = find(manifests, "Deployment", "prelabel-worker")
     assert spec["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
+    triggers = {t["type"]: t for t in spec["triggers"]}
+    assert set(triggers) == {"redis", "metrics-api"}
+    trigger = triggers["redis"]
     queue = find(manifests, "ConfigMap", "prelabel")["data"]["PRELABEL_QUEUE"]
     assert trigger["metadata"]["listName"] == queue == Settings.model_fields["queue"].default
     auth = find(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
@@ -377,6 +381,27 @@ def test_keda_watches_the_workers_queue_and_is_capped_by_the_rate(
     inflight = int(find(manifests, "ConfigMap", "prelabel")["data"]["PRELABEL_INFLIGHT"])
     assert spec["maxReplicaCount"] == math.ceil(rpm / 60 * latency / (concurrency * inflight))
     assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+
+
+def test_keda_also_counts_the_shards_being_labeled(manifests: list[dict[str, Any]]) -> None:
+    """The work-in-progress trigger reads a series the exporter really serves, unlabelled
+    (KEDA's metrics-api scaler takes the first series that matches), from the metrics
+    Service, at one shard per pod."""
+    spec = find(manifests, "ScaledObject", "prelabel-worker")["spec"]
+    (trigger,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+    meta = trigger["metadata"]
+    assert meta["format"] == "prometheus"
+    name = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", meta["valueLocation"])
+    assert name is not None and name[0] == meta["valueLocation"], "a bare metric name"
+    served = {
+        sample.name: sample.labels for family in exporter.families([]) for sample in family.samples
+    }
+    assert name[0] == exporter.SHARDS_LABELING and served[name[0]] == {}
+    service = find(manifests, "Service", "prelabel-metrics")
+    port = service["spec"]["ports"][0]["port"]
+    assert meta["url"] == f"http://{service['metadata']['name']}:{port}/metrics"
+    assert port == exporter.DEFAULT_PORT
+    assert float(meta["targetValue"]) == 1 and trigger.get("metricType") == "AverageValue"
 
 
 def test_flower_in_k8s_has_auth_and_a_service(manifests: list[dict[str, Any]]) -> None:

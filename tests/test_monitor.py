@@ -3,6 +3,7 @@ while real workers label a real run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -260,6 +261,46 @@ def test_reads_runs_and_failure_reasons_from_redis(redis_client: redis.Redis) ->
     assert [v.config.run_id for v in read_runs(redis_client, ["gone", "rr"], 1.0)] == ["rr"]
     with pytest.raises(RunError, match="prelabel runs"):
         read_run(redis_client, "gone", now=1.0)
+
+
+def test_the_exporter_counts_the_shards_being_labeled(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    """KEDA keeps a pod per shard in progress from `prelabel_shards_labeling` (keda.yaml):
+    it follows the leases workers hold, per run and over every run, and drops to 0 when they
+    are released."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from prelabel.exporter import SHARDS_LABELING, registry_for
+    from workers.lease import shard_lease
+
+    client = redis_client
+    store = RunStore(client)
+    for run_id in ("ra", "rb"):
+        records = [[NerRecord.from_tokens(f"{run_id}{n}", ["a"])] for n in range(3)]
+        store.create(config(run_id=run_id, total=3, shards=3), records)
+
+    def scraped() -> dict[tuple[str, tuple], float]:
+        return scrape_registry(registry_for(client))
+
+    async def hold(leases: list[tuple[str, int]]) -> dict[tuple[str, tuple], float]:
+        async with (
+            aioredis.Redis.from_url(redis_url) as aclient,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            for run_id, shard in leases:
+                await stack.enter_async_context(shard_lease(aclient, run_id, shard, 60))
+            return scraped()
+
+    held = asyncio.run(hold([("ra", 0), ("ra", 2), ("rb", 1)]))
+    assert held[("prelabel_run_shards_labeling", (("run", "ra"),))] == 2
+    assert held[("prelabel_run_shards_labeling", (("run", "rb"),))] == 1
+    assert held[(SHARDS_LABELING, ())] == 3
+    released = scraped()
+    assert released[(SHARDS_LABELING, ())] == 0
+    assert released[("prelabel_run_shards_labeling", (("run", "ra"),))] == 0
 
 
 def test_caps_the_workers_apply_stand_in_for_caps_the_run_did_not_give(

@@ -56,6 +56,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from prelabel import tracing
 from prelabel.counters import RunCounter
 from prelabel.errors import ItemError
 from prelabel.model import SIMULATOR_HEADER, RunConfig, Usage
@@ -200,6 +201,23 @@ class RealtimeTransport:
             before_sleep=self._log_retry,
             reraise=True,
         )
+        cfg = self.config
+        with tracing.llm_call(
+            model=cfg.endpoint.model,
+            base_url=cfg.endpoint.base_url,
+            run_id=cfg.run_id,
+            items=len(request.item_ids),
+        ) as span:
+            completion = await self._complete(request, retrying)
+            span.answered(
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                requests=completion.requests,
+                finish_reason=completion.finish_reason,
+            )
+            return completion
+
+    async def _complete(self, request: ChatRequest, retrying: AsyncRetrying) -> Completion:
         sent = Counter[str]()
         self._active += 1
         try:
