@@ -32,6 +32,12 @@ class OffsetUnitName(StrEnum):
     codepoint = "codepoint"
 
 
+class OffsetChoiceName(StrEnum):
+    auto = "auto"
+    utf16 = "utf16"
+    codepoint = "codepoint"
+
+
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
     #: Task types' own formats (`task_types.Reporting.formats`): NER's, classification's.
@@ -82,9 +88,13 @@ def upload_command(
         int, typer.Option(help="Assets or predictions per call (at most 100).", min=1, max=100)
     ] = 100,
     offset_unit: Annotated[
-        OffsetUnitName,
-        typer.Option(help="How Kili counts beginOffset: UTF-16 code units, or code points."),
-    ] = OffsetUnitName.utf16,
+        OffsetChoiceName,
+        typer.Option(
+            help="How Kili counts beginOffset: code points, UTF-16 code units, or auto: code "
+            "points unless the project's human labels show UTF-16 (it refuses to guess when a "
+            "text holds an emoji and nothing shows which)."
+        ),
+    ] = OffsetChoiceName.auto,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write the payloads to files and send nothing.")
     ] = False,
@@ -135,8 +145,11 @@ def export_command(
         typer.Option(help="Output folder (for hf, the dataset folder itself)."),
     ] = None,
     offset_unit: Annotated[
-        OffsetUnitName, typer.Option(help="Offset unit of the kili format.")
-    ] = OffsetUnitName.utf16,
+        OffsetUnitName,
+        typer.Option(
+            help="Offset unit of the kili format (code points: what Kili's own code counts)."
+        ),
+    ] = OffsetUnitName.codepoint,
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """Export a run's predictions for another tool; each export is checked against its text."""

@@ -6,14 +6,12 @@ row holds in each tool's terms is the task type's (`task_types.Reporting`).
 Every writer first checks each row against its text (`Reporting.check_rows`), so that no
 file leaves with an offset that is off, and each has offsets counted in the unit its tool counts:
 
-- Kili: UTF-16 code units by default. Kili documents `beginOffset` only as a "character
-  offset". The evidence: neither the `kili` SDK nor kili-formats converts offsets anywhere
-  (no UTF-16 handling in either package); Kili's own Python examples (the tagtog import
-  recipe, its AutoML NER model) slice Python strings, but only on text where code points and
-  UTF-16 units agree; the labeling interface is a web app, and JavaScript strings count UTF-16
-  units, which is what every browser annotator that did not convert on purpose stores (Label
-  Studio before its fix below, Argilla issues 2353 and 5729). Not verifiable against a live
-  Kili from here, hence the switch: `--offset-unit codepoint` (README, "Kili and exports");
+- Kili: code points by default, what Kili's own code computes (its NER pre-annotation recipe
+  and AutoML models slice Python strings; neither the SDK nor kili-formats converts units).
+  Kili documents `beginOffset` only as a "character offset", and its interface is a web app
+  whose strings count UTF-16 units, so an upload checks the target project's human labels
+  when a text holds a character where the two differ (`collector.kili_offsets`); a file
+  written here takes `--offset-unit utf16` where a project shows that;
 - Label Studio: code points. Its editor is a web app, but Label Studio converts the browser's
   UTF-16 offsets to code points before storing them (label-studio-frontend PR 308, "store code
   points instead of js length", after issues 1008 and 1347 where offsets after an emoji were off
@@ -35,8 +33,8 @@ from prelabel.offsets import OffsetUnit
 from task_types import PredictionRow, TaskType
 from task_types.review import kili_priority, measured
 
-#: How Kili counts `beginOffset`, unless told otherwise (README, "Kili and exports").
-KILI_OFFSET_UNIT: OffsetUnit = "utf16"
+#: How Kili counts `beginOffset`, unless told or shown otherwise (`collector.kili_offsets`).
+KILI_OFFSET_UNIT: OffsetUnit = "codepoint"
 
 
 # --- Kili -------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from collector.formats import KILI_OFFSET_UNIT, kili_model_name, kili_prediction_lines
 from collector.kili_client import connect, sdk_errors
+from collector.kili_offsets import OffsetChoice, human_labels, resolve_unit
 from collector.kili_project import find_or_create_project, project_title, project_url
 from collector.source import RunData
 from prelabel.errors import ConfigError, UploadError
@@ -86,7 +88,7 @@ class UploadOptions:
     `beginOffset` counts in (see collector/formats.py)."""
 
     batch_size: int = MAX_BATCH
-    unit: OffsetUnit = KILI_OFFSET_UNIT
+    unit: OffsetChoice = "auto"
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH:
@@ -100,6 +102,8 @@ class UploadReport:
     project_id: str
     project_created: bool
     model_name: str
+    #: The unit `beginOffset` was sent in (`collector.kili_offsets`).
+    offset_unit: OffsetUnit = KILI_OFFSET_UNIT
     assets_created: int = 0
     assets_present: int = 0
     predictions_sent: int = 0
@@ -135,9 +139,22 @@ def upload_run(
     job = target.job or task.kili.default_job
     items = [r for r in rows if r.text]
     kili = connect(target.api_key, target.endpoint)
+    # A new project holds no human label to show the offset unit: refuse before creating it.
+    new_project_unit = partial(resolve_unit, options.unit, task.kili.ml_task, items, list)
     with sdk_errors(kili.api_endpoint, "finding or creating the project"):
-        project_id, created = find_or_create_project(kili, target.project_id, task, job, config)
-    report = UploadReport(project_id, created, kili_model_name(config))
+        project_id, created = find_or_create_project(
+            kili, target.project_id, task, job, config, new_project_unit
+        )
+    texts = {r.id: r.text for r in items}
+    with sdk_errors(kili.api_endpoint, "reading the project's human labels"):
+        unit = resolve_unit(
+            options.unit,
+            task.kili.ml_task,
+            items,
+            lambda: [] if created else human_labels(kili, project_id, texts),
+        )
+    options = replace(options, unit=unit)
+    report = UploadReport(project_id, created, kili_model_name(config), offset_unit=unit)
     report.items_empty = len(rows) - len(items)
     report.items_failed = sum(r.status != "labeled" for r in items)
     report.confidence = measured(items)
@@ -183,7 +200,9 @@ def dry_run(
                 "json_interface": task.kili.json_interface(task.labels(config), job),
             }
         }
-    project["offset_unit"] = options.unit
+    # What a new project would get: it has no human labels to show another unit.
+    unit = resolve_unit(options.unit, task.kili.ml_task, items, list)
+    project["offset_unit"] = unit
     project["model_name"] = kili_model_name(config)
     paths = (out_dir / "project.json", out_dir / "assets.jsonl", out_dir / "predictions.jsonl")
     write_atomic(paths[0], json.dumps(project, indent=2, ensure_ascii=False) + "\n")
@@ -191,9 +210,7 @@ def dry_run(
         paths[1],
         (json.dumps(line, ensure_ascii=False) + "\n" for line in _asset_lines(items, config)),
     )
-    write_atomic(
-        paths[2], kili_prediction_lines(items, task, kili_model_name(config), job, options.unit)
-    )
+    write_atomic(paths[2], kili_prediction_lines(items, task, kili_model_name(config), job, unit))
     return paths
 
 
@@ -314,7 +331,7 @@ def _sync_predictions(
     labeled = [r for r in items if r.status == "labeled"]
     to_send = []
     for row in labeled:
-        response = kili_job.json_response(row, job, options.unit)
+        response = kili_job.json_response(row, job, report.offset_unit)
         held = current.get(row.id, [])
         if len(held) == 1 and kili_job.response_key(
             held[0]["jsonResponse"], job

@@ -4,7 +4,7 @@ the run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +30,16 @@ def project_url(endpoint: str | None, project_id: str) -> str:
 
 
 def find_or_create_project(
-    kili: Kili, project_id: str | None, task: TaskType, job: str, config: RunConfig
+    kili: Kili,
+    project_id: str | None,
+    task: TaskType,
+    job: str,
+    config: RunConfig,
+    before_create: Callable[[], object] = lambda: None,
 ) -> tuple[str, bool]:
     """The project's id, and whether this call created it. Raises UploadError when the given
-    project, or the one found by title, cannot hold the run's predictions."""
+    project, or the one found by title, cannot hold the run's predictions (`before_create`
+    runs first when it would be created: a check that may refuse, leaving nothing behind)."""
     fields = ["id", "title", "inputType", "jsonInterface"]
     if project_id:
         found = kili.projects(project_id=project_id, fields=fields, disable_tqdm=True)
@@ -53,6 +59,7 @@ def find_or_create_project(
     if found:
         check_interface(found[0], task, job, config)
         return found[0]["id"], False
+    before_create()
     created = kili.create_project(
         title=title,
         description=f"Pre-annotations by {config.endpoint.model} "

@@ -77,7 +77,9 @@ class FakeKili:
     failed: int = 0
     #: items per batched mutation, by field
     batches: dict[str, list[int]] = field(default_factory=dict)
-    #: NER annotations whose content was not at their beginOffset (UTF-16) in the text
+    #: How this Kili counts beginOffset: UTF-16 units (a browser's count) or code points
+    offset_unit: str = "utf16"
+    #: NER annotations whose content was not at their beginOffset (in `offset_unit`)
     misplaced: list[dict[str, Any]] = field(default_factory=list)
     #: classification categories that the project's job does not have, or too many for a
     #: single-choice job
@@ -411,15 +413,30 @@ class FakeKili:
         return created
 
     def _place_annotations(self, label: dict[str, Any], text: str) -> None:
-        units = text.encode("utf-16-le")
         for job in json.loads(label["jsonResponse"]).values():
             for annotation in job.get("annotations", []):
-                begin, content = (
-                    annotation["beginOffset"],
-                    annotation["content"].encode("utf-16-le"),
-                )
-                if units[2 * begin : 2 * begin + len(content)] != content:
+                begin, content = annotation["beginOffset"], annotation["content"]
+                if self.offset_unit == "codepoint":
+                    placed = text[begin : begin + len(content)] == content
+                else:
+                    units, wanted = text.encode("utf-16-le"), content.encode("utf-16-le")
+                    placed = units[2 * begin : 2 * begin + len(wanted)] == wanted
+                if not placed:
                     self.misplaced.append({"label": label["id"], **annotation})
+
+    def add_human_label(self, asset_id: str, json_response: dict[str, Any]) -> None:
+        """A label a person made in Kili's interface (type DEFAULT) on an asset."""
+        with self._lock:
+            self.labels.append(
+                {
+                    "id": f"label-{next(self._ids)}",
+                    "labelType": "DEFAULT",
+                    "modelName": None,
+                    "jsonResponse": json.dumps(json_response),
+                    "assetId": asset_id,
+                    "author": {"id": "user-2", "email": "annotator@example.com"},
+                }
+            )
 
     def _check_categories(self, label: dict[str, Any], project: dict[str, Any]) -> None:
         interface = project.get("jsonInterface") or "{}"

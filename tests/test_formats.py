@@ -23,7 +23,6 @@ from collector.cli import ExportFormat, OffsetUnitName, export_command
 from collector.formats import KILI_OFFSET_UNIT, write_hf_dataset, write_kili, write_label_studio
 from prelabel.errors import ConfigError, DatasetError
 from prelabel.model import RunConfig
-from prelabel.offsets import OffsetMap
 from prelabel.predictions import read_predictions_jsonl, write_predictions_jsonl
 from task_types.ner import NER
 from task_types.ner.exports import tag_names
@@ -114,7 +113,7 @@ def _shifted(rows: list[NerRow]) -> list[NerRow]:
 
 
 def test_kili_json_response_counts_utf16_units_after_emoji(rows: list[NerRow]) -> None:
-    response = kili_json_response(rows[0], KILI_JOB, KILI_OFFSET_UNIT)
+    response = kili_json_response(rows[0], KILI_JOB, "utf16")
     annotations = response[KILI_JOB]["annotations"]
     # "🎉 Élise": the emoji is two UTF-16 units, so Élise begins at unit 3, code point 2
     assert [a["beginOffset"] for a in annotations] == [3, 17, 28]
@@ -124,9 +123,8 @@ def test_kili_json_response_counts_utf16_units_after_emoji(rows: list[NerRow]) -
         assert units[2 * a["beginOffset"] : 2 * a["beginOffset"] + len(content)] == content
     as_codepoints = kili_json_response(rows[0], KILI_JOB, "codepoint")[KILI_JOB]["annotations"]
     assert [a["beginOffset"] for a in as_codepoints] == [2, 16, 27]
-    assert entities_from_kili(response, rows[0].text, KILI_JOB, KILI_OFFSET_UNIT) == list(
-        rows[0].entities
-    )
+    assert entities_from_kili(response, rows[0].text, KILI_JOB, "utf16") == list(rows[0].entities)
+    assert KILI_OFFSET_UNIT == "codepoint"  # what Kili's own code counts, unless shown otherwise
 
 
 def test_kili_export_reads_back_through_the_sdk_label_parser(
@@ -146,12 +144,11 @@ def test_kili_export_reads_back_through_the_sdk_label_parser(
         assert line["model_name"] == "gpt-test@ner-v2"
         row = by_id[line["external_id"]]
         parsed = ParsedLabel({"jsonResponse": line["json_response"]}, interface, "TEXT")
-        offsets = OffsetMap.of(row.text)
-        back = [
+        back = [  # the export counts code points unless told otherwise
             Entity(
                 type=a.category.name,
-                start=offsets.from_utf16(a.begin_offset),
-                end=offsets.from_utf16(a.begin_offset) + len(a.content),
+                start=a.begin_offset,
+                end=a.begin_offset + len(a.content),
                 text=a.content,
             )
             for a in parsed.jobs[KILI_JOB].annotations

@@ -37,6 +37,11 @@ from tests.test_formats import make_rows
 ONTOLOGY = from_tags(["PER", "ORG", "LOC", "MISC"])
 
 
+#: The fake places annotations in UTF-16 units, as a browser counts: the unit these tests
+#: upload in (the sample's texts hold emoji, where an upload will not guess).
+UTF16 = UploadOptions(unit="utf16")
+
+
 def config_for(n: int, run_id: str = "20260101-000000-kili01") -> RunConfig:
     return RunConfig(
         run_id=run_id,
@@ -146,7 +151,7 @@ def read_back(
 ) -> dict[str, list[list[Entity]]]:
     kili = connect(fake.api_key, fake.endpoint)
     return read_predictions(
-        kili, project_id, "gpt-test@ner-v2", {r.id: r.text for r in rows}, NER.kili
+        kili, project_id, "gpt-test@ner-v2", {r.id: r.text for r in rows}, NER.kili, unit="utf16"
     )
 
 
@@ -224,13 +229,13 @@ def test_upload_from_redis_reads_back_equal_to_predictions_jsonl(
 def test_reupload_sends_nothing_and_duplicates_nothing(
     fake: FakeKili, target: KiliTarget, run: RunData
 ) -> None:
-    first = upload_run(run, target, UploadOptions(batch_size=5))
+    first = upload_run(run, target, UploadOptions(batch_size=5, unit="utf16"))
     labeled = sum(r.status == "labeled" for r in run.rows)
     assert first.project_created and first.assets_created == len(run.rows)
     assert first.predictions_sent == labeled
     calls_before = dict(fake.calls)
 
-    second = upload_run(run, target, UploadOptions(batch_size=5))
+    second = upload_run(run, target, UploadOptions(batch_size=5, unit="utf16"))
     assert second.project_id == first.project_id and not second.project_created
     assert (second.assets_created, second.assets_present) == (0, len(run.rows))
     assert (second.predictions_sent, second.predictions_unchanged) == (0, labeled)
@@ -243,7 +248,7 @@ def test_reupload_sends_nothing_and_duplicates_nothing(
 def test_reupload_replaces_changed_predictions_and_deletes_those_of_failed_items(
     fake: FakeKili, target: KiliTarget, run: RunData
 ) -> None:
-    first = upload_run(run, target)
+    first = upload_run(run, target, UTF16)
     rows = list(run.rows)
     # p-0 loses an entity, p-1 gains a type change, p-2 now failed
     rows[-6] = rows[-6].model_copy(update={"entities": rows[-6].entities[:1]})
@@ -254,7 +259,7 @@ def test_reupload_replaces_changed_predictions_and_deletes_those_of_failed_items
         NerRecord.from_tokens(rows[-4].id, rows[-4].tokens, None),
         NerResult(id=rows[-4].id, status="failed", error="timeout"),
     )
-    second = upload_run(RunData(run.config, tuple(rows)), target)
+    second = upload_run(RunData(run.config, tuple(rows)), target, UTF16)
     assert second.predictions_sent == 2
     assert second.predictions_deleted == 1
     assert second.predictions_unchanged == sum(r.status == "labeled" for r in rows) - 2
@@ -287,7 +292,7 @@ def test_batches_over_a_megabyte_arrive_gzipped_and_land(
             id=record.id, status="labeled", entities=(entity,), tags=("O", "O", "B-LOC", "O")
         )
         rows.append(NerRow.from_result(record, result))
-    upload_run(RunData(config_for(len(rows)), tuple(rows)), target)
+    upload_run(RunData(config_for(len(rows)), tuple(rows)), target, UTF16)
     assert fake.gzipped >= 1  # the prediction batch: 16 json_responses of ~100 kB
     (project_id,) = fake.projects
     assert_kili_holds_exactly(fake, project_id, rows)
@@ -298,7 +303,7 @@ def test_batches_over_a_megabyte_arrive_gzipped_and_land(
 
 def test_a_429_mid_upload_is_waited_out(fake: FakeKili, target: KiliTarget, run: RunData) -> None:
     fake.throttle(after=12, count=2, retry_after="1")
-    report = upload_run(run, target, UploadOptions(batch_size=5))
+    report = upload_run(run, target, UploadOptions(batch_size=5, unit="utf16"))
     assert fake.throttled == 2
     assert report.predictions_sent == sum(r.status == "labeled" for r in run.rows)
     assert_kili_holds_exactly(fake, report.project_id, run.rows)
@@ -312,12 +317,12 @@ def test_an_interrupted_asset_upload_resumes(
     with pytest.raises(
         UploadError, match=r"5 of 13 assets were in Kili.*run the same command again"
     ):
-        upload_run(run, target, UploadOptions(batch_size=5))
+        upload_run(run, target, UploadOptions(batch_size=5, unit="utf16"))
     (project_id,) = fake.projects
     present = len(fake.project_assets(project_id))
     assert present == (10 if applied else 5)
 
-    report = upload_run(run, target, UploadOptions(batch_size=5))
+    report = upload_run(run, target, UploadOptions(batch_size=5, unit="utf16"))
     assert report.project_id == project_id and not report.project_created
     assert (report.assets_present, report.assets_created) == (present, len(run.rows) - present)
     assert_kili_holds_exactly(fake, project_id, run.rows)
@@ -330,12 +335,12 @@ def test_an_interrupted_prediction_upload_resumes(
     labeled = sum(r.status == "labeled" for r in run.rows)
     fake.fail_once("appendManyLabels", after=1, apply=applied)
     with pytest.raises(UploadError, match=r"4 of 12 predictions were in Kili.*resumes"):
-        upload_run(run, target, UploadOptions(batch_size=4))
+        upload_run(run, target, UploadOptions(batch_size=4, unit="utf16"))
     (project_id,) = fake.projects
     held = len(fake.project_labels(project_id))
     assert held == (8 if applied else 4)
 
-    report = upload_run(run, target, UploadOptions(batch_size=4))
+    report = upload_run(run, target, UploadOptions(batch_size=4, unit="utf16"))
     assert (report.predictions_unchanged, report.predictions_sent) == (held, labeled - held)
     assert report.assets_created == 0
     assert_kili_holds_exactly(fake, project_id, run.rows)
@@ -354,7 +359,17 @@ def test_a_killed_upload_process_resumes(fake: FakeKili, tmp_path: Path, run: Ru
     }
     fake.stall_after("appendManyLabels", 1)  # the second batch never gets an answer
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prelabel", "upload", str(folder), "--batch-size", "4"],
+        [
+            sys.executable,
+            "-m",
+            "prelabel",
+            "upload",
+            str(folder),
+            "--batch-size",
+            "4",
+            "--offset-unit",
+            "utf16",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -370,7 +385,17 @@ def test_a_killed_upload_process_resumes(fake: FakeKili, tmp_path: Path, run: Ru
     held = len(fake.project_labels(project_id))
 
     done = subprocess.run(
-        [sys.executable, "-m", "prelabel", "upload", str(folder), "--batch-size", "4"],
+        [
+            sys.executable,
+            "-m",
+            "prelabel",
+            "upload",
+            str(folder),
+            "--batch-size",
+            "4",
+            "--offset-unit",
+            "utf16",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -408,7 +433,7 @@ def test_an_existing_project_is_checked_then_used(
     )["id"]
 
     def upload_to(project_id: str, job: str = KILI_JOB) -> object:
-        return upload_run(run, KiliTarget(fake.api_key, fake.endpoint, project_id, job))
+        return upload_run(run, KiliTarget(fake.api_key, fake.endpoint, project_id, job), UTF16)
 
     with pytest.raises(
         UploadError,
@@ -435,12 +460,12 @@ def test_an_existing_project_is_checked_then_used(
 def test_assets_of_other_data_with_the_same_ids_are_refused(
     fake: FakeKili, target: KiliTarget, run: RunData
 ) -> None:
-    report = upload_run(run, target)
+    report = upload_run(run, target, UTF16)
     other = RunData(run.config.model_copy(update={"dataset": "other-data"}), run.rows)
     with pytest.raises(
         UploadError, match=r"comes from dataset 'conll-sample' split 'test', not 'other-data'"
     ):
-        upload_run(other, KiliTarget(fake.api_key, fake.endpoint, report.project_id))
+        upload_run(other, KiliTarget(fake.api_key, fake.endpoint, report.project_id), UTF16)
 
 
 # --- checks before anything is sent ---------------------------------------------------------------
@@ -454,7 +479,7 @@ def test_offsets_are_checked_before_anything_is_sent(
         update={"entities": (Entity.model_construct(type="PER", start=3, end=8, text="Élise"),)}
     )
     with pytest.raises(DatasetError, match=r"item 't-0', entity 0"):
-        upload_run(RunData(run.config, tuple(rows)), target)
+        upload_run(RunData(run.config, tuple(rows)), target, UTF16)
     assert sum(fake.calls.values()) == 0
 
 
@@ -476,6 +501,8 @@ def test_dry_run_writes_the_payloads_and_sends_nothing(
             "--to",
             "kili",
             "--dry-run",
+            "--offset-unit",
+            "utf16",
         ],
         env=env,
         capture_output=True,
@@ -508,7 +535,7 @@ def prelabel_upload(folder: Path, env_over: dict[str, str]) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILI_")}
     env.update({"KILI_SDK_SKIP_CHECKS": "1", **env_over})
     return subprocess.run(
-        [sys.executable, "-m", "prelabel", "upload", str(folder)],
+        [sys.executable, "-m", "prelabel", "upload", str(folder), "--offset-unit", "utf16"],
         env=env,
         capture_output=True,
         text=True,

@@ -23,6 +23,9 @@ from task_types.review import kili_priority
 from tests.fake_kili import FakeKili, serve_for_sdk
 from tests.test_review import classify_config, classify_rows, ner_config, ner_rows
 
+#: The fake places annotations in UTF-16 units; the rows' texts hold emoji, where an upload
+#: will not guess the unit.
+UTF16 = UploadOptions(unit="utf16")
 MUTATIONS = ("createProject", "appendManyAssets", "appendManyLabels", "deleteLabels")
 
 
@@ -66,7 +69,7 @@ def test_ner_upload_sets_priorities_and_category_confidence(
     fake: FakeKili, target: KiliTarget
 ) -> None:
     run = ner_run()
-    report = upload_run(run, target, UploadOptions(batch_size=3))
+    report = upload_run(run, target, UploadOptions(batch_size=3, unit="utf16"))
     assert report.confidence
     assert priorities_in_kili(fake, report.project_id) == {r.id: kili_priority(r) for r in run.rows}
     # the failed item and the unmeasured one first, then from the least sure
@@ -91,9 +94,9 @@ def test_ner_upload_sets_priorities_and_category_confidence(
 
 def test_reupload_sends_nothing_then_only_what_changed(fake: FakeKili, target: KiliTarget) -> None:
     run = ner_run()
-    first = upload_run(run, target)
+    first = upload_run(run, target, UTF16)
     calls = dict(fake.calls)
-    second = upload_run(run, target)
+    second = upload_run(run, target, UTF16)
     assert (second.priorities_set, second.priorities_unchanged) == (0, len(run.rows))
     assert second.predictions_sent == 0
     for mutation in (*MUTATIONS, "setAssetsPriority"):
@@ -108,7 +111,7 @@ def test_reupload_sends_nothing_then_only_what_changed(fake: FakeKili, target: K
             "scores": (sure.scores[0].model_copy(update={"confidence": 0.2}), sure.scores[1]),
         }
     )
-    third = upload_run(RunData(run.config, tuple(rows)), target)
+    third = upload_run(RunData(run.config, tuple(rows)), target, UTF16)
     assert (third.priorities_set, third.priorities_unchanged) == (1, len(rows) - 1)
     assert (third.predictions_sent, third.predictions_unchanged) == (
         1,
@@ -125,11 +128,11 @@ def test_a_busy_asset_declines_its_priority_and_is_counted(
     fake: FakeKili, target: KiliTarget
 ) -> None:
     run = ner_run()
-    first = upload_run(run, target)
+    first = upload_run(run, target, UTF16)
     rows = [r.model_copy(update={"confidence": 0.01}) if r.id == "n-sure" else r for r in run.rows]
     by_external = {a["externalId"]: a["id"] for a in fake.project_assets(first.project_id)}
     fake.busy.add(by_external["n-sure"])  # a labeler has it open
-    again = upload_run(RunData(run.config, tuple(rows)), target)
+    again = upload_run(RunData(run.config, tuple(rows)), target, UTF16)
     assert (again.priorities_set, again.priorities_declined) == (0, 1)
     assert priorities_in_kili(fake, first.project_id)["n-sure"] == 5  # as it was
 
@@ -139,7 +142,7 @@ def test_classification_upload_sets_priorities_and_category_confidence(
     fake: FakeKili, target: KiliTarget, multi: bool
 ) -> None:
     run = classify_run(multi)
-    report = upload_run(run, target)
+    report = upload_run(run, target, UTF16)
     assert priorities_in_kili(fake, report.project_id) == {r.id: kili_priority(r) for r in run.rows}
     responses = responses_in_kili(fake, report.project_id)
     if multi:
@@ -154,7 +157,7 @@ def test_classification_upload_sets_priorities_and_category_confidence(
         ]
     assert fake.bad_confidences == [] and fake.miscategorised == []
     calls = dict(fake.calls)
-    upload_run(run, target)
+    upload_run(run, target, UTF16)
     for mutation in (*MUTATIONS, "setAssetsPriority"):
         assert fake.calls[mutation] == calls.get(mutation, 0), mutation
 
@@ -164,7 +167,7 @@ def test_a_run_without_confidence_leaves_priorities_alone(
 ) -> None:
     rows = [r.model_copy(update={"confidence": None, "scores": ()}) for r in ner_rows()]
     run = RunData(ner_config("none"), tuple(rows))
-    report = upload_run(run, target)
+    report = upload_run(run, target, UTF16)
     assert not report.confidence and report.priorities_set == 0
     assert fake.calls["setAssetsPriority"] == 0
     assert set(priorities_in_kili(fake, report.project_id).values()) == {0}
@@ -174,7 +177,7 @@ def test_a_run_without_confidence_leaves_priorities_alone(
 def test_dry_run_lists_each_assets_priority(tmp_path: Path) -> None:
     run = ner_run()
     nowhere = KiliTarget(api_key=None, endpoint=None)
-    _, assets, predictions = dry_run(run, nowhere, tmp_path)
+    _, assets, predictions = dry_run(run, nowhere, tmp_path, UTF16)
     lines = [json.loads(line) for line in assets.read_text("utf-8").splitlines()]
     assert {line["external_id"]: line["priority"] for line in lines} == {
         r.id: kili_priority(r) for r in run.rows
@@ -187,7 +190,7 @@ def test_dry_run_lists_each_assets_priority(tmp_path: Path) -> None:
         run.config,
         tuple(r.model_copy(update={"confidence": None, "scores": ()}) for r in run.rows),
     )
-    _, assets, _ = dry_run(plain, nowhere, tmp_path / "plain")
+    _, assets, _ = dry_run(plain, nowhere, tmp_path / "plain", UTF16)
     assert all("priority" not in json.loads(x) for x in assets.read_text("utf-8").splitlines())
 
 
