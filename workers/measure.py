@@ -225,7 +225,11 @@ class Confidence:
             count_message_tokens(messages, endpoint.model),
             (record.id,),
             logprobs=logprobs,
-            max_tokens=VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals),
+            # A reasoning model thinks within max_completion_tokens: a few tokens would leave
+            # it no room to answer, so it keeps the run's.
+            max_tokens=None
+            if is_reasoning_model(endpoint.model)
+            else VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals),
         )
         extra = Usage()
 
