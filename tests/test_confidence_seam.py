@@ -38,13 +38,14 @@ def label(
     records: list[NerRecord] = RECORDS,
     sampling: SamplingMemory | None = None,
     run_id: str = RUN,
+    model: str = "gpt-4o-mini",
     **config: Any,
 ) -> dict[str, NerResult]:
     async def main() -> dict[str, NerResult]:
         client = redis.asyncio.Redis.from_url(redis_url)
         cfg = RunConfig(
             run_id=run_id,
-            model="gpt-4o-mini",
+            model=model,
             base_url=BASE_URL,
             confidence=confidence,
             cache=False,
@@ -251,9 +252,8 @@ def verifying(rejected: set[str]) -> Any:
             )
             at = start + len(word)
         pieces.append(TokenLogprob(content[at:], 0.0))
-        return Completion(
-            content, 40, 5, False, "stop", choices=(Choice(content, "stop", tuple(pieces)),)
-        )
+        given = tuple(pieces) if request.logprobs is not None else None  # only when asked
+        return Completion(content, 40, 5, False, "stop", choices=(Choice(content, "stop", given),))
 
     return handler
 
@@ -286,6 +286,27 @@ def test_verify_asks_one_short_question_per_item_and_may_drop_what_it_rejects(
     )["s0"]
     assert [e.text for e in kept.entities] == ["Peter Blackburn", "Paris"]
     assert [s.kept for s in kept.scores] == [True, True]
+
+
+def test_a_reasoning_models_verification_asks_no_logprobs_and_keeps_room_to_think(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    transport = MockTransport(verifying(set()))
+    result = label(
+        redis_url,
+        transport,
+        ConfidenceConfig(method="verify"),
+        records=RECORDS[:1],
+        model="o4-mini",
+    )["s0"]
+    (question,) = [
+        r
+        for r in transport.requests
+        if r.response_format and "prelabel_verification" in json.dumps(r.response_format)
+    ]
+    assert (question.logprobs, question.max_tokens) == (None, None)
+    # No log-probabilities read: yes is 1.0.
+    assert [s.confidence for s in result.scores] == [1.0, 1.0] and result.confidence == 1.0
 
 
 def test_a_verification_that_cannot_be_read_leaves_the_item_labeled_unmeasured(
