@@ -77,6 +77,8 @@ def test_ner_records_and_results_keep_their_json_shape() -> None:
         "usage",
         "model",
         "prompt_version",
+        "confidence",
+        "scores",
     }
     assert NerResult.model_validate_json(result.model_dump_json()) == result
 
