@@ -247,7 +247,12 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
         ("requests", f"{est.requests:,}"),
         (f"prompt tokens ({exact})", f"{est.prompt_tokens:,}"),
         ("completion tokens (estimated from capitalised words)", f"{est.completion_tokens:,}"),
-        ("completion tokens (bound: max_tokens × requests)", f"{est.completion_bound:,}"),
+        (
+            "completion tokens (bound: max_tokens × requests)"
+            if est.confidence == "none"
+            else "completion tokens (bound: max_tokens × answers)",
+            f"{est.completion_bound:,}",
+        ),
         ("tokens per item (prompt + estimated completion)", f"{est.tokens_per_item:,.1f}"),
     ]
     if est.price is None:

@@ -32,11 +32,12 @@ from openai import AsyncOpenAI
 from prelabel.batches import FINAL, BatchRecord
 from prelabel.counters import RunCounter
 from prelabel.keys import RunKeys, batch_enqueued_key
-from prelabel.model import Delivery, Endpoint, Limits, RunConfig
+from prelabel.model import ConfidenceConfig, Delivery, Endpoint, Limits, RunConfig
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.server import RunningSimulator
+from task_types import verification
 from task_types.ner.model import NerRecord, NerResult
 from tests.test_simulator import GOLD, RECORDS
 from workers.batch_poller import poll_run
@@ -556,3 +557,53 @@ def test_a_batch_run_through_real_workers(sim: RunningSimulator, fleet_env: dict
     assert sorted(batches_of(sim, cfg.run_id)) == sorted(made)
     assert store.counters(cfg.run_id)[RunCounter.BATCHES] == 2
     client.close()
+
+
+# --- confidence through the Batch API -------------------------------------------------------
+# A verification waits for its item's answer, goes in the next pass's batch file and is
+# answered in the pass after; consistency's `n` samples ride on the same batch line.
+
+
+def test_verifications_go_in_the_batch_after_their_items_answers(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    base = config(sim)
+    cfg = create(
+        redis_client, base.model_copy(update={"confidence": ConfidenceConfig(method="verify")})
+    )
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 0
+    (first,) = records(redis_client, cfg).values()
+    collect(sim, redis_client, cfg.run_id, first.batch_id)
+    # The answers are back: each labeled item's verification is deferred to a second batch.
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 0
+    (second,) = (r for r in records(redis_client, cfg).values() if r.batch_id != first.batch_id)
+    lines = input_lines(sim, second.batch_id)
+    assert len(lines) == len(RECORDS)
+    assert all(
+        verification.is_verification(line["body"]["messages"], line["body"]) for line in lines
+    )
+    assert all(line["body"]["max_tokens"] < 100 for line in lines)
+    collect(sim, redis_client, cfg.run_id, second.batch_id)
+    assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
+    done = results(redis_client, cfg.run_id)
+    assert all(r.status == "labeled" and r.confidence is not None for r in done.values())
+    # Each item: its share of its batch line, and its own verification.
+    assert sum(r.usage.requests for r in done.values()) == len(RECORDS) // 2 + len(RECORDS)
+
+
+def test_consistency_samples_ride_on_one_batch_line(
+    sim: RunningSimulator, redis_client: redis.Redis, context: WorkerContext
+) -> None:
+    base = config(sim)
+    cfg = create(
+        redis_client,
+        base.model_copy(update={"confidence": ConfidenceConfig.parse("consistency:3")}),
+    )
+    assert context.run(label_shard(context, cfg.run_id, 0)) == 0
+    (first,) = records(redis_client, cfg).values()
+    lines = input_lines(sim, first.batch_id)
+    assert {line["body"]["n"] for line in lines} == {3}
+    collect(sim, redis_client, cfg.run_id, first.batch_id)
+    assert context.run(label_shard(context, cfg.run_id, 0)) == len(RECORDS)
+    done = results(redis_client, cfg.run_id)
+    assert all(r.confidence == 1.0 for r in done.values())  # a noise-free simulator agrees

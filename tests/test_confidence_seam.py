@@ -4,6 +4,7 @@ what each asks of the endpoint, and the confidence and scores each commits."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 from typing import Any
@@ -38,13 +39,14 @@ def label(
     records: list[NerRecord] = RECORDS,
     sampling: SamplingMemory | None = None,
     run_id: str = RUN,
+    model: str = "gpt-4o-mini",
     **config: Any,
 ) -> dict[str, NerResult]:
     async def main() -> dict[str, NerResult]:
         client = redis.asyncio.Redis.from_url(redis_url)
         cfg = RunConfig(
             run_id=run_id,
-            model="gpt-4o-mini",
+            model=model,
             base_url=BASE_URL,
             confidence=confidence,
             cache=False,
@@ -251,9 +253,8 @@ def verifying(rejected: set[str]) -> Any:
             )
             at = start + len(word)
         pieces.append(TokenLogprob(content[at:], 0.0))
-        return Completion(
-            content, 40, 5, False, "stop", choices=(Choice(content, "stop", tuple(pieces)),)
-        )
+        given = tuple(pieces) if request.logprobs is not None else None  # only when asked
+        return Completion(content, 40, 5, False, "stop", choices=(Choice(content, "stop", given),))
 
     return handler
 
@@ -286,6 +287,27 @@ def test_verify_asks_one_short_question_per_item_and_may_drop_what_it_rejects(
     )["s0"]
     assert [e.text for e in kept.entities] == ["Peter Blackburn", "Paris"]
     assert [s.kept for s in kept.scores] == [True, True]
+
+
+def test_a_reasoning_models_verification_asks_no_logprobs_and_keeps_room_to_think(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    transport = MockTransport(verifying(set()))
+    result = label(
+        redis_url,
+        transport,
+        ConfidenceConfig(method="verify"),
+        records=RECORDS[:1],
+        model="o4-mini",
+    )["s0"]
+    (question,) = [
+        r
+        for r in transport.requests
+        if r.response_format and "prelabel_verification" in json.dumps(r.response_format)
+    ]
+    assert (question.logprobs, question.max_tokens) == (None, None)
+    # No log-probabilities read: yes is 1.0.
+    assert [s.confidence for s in result.scores] == [1.0, 1.0] and result.confidence == 1.0
 
 
 def test_a_verification_that_cannot_be_read_leaves_the_item_labeled_unmeasured(
@@ -410,3 +432,46 @@ def test_single_label_verification_asks_nothing_missing_and_cannot_drop_the_only
         assert result.labels == ("Sports",)
         assert [(s.label, s.confidence, s.kept) for s in result.scores] == [("Sports", 0.0, True)]
         assert result.confidence == 0.0
+
+
+class RecordingBudget:
+    """A budget that records what each call reserves and settles."""
+
+    def __init__(self) -> None:
+        self.reserved: list[tuple[int, int]] = []
+        self.settled: list[tuple[int, int, int, int]] = []
+
+    async def reserve(self, prompt_tokens: int, max_tokens: int) -> None:
+        self.reserved.append((prompt_tokens, max_tokens))
+
+    async def settle(self, prompt: int, most: int, used_prompt: int, used_completion: int) -> None:
+        self.settled.append((prompt, most, used_prompt, used_completion))
+
+
+def test_the_budget_reserves_n_answers_of_the_requests_own_max_tokens(redis_url: str) -> None:
+    from workers.cache import ResponseCache
+    from workers.calls import GuardedCaller
+    from workers.results import ResultSink
+
+    async def main() -> RecordingBudget:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        cfg = RunConfig(run_id=RUN, model="gpt-4o-mini", base_url=BASE_URL, max_tokens=300)
+        budget = RecordingBudget()
+        caller = GuardedCaller(
+            MockTransport(sampled),
+            ResponseCache(client, 60, enabled=False),
+            budget,  # type: ignore[arg-type]
+            ResultSink(client, RUN),
+            cfg,
+        )
+        ask = ChatRequest([{"role": "user", "content": "x"}], None, 50, ("s0",))
+        await caller.complete(ask)
+        await caller.complete(dataclasses.replace(ask, n=3))
+        await caller.complete(dataclasses.replace(ask, max_tokens=20))
+        await caller.complete(dataclasses.replace(ask, n=2, max_tokens=20))
+        await client.aclose()
+        return budget
+
+    budget = asyncio.run(main())
+    assert budget.reserved == [(50, 300), (50, 900), (50, 20), (50, 40)]
+    assert [s[1] for s in budget.settled] == [300, 900, 20, 40]

@@ -198,7 +198,7 @@ class ShardLabeler:
             return self._failed(record, predicted)
         self._spent.pop(record.id, None)
         try:
-            return await self.confidence.finish(record, predicted, reading, usage)
+            return await self.confidence.finish(record, predicted, reading)
         except (RunStopped, BudgetReached) as exc:
             self._stopped = exc
             return None

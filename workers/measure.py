@@ -171,11 +171,10 @@ class Confidence:
         answer = self.task.answer_from(result.proposals, self.config)
         return Reading(answer, result.proposals, Measured(result.item, result.confidences))
 
-    async def finish(
-        self, record: Record, result: ItemResult, reading: Reading, usage: Usage
-    ) -> ItemResult | None:
+    async def finish(self, record: Record, result: ItemResult, reading: Reading) -> ItemResult:
         """`result` with its confidence and scores (`verify`: once its verification is
-        answered; None while that is deferred)."""
+        answered; raises Deferred while that waits for a batch, RunStopped or BudgetReached
+        when the run cannot ask it)."""
         if self.method.method != "verify":
             return self._scored(result, reading.proposals, reading.measured)
         return await self._verify(record, result, reading)
@@ -196,9 +195,7 @@ class Confidence:
             )
         return result.model_copy(update={"confidence": measured.item, "scores": scores})
 
-    async def _verify(
-        self, record: Record, result: ItemResult, reading: Reading
-    ) -> ItemResult | None:
+    async def _verify(self, record: Record, result: ItemResult, reading: Reading) -> ItemResult:
         proposals = self.task.proposals(reading.answer, self.config)
         asks_missing = not self.task.single_label
         endpoint = self.config.endpoint
@@ -228,7 +225,11 @@ class Confidence:
             count_message_tokens(messages, endpoint.model),
             (record.id,),
             logprobs=logprobs,
-            max_tokens=VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals),
+            # A reasoning model thinks within max_completion_tokens: a few tokens would leave
+            # it no room to answer, so it keeps the run's.
+            max_tokens=None
+            if is_reasoning_model(endpoint.model)
+            else VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals),
         )
         extra = Usage()
 

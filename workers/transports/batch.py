@@ -82,7 +82,7 @@ from workers.transports.base import (
     choices_from_json,
     truncated_reason,
 )
-from workers.transports.chat import chat_body, request_params
+from workers.transports.chat import chat_body, request_params, sampling_params
 from workers.transports.realtime import RealtimeTransport
 from workers.transports.window import context_window
 
@@ -264,7 +264,12 @@ class BatchTransport:
     def custom_id(self, request: ChatRequest) -> str:
         """The request's name in a batch file: the same for the same request in any pass."""
         endpoint = self.config.endpoint
-        params = {**request_params(endpoint), "response_format": request.response_format}
+        # A plain request's sampling parameters are none: its name is as it always was.
+        params = {
+            **request_params(endpoint),
+            **sampling_params(endpoint, request),
+            "response_format": request.response_format,
+        }
         digest = request_digest(endpoint.base_url, endpoint.model, request.messages, params)
         return custom_id(self.config.run_id, f"{self.shard}.{digest[:12]}", request.item_ids)
 
