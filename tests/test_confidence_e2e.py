@@ -18,34 +18,12 @@ from typing import Any
 import pytest
 
 from prelabel import launch
+from tests.test_classify_e2e import HEADLINE_FLAGS, MOOD_FLAGS
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "producer" / "samples"
-HEADLINE_FLAGS = (
-    "--task",
-    "classify",
-    "--labels",
-    str(SAMPLES / "headlines.txt"),
-    "--columns",
-    "label,title,description",
-    "--text-field",
-    "title,description",
-    "--first-label-id",
-    "1",
-)
-MOOD_FLAGS = (
-    "--task",
-    "classify",
-    "--multi-label",
-    "--labels",
-    str(SAMPLES / "moods.txt"),
-    "--columns",
-    "text,labels,id",
-    "--id-field",
-    "id",
-)
 NER_ITEMS = 40
 
 
