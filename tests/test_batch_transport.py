@@ -545,8 +545,17 @@ def test_a_batch_run_through_real_workers(sim: RunningSimulator, fleet_env: dict
     RunStore(client).create(cfg, [RECORDS[:size], RECORDS[size:]], queue=settings.queue)
     enqueue(settings, cfg.run_id, range(2))
     made = _until(lambda: len(records(client, cfg)) == 2 and records(client, cfg), "no batches")
+    # The poller puts a shard back once its batch is done, long after the pass that submitted
+    # it let go of the shard's lease; a copy enqueued while the lease is held leaves it.
+    _until(lambda: client.zcard(RunKeys(cfg.run_id).leases) == 0, "the passes kept their leases")
+    # One poll once both batches are done: a poll that found one still running would put it
+    # off by the poller's backoff, counted from the far future the helper polls at.
+    with sync_client(sim) as api:
+        _until(
+            lambda: all(api.batches.retrieve(b).status in FINAL for b in made), "batches not done"
+        )
+    collect(sim, client, cfg.run_id, next(iter(made)))
     for record in made.values():
-        collect(sim, client, cfg.run_id, record.batch_id)
         collected = record.model_copy(update={"status": "collected"})
         client.hset(RunKeys(cfg.run_id).batches, record.batch_id, collected.model_dump_json())
         enqueue(settings, cfg.run_id, [record.shard], first=True)
