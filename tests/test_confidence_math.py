@@ -53,6 +53,18 @@ def test_tokens_that_do_not_spell_the_answer_give_no_confidence() -> None:
     assert logprob_confidence('{"label": "Sports"}', tokens, [[Proposal("Sports")]]) is None
 
 
+def test_whitespace_the_tokens_hold_around_the_answer_is_no_mismatch() -> None:
+    """llama.cpp's server strips the newline its grammar ends an answer with from the
+    content and keeps it in the tokens (seen with Gemma 3 270M)."""
+    tokens = _tokens(('{"label": "', 0.9), ("Sports", 0.8), ('"}', 1.0), ("\n", 0.2), ("", 1.0))
+    (measured,) = logprob_confidence('{"label": "Sports"}', tokens, [[Proposal("Sports")]]) or [
+        None
+    ]
+    assert measured is not None
+    assert measured.proposals == pytest.approx((0.9 * 0.8 * 1.0,))
+    assert measured.item == pytest.approx(0.72)  # the newline after the answer is not its part
+
+
 def test_a_batch_measures_each_item_on_its_own_part() -> None:
     tokens = _tokens(
         ('{"1": {"label": "', 1.0),

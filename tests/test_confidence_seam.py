@@ -15,7 +15,7 @@ import redis.asyncio
 
 from prelabel.errors import BudgetReached, RunStopped
 from prelabel.keys import RunKeys
-from prelabel.model import ConfidenceConfig, Label, LabelSet, RunConfig
+from prelabel.model import ConfidenceConfig, Label, LabelSet, RunConfig, Usage
 from prelabel.settings import load_settings
 from prelabel.store import RunStore
 from task_types import verification
@@ -23,8 +23,9 @@ from task_types.classify.model import ClassifyRecord, ClassifyResult
 from task_types.ner.model import NerRecord, NerResult
 from tests.test_transport_seam import BASE_URL, RECORDS, MockTransport
 from workers.labeler import ShardLabeler
+from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL, refuses_n
 from workers.sampling import SamplingMemory
-from workers.transports import ChatRequest, Completion
+from workers.transports import CallFailed, ChatRequest, Completion
 from workers.transports.base import Choice, TokenLogprob
 
 RUN = "confidence-seam"
@@ -191,6 +192,32 @@ def test_an_endpoint_that_ignores_n_gets_n_seeded_calls_and_is_remembered(
     assert [(r.n, r.seed) for r in again.requests] == [(1, i) for i in range(5)]
 
 
+def test_an_endpoint_that_refuses_that_many_n_gets_n_seeded_calls(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """llama.cpp takes `n` up to its slots and answers a 400 above (seen with -np 2)."""
+
+    def capped(request: ChatRequest) -> Completion:
+        if request.n > 2:
+            raise CallFailed(
+                "the endpoint rejected the request (400): Field 'n': Value must be between "
+                "1 <= value <= 2, but got 5",
+                Usage(requests=1),
+            )
+        return one_choice(request)
+
+    transport = MockTransport(capped)
+    results = label(
+        redis_url, transport, ConfidenceConfig.parse("consistency:5"), records=RECORDS[:1]
+    )
+    assert [(r.n, r.seed) for r in transport.requests] == [(5, None)] + [(1, i) for i in range(5)]
+    result = results["s0"]
+    assert result.status == "labeled" and result.confidence == pytest.approx(0.6)
+    assert result.usage.requests == 6  # the refused call counts: the endpoint received it
+    assert refuses_n("the endpoint rejected the request (400): Invalid 'n': above maximum")
+    assert not refuses_n("the endpoint rejected the request (400): 'model' is not served")
+
+
 def test_the_budget_holds_n_answers_of_max_tokens(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -267,7 +294,10 @@ def test_verify_asks_one_short_question_per_item_and_may_drop_what_it_rejects(
     results = label(redis_url, transport, method, records=RECORDS[:2], batch_size=2)
     questions = [r for r in transport.requests if r.max_tokens is not None]
     assert len(transport.requests) == 3 and len(questions) == 2
-    assert all(q.max_tokens == 8 + 6 * 2 and q.logprobs == 5 for q in questions)
+    assert all(
+        q.max_tokens == VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * 2 and q.logprobs == 5
+        for q in questions
+    )
     for result in results.values():
         assert [(e.type, e.text) for e in result.entities] == [("PER", "Peter Blackburn")]
         assert [(s.label, s.text, s.kept, s.start) for s in result.scores] == [

@@ -18,6 +18,7 @@ from producer.loading import DatasetSpec
 from task_types.ner.guess import guess_mentions, guessed_answer
 from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages
+from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL
 from workers.tokens import count_message_tokens
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
@@ -267,7 +268,9 @@ def test_verify_adds_one_request_per_item_with_its_question() -> None:
     )
     assert verified.extra_prompt_tokens == 3 * count_message_tokens(question, "gpt-4o-mini")
     assert verified.prompt_tokens == plain.prompt_tokens + verified.extra_prompt_tokens
-    assert verified.completion_bound == plain.completion_bound + 3 * (8 + 6 * 2)
+    assert verified.completion_bound == plain.completion_bound + 3 * (
+        VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * 2
+    )
 
 
 def test_estimate_shows_the_methods_extra_cost_and_run_refuses_logprobs_of_reasoning_models() -> (

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,11 @@ from workers.transports.chat import is_reasoning_model
 
 log = logging.getLogger(__name__)
 
-#: What the answer to a verification may take: a few tokens per yes or no.
-VERIFY_BASE_TOKENS = 8
-VERIFY_TOKENS_PER_PROPOSAL = 6
+#: What the answer to a verification may take: a line per yes or no, as a server that
+#: pretty-prints its JSON writes it (`{\n  "1": "no",\n  ...`: 6 to 7 tokens a line in
+#: Gemma's vocabulary), with room to spare; the bound reserves, the answer's own length bills.
+VERIFY_BASE_TOKENS = 16
+VERIFY_TOKENS_PER_PROPOSAL = 10
 
 Charge = Callable[[Usage], None]
 
@@ -58,6 +61,16 @@ class Reading:
     answer: Any
     proposals: tuple[Proposal, ...] = ()
     measured: Measured | None = None
+
+
+#: A 400 about the `n` parameter (OpenAI: "Invalid 'n'"; llama.cpp: "Field 'n': Value must
+#: be between 1 <= value <= 2"): the samples go as separate calls instead.
+_N_REFUSED = re.compile(r"""\(400\).*(['"`])n\1""")
+
+
+def refuses_n(message: str) -> bool:
+    """Whether a failed call's message is the endpoint refusing the `n` asked."""
+    return bool(_N_REFUSED.search(message))
 
 
 def no_logprobs_message(config: RunConfig) -> str:
@@ -110,12 +123,20 @@ class Confidence:
         n, sampled = method.samples, dataclasses.replace(request, temperature=method.temperature)
         replies: list[Answer] = []
         if not self.memory.ignores_n(self.config):
-            reply = await self._call(dataclasses.replace(sampled, n=n), charge)
-            got = len(reply.completion.all_choices())
-            if got >= n:
-                return [reply]
-            self.memory.note_ignored_n(self.config, n, got)
-            replies.append(reply)
+            try:
+                reply = await self._call(dataclasses.replace(sampled, n=n), charge)
+            except CallFailed as exc:
+                if not refuses_n(exc.message):
+                    raise
+                # llama.cpp takes `n` up to its slots: "Field 'n': Value must be between 1 <=
+                # value <= 2, but got 3"
+                self.memory.note_ignored_n(self.config, n, 0)
+            else:
+                got = len(reply.completion.all_choices())
+                if got >= n:
+                    return [reply]
+                self.memory.note_ignored_n(self.config, n, got)
+                replies.append(reply)
         first = sum(len(r.completion.all_choices()) for r in replies)
         calls = [self._call(dataclasses.replace(sampled, seed=i), charge) for i in range(first, n)]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)

@@ -40,10 +40,14 @@ class _Tokens:
 
 
 def place_tokens(content: str, tokens: Sequence[TokenLogprob]) -> _Tokens | None:
-    """The character span of each token, or None when the tokens do not spell `content`."""
-    if "".join(t.token for t in tokens) != content:
+    """The character span of each token in `content`, or None when the tokens do not spell
+    it. Whitespace the tokens hold around the content is allowed: llama.cpp's server strips
+    the newline its grammar ends an answer with from the content, not from the tokens."""
+    spelled = "".join(t.token for t in tokens)
+    lead = spelled.find(content) if content else -1
+    if lead < 0 or spelled[:lead].strip() or spelled[lead + len(content) :].strip():
         return None
-    starts, ends, probs, at = [], [], [], 0
+    starts, ends, probs, at = [], [], [], -lead
     for t in tokens:
         if not t.token:
             continue
