@@ -74,6 +74,8 @@ TASKS = {
             "1",
             "--few-shot",
             "4",
+            "--few-shot-from",
+            str(DATA / "ag_news" / "test.csv"),
             "--few-shot-rows",
             "7200:",
             "--max-tokens",
