@@ -19,6 +19,7 @@ import pytest
 
 from prelabel import launch
 from tests.test_classify_e2e import HEADLINE_FLAGS, MOOD_FLAGS
+from tests.test_classify_e2e import run as run_prelabel
 
 pytestmark = pytest.mark.slow
 
@@ -63,31 +64,9 @@ def moods_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def run(
     dataset: Path, url: str, out: Path, *extra: str, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "prelabel",
-            "run",
-            "--dataset",
-            str(dataset),
-            "--model",
-            "gpt-4o-mini",
-            "--base-url",
-            url,
-            "--shard-size",
-            "20",
-            "--no-cache",
-            "--out",
-            str(out),
-            *extra,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    """`prelabel run` as the classification e2e runs it, uncached: every sample and every
+    question is asked."""
+    return run_prelabel(dataset, url, out, (), "--no-cache", *extra, env=env)
 
 
 def rows(out: Path) -> list[dict[str, Any]]:
