@@ -26,6 +26,9 @@ class RunCounter:
     REQUESTS: Final = "requests"
     PROMPT_TOKENS: Final = "prompt_tokens"
     COMPLETION_TOKENS: Final = "completion_tokens"
+    #: Of the prompt tokens, those the provider served from its prompt cache (billed at the
+    #: cached-input price; `usage.prompt_tokens_details.cached_tokens`).
+    CACHED_PROMPT_TOKENS: Final = "cached_prompt_tokens"
     #: 429 answers, and retries of any kind.
     RATE_LIMITED: Final = "rate_limited"
     RETRIES: Final = "retries"
@@ -40,6 +43,8 @@ class RunCounter:
     BATCH_REQUESTS: Final = "batch_requests"
     BATCH_PROMPT_TOKENS: Final = "batch_prompt_tokens"
     BATCH_COMPLETION_TOKENS: Final = "batch_completion_tokens"
+    #: Of the batched prompt tokens, those served from the prompt cache.
+    BATCH_CACHED_PROMPT_TOKENS: Final = "batch_cached_prompt_tokens"
     #: Milliseconds the calls waited in the shared bucket, added up.
     BUCKET_WAIT_MS: Final = "bucket_wait_ms"
     #: Milliseconds the run's 429s lengthened the account's pause, added up (pause.lua);

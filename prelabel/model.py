@@ -139,6 +139,9 @@ class Spend(Frozen):
     #: USD per million prompt and completion tokens, resolved when the run is created.
     price_input: float | None = None
     price_output: float | None = None
+    #: USD per million prompt tokens served from the provider's prompt cache (None: the
+    #: model has no cached-input price, its cached tokens cost `price_input`).
+    price_cached_input: float | None = None
 
 
 class LabelingConfig(Frozen):

@@ -9,6 +9,7 @@ in flight, whereas an underestimate would let the fleet past a token cap.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -91,3 +92,24 @@ def count_message_tokens(messages: Sequence[dict[str, str]], model: str) -> int:
 def _content_tokens(content: str, model: str) -> int:
     # Every request of a run repeats its system prompt (and few-shot examples recur): counted once.
     return _encoded_length(_encoding(model)[0], content)
+
+
+def count_schema_tokens(response_format: dict[str, object] | None, model: str) -> int:
+    """Input tokens the response format's JSON schema is billed as, estimated.
+
+    OpenAI bills a structured-output schema as input but does not publish how it renders it:
+    this counts the schema's compact JSON text (`json.dumps` without spaces) in the model's
+    encoding, which is probably an overestimate. JSON mode (None, or no `json_schema`) is 0.
+    """
+    if not response_format:
+        return 0
+    schema = response_format.get("json_schema")
+    if not isinstance(schema, dict) or "schema" not in schema:
+        return 0
+    return _schema_tokens(json.dumps(schema["schema"], separators=(",", ":")), model)
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(text: str, model: str) -> int:
+    # A run's schema is the same for every full batch: counted once.
+    return count_tokens(text, model)

@@ -114,6 +114,9 @@ class Completion:
     #: Every choice of the answer, the first being `content`'s (`()`: only `content`, with
     #: no log-probabilities). Usage counts them all.
     choices: tuple[Choice, ...] = ()
+    #: Of `prompt_tokens`, those the provider took from its prompt cache and bills at its
+    #: cached-input price (`usage.prompt_tokens_details.cached_tokens`; 0 when not given).
+    cached_tokens: int = 0
 
     def all_choices(self) -> tuple[Choice, ...]:
         """The choices, at least the one `content` is."""
@@ -128,6 +131,7 @@ class Completion:
             "simulated": self.simulated,
             "finish_reason": self.finish_reason,
             "requests": self.requests,
+            "cached_tokens": self.cached_tokens,
             "choices": [
                 {
                     "content": c.content,
@@ -151,6 +155,7 @@ class Completion:
             data.get("finish_reason", ""),
             data.get("requests", 1),
             choices_from_json(data.get("choices")),
+            data.get("cached_tokens", 0),
         )
 
 
