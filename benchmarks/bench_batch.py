@@ -5,9 +5,10 @@ real workers and the simulator (answering gold), at gpt-4o-mini's list prices:
 
 - `realtime`: one HTTP call per request, under the shared bucket;
 - `batch`: the Batch API, each shard pass one batch file (shards of 1,000 items);
-- `auto`: batch, with a deadline 15 s after the start, while the simulator's batches take a
-  minute: the poller cancels them at the deadline (the lines they answered by then are kept
-  and billed at the batch price) and the rest of the run goes through the realtime transport.
+- `auto`: batch, with a deadline 40 s after the workers are ready, while the simulator's
+  batches take a minute: the poller cancels them at the deadline (the lines they answered by
+  then are kept and billed at the batch price) and the rest of the run goes through the
+  realtime transport.
 
 For each: items labeled and lost, the run's cost and dollars per 1,000 sentences, the
 requests made to the API (chat calls; files uploaded and downloaded, batches created,
@@ -20,31 +21,26 @@ realtime cost, with no item lost.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
-from common import CONLL, REDIS_URL, console, fleet, flush, kill, logs_dir, table, write_results
+from common import (
+    CONLL,
+    MODEL,
+    REDIS_URL,
+    console,
+    flush,
+    logs_dir,
+    run_conll,
+    table,
+    write_results,
+)
 
-from prelabel import launch
-
-MODEL = "gpt-4o-mini"
 POLL_SECONDS = "0.5"
-
-
-def simulator_stats(port: int) -> dict[str, Any]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
-        stats: dict[str, Any] = json.load(response)
-    return stats
 
 
 class MemoryWatch:
@@ -73,52 +69,23 @@ class MemoryWatch:
 
 
 def one_run(
-    name: str, transport: list[str], limit: int | None, batch_seconds: float, logs: Path
+    name: str,
+    transport: Callable[[], list[str]],
+    limit: int | None,
+    batch_seconds: float,
+    logs: Path,
 ) -> dict[str, Any]:
-    flush()
-    port = launch.free_port()
-    extra = ["--batch-seconds", str(batch_seconds), "--latency-ms", "0"]
-    sim = launch.start_simulator(
-        port, CONLL / "test.txt", split="test", extra=extra, log=logs / f"sim-{name}.log"
-    )
-    out = Path(tempfile.mkdtemp(prefix=f"prelabel-bench-batch-{name}-"))
-    try:
-        env_extra = {"PRELABEL_BATCH_POLL_SECONDS": POLL_SECONDS}
-        with fleet(2, logs, env=env_extra) as running, MemoryWatch() as memory:
-            env = {**os.environ, "REDIS_URL": REDIS_URL, "PRELABEL_QUEUE": running.settings.queue}
-            env.pop("OPENAI_API_KEY", None)
-            limit_args = ["--limit", str(limit)] if limit else []
-            args = [
-                sys.executable,
-                "-m",
-                "prelabel",
-                "run",
-                "--dataset",
-                str(CONLL),
-                "--split",
-                "test",
-                *limit_args,
-                "--model",
-                MODEL,
-                "--base-url",
-                f"http://127.0.0.1:{port}/v1",
-                "--batch-size",
-                "10",
-                "--no-cache",
-                "--out",
-                str(out),
-                *transport,
-            ]
-            started = time.monotonic()
-            proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-            seconds = time.monotonic() - started
-        if proc.returncode != 0:
-            raise SystemExit(f"{name}: prelabel run exited {proc.returncode}:\n{proc.stderr}")
-        stats = simulator_stats(port)
-    finally:
-        kill([sim])
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").open(encoding="utf-8")]
-    figures = json.loads((out / "report.json").read_text(encoding="utf-8"))["figures"]
+    flush()  # before the watch takes its base (run_conll flushes again: nothing left to drop)
+    with MemoryWatch() as memory:
+        run = run_conll(
+            name,
+            lambda: ["--batch-size", "10", *transport()],
+            logs,
+            limit=limit,
+            simulator_options=["--batch-seconds", str(batch_seconds), "--latency-ms", "0"],
+            env={"PRELABEL_BATCH_POLL_SECONDS": POLL_SECONDS},
+        )
+    rows, stats, figures = run.rows, run.stats, run.figures
     cost = float(figures.get("cost_usd") or 0.0)
     return {
         "transport": name,
@@ -134,9 +101,15 @@ def one_run(
         "batches_created": stats.get("batches_created", 0),
         "batch_polls": stats.get("batch_retrieves", 0) + stats.get("batch_lists", 0),
         "redis_peak_mb": memory.peak / 1e6,
-        "seconds": seconds,
+        "seconds": run.seconds,
         "figures": figures,
     }
+
+
+def auto_flags(seconds: float) -> list[str]:
+    """`--transport auto` with a deadline `seconds` from now."""
+    deadline = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + seconds))
+    return ["--transport", "auto", "--deadline", deadline, "--deadline-margin", "0"]
 
 
 def main() -> None:
@@ -150,14 +123,16 @@ def main() -> None:
         raise SystemExit(f"skipped: CoNLL-2003 not found in {CONLL}")
     results = []
     with logs_dir("bench-batch") as logs:
-        results.append(one_run("realtime", [], args.limit, args.batch_seconds, logs))
-        results.append(
-            one_run("batch", ["--transport", "batch"], args.limit, args.batch_seconds, logs)
-        )
-        # The deadline falls before the batches are back (they take three times as long
-        # here): the poller cancels them, keeps what they answered, and the rest goes realtime.
-        deadline = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 15))
-        auto = ["--transport", "auto", "--deadline", deadline, "--deadline-margin", "0"]
+        results.append(one_run("realtime", list, args.limit, args.batch_seconds, logs))
+        batch = ["--transport", "batch"]
+        results.append(one_run("batch", lambda: batch, args.limit, args.batch_seconds, logs))
+
+        # The deadline, twice --batch-seconds after the workers are ready, falls before the
+        # batches are back (they take three times as long here): the poller cancels them,
+        # keeps what they answered, and the rest goes realtime.
+        def auto() -> list[str]:
+            return auto_flags(2 * args.batch_seconds)
+
         results.append(one_run("auto", auto, args.limit, 3 * args.batch_seconds, logs))
     base = results[0]["cost_usd"] or 1.0
     console.print(

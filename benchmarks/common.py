@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +188,88 @@ def new_run(
     store = RunStore(redis.Redis.from_url(REDIS_URL))
     start_run(settings, store, items, config)
     return config
+
+
+@dataclass
+class Labeled:
+    """What one `prelabel run` wrote: its prediction rows, report.json, and the simulator's
+    stats (`/stats`)."""
+
+    rows: list[dict[str, Any]]
+    report: dict[str, Any]
+    stats: dict[str, Any]
+    seconds: float
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = self.report["figures"]
+        return figures
+
+
+def run_conll(
+    name: str,
+    flags: Sequence[str] | Callable[[], Sequence[str]],
+    logs: Path,
+    *,
+    limit: int | None = None,
+    simulator_options: Sequence[str] = ("--latency-ms", "0"),
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+) -> Labeled:
+    """`prelabel run` over the CoNLL-2003 test split through the CLI, `workers` real workers
+    and a simulator answering its gold (the answer cache off: every call is made). `flags`
+    may be a function, called once the workers are ready (for a deadline counted from then)."""
+    flush()
+    port = launch.free_port()
+    sim = launch.start_simulator(
+        port,
+        CONLL / "test.txt",
+        split="test",
+        extra=list(simulator_options),
+        log=logs / f"sim-{name}.log",
+    )
+    out = Path(tempfile.mkdtemp(prefix=f"prelabel-bench-{name}-"))
+    try:
+        with fleet(workers, logs, env=env) as running:
+            environ = {
+                **os.environ,
+                "REDIS_URL": REDIS_URL,
+                "PRELABEL_QUEUE": running.settings.queue,
+            }
+            environ.pop("OPENAI_API_KEY", None)
+            command = [
+                sys.executable,
+                "-m",
+                "prelabel",
+                "run",
+                "--dataset",
+                str(CONLL),
+                "--split",
+                "test",
+                *(["--limit", str(limit)] if limit else []),
+                "--model",
+                MODEL,
+                "--base-url",
+                f"http://127.0.0.1:{port}/v1",
+                "--no-cache",
+                "--out",
+                str(out),
+                *(flags() if callable(flags) else flags),
+            ]
+            started = time.monotonic()
+            proc = subprocess.run(command, env=environ, capture_output=True, text=True, check=False)
+            seconds = time.monotonic() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"{name}: prelabel run exited {proc.returncode}:\n{proc.stderr}")
+        url = f"http://127.0.0.1:{port}/stats"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            stats: dict[str, Any] = json.load(response)
+    finally:
+        kill([sim])
+    with (out / "predictions.jsonl").open(encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return Labeled(rows, report, stats, seconds)
 
 
 def done(store: RunStore, run_id: str) -> int:
