@@ -59,17 +59,11 @@ def unit_shown(labels: Iterable[tuple[str, Mapping[str, Any]]]) -> set[OffsetUni
                 begin, content = annotation.get("beginOffset"), annotation.get("content")
                 if not isinstance(begin, int) or not isinstance(content, str) or not content:
                     continue
-                as_points = text[begin : begin + len(content)] == content
-                as_units = _at_utf16(text, begin, content)
+                as_points = offsets.holds(begin, content, "codepoint")
+                as_units = offsets.holds(begin, content, "utf16")
                 if as_points != as_units:  # the annotation tells the units apart
                     shown.add("codepoint" if as_points else "utf16")
     return shown
-
-
-def _at_utf16(text: str, begin: int, content: str) -> bool:
-    units = text.encode("utf-16-le")
-    wanted = content.encode("utf-16-le")
-    return units[2 * begin : 2 * begin + len(wanted)] == wanted
 
 
 def resolve_unit(

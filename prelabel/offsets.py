@@ -73,6 +73,14 @@ class OffsetMap:
             raise ValueError(f"offset {offset} is outside a text of {len(self.text)} characters")
         return offset
 
+    def holds(self, offset: int, content: str, unit: OffsetUnit) -> bool:
+        """Whether `content` is in the text at `offset`, counted in `unit`."""
+        try:
+            begin = self.from_unit(offset, unit)
+        except ValueError:
+            return False
+        return span_matches(self.text, begin, content)
+
 
 def span_matches(text: str, begin: int, content: str) -> bool:
     """Kili's own check, in code points: `text[begin:begin+len(content)] == content`."""

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prelabel.errors import DatasetError
-from prelabel.offsets import OffsetMap, span_matches, utf16_len
+from prelabel.offsets import OffsetMap, OffsetUnit, span_matches, utf16_len
 from task_types.ner.model import Entity
 from task_types.ner.rows import check_entities
 
@@ -81,6 +81,21 @@ def test_offsets_outside_the_text_are_refused() -> None:
 )
 def test_span_matches(text: str, begin: int, content: str, ok: bool) -> None:
     assert span_matches(text, begin, content) is ok
+
+
+@pytest.mark.parametrize(
+    ("offset", "unit", "ok"),
+    [
+        (2, "codepoint", True),
+        (3, "utf16", True),
+        (3, "codepoint", False),
+        (2, "utf16", False),
+        (1, "utf16", False),  # inside the emoji's surrogate pair
+        (99, "utf16", False),
+    ],
+)
+def test_holds_reads_the_offset_in_its_unit(offset: int, unit: OffsetUnit, ok: bool) -> None:
+    assert OffsetMap.of("🎉 Zürich").holds(offset, "Zürich", unit) is ok
 
 
 def test_check_entities_names_the_item_and_the_entity() -> None:
