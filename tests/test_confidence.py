@@ -1,4 +1,4 @@
-"""The confidence figures (task_types.confidence) against values computed by hand: ECE and
+"""The confidence figures (task_types.confidence_figures) against values computed by hand: ECE and
 its bins, AUROC, precision at the least-confident shares, the review order, and the review
 curve in confidence order and in random order."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from task_types.confidence import (
+from task_types.confidence_figures import (
     Outcome,
     ProposalOutcome,
     auroc,

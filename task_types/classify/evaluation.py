@@ -45,7 +45,12 @@ from task_types.bootstrap import (
     resample_weights,
 )
 from task_types.classify.model import Item
-from task_types.confidence import ConfidenceFigures, Outcome, ProposalOutcome, confidence_figures
+from task_types.confidence_figures import (
+    ConfidenceFigures,
+    Outcome,
+    ProposalOutcome,
+    confidence_figures,
+)
 
 #: How many failed items, repairs, wrong items and confused pairs a report lists by name.
 EXAMPLES = 20

@@ -17,7 +17,12 @@ from prelabel.errors import failure_kind
 from prelabel.figures import CostQuality, RunFigures, cost_quality
 from prelabel.frozen import Frozen
 from task_types.bootstrap import RESAMPLES, TypeIntervals, bootstrap_intervals
-from task_types.confidence import ConfidenceFigures, Outcome, ProposalOutcome, confidence_figures
+from task_types.confidence_figures import (
+    ConfidenceFigures,
+    Outcome,
+    ProposalOutcome,
+    confidence_figures,
+)
 from task_types.ner.bio import spans, to_iob2
 from task_types.ner.errors import ErrorAnalysis, analyse, item_diff
 from task_types.ner.model import Item
