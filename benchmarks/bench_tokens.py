@@ -21,11 +21,14 @@ counts answers longer than `prelabel run`'s default `--max-tokens` for the batch
 (`default_max_tokens`): a real endpoint would cut them off, and the batch be split.
 
 Few-shot examples come from the CoNLL-2003 train split (TF-IDF nearest neighbours, a
-seeded random set, or the same set for every request when `fixed` exists). The seed's answers
-list every type, as its prompt asks; prelabel's are compact (ner-v3). The targets (issue 20),
-against the public recipe (the seed's short prompt, 144 tokens a sentence): the default
-setting (batch 1) at most 100% of it, the recommended cheapest at most 35%, both with oracle
-F1 100.00%.
+seeded random set, or the same set for every request when `fixed` exists). The seed's
+answers list every type, as its prompt asks; prelabel's are compact (ner-v3).
+
+The targets (issue 20), against the public recipe's 144 tokens a sentence (measured on its
+own prompt; the seed's short prompt here paraphrases it at 124): the proposed default
+setting at most 144, the recommended cheapest at most 35% of it (50.4), both with oracle F1
+100.00%. Batch 1 cannot meet the first (the type list with its descriptions alone is 100
+tokens a request): the proposed default is a batch of 10, pending the real-model measurement.
 
     python benchmarks/bench_tokens.py [--limit N]
 """
@@ -67,9 +70,11 @@ SETTINGS = [
     *((size, shots, "similar") for size in (15, 25, 50) for shots in (0, 1, 3)),
 ]
 FIXED = [(size, shots, "fixed") for size in (10, 25, 50) for shots in (1, 3)]
-#: The default setting and the recommended cheapest, and their targets as shares of the
-#: public recipe's tokens per sentence (messages only).
-DEFAULT = (1, 0, "similar")
+#: The public recipe's tokens per sentence (issue 20: about 104 prompt + 41 answer).
+RECIPE = 144
+#: The proposed default setting and the recommended cheapest, and their targets as shares of
+#: the recipe's tokens per sentence (messages only).
+DEFAULT = (10, 0, "similar")
 RECOMMENDED = (25, 0, "similar")
 TARGETS = {DEFAULT: 1.0, RECOMMENDED: 0.35}
 
@@ -293,12 +298,13 @@ def main() -> None:
     missed = []
     for setting, target in TARGETS.items():
         row = next(r for r in results if r["name"] == setting_name(*setting))
-        share = row["share_of_short_seed"]
+        share = row["tokens_per_sentence"] / RECIPE
         ok = share <= target and row["f1"] == 1.0
         missed += [] if ok else [row["name"]]
         console.print(
             f"{row['name']}: {row['tokens_per_sentence']:.1f} tokens/sentence, "
-            f"{100 * share:.1f}% of the public recipe's, oracle F1 {100 * row['f1']:.2f}%: "
+            f"{100 * share:.1f}% of the public recipe's {RECIPE}, "
+            f"oracle F1 {100 * row['f1']:.2f}%: "
             f"{'meets' if ok else 'misses'} the ≤ {100 * target:.0f}% target"
         )
     write_results(
