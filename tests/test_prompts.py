@@ -63,6 +63,8 @@ def test_messages_are_system_then_the_worked_example_as_a_turn_then_the_sentence
 def test_an_answer_that_is_the_worked_example_is_recognised() -> None:
     copied = {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"], "MISCELLANEOUS": []}
     assert copies_an_example(copied, RECORDS[0].text, CONLL)
+    compact = {"PERSON": ["Smith"], "LOCATION": ["Paris", "Berlin", "Paris"]}
+    assert copies_an_example(compact, RECORDS[0].text, CONLL)
     assert not copies_an_example(copied, BUILT_IN_EXAMPLE.text, CONLL)
     assert not copies_an_example({"PERSON": ["Smith"]}, RECORDS[0].text, CONLL)
     assert not copies_an_example(copied, RECORDS[0].text, CUSTOM)

@@ -90,11 +90,10 @@ def built_in_examples(ontology: Ontology) -> list[Example]:
 
 
 def copies_an_example(mentions: Mapping[str, Sequence[str]], text: str, ontology: Ontology) -> bool:
-    """True when an answer is the built-in example's answer given for another sentence."""
+    """True when an answer is the built-in example's answer given for another sentence
+    (compared in the wire format: types without mentions, listed or not, are alike)."""
     return any(
-        text != example.text
-        and {k: list(v) for k, v in mentions.items() if v}
-        == {k: list(v) for k, v in example.mentions.items() if v}
+        text != example.text and compact(mentions, ontology) == compact(example.mentions, ontology)
         for example in built_in_examples(ontology)
     )
 
