@@ -16,7 +16,7 @@ from prelabel.frozen import Frozen
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
 DEFAULT_TASK = "ner"
 #: The default task's prompt version (a test in task_types checks that they agree).
-DEFAULT_PROMPT_VERSION = "ner-v2"
+DEFAULT_PROMPT_VERSION = "ner-v3"
 
 
 class Record(Frozen):

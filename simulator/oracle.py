@@ -58,7 +58,7 @@ class OracleReply:
 
 
 class Oracle:
-    """Answers ner-v2 prompts from gold records, optionally with seeded noise."""
+    """Answers ner-v3 prompts from gold records, optionally with seeded noise."""
 
     def __init__(
         self,
@@ -153,7 +153,7 @@ class Oracle:
         return len(self._answers)
 
     def empty(self) -> Answer:
-        """The answer for an item the oracle does not know (NER: every type, each `[]`)."""
+        """The answer for an item the oracle does not know (NER: `{}`, no type has mentions)."""
         return self._labeling.oracle_answer([], self.ontology, 0.0, None)
 
     def lookup(self, text: str) -> Answer | None:

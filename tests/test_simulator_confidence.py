@@ -173,6 +173,14 @@ def test_pieces_spell_any_text_and_each_decodes_cleanly(text: str) -> None:
         # A repeated gold value is right as often as gold holds it.
         ({"LOC": ["A", "A"]}, {"LOC": ["A"]}, ['"A"']),
         ({"1": {"labels": ["x"]}, "2": {"labels": []}}, {"1": {"labels": ["x"]}}, []),
+        # Compact answers (ner-v3) leave out the types without mentions: a dropped type's
+        # mentions make the `}` that closed the object early doubtful...
+        ({"LOC": ["Paris"]}, {"LOC": ["Paris"], "PER": ["Smith"]}, ["}"]),
+        ({}, {"PER": ["Smith"]}, ["}"]),
+        # ...a mention under a type gold lacks is doubtful, and so is the `}`.
+        ({"LOC": ["Smith"]}, {"PER": ["Smith"]}, ['"Smith"', "}"]),
+        ({"1": {}, "2": {"LOC": ["A"]}}, {"1": {"PER": ["B"]}, "2": {"LOC": ["A"]}}, ["}"]),
+        ({"1": {}, "2": {}}, {"1": {}}, []),
     ],
 )
 def test_marks_spell_json_and_find_what_noise_changed(
