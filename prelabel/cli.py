@@ -789,6 +789,14 @@ def simulate(
             "an old Azure API version does.",
         ),
     ] = False,
+    bill_schema: Annotated[
+        bool,
+        typer.Option(
+            "--bill-schema",
+            help="Count the response format's JSON schema in prompt_tokens, as OpenAI bills "
+            "it (its compact JSON in o200k_base).",
+        ),
+    ] = False,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -850,6 +858,7 @@ def simulate(
         no_logprobs=no_logprobs,
         ignore_n=ignore_n,
         refuse_cache_key=refuse_cache_key,
+        bill_schema=bill_schema,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 

@@ -177,3 +177,30 @@ def test_a_simulator_refusing_prompt_cache_key_answers_400_naming_it() -> None:
             )
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
         assert reply.choices[0].message.content
+
+
+def test_bill_schema_counts_the_schema_in_prompt_tokens_as_count_schema_tokens_does() -> None:
+    from simulator.limits import count_prompt_tokens
+    from workers.tokens import count_schema_tokens
+
+    properties = {f"field_{i}": {"type": "string", "description": "word " * 60} for i in range(20)}
+    schema = {"type": "object", "properties": properties}
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    messages: Any = [{"role": "user", "content": RECORDS[0].text}]
+    schema_tokens = count_schema_tokens(response_format, "gpt-4o-mini")
+    assert schema_tokens >= 1024
+    config = SimulatorConfig(port=0, bill_schema=True)
+    with serve_in_thread(config, Oracle(RECORDS)) as running, _client(running) as client:
+        usages = [
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, response_format=response_format
+            ).usage
+            for _ in range(2)
+        ]
+    assert usages[0] is not None and usages[1] is not None
+    assert usages[0].prompt_tokens == count_prompt_tokens(messages) + schema_tokens
+    assert usages[1].prompt_tokens_details is not None
+    # The schema comes first: its whole 128-token steps (and any step the message fills).
+    cached = usages[1].prompt_tokens_details.cached_tokens
+    assert cached is not None and cached % 128 == 0
+    assert schema_tokens // 128 * 128 <= cached <= usages[1].prompt_tokens
