@@ -781,6 +781,22 @@ def simulate(
             "--ignore-n", help="Answer one choice whatever n asks, as llama.cpp's server does."
         ),
     ] = False,
+    refuse_cache_key: Annotated[
+        bool,
+        typer.Option(
+            "--refuse-cache-key",
+            help="Answer a request carrying prompt_cache_key with a 400, as a strict proxy or "
+            "an old Azure API version does.",
+        ),
+    ] = False,
+    bill_schema: Annotated[
+        bool,
+        typer.Option(
+            "--bill-schema",
+            help="Count the response format's JSON schema in prompt_tokens, as OpenAI bills "
+            "it (its compact JSON in o200k_base).",
+        ),
+    ] = False,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -841,6 +857,8 @@ def simulate(
         batch_enqueued_tokens=batch_enqueued_tokens,
         no_logprobs=no_logprobs,
         ignore_n=ignore_n,
+        refuse_cache_key=refuse_cache_key,
+        bill_schema=bill_schema,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 

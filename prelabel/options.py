@@ -81,6 +81,7 @@ ID_FIELD_HELP = "Item id column (default: SPLIT-NNNNNN by position)."
 class FewShotStrategy(StrEnum):
     similar = "similar"
     random = "random"
+    fixed = "fixed"
 
 
 class ResponseFormat(StrEnum):
@@ -322,7 +323,9 @@ class TaskFlags:
         FewShotStrategy,
         typer.Option(
             "--few-shot-strategy",
-            help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
+            help="How examples are chosen: similar (TF-IDF nearest neighbours per request), "
+            "random (one seeded set for the run) or fixed (one set for the run covering the "
+            "most labels with the fewest tokens: a stable prefix for the prompt cache).",
             rich_help_panel=TASK,
         ),
     ] = FewShotStrategy.similar

@@ -152,11 +152,12 @@ def estimate_requests(
     `labeling` carries the few-shot pool; without it (or with `config.labeling.few_shot == 0`) the
     requests have no examples.
     """
+    task = task_types.get(config.labeling.task)
     selector = None
     if config.labeling.few_shot and labeling is not None and labeling.pool:
-        selector = make_selector(config.labeling.few_shot_strategy, labeling.pool)
+        strategy = config.labeling.few_shot_strategy
+        selector = make_selector(strategy, labeling.pool, task.example_labels)
     builder = RequestBuilder(config, selector)
-    task = task_types.get(config.labeling.task)
     labels = task.labels(config)
     model = config.endpoint.model
     method = config.confidence

@@ -241,6 +241,7 @@ class ShardLabeler:
             self.config.run_id,
             self.config.labeling.few_shot_strategy,
             lambda: self.store.redis.get(key),
+            self.task.example_labels,
         )
 
     async def _running(self) -> bool:

@@ -60,15 +60,35 @@ def sampling_params(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-def chat_body(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema)."""
-    return {
+def prompt_cache_key(run_id: str) -> str:
+    """The run's `prompt_cache_key`: one for all its requests, so that the provider routes
+    them to the same cache (their system prompt, schema and fixed examples are one prefix)."""
+    return "prelabel-" + run_id
+
+
+def refuses_cache_key(message: str) -> bool:
+    """Whether a 400's message is the endpoint refusing `prompt_cache_key` (a strict proxy,
+    an old Azure API version: "Unrecognized request argument supplied: prompt_cache_key")."""
+    return "prompt_cache_key" in message
+
+
+def chat_body(
+    endpoint: Endpoint, request: ChatRequest, cache_key: str | None = None
+) -> dict[str, Any]:
+    """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema),
+    with `cache_key` as its `prompt_cache_key` when given. The key routes the request and asks
+    nothing: the answer cache's digest (`workers.calls`) and a batch line's custom_id leave it
+    out."""
+    body = {
         "model": endpoint.model,
         "messages": request.messages,
         **request_params(endpoint),
         **sampling_params(endpoint, request),
         "response_format": request.response_format or JSON_MODE,
     }
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
+    return body
 
 
 @dataclass(frozen=True, slots=True)
