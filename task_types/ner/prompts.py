@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from task_types.base import Example, PromptTemplate
-from task_types.messages import numbered, user_content
+from task_types.messages import batch_schema, numbered, user_content
 from task_types.ner.model import PROMPT_VERSION, NerRecord, Ontology
 from task_types.templates import read_template
 
@@ -166,7 +166,8 @@ def response_format(
 ) -> dict[str, Any]:
     """OpenAI's `response_format` (JSON schema) for an answer about `batch_size` records.
 
-    A batch of 1 uses the single-sentence object; larger batches an object keyed "1".."K".
+    A batch of 1 uses the single-sentence object; larger batches an object keyed "1".."K"
+    whose lines share one definition (`task_types.messages.batch_schema`).
     `max_mentions` bounds each type's list (`maxItems`): a model that starts repeating a
     mention ("Tokyo", "Tokyo", ...) is made to close the list rather than loop until
     `max_tokens` cuts it off (llama.cpp, vLLM and Ollama turn the schema into a grammar).
@@ -176,15 +177,8 @@ def response_format(
     if batch_size == 1:
         name, schema = "ner_answer", _sentence_schema(ontology, max_mentions)
     else:
-        keys = [str(i) for i in range(1, batch_size + 1)]
         name = "ner_batch_answer"
-        schema = {
-            "type": "object",
-            # Inlined rather than `$ref`: not every OpenAI-compatible server resolves refs.
-            "properties": {key: _sentence_schema(ontology, max_mentions) for key in keys},
-            "required": keys,
-            "additionalProperties": False,
-        }
+        schema = batch_schema(_sentence_schema(ontology, max_mentions), batch_size, shared=True)
     # Not strict: OpenAI's strict mode requires every property, and a compact answer leaves
     # out the types it has no mention of. Local servers (llama.cpp, vLLM, Ollama) enforce the
     # schema as a grammar either way; OpenAI follows it without the guarantee.
