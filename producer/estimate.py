@@ -136,6 +136,7 @@ def estimate_run(
         spend=Spend(
             price_input=price.input if price else None,
             price_output=price.output if price else None,
+            price_cached_input=price.cached_input if price else None,
         ),
         labeling=resolved.config,
         confidence=confidence or ConfidenceConfig(),
