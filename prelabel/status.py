@@ -98,8 +98,6 @@ def render(
             grid.add_row("cost", f"n/a (no price known for {escape(snap.model)})")
         else:
             grid.add_row("cost", f"{fmt_usd(r.cost_per_min)}/min · {fmt_usd(snap.cost_usd)} so far")
-        for name, value in per_thousand_rows(snap):
-            grid.add_row(name, value)
         grid.add_row(
             "429s",
             f"{snap.rate_limited:,} ({r.rate_limited_per_min:,.1f}/min) · retries {snap.retries:,}",
@@ -116,6 +114,8 @@ def render(
         f"prompt {snap.prompt_tokens:,} (cached {snap.cached_prompt_tokens:,}) · "
         f"completion {snap.completion_tokens:,}",
     )
+    for name, value in per_thousand_rows(snap):
+        grid.add_row(name, value)
     for name, value in transport_rows(snap):
         grid.add_row(name, value)
     if snap.confidence != "none":
