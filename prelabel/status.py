@@ -245,6 +245,7 @@ def one_line(snap: Snapshot) -> str:
         f"rpm={r.requests_per_min:.0f}" if r else "rpm=n/a",
         f"tpm_charged={r.charged_tokens_per_min:.0f}" if r else "tpm_charged=n/a",
         f"cost_per_min={fmt_usd(r.cost_per_min) if r else 'n/a'}",
+        f"usd_per_1k_items={fmt_usd(snap.per_thousand.total if snap.per_thousand else None)}",
         f"429s={snap.rate_limited}",
         f"bucket_wait_per_call_s={r.wait_per_request_s:.3f}" if r else "bucket_wait_per_call_s=n/a",
         f"bucket_wait_total_s={snap.bucket_wait_s:.1f}",

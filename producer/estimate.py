@@ -335,12 +335,18 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
 
 def _price_rows(est: Estimate, price: Price) -> list[tuple[str, str]]:
     listed = f"{price.input} / {price.output}"
+    cached = (
+        f"cached input {price.cached_input} (Batch API half)"
+        if price.cached_input is not None
+        else "no cached-input discount"
+    )
     if est.transport == "batch":
         half = f"{price.input * BATCH_DISCOUNT:g} / {price.output * BATCH_DISCOUNT:g}"
         return [
             ("price (estimated, Batch API: half the list price)", _usd(est.cost_usd)),
             ("price (bound, Batch API)", _usd(est.cost_bound_usd)),
             ("prices used (USD per 1M in/out)", f"{half} (Batch API; list {listed})"),
+            ("cached input (USD per 1M)", cached),
         ]
     if est.transport == "auto":
         return [
@@ -351,11 +357,13 @@ def _price_rows(est: Estimate, price: Price) -> list[tuple[str, str]]:
             ),
             ("price (bound, at most)", _usd(est.cost_bound_usd)),
             ("prices used (USD per 1M in/out)", f"{listed} (realtime; Batch API half)"),
+            ("cached input (USD per 1M)", cached),
         ]
     return [
         ("price (estimated)", _usd(est.cost_usd)),
         ("price (bound)", _usd(est.cost_bound_usd)),
         ("prices used (USD per 1M in/out)", listed),
+        ("cached input (USD per 1M)", cached),
     ]
 
 

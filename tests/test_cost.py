@@ -222,11 +222,11 @@ def run_view(counters: dict[str, int], **over: object) -> RunView:
 
 
 BATCHED = {
-    RunCounter.LABELED: 3,
+    RunCounter.LABELED: 4,
     RunCounter.FAILED: 1,
     RunCounter.REQUESTS: 4,
     RunCounter.PROMPT_TOKENS: 3000,
-    RunCounter.CACHED_PROMPT_TOKENS: 2048,
+    RunCounter.CACHED_PROMPT_TOKENS: 1024,
     RunCounter.COMPLETION_TOKENS: 600,
     RunCounter.BATCH_REQUESTS: 2,
     RunCounter.BATCH_PROMPT_TOKENS: 1000,
@@ -238,18 +238,24 @@ BATCHED = {
 def test_status_shows_dollars_per_thousand_items_split_and_by_transport() -> None:
     snap = snapshot(run_view(BATCHED))
     assert snap.bill == Bill.of_counters(MINI, BATCHED)
-    assert snap.cost_usd == pytest.approx(525 / 1e6)
+    # Realtime: 976 uncached × 0.15 + 1024 cached × 0.075 + 400 × 0.60 = 463.2 µ$; Batch API:
+    # half of 1000 × 0.15 + 200 × 0.60 = 135 µ$.
+    assert snap.cost_usd == pytest.approx(598.2 / 1e6)
     rows = dict(per_thousand_rows(snap))
-    # 525 µ$ for 4 items done: $0.13125 per 1,000, of which 135 µ$ × 250 through the Batch API.
+    # For 5 items done (labeled + failed): × 200 per 1,000 items.
     assert rows["$ per 1,000 items"] == (
-        "$0.1313: uncached input $0.0187 · cached input $0.0375 · output $0.0750"
+        "$0.1196: uncached input $0.0443 · cached input $0.0154 · output $0.0600"
     )
-    assert rows["  Batch API"].startswith("$0.0338: uncached input $0.0187 · cached input $0.0000")
-    assert rows["  realtime"].startswith("$0.0975: uncached input $0.0000")
+    assert rows["  Batch API"] == (
+        "$0.0270: uncached input $0.0150 · cached input $0.0000 · output $0.0120"
+    )
+    assert rows["  realtime"] == (
+        "$0.0926: uncached input $0.0293 · cached input $0.0154 · output $0.0480"
+    )
     console = Console(width=200, record=True)
     console.print(render(snap))
     text = console.export_text()
-    assert "$ per 1,000 items" in text and "prompt 3,000 (cached 2,048)" in text
+    assert "$ per 1,000 items" in text and "prompt 3,000 (cached 1,024)" in text
     realtime_only = snapshot(run_view({k: v for k, v in BATCHED.items() if "batch" not in k}))
     assert [name for name, _ in per_thousand_rows(realtime_only)] == ["$ per 1,000 items"]
     assert per_thousand_rows(snapshot(run_view({}))) == []  # no item done yet
@@ -262,25 +268,25 @@ def test_the_exporter_shows_cached_tokens_and_the_cost_split() -> None:
     cached = {
         s.labels["transport"]: s.value for s in found["prelabel_cached_prompt_tokens"].samples
     }
-    assert cached == {"realtime": 2048, "batch": 0}
+    assert cached == {"realtime": 1024, "batch": 0}
     split = {
         (s.labels["part"], s.labels["transport"]): s.value
         for s in found["prelabel_cost_split_usd"].samples
     }
-    assert split[("cached_input", "realtime")] == pytest.approx(2000 * 0.075 / 1e6)
+    assert split[("cached_input", "realtime")] == pytest.approx(1024 * 0.075 / 1e6)
     assert split[("uncached_input", "batch")] == pytest.approx(75 / 1e6)
     total = found["prelabel_run_usd_per_1k_items_total"].samples[0].value
-    assert total == pytest.approx(525 / 1e6 * 250)
-    assert found["prelabel_cost_usd"].samples[0].value == pytest.approx(525 / 1e6)
+    assert total == pytest.approx(598.2 / 1e6 * 200)
+    assert found["prelabel_cost_usd"].samples[0].value == pytest.approx(598.2 / 1e6)
 
 
 def test_the_report_shows_dollars_per_thousand_items_from_the_same_bill() -> None:
     bill = Bill.of_counters(MINI, BATCHED)
-    figures = RunFigures(labeled=3, failed=1, cost_usd=bill.total, bill=bill)
+    figures = RunFigures(labeled=4, failed=1, cost_usd=bill.total, bill=bill)
     rows = dict(report_rows(figures))
-    assert rows["$ per 1,000 items"] == "$0.1313"
-    assert rows["  cached input (realtime)"] == "$0.0375"
-    assert rows["  uncached input (Batch API)"] == "$0.0187"
+    assert rows["$ per 1,000 items"] == "$0.1196"
+    assert rows["  cached input (realtime)"] == "$0.0154"
+    assert rows["  uncached input (Batch API)"] == "$0.0150"
     again = RunFigures.model_validate_json(figures.model_dump_json())
     assert again.bill == bill and dict(report_rows(again)) == rows
     assert report_rows(RunFigures(labeled=3)) == []
