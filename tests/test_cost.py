@@ -430,3 +430,29 @@ def test_a_realtime_answers_cached_tokens_reach_the_counters_and_status(
     assert "prompt 2,000 (cached 1,280)" in shown.stdout
     assert "$0.2340: uncached input $0.1080 · cached input $0.0960 · output $0.0300" in shown.stdout
     assert "$0.0002 so far" in shown.stdout
+
+
+def test_a_batch_output_lines_cached_tokens_are_counted_as_batched() -> None:
+    """A Batch API output line holds the same body: its cached tokens count in both the
+    run's cached counters, batched, and travel with the stored answer."""
+    from collections import Counter
+
+    from workers.batch_poller import _line_answer
+
+    usage = {
+        "prompt_tokens": 1500,
+        "completion_tokens": 20,
+        "prompt_tokens_details": {"cached_tokens": 1152},
+    }
+    line = {"custom_id": "x", "response": {"status_code": 200, "body": answer_body(usage)}}
+    spent: Counter[str] = Counter()
+    stored = _line_answer(line, 100, spent)
+    assert stored is not None
+    assert Completion.from_json(json.loads(stored)).cached_tokens == 1152
+    assert spent[RunCounter.CACHED_PROMPT_TOKENS] == spent[RunCounter.BATCH_CACHED_PROMPT_TOKENS]
+    assert spent[RunCounter.BATCH_CACHED_PROMPT_TOKENS] == 1152
+    assert spent[RunCounter.BATCH_PROMPT_TOKENS] == 1500
+    bill = Bill.of_counters(MINI, spent)
+    assert bill.realtime_usd == 0.0
+    assert bill.batch_cached_input == pytest.approx(0.5 * 1152 * 0.075 / 1e6)
+    assert bill.batch_input == pytest.approx(0.5 * 348 * 0.15 / 1e6)
