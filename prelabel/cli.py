@@ -471,10 +471,14 @@ def estimate(
     """Print what a run would cost before starting it: requests, tokens and price.
 
     Takes the same dataset and labeling flags as `run`, and needs neither Redis nor the
-    endpoint. Prompt tokens are counted on the real messages; completion tokens are
-    estimated, with `max_tokens` per request as the bound. Prices: built-in table, extended
-    by the JSON or TOML file in $PRELABEL_PRICES; with `--transport batch`, the Batch API's
-    half price (auto: between the two).
+    endpoint. Prompt tokens are counted on the real messages, plus the response format's
+    schema (an estimate: its compact JSON in the model's encoding); of them, those the
+    provider's prompt cache is expected to serve (a stable prefix of at least 1,024 tokens
+    seen before, in 128-token steps; an estimate too). Completion tokens are estimated, with
+    `max_tokens` per request as the bound. Prices: built-in table, extended by the JSON or
+    TOML file in $PRELABEL_PRICES (cached input at its own price); with `--transport batch`,
+    the Batch API's half price (auto: between the two). Dollars per 1,000 items are shown
+    split into uncached input, cached input and output, realtime and through the Batch API.
     """
     from producer.pipeline import RunOptions
 

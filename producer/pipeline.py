@@ -220,6 +220,7 @@ def _config(
             budget_tokens=options.budget_tokens,
             price_input=price.input if price else None,
             price_output=price.output if price else None,
+            price_cached_input=price.cached_input if price else None,
         ),
         labeling=labeling.config,
         delivery=options.delivery,

@@ -474,7 +474,9 @@ class RecordingBudget:
     async def reserve(self, prompt_tokens: int, max_tokens: int) -> None:
         self.reserved.append((prompt_tokens, max_tokens))
 
-    async def settle(self, prompt: int, most: int, used_prompt: int, used_completion: int) -> None:
+    async def settle(
+        self, prompt: int, most: int, used_prompt: int, used_completion: int, used_cached: int = 0
+    ) -> None:
         self.settled.append((prompt, most, used_prompt, used_completion))
 
 

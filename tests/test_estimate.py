@@ -19,7 +19,8 @@ from task_types.ner.guess import guess_mentions, guessed_answer
 from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages
 from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL
-from workers.tokens import count_message_tokens
+from workers.requests import RequestBuilder
+from workers.tokens import count_message_tokens, count_schema_tokens
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
 CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
@@ -52,9 +53,16 @@ def test_prompt_tokens_are_those_of_the_messages_sent() -> None:
     recs = records(5)
     est = estimate_requests(recs, config(batch_size=2))
     batches = [recs[0:2], recs[2:4], recs[4:5]]
-    assert est.prompt_tokens == sum(
+    assert est.message_tokens == sum(
         count_message_tokens(build_messages(b, CONLL), "gpt-4o-mini") for b in batches
     )
+    # The schema structured outputs bill as input comes on top (estimated, per request).
+    builder = RequestBuilder(config(batch_size=2))
+    assert est.schema_tokens == sum(
+        count_schema_tokens(builder.response_format(b), "gpt-4o-mini") for b in batches
+    )
+    assert est.schema_tokens > 0
+    assert est.prompt_tokens == est.message_tokens + est.schema_tokens
     assert est.exact_prompt is True
     assert estimate_requests(recs, config(model="llama3:8b")).exact_prompt is False
 
@@ -210,7 +218,7 @@ def test_estimate_and_dry_run_print_the_same_figures_without_redis_or_endpoint()
     )
     assert dry.returncode == 0, dry.stderr
     for output in (estimate.stdout, dry.stdout):
-        assert "requests" in output and "prompt tokens (exact)" in output
+        assert "requests" in output and "messages (exact)" in output
         assert "price (estimated)" in output and "2 few-shot examples" in output
     figures = [line for line in estimate.stdout.splitlines() if "│" in line]
     assert figures == [line for line in dry.stdout.splitlines() if "│" in line]

@@ -308,15 +308,18 @@ class BatchTransport:
         max_tokens = request.answer_tokens(self.config.endpoint.max_tokens)
         assert self.realtime is not None
         await budget.reserve(request.prompt_tokens, max_tokens)
-        used_prompt = used_completion = 0
+        used_prompt = used_completion = used_cached = 0
         try:
             completion = await self.realtime.complete(request)
             used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+            used_cached = completion.cached_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
             raise
         finally:
-            await budget.settle(request.prompt_tokens, max_tokens, used_prompt, used_completion)
+            await budget.settle(
+                request.prompt_tokens, max_tokens, used_prompt, used_completion, used_cached
+            )
         return completion
 
     def _answer(self, data: dict[str, Any]) -> Completion:
@@ -338,6 +341,7 @@ class BatchTransport:
             finish_reason=str(data.get("finish_reason") or ""),
             requests=spent.requests,
             choices=choices_from_json(data.get("choices")),
+            cached_tokens=int(data.get("cached_tokens") or 0),
         )
         if not completion.content:
             if completion.finish_reason == TRUNCATED:

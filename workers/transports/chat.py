@@ -103,6 +103,9 @@ class ChatAnswer:
     problem: str = ""
     #: Every choice, in the order of their `index` (the first is `content`'s).
     choices: tuple[Choice, ...] = ()
+    #: Of the prompt tokens, those the provider served from its prompt cache
+    #: (`usage.prompt_tokens_details.cached_tokens`; 0 when absent or not a count).
+    cached_tokens: int = 0
 
 
 def read_answer(data: object) -> ChatAnswer:
@@ -116,12 +119,19 @@ def read_answer(data: object) -> ChatAnswer:
         return ChatAnswer(problem=f"JSON that is {_kind(data)}, not an object")
     usage = data.get("usage")
     prompt = completion = None
+    cached = 0
     if isinstance(usage, dict):
         prompt = _count(usage.get("prompt_tokens"))
         completion = _count(usage.get("completion_tokens"))
+        cached = _cached(usage.get("prompt_tokens_details"), prompt)
     problem = _problem(data)
     if problem:
-        return ChatAnswer(prompt_tokens=prompt, completion_tokens=completion, problem=problem)
+        return ChatAnswer(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            problem=problem,
+            cached_tokens=cached,
+        )
     choice = data["choices"][0]
     message = choice["message"]
     return ChatAnswer(
@@ -131,7 +141,17 @@ def read_answer(data: object) -> ChatAnswer:
         completion_tokens=completion,
         finish_reason=_text(choice.get("finish_reason")) or "",
         choices=_choices(data["choices"]),
+        cached_tokens=cached,
     )
+
+
+def _cached(details: object, prompt: int | None) -> int:
+    """`prompt_tokens_details.cached_tokens`, within [0, prompt_tokens] (0 when either is
+    missing or not a count: a server that does not cache says nothing)."""
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    if cached is None or prompt is None:
+        return 0
+    return min(max(cached, 0), prompt)
 
 
 def _choices(choices: list[Any]) -> tuple[Choice, ...]:

@@ -398,9 +398,11 @@ class RealtimeTransport:
         # below. The headers are as old as the call: `admission` lets settle age them (issue 21).
         await self.bucket.settle(reserved, used_prompt + most, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
+        cached = min(answer.cached_tokens, used_prompt)  # of the prompt tokens counted
         self._spend(
             {
                 RunCounter.PROMPT_TOKENS: used_prompt,
+                RunCounter.CACHED_PROMPT_TOKENS: cached,
                 RunCounter.COMPLETION_TOKENS: used_completion,
                 RunCounter.SIMULATED: int(simulated),
             }
@@ -423,6 +425,7 @@ class RealtimeTransport:
             simulated,
             answer.finish_reason,
             choices=answer.choices,
+            cached_tokens=cached,
         )
 
     def _usage(self, answer: ChatAnswer, prompt_tokens: int, most: int) -> tuple[int, int]:
