@@ -796,11 +796,11 @@ def simulate(
     bill_schema: Annotated[
         bool,
         typer.Option(
-            "--bill-schema",
+            "--bill-schema/--no-bill-schema",
             help="Count the response format's JSON schema in prompt_tokens, as OpenAI bills "
-            "it (its compact JSON in o200k_base).",
+            "it (its compact JSON in o200k_base, as prelabel estimate counts it), or not.",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 

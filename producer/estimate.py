@@ -45,7 +45,13 @@ from task_types import verification
 from task_types.verification import Verdicts
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
-from workers.tokens import count_message_tokens, count_schema_tokens, count_tokens, is_exact
+from workers.tokens import (
+    count_message_tokens,
+    count_request_tokens,
+    count_schema_tokens,
+    count_tokens,
+    is_exact,
+)
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,8 @@ class _Extra:
             )
             said = Verdicts((True,) * len(proposals), False if asks_missing else None)
             self.requests += 1
-            self.prompt += count_message_tokens(messages, model)
+            schema = verification.response_format(len(proposals), asks_missing=asks_missing)
+            self.prompt += count_request_tokens(messages, schema, model)
             self.completion_verify += count_tokens(verification.answer(said), model)
             self.bound += VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals)
 

@@ -42,10 +42,10 @@ Prompt caching (simulator/prompt_cache.py): every answer's usage carries
 `prompt_tokens_details.cached_tokens`, as OpenAI's does: the longest prefix of the request's
 tokens (the schema's compact JSON, then each message's role and content), at least 1,024
 tokens and counted in 128-token steps, identical to a prefix of a request to the same model
-within the last 10 minutes (realtime and Batch API lines share one cache per model). With
-`bill_schema`, `prompt_tokens` count the schema too, as OpenAI bills it; without it they
-count the messages only, and a request whose schema makes its cached prefix longer than that
-reports all its `prompt_tokens` cached.
+within the last 10 minutes (realtime and Batch API lines share one cache per model). Its
+`prompt_tokens` count the schema too, as OpenAI bills it (`bill_schema`, on by default; off,
+they count the messages only, and a request whose schema makes its cached prefix longer than
+that reports all its `prompt_tokens` cached).
 `prompt_cache_key` is accepted (a string) and counted in `/stats` (`prompt_cache_keys`, with
 `cached_tokens`); `refuse_cache_key` answers it with the 400 of a strict proxy or an old Azure
 API version ("Unrecognized request argument supplied: prompt_cache_key").
@@ -156,10 +156,9 @@ class SimulatorConfig:
     #: Refuse `prompt_cache_key` with a 400, as a strict proxy or an old Azure API does.
     refuse_cache_key: bool = False
     #: Count the response format's schema in `prompt_tokens`, as OpenAI bills it (its compact
-    #: JSON, as `workers.tokens.count_schema_tokens` estimates it). Off by default for now:
-    #: prelabel's estimate (and the tests comparing it with the simulator's counts) leave the
-    #: schema out until issue 20's estimate side counts it too.
-    bill_schema: bool = False
+    #: JSON, as `workers.tokens.count_schema_tokens` estimates it, and as `prelabel estimate`
+    #: counts it); off: the messages only.
+    bill_schema: bool = True
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "batch_enqueued_tokens"):

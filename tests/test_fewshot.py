@@ -186,15 +186,26 @@ COVERAGE_POOL = [
 ]
 
 
-def test_fixed_takes_the_most_new_labels_per_token_then_the_shortest() -> None:
-    # Worked by hand: "Bob works at Acme" (2 new / 6 tokens) ties with the four-type sentence
-    # (4 / 12) and is shorter; then "Rome is big" (1 / 4 beats 2 / 12); then the four-type
-    # one for MISC (1 / 12); everything shown, the rest shortest first, ties in pool order.
+def test_fixed_takes_typical_texts_with_the_most_new_labels_then_the_shortest() -> None:
+    # Worked by hand: lengths 4, 4, 12, 6, 4, 14, upper median 6, so the typical texts are
+    # 2, 3 and 5. The four-type sentence (2) shows the most; then every label is shown, and
+    # the typical ones go shortest first (3, 5), then the rest (0, 1, 4, ties in pool order).
     selector = make_selector("fixed", COVERAGE_POOL, task_types.get("ner").example_labels)
     assert isinstance(selector, FixedSelector)
     order = [COVERAGE_POOL.index(e) for e in selector.select(["anything"], 6)]
-    assert order == [3, 4, 2, 0, 1, 5]
-    assert texts(selector.select(["x"], 3)) == texts([COVERAGE_POOL[i] for i in (3, 4, 2)])
+    assert order == [2, 3, 5, 0, 1, 4]
+    assert texts(selector.select(["x"], 3)) == texts([COVERAGE_POOL[i] for i in (2, 3, 5)])
+
+
+def test_fixed_covers_the_labels_before_repeating_one() -> None:
+    # Typical texts each showing one type: one of each before a second PER.
+    pool = [
+        Example("Ann and Bob met Carl .", NONE | {"PERSON": ["Ann", "Bob", "Carl"]}),
+        Example("Dan and Eve met Fay .", NONE | {"PERSON": ["Dan", "Eve", "Fay"]}),
+        Example("They flew to Rome today .", NONE | {"LOCATION": ["Rome"]}),
+    ]
+    chosen = FixedSelector(pool).select(["x"], 2)
+    assert texts(chosen) == [pool[0].text, pool[2].text]
 
 
 def test_fixed_is_the_same_for_every_request_and_every_process() -> None:
@@ -211,10 +222,10 @@ def test_fixed_is_the_same_for_every_request_and_every_process() -> None:
 
 def test_fixed_never_shows_a_sentence_being_labelled() -> None:
     selector = FixedSelector(COVERAGE_POOL)
-    # "Rome is big" is being labelled: the next of the order takes its place, here only.
-    chosen = selector.select([COVERAGE_POOL[4].text], 3)
-    assert texts(chosen) == texts([COVERAGE_POOL[i] for i in (3, 2, 0)])
-    assert texts(selector.select(["other"], 3)) == texts([COVERAGE_POOL[i] for i in (3, 4, 2)])
+    # "Bob works at Acme" is being labelled: the next of the order takes its place, here only.
+    chosen = selector.select([COVERAGE_POOL[3].text], 3)
+    assert texts(chosen) == texts([COVERAGE_POOL[i] for i in (2, 5, 0)])
+    assert texts(selector.select(["other"], 3)) == texts([COVERAGE_POOL[i] for i in (2, 3, 5)])
 
 
 def test_fixed_reads_a_classification_examples_labels_from_its_keys() -> None:
@@ -228,7 +239,8 @@ def test_fixed_reads_a_classification_examples_labels_from_its_keys() -> None:
     assert classify.example_labels(pool[0]) == {"Sports"}
     assert task_types.get("ner").example_labels(COVERAGE_POOL[0]) == frozenset()
     chosen = make_selector("fixed", pool, classify.example_labels).select(["x"], 2)
-    assert texts(chosen) == ["Sports", "Oil prices fell"]
+    # Typical (at least the median length, 5): the two longer ones, shorter first on a tie.
+    assert texts(chosen) == ["Stocks slid as oil fell", "Chelsea won the cup final again"]
 
 
 def test_fixed_examples_make_one_prefix_before_the_items_for_every_task() -> None:

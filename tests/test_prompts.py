@@ -15,7 +15,6 @@ from prelabel.errors import ConfigError
 from task_types import Example
 from task_types.ner.model import CONLL, PROMPT_VERSION, EntityType, NerRecord, Ontology
 from task_types.ner.parsing import parse_answer, parse_batch_answer
-from workers.tokens import count_schema_tokens
 from task_types.ner.prompts import (
     BUILT_IN_EXAMPLE,
     DEFAULT_TEMPLATE,
@@ -25,6 +24,7 @@ from task_types.ner.prompts import (
     load_template,
     response_format,
 )
+from workers.tokens import count_schema_tokens
 
 CUSTOM = Ontology(
     labels=(

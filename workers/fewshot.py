@@ -7,9 +7,11 @@ fits its selector once (`selector_for_run`). Selectors are pluggable: anything w
 the pool and how to read the labels an example shows (the task type's `example_labels`).
 
 - `fixed`: the same K examples for every request, chosen once from the pool for coverage:
-  greedily the example that shows the most labels not yet shown per token of its text (ties:
-  the shorter, then the earlier in the pool). The system prompt, schema and examples are then
-  one prefix, identical in every request, which a provider's prompt cache serves.
+  among typical texts (at least the pool's median length: a one-word headline shows a label
+  but not how a sentence is labelled), greedily the one that shows the most labels not yet
+  shown (ties: the shorter, then the earlier in the pool); once every label is shown, the
+  shortest typical ones, then the rest. The system prompt, schema and examples are then one
+  prefix, identical in every request, which a provider's prompt cache serves.
 - `random`: one seeded shuffle of the pool, so every request of a run gets the same examples
   (the prompt prefix is identical, and providers' prompt caching applies).
 - `similar`: TF-IDF cosine nearest neighbours of the batch's sentences (scikit-learn), taken
@@ -61,18 +63,22 @@ def shown_labels(example: Example) -> frozenset[str]:
 
 
 class FixedSelector:
-    """The same examples for every request: the pool in order of coverage per token (see the
-    module docstring), the first `k` of them not being labelled."""
+    """The same examples for every request: the pool in order of coverage (see the module
+    docstring), the first `k` of them not being labelled."""
 
     def __init__(self, pool: Sequence[Example], labels_of: LabelsOf = shown_labels) -> None:
         self.pool = list(pool)
         self._labels = [frozenset(labels_of(e)) for e in self.pool]
         self._tokens = [max(1, count_tokens(e.text, _TOKENS_OF)) for e in self.pool]
+        # Typical texts: at least the pool's (upper) median length. A headline of one word
+        # shows a label cheaply but not how a sentence is labelled.
+        median = sorted(self._tokens)[len(self._tokens) // 2] if self.pool else 0
+        self._typical = [t >= median for t in self._tokens]
         #: The greedy order, grown as far as requests need (K plus the batch at most).
         self._order: list[int] = []
         self._taken: set[int] = set()
         self._covered: set[str] = set()
-        #: Set once no example left shows a new label: the rest go shortest first.
+        #: Set once no typical example left shows a new label: the rest go shortest first.
         self._saturated = False
 
     def select(self, texts: Sequence[str], k: int) -> list[Example]:
@@ -90,11 +96,11 @@ class FixedSelector:
 
     def _grow(self) -> bool:
         """Append the next example of the greedy order; False when the pool is used up."""
-        best = -1 if self._saturated else self._most_new_per_token()
+        best = -1 if self._saturated else self._most_new()
         if best < 0:
             self._saturated = True
             left = (i for i in range(len(self.pool)) if i not in self._taken)
-            best = min(left, key=lambda i: (self._tokens[i], i), default=-1)
+            best = min(left, key=lambda i: (not self._typical[i], self._tokens[i], i), default=-1)
             if best < 0:
                 return False
         self._order.append(best)
@@ -102,22 +108,17 @@ class FixedSelector:
         self._covered |= self._labels[best]
         return True
 
-    def _most_new_per_token(self) -> int:
-        """The example showing the most labels not yet shown per token (ties: shorter, then
+    def _most_new(self) -> int:
+        """The typical example showing the most labels not yet shown (ties: shorter, then
         earlier); -1 when none shows a new one."""
-        best, best_new, best_tokens = -1, 0, 1
+        best, best_key = -1, (0, 0, 0)
         for i, labels in enumerate(self._labels):
-            if i in self._taken:
+            if i in self._taken or not self._typical[i]:
                 continue
             new = len(labels - self._covered)
-            if not new:
-                continue
-            tokens = self._tokens[i]
-            # new / tokens against best_new / best_tokens, in integers; an earlier one wins a
-            # full tie, as it was seen first.
-            gain, best_gain = new * best_tokens, best_new * tokens
-            if best < 0 or gain > best_gain or (gain == best_gain and tokens < best_tokens):
-                best, best_new, best_tokens = i, new, tokens
+            key = (new, -self._tokens[i], -i)
+            if new and key > best_key:
+                best, best_key = i, key
         return best
 
 

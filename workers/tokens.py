@@ -94,6 +94,14 @@ def _content_tokens(content: str, model: str) -> int:
     return _encoded_length(_encoding(model)[0], content)
 
 
+def count_request_tokens(
+    messages: Sequence[dict[str, str]], response_format: dict[str, object] | None, model: str
+) -> int:
+    """Prompt tokens of a chat request as the provider bills them: the messages and the
+    response format's schema (`count_schema_tokens`'s estimate)."""
+    return count_message_tokens(messages, model) + count_schema_tokens(response_format, model)
+
+
 def count_schema_tokens(response_format: dict[str, object] | None, model: str) -> int:
     """Input tokens the response format's JSON schema is billed as, estimated.
 
