@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from prelabel.defaults import DEFAULT_BATCH_SIZE
 from prelabel.frozen import Frozen
 
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
@@ -126,7 +127,7 @@ class Limits(Frozen):
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
-    batch_size: int = Field(1, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     shard_size: int = Field(50, ge=1)
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from prelabel.defaults import DEFAULT_BATCH_SIZE
+
 #: `--redis-url`, for every command that reads or writes runs in Redis.
 RedisUrlOpt = Annotated[
     str | None,
@@ -238,8 +240,14 @@ class LimitFlags:
         typer.Option(help=SHARD_SIZE_HELP, min=1, show_default=False, rich_help_panel=LIMITS),
     ] = None
     batch_size: Annotated[
-        int, typer.Option(help="Items per LLM request.", min=1, rich_help_panel=LIMITS)
-    ] = 1
+        int,
+        typer.Option(
+            help="Items per LLM request: they share its instructions, schema and examples "
+            "(1 for small local models).",
+            min=1,
+            rich_help_panel=LIMITS,
+        ),
+    ] = DEFAULT_BATCH_SIZE
     max_tokens: Annotated[
         int | None,
         typer.Option(

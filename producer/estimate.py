@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from rich.table import Table
 
 import task_types
-from prelabel.model import ConfidenceConfig, Endpoint, Limits, Record, RunConfig, Spend
+from prelabel.defaults import DEFAULT_BATCH_SIZE
+from prelabel.model import (
+    ConfidenceConfig,
+    Endpoint,
+    Limits,
+    Record,
+    RunConfig,
+    Spend,
+)
 from prelabel.pricing import BATCH_DISCOUNT, Bill, Price, Tokens, price_for, stored_price
 from prelabel.status import bill_text
 from producer.cache_estimate import PrefixCache
@@ -142,7 +150,7 @@ def estimate_run(
     model: str,
     base_url: str,
     shard_size: int = 50,
-    batch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_tokens: int = 512,
     labeling: LabelingOptions | None = None,
     transport: str = "realtime",
