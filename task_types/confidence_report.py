@@ -1,7 +1,7 @@
 """The report section every task type shows when a run measured confidence: does it put the
 errors first? The rows (plain strings), the terminal tables, report.md's and report.html's
 sections and the two charts' data (`review_curve.png`, `reliability.png`), all from one
-`task_types.confidence.ConfidenceFigures`, so that the layouts never disagree and no task
+`task_types.confidence_figures.ConfidenceFigures`, so that the layouts never disagree and no task
 type writes them twice.
 
 Answers from the simulator carry confidences the simulator made up, so the section then says
@@ -17,7 +17,12 @@ from rich.table import Table
 
 from prelabel.figures import RunFigures
 from task_types.charts import Chart, Line, Lines, Reliability, ReliabilityPanel
-from task_types.confidence import QUOTED_SHARE, Calibration, ConfidenceFigures, reviewed_count
+from task_types.confidence_figures import (
+    QUOTED_SHARE,
+    Calibration,
+    ConfidenceFigures,
+    reviewed_count,
+)
 from task_types.tables import html_img, html_table, md_table, pct
 
 REVIEW_PNG = "review_curve.png"
