@@ -224,8 +224,10 @@ class Stats:
     choices: int = 0
     #: Verification questions answered (`--confidence verify`); not counted in `sentences`.
     verifications: int = 0
-    #: Of `prompt_tokens`, those served from the prompt cache (simulator/prompt_cache.py).
+    #: Of `prompt_tokens`, those served from the prompt cache (simulator/prompt_cache.py), and
+    #: those of response formats' schemas.
     cached_tokens: int = 0
+    schema_tokens: int = 0
     #: Answered requests (realtime or batch lines) that carried a `prompt_cache_key`.
     prompt_cache_keys: int = 0
     unknown_examples: list[str] = field(default_factory=list)
@@ -301,6 +303,8 @@ class ChatCall:
     cache_tokens: tuple[int, ...] = ()
     #: Whether it carried a `prompt_cache_key`.
     cache_key: bool = False
+    #: Of `prompt_tokens`, the response format's schema (0 in JSON mode or unbilled).
+    schema_tokens: int = 0
 
 
 def _mask(key: str) -> str:
@@ -442,6 +446,7 @@ class _Handlers:
         n, top_logprobs, seed = _sampling(body)
         billed = _format(body) if self.config.bill_schema else None
         prompt_tokens = count_prompt_tokens(messages, billed)
+        schema_tokens = prompt_tokens - count_prompt_tokens(messages)
         refused = _unsupported(body, model)
         if refused is not None:
             raise refused
@@ -471,6 +476,7 @@ class _Handlers:
             verify,
             tokens,
             cache_key,
+            schema_tokens,
         )
 
     def choices(self, call: ChatCall) -> int:
@@ -510,6 +516,7 @@ class _Handlers:
         cached = min(call.prompt_tokens, cache.cached(call.cache_tokens, time.monotonic()))
         stats.prompt_tokens += call.prompt_tokens
         stats.cached_tokens += cached
+        stats.schema_tokens += call.schema_tokens
         stats.prompt_cache_keys += call.cache_key
         stats.completion_tokens += completion_tokens
         stats.choices += len(choices)
