@@ -75,8 +75,9 @@ Span = tuple[int, int]
 
 
 def marks(answer: Any, gold: Any) -> tuple[str, list[Span]]:
-    """`json.dumps(answer, ensure_ascii=False)` and its doubtful spans against `gold`, the
-    noise-free answer of the same shape (None where there is none: nothing is doubtful)."""
+    """`answer` as the oracle writes it (`simulator.oracle.answer_text`, compact JSON) and
+    its doubtful spans against `gold`, the noise-free answer of the same shape (None where
+    there is none: nothing is doubtful)."""
     parts: list[str] = []
     spans: list[Span] = []
     _write(answer, gold, parts, spans, 0)
@@ -89,7 +90,7 @@ def _write(value: Any, gold: Any, parts: list[str], spans: list[Span], at: int) 
         golds = gold if isinstance(gold, dict) else {}
         at = _put("{", parts, at)
         for i, (key, item) in enumerate(value.items()):
-            at = _put((", " if i else "") + _dumps(key) + ": ", parts, at)
+            at = _put(("," if i else "") + _dumps(key) + ":", parts, at)
             at = _write(item, _gold_of(key, item, gold), parts, spans, at)
         if any(found and key not in value for key, found in golds.items()):
             spans.append((at, at + 1))
@@ -118,7 +119,7 @@ def _write_list(value: list[Any], gold: Any, parts: list[str], spans: list[Span]
     left = list(gold) if isinstance(gold, list) else None
     at = _put("[", parts, at)
     for i, item in enumerate(value):
-        at = _put(", " if i else "", parts, at)
+        at = _put("," if i else "", parts, at)
         right = left is None or item in left
         if left is not None and item in left:
             left.remove(item)

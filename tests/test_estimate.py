@@ -20,7 +20,7 @@ from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages
 from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL
 from workers.requests import RequestBuilder
-from workers.tokens import count_message_tokens, count_schema_tokens
+from workers.tokens import count_message_tokens, count_request_tokens, count_schema_tokens
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
 CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
@@ -99,7 +99,7 @@ def test_cost_uses_the_price_per_million_tokens() -> None:
 
 
 def test_minutes_at_the_caps_take_the_tighter_cap() -> None:
-    est = estimate_requests(records(60), config())
+    est = estimate_requests(records(60), config(batch_size=1))
     assert est.minutes_at(rpm=30, tpm=None) == pytest.approx(2.0)
     tokens = est.prompt_tokens + est.completion_bound
     assert est.minutes_at(rpm=10**6, tpm=tokens) == pytest.approx(1.0)
@@ -274,7 +274,10 @@ def test_verify_adds_one_request_per_item_with_its_question() -> None:
         asks_missing=True,
         noun="entities",
     )
-    assert verified.extra_prompt_tokens == 3 * count_message_tokens(question, "gpt-4o-mini")
+    schema = verification.response_format(2, asks_missing=True)
+    asked = count_request_tokens(question, schema, "gpt-4o-mini")
+    assert asked > count_message_tokens(question, "gpt-4o-mini")  # the schema is billed too
+    assert verified.extra_prompt_tokens == 3 * asked
     assert verified.prompt_tokens == plain.prompt_tokens + verified.extra_prompt_tokens
     assert verified.completion_bound == plain.completion_bound + 3 * (
         VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * 2
