@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from prelabel.defaults import DEFAULT_BATCH_SIZE
+from prelabel.defaults import DEFAULT_BATCH_SIZE, default_batch_size
 
 #: `--redis-url`, for every command that reads or writes runs in Redis.
 RedisUrlOpt = Annotated[
@@ -240,14 +240,16 @@ class LimitFlags:
         typer.Option(help=SHARD_SIZE_HELP, min=1, show_default=False, rich_help_panel=LIMITS),
     ] = None
     batch_size: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Items per LLM request: they share its instructions, schema and examples "
-            "(1 for small local models).",
+            help="Items per LLM request: they share its instructions, schema and examples. "
+            f"Default: {DEFAULT_BATCH_SIZE} for OpenAI's models, 1 for any other (a small "
+            "local model labels better one item at a time).",
             min=1,
+            show_default=False,
             rich_help_panel=LIMITS,
         ),
-    ] = DEFAULT_BATCH_SIZE
+    ] = None
     max_tokens: Annotated[
         int | None,
         typer.Option(
@@ -257,10 +259,13 @@ class LimitFlags:
         ),
     ] = None
 
-    @property
-    def completion_limit(self) -> int:
-        """`--max-tokens`, or `default_max_tokens(--batch-size)`."""
-        return self.max_tokens or default_max_tokens(self.batch_size)
+    def items_per_request(self, model: str) -> int:
+        """`--batch-size`, or the model's default (`prelabel.defaults.default_batch_size`)."""
+        return self.batch_size or default_batch_size(model)
+
+    def completion_limit(self, model: str) -> int:
+        """`--max-tokens`, or `default_max_tokens` of the batch size."""
+        return self.max_tokens or default_max_tokens(self.items_per_request(model))
 
 
 def default_max_tokens(batch_size: int) -> int:
