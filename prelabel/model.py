@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from prelabel.defaults import DEFAULT_BATCH_SIZE
 from prelabel.frozen import Frozen
 
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
@@ -127,7 +126,9 @@ class Limits(Frozen):
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    #: Items per request (the command line's default depends on the model:
+    #: `prelabel.defaults.default_batch_size`).
+    batch_size: int = Field(1, ge=1)
     shard_size: int = Field(50, ge=1)
 
 

@@ -272,7 +272,7 @@ def verifying(rejected: set[str]) -> Any:
         for key, word in [(str(n), "yes" if r else "no") for n, r in enumerate(right, 1)] + [
             ("missing", "no")
         ]:
-            start = content.index(f'"{key}": "', at) + len(f'"{key}": "')
+            start = content.index(f'"{key}":"', at) + len(f'"{key}":"')
             pieces.append(TokenLogprob(content[at:start], 0.0))
             other = "no" if word == "yes" else "yes"
             pieces.append(

@@ -326,14 +326,15 @@ def test_cache_steps_are_128_tokens_from_1024() -> None:
 
 
 def test_the_estimate_counts_schemas_and_the_cache_of_a_stable_prefix() -> None:
-    # Batches of 10 in one shard: two requests with the same schema and system prompt; the
-    # first pays in full, the second has that common prefix cached in 128-token steps.
-    cfg = estimate_config(batch_size=10)
+    # Batches of 10 in one shard: two requests with the same schema and (long) system prompt;
+    # the first pays in full, the second has that common prefix cached in 128-token steps.
+    template = "Label with care. " * 300 + "{types}\n{format}"
+    cfg = estimate_config(batch_size=10, system_template=template)
     recs = records(20)
     est = estimate_requests(recs, cfg)
     builder = RequestBuilder(cfg)
     schema = count_schema_tokens(builder.response_format(recs[:10]), "gpt-4o-mini")
-    system = build_messages(recs[:10], CONLL)[0]
+    system = build_messages(recs[:10], CONLL, template=template)[0]
     prefix = schema + count_message_tokens([system], "gpt-4o-mini") - PER_REPLY
     assert prefix >= 1024
     assert est.requests == 2 and est.schema_tokens == 2 * schema
