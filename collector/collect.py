@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prelabel.counters import RunCounter
 from prelabel.errors import failure_kind
 from prelabel.files import write_atomic
-from prelabel.pricing import counters_cost, run_price
+from prelabel.pricing import Bill, run_price
 
 # Imported when collecting, not with the package: the collector's models, Redis and the
 # task type's scoring (NER: scikit-learn, seqeval) take a second or more, and
@@ -72,6 +72,7 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     run_json = out_dir / "run.json"
     write_atomic(run_json, config.model_dump_json(indent=2) + "\n")
 
+    bill = run_bill(config, counters)
     figures = RunFigures(
         items=len(rows),
         labeled=sum(r.status == "labeled" for r in rows),
@@ -89,7 +90,10 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
         batch_requests=counters.get(RunCounter.BATCH_REQUESTS, 0),
         batch_prompt_tokens=counters.get(RunCounter.BATCH_PROMPT_TOKENS, 0),
         batch_completion_tokens=counters.get(RunCounter.BATCH_COMPLETION_TOKENS, 0),
-        cost_usd=run_cost(config, counters),
+        cached_prompt_tokens=counters.get(RunCounter.CACHED_PROMPT_TOKENS, 0),
+        batch_cached_prompt_tokens=counters.get(RunCounter.BATCH_CACHED_PROMPT_TOKENS, 0),
+        cost_usd=bill.total if bill is not None else None,
+        bill=bill,
         wall_seconds=wall_seconds,
         model=config.endpoint.model,
         prompt_version=config.labeling.prompt_version,
@@ -107,13 +111,19 @@ def collect(store: RunStore, run_id: str, out_dir: Path, *, wall_seconds: float)
     return Collected(out_dir, files, evaluation, missing)
 
 
-def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
-    """What the run's tokens cost in USD (`prelabel.pricing.run_price`; the tokens that went
-    through the Batch API at its price); None when the model's price is unknown."""
+def run_bill(config: RunConfig, counters: dict[str, int]) -> Bill | None:
+    """What the run's tokens cost in USD, by part and transport (`prelabel.pricing.run_price`
+    and `Bill`); None when the model's price is unknown."""
     price = run_price(config)
     if price is None:
         return None
-    return counters_cost(price, counters)
+    return Bill.of_counters(price, counters)
+
+
+def run_cost(config: RunConfig, counters: dict[str, int]) -> float | None:
+    """What the run's tokens cost in USD (`run_bill`'s total); None when unpriced."""
+    bill = run_bill(config, counters)
+    return bill.total if bill is not None else None
 
 
 def _not_labeled(model: type[ItemResult], item_id: str, config: RunConfig) -> ItemResult:

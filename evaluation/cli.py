@@ -136,7 +136,8 @@ def evaluate_command(
     source = _read(file, fmt, gold, split, assets)
     figures = source.figures
     if cost_usd is not None:
-        figures = figures.model_copy(update={"cost_usd": cost_usd})
+        # The bill's split was of the old cost: a given cost has none.
+        figures = figures.model_copy(update={"cost_usd": cost_usd, "bill": None})
     task = task_types.get(source.task)
     ev = task.evaluate(source.items, figures, resamples=resamples, seed=seed)
     written: tuple[Path, ...] = ()

@@ -197,8 +197,8 @@ def run(
         tpm=limits.tpm,
         shard_size=limits.shard_size,
         delivery=how,
-        batch_size=limits.batch_size,
-        max_tokens=limits.completion_limit,
+        batch_size=limits.items_per_request(endpoint.model),
+        max_tokens=limits.completion_limit(endpoint.model),
         reasoning_effort=_effort(reasoning_effort),
         cache=cache,
         budget_usd=budget.budget_usd,
@@ -471,10 +471,14 @@ def estimate(
     """Print what a run would cost before starting it: requests, tokens and price.
 
     Takes the same dataset and labeling flags as `run`, and needs neither Redis nor the
-    endpoint. Prompt tokens are counted on the real messages; completion tokens are
-    estimated, with `max_tokens` per request as the bound. Prices: built-in table, extended
-    by the JSON or TOML file in $PRELABEL_PRICES; with `--transport batch`, the Batch API's
-    half price (auto: between the two).
+    endpoint. Prompt tokens are counted on the real messages, plus the response format's
+    schema (an estimate: its compact JSON in the model's encoding); of them, those the
+    provider's prompt cache is expected to serve (a stable prefix of at least 1,024 tokens
+    seen before, in 128-token steps; an estimate too). Completion tokens are estimated, with
+    `max_tokens` per request as the bound. Prices: built-in table, extended by the JSON or
+    TOML file in $PRELABEL_PRICES (cached input at its own price); with `--transport batch`,
+    the Batch API's half price (auto: between the two). Dollars per 1,000 items are shown
+    split into uncached input, cached input and output, realtime and through the Batch API.
     """
     from producer.pipeline import RunOptions
 
@@ -487,8 +491,8 @@ def estimate(
         model=endpoint.model,
         base_url=url,
         shard_size=limits.shard_size,
-        batch_size=limits.batch_size,
-        max_tokens=limits.completion_limit,
+        batch_size=limits.items_per_request(endpoint.model),
+        max_tokens=limits.completion_limit(endpoint.model),
         labeling=labeling,
         delivery=how,
         confidence=confidence,
@@ -781,6 +785,22 @@ def simulate(
             "--ignore-n", help="Answer one choice whatever n asks, as llama.cpp's server does."
         ),
     ] = False,
+    refuse_cache_key: Annotated[
+        bool,
+        typer.Option(
+            "--refuse-cache-key",
+            help="Answer a request carrying prompt_cache_key with a 400, as a strict proxy or "
+            "an old Azure API version does.",
+        ),
+    ] = False,
+    bill_schema: Annotated[
+        bool,
+        typer.Option(
+            "--bill-schema/--no-bill-schema",
+            help="Count the response format's JSON schema in prompt_tokens, as OpenAI bills "
+            "it (its compact JSON in o200k_base, as prelabel estimate counts it), or not.",
+        ),
+    ] = True,
 ) -> None:
     """Start prelabel's OpenAI-compatible simulator: answers a task's prompts from gold data.
 
@@ -841,6 +861,8 @@ def simulate(
         batch_enqueued_tokens=batch_enqueued_tokens,
         no_logprobs=no_logprobs,
         ignore_n=ignore_n,
+        refuse_cache_key=refuse_cache_key,
+        bill_schema=bill_schema,
     )
     serve(config, Oracle(records, ontology=ontology, noise=noise, seed=seed, task=name))
 

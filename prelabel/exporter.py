@@ -151,6 +151,7 @@ def families(snaps: list[Snapshot]) -> Iterator[Metric]:
     yield gauge(
         "prelabel_cost_usd", "Spent so far, in USD (absent when unpriced).", lambda s: s.cost_usd
     )
+    yield from cost_families(snaps)
     yield gauge("prelabel_run_cap_rpm", "The run's requests/min cap.", lambda s: s.rpm_cap)
     yield gauge("prelabel_run_cap_tpm", "The run's tokens/min cap.", lambda s: s.tpm_cap)
     yield gauge(
@@ -227,6 +228,56 @@ def batch_families(snaps: list[Snapshot]) -> Iterator[Metric]:
         tokens.add_metric([s.run_id, "completion"], s.batch_completion_tokens)
         polls.add_metric([s.run_id], s.batch_polls)
     yield from (batches, items, requests, tokens, polls)
+
+
+#: A bill's parts as the cost families label them: (part, transport, field of `Bill`).
+BILL_PARTS = (
+    ("uncached_input", "realtime", "input"),
+    ("cached_input", "realtime", "cached_input"),
+    ("output", "realtime", "output"),
+    ("uncached_input", "batch", "batch_input"),
+    ("cached_input", "batch", "batch_cached_input"),
+    ("output", "batch", "batch_output"),
+)
+
+
+def cost_families(snaps: list[Snapshot]) -> Iterator[Metric]:
+    """Cached prompt tokens (a part of `prelabel_tokens{kind="prompt"}`), and the run's bill
+    split by part and transport, in all and per 1,000 items done (`prelabel.pricing.Bill`,
+    as `prelabel status` shows it; absent when unpriced, or before an item is done)."""
+    cached = CounterMetricFamily(
+        "prelabel_cached_prompt_tokens",
+        "Prompt tokens the provider served from its prompt cache (part of the prompt tokens).",
+        labels=["run", "transport"],
+    )
+    labels = ["run", "part", "transport"]
+    split = GaugeMetricFamily(
+        "prelabel_cost_split_usd",
+        "Spent so far, in USD, by part (uncached_input, cached_input, output) and transport.",
+        labels=labels,
+    )
+    per_k = GaugeMetricFamily(
+        "prelabel_run_usd_per_1k_items",
+        "USD per 1,000 items done (labeled + failed), by part and transport.",
+        labels=labels,
+    )
+    per_k_total = GaugeMetricFamily(
+        "prelabel_run_usd_per_1k_items_total",
+        "USD per 1,000 items done (labeled + failed), in all.",
+        labels=["run"],
+    )
+    for s in snaps:
+        realtime_cached = max(s.cached_prompt_tokens - s.batch_cached_prompt_tokens, 0)
+        cached.add_metric([s.run_id, "realtime"], realtime_cached)
+        cached.add_metric([s.run_id, "batch"], s.batch_cached_prompt_tokens)
+        for family, bill in ((split, s.bill), (per_k, s.per_thousand)):
+            if bill is None:
+                continue
+            for part, transport, name in BILL_PARTS:
+                family.add_metric([s.run_id, part, transport], getattr(bill, name))
+        if s.per_thousand is not None:
+            per_k_total.add_metric([s.run_id], s.per_thousand.total)
+    yield from (cached, split, per_k, per_k_total)
 
 
 def task_counters(snaps: list[Snapshot]) -> Iterator[Metric]:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, computed_field, model_validator
 
 from prelabel.frozen import Frozen
+from prelabel.pricing import Bill
 
 
 class RunFigures(Frozen):
@@ -41,9 +42,16 @@ class RunFigures(Frozen):
     batch_requests: int = 0
     batch_prompt_tokens: int = 0
     batch_completion_tokens: int = 0
+    #: Of `prompt_tokens` (and of `batch_prompt_tokens`), those the provider served from
+    #: its prompt cache, billed at the cached-input price.
+    cached_prompt_tokens: int = 0
+    batch_cached_prompt_tokens: int = 0
     wall_seconds: float = 0.0
     #: What the run cost in US dollars, when known (None: unknown, shown as "n/a").
     cost_usd: float | None = None
+    #: The same cost by part (uncached input, cached input, output) and transport
+    #: (`prelabel.pricing.Bill`; None when unknown).
+    bill: Bill | None = None
     model: str = ""
     prompt_version: str = ""
     dataset: str = ""
@@ -69,6 +77,16 @@ class RunFigures(Frozen):
         timed. Items a stopped run never reached are not counted."""
         done = self.labeled + self.failed - self.unfinished
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def done(self) -> int:
+        """Items the workers finished, labeled or failed (what the run paid for)."""
+        return max(self.labeled + self.failed - self.unfinished, 0)
+
+    @property
+    def per_thousand(self) -> Bill | None:
+        """The bill per 1,000 items the workers finished; None when unknown or none were."""
+        return self.bill.per_thousand(self.done) if self.bill is not None else None
 
     @property
     def realtime_requests(self) -> int:

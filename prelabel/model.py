@@ -16,7 +16,7 @@ from prelabel.frozen import Frozen
 #: The task a run labels when its configuration names none (`task_types.get(DEFAULT_TASK)`).
 DEFAULT_TASK = "ner"
 #: The default task's prompt version (a test in task_types checks that they agree).
-DEFAULT_PROMPT_VERSION = "ner-v2"
+DEFAULT_PROMPT_VERSION = "ner-v3"
 
 
 class Record(Frozen):
@@ -126,6 +126,8 @@ class Limits(Frozen):
 
     rpm: int | None = Field(None, gt=0)
     tpm: int | None = Field(None, gt=0)
+    #: Items per request (the command line's default depends on the model:
+    #: `prelabel.defaults.default_batch_size`).
     batch_size: int = Field(1, ge=1)
     shard_size: int = Field(50, ge=1)
 

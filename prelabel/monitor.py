@@ -23,7 +23,7 @@ from prelabel.counters import CounterSpec, RunCounter
 from prelabel.errors import BrokerError, RunError, failure_kind
 from prelabel.keys import RUNS, RunKeys
 from prelabel.model import RunConfig
-from prelabel.pricing import Price, counters_cost, run_price
+from prelabel.pricing import Bill, Price, Tokens, run_price
 
 #: How far back `--watch` and the exporter look for the rates they show.
 DEFAULT_WINDOW = 60.0
@@ -186,10 +186,21 @@ class Snapshot:
     batch_requests: int = 0
     batch_prompt_tokens: int = 0
     batch_completion_tokens: int = 0
+    batch_cached_prompt_tokens: int = 0
+    #: Of `prompt_tokens`, those served from the provider's prompt cache.
+    cached_prompt_tokens: int = 0
+    #: What the run cost so far, by category and transport (None when unpriced);
+    #: `cost_usd` is its total.
+    bill: Bill | None = None
 
     @property
     def done(self) -> int:
         return self.labeled + self.failed
+
+    @property
+    def per_thousand(self) -> Bill | None:
+        """The bill per 1,000 items done (labeled + failed); None unpriced or before any."""
+        return self.bill.per_thousand(self.done) if self.bill is not None else None
 
     @property
     def remaining(self) -> int:
@@ -234,16 +245,8 @@ def rates(
     completion = delta(RunCounter.COMPLETION_TOKENS)
     cost = None
     if price is not None:
-        batched = {
-            k: delta(k)
-            for k in (RunCounter.BATCH_PROMPT_TOKENS, RunCounter.BATCH_COMPLETION_TOKENS)
-        }
-        cost = price.cost(
-            prompt,
-            completion,
-            batch_prompt=batched[RunCounter.BATCH_PROMPT_TOKENS],
-            batch_completion=batched[RunCounter.BATCH_COMPLETION_TOKENS],
-        )
+        spent = Tokens.from_counters({name: delta(name) for name in _TOKEN_COUNTERS})
+        cost = Bill.of(price, spent).total
     return Rates(
         seconds=seconds,
         items_per_s=max(newer.done - older.done, 0) / seconds,
@@ -254,6 +257,17 @@ def rates(
         wait_per_request_s=delta(RunCounter.BUCKET_WAIT_MS) / 1000 / requests if requests else 0.0,
         cost_per_min=None if cost is None else cost * per_min,
     )
+
+
+#: The counters a bill is made of (`prelabel.pricing.Tokens.from_counters`).
+_TOKEN_COUNTERS = (
+    RunCounter.PROMPT_TOKENS,
+    RunCounter.COMPLETION_TOKENS,
+    RunCounter.CACHED_PROMPT_TOKENS,
+    RunCounter.BATCH_PROMPT_TOKENS,
+    RunCounter.BATCH_COMPLETION_TOKENS,
+    RunCounter.BATCH_CACHED_PROMPT_TOKENS,
+)
 
 
 def eta_seconds(remaining: int, items_per_s: float | None) -> float | None:
@@ -286,7 +300,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
     stopped = view.status != "running"
     speed = window.items_per_s if window is not None else None
     eta = None if stopped and remaining else eta_seconds(remaining, speed)
-    spent = counters_cost(price, s.counters) if price else None
+    bill = Bill.of_counters(price, s.counters) if price else None
     return Snapshot(
         run_id=cfg.run_id,
         status=view.status,
@@ -306,7 +320,9 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         rate_limited=s.get(RunCounter.RATE_LIMITED),
         retries=s.get(RunCounter.RETRIES),
         bucket_wait_s=s.get(RunCounter.BUCKET_WAIT_MS) / 1000,
-        cost_usd=spent,
+        cost_usd=bill.total if bill is not None else None,
+        bill=bill,
+        cached_prompt_tokens=s.get(RunCounter.CACHED_PROMPT_TOKENS),
         rpm_cap=cfg.limits.rpm if cfg.limits.rpm is not None else view.worker_rpm,
         tpm_cap=cfg.limits.tpm if cfg.limits.tpm is not None else view.worker_tpm,
         rates=window,
@@ -329,6 +345,7 @@ def snapshot(view: RunView, older: Sample | None = None) -> Snapshot:
         batch_requests=s.get(RunCounter.BATCH_REQUESTS),
         batch_prompt_tokens=s.get(RunCounter.BATCH_PROMPT_TOKENS),
         batch_completion_tokens=s.get(RunCounter.BATCH_COMPLETION_TOKENS),
+        batch_cached_prompt_tokens=s.get(RunCounter.BATCH_CACHED_PROMPT_TOKENS),
     )
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from prelabel.defaults import DEFAULT_BATCH_SIZE, default_batch_size
+
 #: `--redis-url`, for every command that reads or writes runs in Redis.
 RedisUrlOpt = Annotated[
     str | None,
@@ -81,6 +83,7 @@ ID_FIELD_HELP = "Item id column (default: SPLIT-NNNNNN by position)."
 class FewShotStrategy(StrEnum):
     similar = "similar"
     random = "random"
+    fixed = "fixed"
 
 
 class ResponseFormat(StrEnum):
@@ -237,8 +240,16 @@ class LimitFlags:
         typer.Option(help=SHARD_SIZE_HELP, min=1, show_default=False, rich_help_panel=LIMITS),
     ] = None
     batch_size: Annotated[
-        int, typer.Option(help="Items per LLM request.", min=1, rich_help_panel=LIMITS)
-    ] = 1
+        int | None,
+        typer.Option(
+            help="Items per LLM request: they share its instructions, schema and examples. "
+            f"Default: {DEFAULT_BATCH_SIZE} for OpenAI's models, 1 for any other (a small "
+            "local model labels better one item at a time).",
+            min=1,
+            show_default=False,
+            rich_help_panel=LIMITS,
+        ),
+    ] = None
     max_tokens: Annotated[
         int | None,
         typer.Option(
@@ -248,12 +259,20 @@ class LimitFlags:
         ),
     ] = None
 
-    @property
-    def completion_limit(self) -> int:
-        """`--max-tokens`, or room for a batch's answer: about 33 tokens a CoNLL sentence on
-        average, dense ones several times that, so that a cut-off answer (which splits the
-        batch) stays rare."""
-        return self.max_tokens or 256 + 64 * self.batch_size
+    def items_per_request(self, model: str) -> int:
+        """`--batch-size`, or the model's default (`prelabel.defaults.default_batch_size`)."""
+        return self.batch_size or default_batch_size(model)
+
+    def completion_limit(self, model: str) -> int:
+        """`--max-tokens`, or `default_max_tokens` of the batch size."""
+        return self.max_tokens or default_max_tokens(self.items_per_request(model))
+
+
+def default_max_tokens(batch_size: int) -> int:
+    """Room for a batch's answer: a compact CoNLL answer is about 14 tokens a sentence on
+    average (28 listing every type), dense ones several times that, so that a cut-off answer
+    (which splits the batch) stays rare."""
+    return 256 + 64 * batch_size
 
 
 @dataclass(frozen=True)
@@ -317,7 +336,9 @@ class TaskFlags:
         FewShotStrategy,
         typer.Option(
             "--few-shot-strategy",
-            help="How examples are chosen: similar (TF-IDF nearest neighbours) or random.",
+            help="How examples are chosen: similar (TF-IDF nearest neighbours per request), "
+            "random (one seeded set for the run) or fixed (one set for the run covering the "
+            "most labels with the fewest tokens: a stable prefix for the prompt cache).",
             rich_help_panel=TASK,
         ),
     ] = FewShotStrategy.similar

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import redis
 
     from prelabel.monitor import Snapshot
+    from prelabel.pricing import Bill
 
 _STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "cancelled": "yellow"}
 
@@ -110,8 +111,11 @@ def render(
         grid.add_row("rate", window)
     grid.add_row(
         "tokens in all",
-        f"prompt {snap.prompt_tokens:,} · completion {snap.completion_tokens:,}",
+        f"prompt {snap.prompt_tokens:,} (cached {snap.cached_prompt_tokens:,}) · "
+        f"completion {snap.completion_tokens:,}",
     )
+    for name, value in per_thousand_rows(snap):
+        grid.add_row(name, value)
     for name, value in transport_rows(snap):
         grid.add_row(name, value)
     if snap.confidence != "none":
@@ -135,6 +139,28 @@ def render(
         + (f" ({snap.split})" if snap.split else "")
     )
     return Panel(Group(*parts), title=title, subtitle=subtitle, title_align="left")
+
+
+def bill_text(bill: Bill) -> str:
+    """A bill's split: `uncached input $… · cached input $… · output $…`."""
+    return (
+        f"uncached input {fmt_usd(bill.uncached_input_usd)} · "
+        f"cached input {fmt_usd(bill.cached_input_usd)} · output {fmt_usd(bill.output_usd)}"
+    )
+
+
+def per_thousand_rows(snap: Snapshot) -> list[tuple[str, str]]:
+    """Dollars per 1,000 items done (labeled + failed), split by category, and by transport
+    when the run used the Batch API; none before an item is done or when unpriced."""
+    per_k = snap.per_thousand
+    if per_k is None:
+        return []
+    rows = [("$ per 1,000 items", f"{fmt_usd(per_k.total)}: {bill_text(per_k)}")]
+    if per_k.used_batch:
+        realtime, batch = per_k.realtime_part(), per_k.batch_part()
+        rows.append(("  Batch API", f"{fmt_usd(batch.total)}: {bill_text(batch)}"))
+        rows.append(("  realtime", f"{fmt_usd(realtime.total)}: {bill_text(realtime)}"))
+    return rows
 
 
 def batches_text(snap: Snapshot) -> str:
@@ -219,6 +245,7 @@ def one_line(snap: Snapshot) -> str:
         f"rpm={r.requests_per_min:.0f}" if r else "rpm=n/a",
         f"tpm_charged={r.charged_tokens_per_min:.0f}" if r else "tpm_charged=n/a",
         f"cost_per_min={fmt_usd(r.cost_per_min) if r else 'n/a'}",
+        f"usd_per_1k_items={fmt_usd(snap.per_thousand.total if snap.per_thousand else None)}",
         f"429s={snap.rate_limited}",
         f"bucket_wait_per_call_s={r.wait_per_request_s:.3f}" if r else "bucket_wait_per_call_s=n/a",
         f"bucket_wait_total_s={snap.bucket_wait_s:.1f}",

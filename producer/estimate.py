@@ -4,6 +4,14 @@ Prompt tokens are counted on the very messages the workers will send (same batch
 few-shot examples, same system prompt; `workers.requests.RequestBuilder`), with the model's
 own encoding: exact for OpenAI models, an upper estimate for others (`workers.tokens`).
 
+Prompt tokens are the messages' plus the response format's JSON schema, which structured
+outputs bill as input: counted as its compact JSON in the model's encoding, an estimate
+(`workers.tokens.count_schema_tokens`; OpenAI does not publish how it renders a schema). Of
+them, the tokens the provider's prompt cache is expected to serve (`producer.cache_estimate`:
+a stable prefix of at least 1,024 tokens seen before, in 128-token steps) are priced at the
+cached-input price, and the dollars per 1,000 items are split into uncached input, cached
+input and output, realtime and through the Batch API.
+
 Completion tokens cannot be known before the model answers. Two figures are given:
 - an estimate: an answer of plausible length in the prompt's format, guessed by the task type
   (`Labeling.guess_answer`);
@@ -27,15 +35,31 @@ from dataclasses import dataclass
 from rich.table import Table
 
 import task_types
-from prelabel.model import ConfidenceConfig, Endpoint, Limits, Record, RunConfig, Spend
-from prelabel.pricing import BATCH_DISCOUNT, Price, price_for, stored_price
+from prelabel.defaults import DEFAULT_BATCH_SIZE
+from prelabel.model import (
+    ConfidenceConfig,
+    Endpoint,
+    Limits,
+    Record,
+    RunConfig,
+    Spend,
+)
+from prelabel.pricing import BATCH_DISCOUNT, Bill, Price, Tokens, price_for, stored_price
+from prelabel.status import bill_text
+from producer.cache_estimate import PrefixCache
 from producer.labeling import Labeling, LabelingOptions, default_labels, resolve_labeling
 from producer.loading import DatasetSpec, load_dataset_records
 from task_types import verification
 from task_types.verification import Verdicts
 from workers.fewshot import make_selector
 from workers.requests import RequestBuilder
-from workers.tokens import count_message_tokens, count_tokens, is_exact
+from workers.tokens import (
+    count_message_tokens,
+    count_request_tokens,
+    count_schema_tokens,
+    count_tokens,
+    is_exact,
+)
 
 
 @dataclass(frozen=True)
@@ -64,13 +88,29 @@ class Estimate:
     extra_completion_tokens: int = 0
     #: consistency:N: the prompt tokens N calls would add where the endpoint ignores `n`.
     ignored_n_prompt_tokens: int = 0
+    #: Of `prompt_tokens`, the response format's schemas (estimated: `count_schema_tokens`),
+    #: and those expected from the provider's prompt cache (`producer.cache_estimate`).
+    schema_tokens: int = 0
+    cached_tokens: int = 0
 
     def _cost(self, completion: int) -> float | None:
         if self.price is None:
             return None
         if self.transport == "batch":
-            return self.price.batch_cost(self.prompt_tokens, completion)
-        return self.price.cost(self.prompt_tokens, completion)
+            return self.price.batch_cost(self.prompt_tokens, completion, self.cached_tokens)
+        return self.price.cost(self.prompt_tokens, completion, cached=self.cached_tokens)
+
+    def bill(self, batch: bool = False) -> Bill | None:
+        """The estimated tokens' bill, all realtime or (`batch`) all through the Batch API."""
+        if self.price is None:
+            return None
+        counts = (self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        return Bill.of(self.price, Tokens(*counts, *counts) if batch else Tokens(*counts))
+
+    @property
+    def message_tokens(self) -> int:
+        """Prompt tokens of the messages (the rest is the schemas)."""
+        return self.prompt_tokens - self.schema_tokens
 
     @property
     def cost_usd(self) -> float | None:
@@ -88,7 +128,7 @@ class Estimate:
         """Price of the estimated tokens, all through the Batch API (auto's lowest)."""
         if self.price is None:
             return None
-        return self.price.batch_cost(self.prompt_tokens, self.completion_tokens)
+        return self.price.batch_cost(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     @property
     def tokens_per_item(self) -> float:
@@ -110,7 +150,7 @@ def estimate_run(
     model: str,
     base_url: str,
     shard_size: int = 50,
-    batch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_tokens: int = 512,
     labeling: LabelingOptions | None = None,
     transport: str = "realtime",
@@ -136,6 +176,7 @@ def estimate_run(
         spend=Spend(
             price_input=price.input if price else None,
             price_output=price.output if price else None,
+            price_cached_input=price.cached_input if price else None,
         ),
         labeling=resolved.config,
         confidence=confidence or ConfidenceConfig(),
@@ -152,24 +193,31 @@ def estimate_requests(
     `labeling` carries the few-shot pool; without it (or with `config.labeling.few_shot == 0`) the
     requests have no examples.
     """
+    task = task_types.get(config.labeling.task)
     selector = None
     if config.labeling.few_shot and labeling is not None and labeling.pool:
-        selector = make_selector(config.labeling.few_shot_strategy, labeling.pool)
+        strategy = config.labeling.few_shot_strategy
+        selector = make_selector(strategy, labeling.pool, task.example_labels)
     builder = RequestBuilder(config, selector)
-    task = task_types.get(config.labeling.task)
     labels = task.labels(config)
     model = config.endpoint.model
     method = config.confidence
     samples = method.samples if method.method == "consistency" else 1
-    requests = prompt = completion = over = 0
+    requests = prompt = completion = over = schema = cached = 0
     extra = _Extra()
+    prefixes = PrefixCache(model)
     for start in range(0, len(records), config.limits.shard_size):
         shard = records[start : start + config.limits.shard_size]
         for first in range(0, len(shard), config.limits.batch_size):
             batch = shard[first : first + config.limits.batch_size]
             requests += 1
-            asked = count_message_tokens(builder.messages(batch), model)
+            messages = builder.messages(batch)
+            response_format = builder.response_format(batch)
+            in_schema = count_schema_tokens(response_format, model)
+            asked = count_message_tokens(messages, model) + in_schema
             prompt += asked
+            schema += in_schema
+            cached += prefixes.cached(messages, response_format, in_schema)
             guessed = task.guess_answer(batch, labels)
             answer = count_tokens(guessed, model)
             completion += answer * samples
@@ -195,6 +243,8 @@ def estimate_requests(
         extra_prompt_tokens=extra.prompt,
         extra_completion_tokens=extra.completion + extra.completion_verify,
         ignored_n_prompt_tokens=extra.ignored_n,
+        schema_tokens=schema,
+        cached_tokens=cached,
     )
 
 
@@ -225,7 +275,8 @@ class _Extra:
             )
             said = Verdicts((True,) * len(proposals), False if asks_missing else None)
             self.requests += 1
-            self.prompt += count_message_tokens(messages, model)
+            schema = verification.response_format(len(proposals), asks_missing=asks_missing)
+            self.prompt += count_request_tokens(messages, schema, model)
             self.completion_verify += count_tokens(verification.answer(said), model)
             self.bound += VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * len(proposals)
 
@@ -245,7 +296,13 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
         ("setting", setting),
         ("items", f"{est.items:,}"),
         ("requests", f"{est.requests:,}"),
-        (f"prompt tokens ({exact})", f"{est.prompt_tokens:,}"),
+        ("prompt tokens (messages + schema)", f"{est.prompt_tokens:,}"),
+        (f"  messages ({exact})", f"{est.message_tokens:,}"),
+        ("  schema (estimated: its compact JSON, billed as input)", f"{est.schema_tokens:,}"),
+        (
+            "  expected from the prompt cache (estimated: stable prefix ≥ 1,024)",
+            f"{est.cached_tokens:,}",
+        ),
         ("completion tokens (estimated from capitalised words)", f"{est.completion_tokens:,}"),
         (
             "completion tokens (bound: max_tokens × requests)"
@@ -259,6 +316,7 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
         rows.append(("price", f"unknown for {est.model}: add it to the file in PRELABEL_PRICES"))
     else:
         rows.extend(_price_rows(est, est.price))
+        rows.extend(_per_thousand_rows(est))
     if est.over_max_tokens:
         rows.append(
             (
@@ -293,12 +351,18 @@ def render_estimate(est: Estimate, rpm: int | None = None, tpm: int | None = Non
 
 def _price_rows(est: Estimate, price: Price) -> list[tuple[str, str]]:
     listed = f"{price.input} / {price.output}"
+    cached = (
+        f"cached input {price.cached_input} (Batch API half)"
+        if price.cached_input is not None
+        else "no cached-input discount"
+    )
     if est.transport == "batch":
         half = f"{price.input * BATCH_DISCOUNT:g} / {price.output * BATCH_DISCOUNT:g}"
         return [
             ("price (estimated, Batch API: half the list price)", _usd(est.cost_usd)),
             ("price (bound, Batch API)", _usd(est.cost_bound_usd)),
             ("prices used (USD per 1M in/out)", f"{half} (Batch API; list {listed})"),
+            ("cached input (USD per 1M)", cached),
         ]
     if est.transport == "auto":
         return [
@@ -309,12 +373,26 @@ def _price_rows(est: Estimate, price: Price) -> list[tuple[str, str]]:
             ),
             ("price (bound, at most)", _usd(est.cost_bound_usd)),
             ("prices used (USD per 1M in/out)", f"{listed} (realtime; Batch API half)"),
+            ("cached input (USD per 1M)", cached),
         ]
     return [
         ("price (estimated)", _usd(est.cost_usd)),
         ("price (bound)", _usd(est.cost_bound_usd)),
         ("prices used (USD per 1M in/out)", listed),
+        ("cached input (USD per 1M)", cached),
     ]
+
+
+def _per_thousand_rows(est: Estimate) -> list[tuple[str, str]]:
+    """Dollars per 1,000 items, split uncached input / cached input / output, realtime and
+    through the Batch API (the estimated completion, the expected cached tokens)."""
+    rows = []
+    for name, batch in (("realtime", False), ("Batch API", True)):
+        bill = est.bill(batch)
+        per_k = bill.per_thousand(est.items) if bill is not None else None
+        if per_k is not None:
+            rows.append((f"$ per 1,000 items, {name}", f"{_usd(per_k.total)}: {bill_text(per_k)}"))
+    return rows
 
 
 def _usd(value: float | None) -> str:

@@ -14,6 +14,7 @@ import task_types
 from collector import Collected
 from prelabel import tracing
 from prelabel.connections import connect
+from prelabel.defaults import DEFAULT_BATCH_SIZE
 from prelabel.errors import ConfigError
 from prelabel.model import (
     ConfidenceConfig,
@@ -58,7 +59,7 @@ class RunOptions:
     tpm: int | None = None
     #: Items per shard; None: the transport's default (`default_shard_size`).
     shard_size: int | None = None
-    batch_size: int = 1
+    batch_size: int = DEFAULT_BATCH_SIZE
     max_tokens: int = 512
     reasoning_effort: ReasoningEffort | None = None
     cache: bool = True
@@ -220,6 +221,7 @@ def _config(
             budget_tokens=options.budget_tokens,
             price_input=price.input if price else None,
             price_output=price.output if price else None,
+            price_cached_input=price.cached_input if price else None,
         ),
         labeling=labeling.config,
         delivery=options.delivery,

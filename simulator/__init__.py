@@ -1,4 +1,4 @@
-"""An OpenAI-compatible LLM simulator that answers ner-v2 prompts from gold labels.
+"""An OpenAI-compatible LLM simulator that answers prelabel's prompts from gold labels.
 
 Every test, demo and benchmark of prelabel talks to it through the real `openai` client. It
 enforces RPM/TPM caps like OpenAI (429s with the same headers and error codes), and injects

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import bpe_openai
 
 from simulator.oracle import message_text
+from workers.tokens import schema_text
 
 #: Tokens added per message on top of its text (role and delimiters), as OpenAI's cookbook does.
 MESSAGE_OVERHEAD = 4
@@ -58,9 +59,15 @@ def count_tokens(text: str) -> int:
     return len(encoding().encode_ordinary(text))
 
 
-def count_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens of a chat request: each message's text in o200k_base, plus 4 each."""
-    return sum(count_tokens(message_text(m)) + MESSAGE_OVERHEAD for m in messages)
+def count_prompt_tokens(
+    messages: Sequence[Mapping[str, Any]], response_format: Mapping[str, Any] | None = None
+) -> int:
+    """Prompt tokens of a chat request: each message's text in o200k_base, plus 4 each, plus
+    the response format's JSON schema as OpenAI bills it (its compact JSON, as
+    `workers.tokens.count_schema_tokens` estimates it; 0 for JSON mode)."""
+    schema = schema_text(response_format)
+    tokens = 0 if schema is None else count_tokens(schema)
+    return tokens + sum(count_tokens(message_text(m)) + MESSAGE_OVERHEAD for m in messages)
 
 
 def format_duration(seconds: float) -> str:

@@ -8,14 +8,17 @@ nothing about a model.
 The invention: an answer is compared with the noise-free answer of the same shape (`marks`).
 A string value that differs from it (a corrupted label or mention, a flipped yes or no) is
 doubtful, and so is the `]` of a list that lacks a gold value (the structure that dropped it:
-a confident-looking `]` closing a list too early). Every o200k token of the answer that
-overlaps a doubtful span gets a probability near `LOW`, every other one near `HIGH` (a
-seeded jitter of a few hundredths, from the oracle's seed and the answer's text, keeps
-values apart). A token is o200k's, so one may hold a value's closing quote and the `]` after
-it (`"]`): a right value that ends a list which dropped one reads doubtful too, as the
-item does. `top_logprobs` lists the chosen token and made-up alternatives sharing what
-is left of the probability mass; a "yes" or "no" of a verification has the other word as
-its first alternative.
+a confident-looking `]` closing a list too early). An answer may leave out a key whose list
+would be empty (NER's compact answers): a list under a key the noise-free answer lacks holds
+no gold value (each of its values is doubtful), and the `}` of an object that lacks a key
+whose noise-free list is not empty is doubtful (it closed the object too early). Every o200k
+token of the answer that overlaps a doubtful span gets a probability near `LOW`, every other
+one near `HIGH` (a seeded jitter of a few hundredths, from the oracle's seed and the
+answer's text, keeps values apart). A token is o200k's, so one may hold a value's closing
+quote and the `]` after it (`"]`): a right value that ends a list which dropped one reads
+doubtful too, as the item does. `top_logprobs` lists the chosen token and made-up
+alternatives sharing what is left of the probability mass; a "yes" or "no" of a
+verification has the other word as its first alternative.
 
 Tokens are o200k pieces of the content, decoded; a character whose bytes span several
 tokens is one token here, so that every token is clean text and the tokens spell the
@@ -72,8 +75,9 @@ Span = tuple[int, int]
 
 
 def marks(answer: Any, gold: Any) -> tuple[str, list[Span]]:
-    """`json.dumps(answer, ensure_ascii=False)` and its doubtful spans against `gold`, the
-    noise-free answer of the same shape (None where there is none: nothing is doubtful)."""
+    """`answer` as the oracle writes it (`simulator.oracle.answer_text`, compact JSON) and
+    its doubtful spans against `gold`, the noise-free answer of the same shape (None where
+    there is none: nothing is doubtful)."""
     parts: list[str] = []
     spans: list[Span] = []
     _write(answer, gold, parts, spans, 0)
@@ -86,8 +90,10 @@ def _write(value: Any, gold: Any, parts: list[str], spans: list[Span], at: int) 
         golds = gold if isinstance(gold, dict) else {}
         at = _put("{", parts, at)
         for i, (key, item) in enumerate(value.items()):
-            at = _put((", " if i else "") + _dumps(key) + ": ", parts, at)
-            at = _write(item, golds.get(key) if gold is not None else None, parts, spans, at)
+            at = _put(("," if i else "") + _dumps(key) + ":", parts, at)
+            at = _write(item, _gold_of(key, item, gold), parts, spans, at)
+        if any(found and key not in value for key, found in golds.items()):
+            spans.append((at, at + 1))
         return _put("}", parts, at)
     if isinstance(value, list):
         return _write_list(value, gold, parts, spans, at)
@@ -97,13 +103,23 @@ def _write(value: Any, gold: Any, parts: list[str], spans: list[Span], at: int) 
     return _put(text, parts, at)
 
 
+def _gold_of(key: str, item: Any, gold: Any) -> Any:
+    """The noise-free value for `item` under `key` of `gold` (None: nothing to compare with);
+    a list under a key a noise-free object lacks (a compact answer's) holds no gold value."""
+    if not isinstance(gold, dict):
+        return None
+    if key not in gold and isinstance(item, list):
+        return []
+    return gold.get(key)
+
+
 def _write_list(value: list[Any], gold: Any, parts: list[str], spans: list[Span], at: int) -> int:
     """A list whose items are right while gold holds them (as a multiset); its `]` is
     doubtful when gold holds a value the list does not."""
     left = list(gold) if isinstance(gold, list) else None
     at = _put("[", parts, at)
     for i, item in enumerate(value):
-        at = _put(", " if i else "", parts, at)
+        at = _put("," if i else "", parts, at)
         right = left is None or item in left
         if left is not None and item in left:
             left.remove(item)

@@ -38,6 +38,17 @@ Answer = Any
 _NUMBERED = re.compile(r"(\d+): (.*)\Z")
 
 
+#: How the oracle writes JSON: compact, as the prompts' examples show answers and as OpenAI's
+#: structured outputs write them (`", "` and `": "` would cost about 3 tokens a CoNLL
+#: sentence more).
+SEPARATORS = (",", ":")
+
+
+def answer_text(answer: object) -> str:
+    """An answer as the oracle writes it."""
+    return json.dumps(answer, separators=SEPARATORS, ensure_ascii=False)
+
+
 #: Which noisy answer to give: a request's `seed` (None: not given) and a choice's index.
 #: `(None, 0)` is the default answer, the one a request without `n` or `seed` gets.
 Draw = tuple[int | None, int]
@@ -58,7 +69,7 @@ class OracleReply:
 
 
 class Oracle:
-    """Answers ner-v2 prompts from gold records, optionally with seeded noise."""
+    """Answers ner-v3 prompts from gold records, optionally with seeded noise."""
 
     def __init__(
         self,
@@ -104,13 +115,13 @@ class Oracle:
         self._clean: dict[str, Answer] = {
             text: self._named(text, mentions, None) for text, mentions in gold.items()
         }
-        self._json = {text: json.dumps(a, ensure_ascii=False) for text, a in self._answers.items()}
+        self._json = {text: answer_text(a) for text, a in self._answers.items()}
         self._by_id: dict[str, tuple[str, Answer]] = {
             item: (text, self._named(text, mentions))
             for item, (text, mentions) in by_id.items()
             if text in conflicting
         }
-        self._empty_json = json.dumps(self.empty(), ensure_ascii=False)
+        self._empty_json = answer_text(self.empty())
 
     def _named(
         self, text: str, mentions: list[tuple[str, str]], draw: Draw | None = DEFAULT_DRAW
@@ -153,7 +164,7 @@ class Oracle:
         return len(self._answers)
 
     def empty(self) -> Answer:
-        """The answer for an item the oracle does not know (NER: every type, each `[]`)."""
+        """The answer for an item the oracle does not know (NER: `{}`, no type has mentions)."""
         return self._labeling.oracle_answer([], self.ontology, 0.0, None)
 
     def lookup(self, text: str) -> Answer | None:
@@ -188,7 +199,7 @@ class Oracle:
                 return OracleReply(self._empty_json, 1, [text], self.empty(), None)
             noisy, clean = found
             default = draw == DEFAULT_DRAW and not (item_ids and item_ids[0] in self._by_id)
-            content = self._json[text] if default else json.dumps(noisy, ensure_ascii=False)
+            content = self._json[text] if default else answer_text(noisy)
             return OracleReply(content, 1, [], noisy, clean)
         batch: dict[str, Answer] = {}
         golds: dict[str, Answer] = {}
@@ -203,7 +214,7 @@ class Oracle:
             else:
                 batch[key], golds[key] = found
         return OracleReply(
-            content=json.dumps(batch, ensure_ascii=False),
+            content=answer_text(batch),
             sentences=len(batch),
             unknown=unknown,
             answer=batch,

@@ -38,6 +38,18 @@ choice whatever `n` asks (llama.cpp's server). A verification question
 (task_types/verification.py) is answered from the item's gold, flipped by the noise
 (simulator/verifier.py).
 
+Prompt caching (simulator/prompt_cache.py): every answer's usage carries
+`prompt_tokens_details.cached_tokens`, as OpenAI's does: the longest prefix of the request's
+tokens (the schema's compact JSON, then each message's role and content), at least 1,024
+tokens and counted in 128-token steps, identical to a prefix of a request to the same model
+within the last 10 minutes (realtime and Batch API lines share one cache per model). Its
+`prompt_tokens` count the schema too, as OpenAI bills it (`bill_schema`, on by default; off,
+they count the messages only, and a request whose schema makes its cached prefix longer than
+that reports all its `prompt_tokens` cached).
+`prompt_cache_key` is accepted (a string) and counted in `/stats` (`prompt_cache_keys`, with
+`cached_tokens`); `refuse_cache_key` answers it with the 400 of a strict proxy or an old Azure
+API version ("Unrecognized request argument supplied: prompt_cache_key").
+
 `broken_bodies` plays a server (or proxy) that answers 200 with something that is not a chat
 completion: request N gets the (N mod len)-th kind of `BROKEN_BODIES`.
 """
@@ -74,6 +86,7 @@ from simulator.limits import (
 )
 from simulator.logprobs import MAX_TOP, VERDICT_SWAP, marks, token_logprobs
 from simulator.oracle import DEFAULT_DRAW, Draw, Oracle, OracleReply
+from simulator.prompt_cache import PromptCache, request_tokens
 from task_types import verification
 
 FINGERPRINT = "prelabel-simulator"
@@ -140,6 +153,12 @@ class SimulatorConfig:
     no_logprobs: bool = False
     #: Answer one choice whatever `n` asks, as llama.cpp's server does.
     ignore_n: bool = False
+    #: Refuse `prompt_cache_key` with a 400, as a strict proxy or an old Azure API does.
+    refuse_cache_key: bool = False
+    #: Count the response format's schema in `prompt_tokens`, as OpenAI bills it (its compact
+    #: JSON, as `workers.tokens.count_schema_tokens` estimates it, and as `prelabel estimate`
+    #: counts it); off: the messages only.
+    bill_schema: bool = True
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "batch_enqueued_tokens"):
@@ -205,6 +224,12 @@ class Stats:
     choices: int = 0
     #: Verification questions answered (`--confidence verify`); not counted in `sentences`.
     verifications: int = 0
+    #: Of `prompt_tokens`, those served from the prompt cache (simulator/prompt_cache.py), and
+    #: those of response formats' schemas.
+    cached_tokens: int = 0
+    schema_tokens: int = 0
+    #: Answered requests (realtime or batch lines) that carried a `prompt_cache_key`.
+    prompt_cache_keys: int = 0
     unknown_examples: list[str] = field(default_factory=list)
     # The Batch API's requests, so that a benchmark can print what a run asked of the API
     # (`requests` above counts realtime chat requests only).
@@ -274,6 +299,12 @@ class ChatCall:
     seed: int | None = None
     #: Whether it is a verification question (task_types/verification.py).
     verify: bool = False
+    #: The request's tokens as the prompt cache compares them (simulator/prompt_cache.py).
+    cache_tokens: tuple[int, ...] = ()
+    #: Whether it carried a `prompt_cache_key`.
+    cache_key: bool = False
+    #: Of `prompt_tokens`, the response format's schema (0 in JSON mode or unbilled).
+    schema_tokens: int = 0
 
 
 def _mask(key: str) -> str:
@@ -314,6 +345,8 @@ class _Handlers:
         self.ids = itertools.count(1)
         self.broken = itertools.count()
         self.auth = None if config.require_key is None else f"Bearer {config.require_key}"
+        #: One prompt cache per model, as the provider's is.
+        self.caches: dict[str, PromptCache] = {}
 
     def unauthorized(self, request: web.Request) -> web.Response | None:
         """OpenAI's 401 when a key is required and the request does not carry it."""
@@ -411,10 +444,13 @@ class _Handlers:
         """
         messages, model, max_tokens = _parse(body)
         n, top_logprobs, seed = _sampling(body)
-        prompt_tokens = count_prompt_tokens(messages)
+        billed = _format(body) if self.config.bill_schema else None
+        prompt_tokens = count_prompt_tokens(messages, billed)
+        schema_tokens = prompt_tokens - count_prompt_tokens(messages)
         refused = _unsupported(body, model)
         if refused is not None:
             raise refused
+        cache_key = _cache_key(body, self.config.refuse_cache_key)
         wanted = prompt_tokens + (max_tokens or 0)
         window = self.config.context_tokens
         if window is not None and wanted > window:
@@ -428,7 +464,20 @@ class _Handlers:
                 None,
             )
         verify = verification.is_verification(messages, body)
-        return ChatCall(messages, model, max_tokens, prompt_tokens, n, top_logprobs, seed, verify)
+        tokens = tuple(request_tokens(messages, _format(body)))
+        return ChatCall(
+            messages,
+            model,
+            max_tokens,
+            prompt_tokens,
+            n,
+            top_logprobs,
+            seed,
+            verify,
+            tokens,
+            cache_key,
+            schema_tokens,
+        )
 
     def choices(self, call: ChatCall) -> int:
         """How many choices the answer to `call` holds."""
@@ -463,7 +512,12 @@ class _Handlers:
                 room = UNKNOWN_EXAMPLES - len(stats.unknown_examples)
                 if reply.unknown and room > 0:
                     stats.unknown_examples.extend(s[:200] for s in reply.unknown[:room])
+        cache = self.caches.setdefault(call.model, PromptCache())
+        cached = min(call.prompt_tokens, cache.cached(call.cache_tokens, time.monotonic()))
         stats.prompt_tokens += call.prompt_tokens
+        stats.cached_tokens += cached
+        stats.schema_tokens += call.schema_tokens
+        stats.prompt_cache_keys += call.cache_key
         stats.completion_tokens += completion_tokens
         stats.choices += len(choices)
         stats.verifications += call.verify
@@ -478,6 +532,7 @@ class _Handlers:
                 "prompt_tokens": call.prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": call.prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
 
@@ -682,6 +737,32 @@ def _sampling(body: dict[str, Any]) -> tuple[int, int | None, int | None]:
             "temperature",
         )
     return n, (top or 0) if logprobs else None, seed
+
+
+def _cache_key(body: dict[str, Any], refuse: bool) -> bool:
+    """Whether the body carries a `prompt_cache_key`; ApiError (400) for one that is not a
+    string, or for any when the simulator plays an endpoint that refuses the parameter."""
+    if body.get("prompt_cache_key") is None:
+        return False
+    if refuse:
+        raise ApiError(
+            400,
+            "Unrecognized request argument supplied: prompt_cache_key",
+            "invalid_request_error",
+            None,
+        )
+    key = body["prompt_cache_key"]
+    if not isinstance(key, str):
+        raise _invalid(
+            f"Invalid 'prompt_cache_key': {key!r}; expected a string.", "prompt_cache_key"
+        )
+    return True
+
+
+def _format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The body's `response_format`, when it is an object."""
+    given = body.get("response_format")
+    return given if isinstance(given, dict) else None
 
 
 def _integer(value: object) -> bool:

@@ -137,6 +137,11 @@ class Labeling(Protocol):
         """A user's label-set file; ConfigError naming the file and the fix."""
         ...
 
+    def example_labels(self, example: Example) -> frozenset[str]:
+        """The label names `example`'s answer shows (what the `fixed` few-shot strategy
+        covers): an NER example's types with mentions, a classification example's labels."""
+        ...
+
     def read_template(self, path: Path) -> PromptTemplate:
         """A user's system-prompt file (`--prompt-file`); ConfigError when unusable."""
         ...
@@ -248,6 +253,10 @@ class LabelingDefaults:
 
     def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
         return frozenset(values or ())
+
+    def example_labels(self, example: Example) -> frozenset[str]:
+        # The names with values: an example's answer lists every type, most of them empty.
+        return frozenset(name for name, values in example.mentions.items() if values)
 
     # A task type that does not measure confidence says so when a run asks it to.
     single_label = True

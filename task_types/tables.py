@@ -55,6 +55,11 @@ def figure_rows(f: RunFigures, own: Sequence[tuple[str, str]] = ()) -> list[tupl
         ("failed", str(f.failed)),
         ("requests", str(f.requests)),
         ("prompt tokens", f"{f.prompt_tokens:,}"),
+        *(
+            (("cached prompt tokens", f"{f.cached_prompt_tokens:,}"),)
+            if f.cached_prompt_tokens
+            else ()
+        ),
         ("completion tokens", f"{f.completion_tokens:,}"),
         ("429s", str(f.rate_limited)),
         ("retries", str(f.retries)),
@@ -68,6 +73,26 @@ def figure_rows(f: RunFigures, own: Sequence[tuple[str, str]] = ()) -> list[tupl
         ("items/s (finished by workers)", f"{f.items_per_second:.2f}"),
         ("answers from", "prelabel simulator" if f.simulator else f"model {f.model or '?'}"),
     ]
+
+
+def per_thousand_rows(f: RunFigures) -> list[tuple[str, str]]:
+    """Dollars per 1,000 items the workers finished, split into uncached input, cached input
+    and output (`prelabel.pricing.Bill`, as `prelabel status` shows it), and by transport when
+    the run used the Batch API; none when the cost is unknown."""
+    per_k = f.per_thousand
+    if per_k is None:
+        return []
+    rows = [("$ per 1,000 items", money(per_k.total))]
+    parts = [("", per_k)]
+    if per_k.used_batch:
+        parts = [(" (Batch API)", per_k.batch_part()), (" (realtime)", per_k.realtime_part())]
+    for where, bill in parts:
+        rows += [
+            (f"  uncached input{where}", money(bill.input)),
+            (f"  cached input{where}", money(bill.cached_input)),
+            (f"  output{where}", money(bill.output)),
+        ]
+    return rows
 
 
 def confidence_fact(f: RunFigures) -> list[tuple[str, str]]:

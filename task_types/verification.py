@@ -170,7 +170,7 @@ def answer(verdicts: Verdicts) -> str:
     out = {str(n): "yes" if v else "no" for n, v in enumerate(verdicts.right, 1)}
     if verdicts.missing is not None:
         out[MISSING] = "yes" if verdicts.missing else "no"
-    return json.dumps(out)
+    return json.dumps(out, separators=(",", ":"))  # compact, as structured outputs write it
 
 
 def read_answer(content: str, count: int, *, asks_missing: bool) -> Verdicts:

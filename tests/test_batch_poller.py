@@ -227,6 +227,7 @@ def test_a_completed_batch_is_stored_counted_once_and_its_shard_enqueued(
             "finish_reason",
             "requests",
             "choices",
+            "cached_tokens",
         }
         assert json.loads(answer["content"]) == GOLD[item.text]
         assert answer["simulated"] is True and answer["finish_reason"] == "stop"

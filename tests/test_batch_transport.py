@@ -211,7 +211,9 @@ def realtime_bodies(redis_url: str, batch_cfg: RunConfig) -> list[dict[str, Any]
 
     asyncio.run(main())
     assert len(bodies) == 2
-    return bodies
+    # Each run has its own prompt_cache_key: the batch run's, had it gone realtime.
+    assert {body["prompt_cache_key"] for body in bodies} == {"prelabel-" + cfg.run_id}
+    return [body | {"prompt_cache_key": "prelabel-" + batch_cfg.run_id} for body in bodies]
 
 
 def test_the_next_pass_commits_every_item_from_the_stored_answers(

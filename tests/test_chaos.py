@@ -125,7 +125,9 @@ class Fleet:
     def start_run(self, *extra: str) -> str:
         proc = self.prelabel(
             "run", "--dataset", str(self.gold), "--model", "gpt-4o-mini",
-            "--base-url", self.sim_url, "--shard-size", "20", "--no-wait", *extra,
+            "--base-url", self.sim_url, "--shard-size", "20", "--no-wait",
+            # One item a request: the checks below count answered requests as items.
+            "--batch-size", "1", *extra,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().splitlines()[-1]

@@ -240,7 +240,9 @@ def test_estimate_of_goemotions_multi_label() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     figures = estimate_figures(proc.stdout)
-    assert figures["items"] == "5,427" and figures["setting"] == "batch 1, 3 few-shot examples"
+    assert (
+        figures["items"] == "5,427" and figures["setting"] == "batch 10, 3 few-shot examples"
+    )  # an OpenAI model: 10 a request
 
 
 @needs_labeling_half

@@ -335,7 +335,7 @@ def test_a_large_batch_schema_shares_one_definition_of_the_answer() -> None:
     assert 25 * len(EMOTIONS) > MAX_INLINE_ENUM_VALUES >= 25 * len(AG_NEWS.labels)
     fmt = MULTI.response_format(batch, config("classify-multi", GOEMOTIONS))
     schema = fmt["json_schema"]["schema"]
-    assert schema["properties"]["1"] == {"$ref": "#/$defs/answer"}
+    assert schema["properties"]["1"] == {"$ref": "#/$defs/line"}
     assert json.dumps(schema).count('"enum"') == 1
     good = {str(i): {"labels": ["joy"]} for i in range(1, 26)}
     assert errors(good, fmt) == []

@@ -313,7 +313,7 @@ def test_estimate_of_text_without_gold_prices_conlls_four_types(tmp_path: Path) 
     data.write_text("text\nAnn lives in Paris .\nThe EU met in Brussels .\n", encoding="utf-8")
     proc = prelabel("estimate", "--dataset", str(data), "--model", "gpt-4o-mini")
     assert proc.returncode == 0, proc.stderr
-    assert "requests" in proc.stdout and "prompt tokens (exact)" in proc.stdout
+    assert "requests" in proc.stdout and "messages (exact)" in proc.stdout
 
 
 def test_estimate_takes_the_dataset_endpoint_limit_task_and_transport_options_of_run() -> None:

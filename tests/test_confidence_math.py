@@ -90,6 +90,43 @@ def test_an_unusable_item_and_an_unplaced_label_are_told_apart() -> None:
     assert second is None
 
 
+def test_compact_ner_answers_place_each_item_and_mention() -> None:
+    """ner-v3 answers leave out the types without mentions (`{}` for none)."""
+    tokens = _tokens(
+        ('{"1":{},"2":{"', 0.9),
+        ("LOCATION", 1.0),
+        ('":["', 1.0),
+        ("Paris", 0.6),
+        ('","', 1.0),
+        ("Rome", 0.8),
+        ('"]},"3":{"PERSON":["', 1.0),
+        ("Ann", 0.7),
+        ('"]}}', 0.5),
+    )
+    content = "".join(t.token for t in tokens)
+    parts = item_parts(content, 3)
+    assert [content[a:b] for a, b in (p or (0, 0) for p in parts)] == [
+        "{}",
+        '{"LOCATION":["Paris","Rome"]}',
+        '{"PERSON":["Ann"]}',
+    ]
+    measured = logprob_confidence(
+        content,
+        tokens,
+        [
+            [],
+            [Proposal("LOCATION", "Paris"), Proposal("LOCATION", "Rome")],
+            [Proposal("PERSON", "Ann")],
+        ],
+    )
+    assert measured is not None
+    first, second, third = measured
+    assert first is not None and first.proposals == () and first.item == pytest.approx(0.9)
+    assert second is not None
+    assert second.proposals == pytest.approx((0.6, 0.8))
+    assert third is not None and third.proposals == pytest.approx((0.7 * 0.5 * 1.0,))
+
+
 def test_item_parts_of_a_list_and_of_line_keys() -> None:
     listed = '[{"label": "A"}, {"label": "B"}]'
     assert [listed[a:b] for a, b in item_parts(listed, 2)] == ['{"label": "A"}', '{"label": "B"}']

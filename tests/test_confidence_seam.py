@@ -272,7 +272,7 @@ def verifying(rejected: set[str]) -> Any:
         for key, word in [(str(n), "yes" if r else "no") for n, r in enumerate(right, 1)] + [
             ("missing", "no")
         ]:
-            start = content.index(f'"{key}": "', at) + len(f'"{key}": "')
+            start = content.index(f'"{key}":"', at) + len(f'"{key}":"')
             pieces.append(TokenLogprob(content[at:start], 0.0))
             other = "no" if word == "yes" else "yes"
             pieces.append(
@@ -474,7 +474,9 @@ class RecordingBudget:
     async def reserve(self, prompt_tokens: int, max_tokens: int) -> None:
         self.reserved.append((prompt_tokens, max_tokens))
 
-    async def settle(self, prompt: int, most: int, used_prompt: int, used_completion: int) -> None:
+    async def settle(
+        self, prompt: int, most: int, used_prompt: int, used_completion: int, used_cached: int = 0
+    ) -> None:
         self.settled.append((prompt, most, used_prompt, used_completion))
 
 

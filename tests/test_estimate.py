@@ -19,7 +19,8 @@ from task_types.ner.guess import guess_mentions, guessed_answer
 from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages
 from workers.measure import VERIFY_BASE_TOKENS, VERIFY_TOKENS_PER_PROPOSAL
-from workers.tokens import count_message_tokens
+from workers.requests import RequestBuilder
+from workers.tokens import count_message_tokens, count_request_tokens, count_schema_tokens
 
 SAMPLE = Path(__file__).resolve().parents[1] / "producer" / "samples" / "sample.conll"
 CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
@@ -52,9 +53,16 @@ def test_prompt_tokens_are_those_of_the_messages_sent() -> None:
     recs = records(5)
     est = estimate_requests(recs, config(batch_size=2))
     batches = [recs[0:2], recs[2:4], recs[4:5]]
-    assert est.prompt_tokens == sum(
+    assert est.message_tokens == sum(
         count_message_tokens(build_messages(b, CONLL), "gpt-4o-mini") for b in batches
     )
+    # The schema structured outputs bill as input comes on top (estimated, per request).
+    builder = RequestBuilder(config(batch_size=2))
+    assert est.schema_tokens == sum(
+        count_schema_tokens(builder.response_format(b), "gpt-4o-mini") for b in batches
+    )
+    assert est.schema_tokens > 0
+    assert est.prompt_tokens == est.message_tokens + est.schema_tokens
     assert est.exact_prompt is True
     assert estimate_requests(recs, config(model="llama3:8b")).exact_prompt is False
 
@@ -91,7 +99,7 @@ def test_cost_uses_the_price_per_million_tokens() -> None:
 
 
 def test_minutes_at_the_caps_take_the_tighter_cap() -> None:
-    est = estimate_requests(records(60), config())
+    est = estimate_requests(records(60), config(batch_size=1))
     assert est.minutes_at(rpm=30, tpm=None) == pytest.approx(2.0)
     tokens = est.prompt_tokens + est.completion_bound
     assert est.minutes_at(rpm=10**6, tpm=tokens) == pytest.approx(1.0)
@@ -210,7 +218,7 @@ def test_estimate_and_dry_run_print_the_same_figures_without_redis_or_endpoint()
     )
     assert dry.returncode == 0, dry.stderr
     for output in (estimate.stdout, dry.stdout):
-        assert "requests" in output and "prompt tokens (exact)" in output
+        assert "requests" in output and "messages (exact)" in output
         assert "price (estimated)" in output and "2 few-shot examples" in output
     figures = [line for line in estimate.stdout.splitlines() if "│" in line]
     assert figures == [line for line in dry.stdout.splitlines() if "│" in line]
@@ -266,7 +274,10 @@ def test_verify_adds_one_request_per_item_with_its_question() -> None:
         asks_missing=True,
         noun="entities",
     )
-    assert verified.extra_prompt_tokens == 3 * count_message_tokens(question, "gpt-4o-mini")
+    schema = verification.response_format(2, asks_missing=True)
+    asked = count_request_tokens(question, schema, "gpt-4o-mini")
+    assert asked > count_message_tokens(question, "gpt-4o-mini")  # the schema is billed too
+    assert verified.extra_prompt_tokens == 3 * asked
     assert verified.prompt_tokens == plain.prompt_tokens + verified.extra_prompt_tokens
     assert verified.completion_bound == plain.completion_bound + 3 * (
         VERIFY_BASE_TOKENS + VERIFY_TOKENS_PER_PROPOSAL * 2

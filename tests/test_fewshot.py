@@ -6,12 +6,17 @@ from collections.abc import Sequence
 
 import pytest
 
+import task_types
 from prelabel.errors import ConfigError
+from prelabel.model import Label, LabelSet, RunConfig
 from task_types import Example
+from task_types.classify.model import ClassifyRecord
 from task_types.ner.gold import examples_from_records
 from task_types.ner.model import EntityType, NerRecord, Ontology, from_tags
 from workers.fewshot import (
     STRATEGIES,
+    FixedSelector,
+    LabelsOf,
     RandomSelector,
     SimilarSelector,
     make_selector,
@@ -129,7 +134,7 @@ def test_no_examples_asked_or_none_to_give() -> None:
 class FirstSelector:
     """A custom strategy: the first k examples of the pool."""
 
-    def __init__(self, pool: Sequence[Example]) -> None:
+    def __init__(self, pool: Sequence[Example], labels_of: LabelsOf) -> None:
         self.pool = list(pool)
 
     def select(self, texts: Sequence[str], k: int) -> list[Example]:
@@ -154,3 +159,127 @@ def test_strategies_are_pluggable_and_cached_once_per_process_and_run() -> None:
         del STRATEGIES["first"]
     with pytest.raises(ConfigError, match="--few-shot-strategy 'first' is unknown"):
         make_selector("first", POOL)
+
+
+# --- fixed: one set for the run, chosen for coverage per token ---------------------------
+
+NONE: dict[str, list[str]] = {"PERSON": [], "ORGANIZATION": [], "LOCATION": [], "MISCELLANEOUS": []}
+#: o200k tokens of each text in brackets; the labels each shows.
+COVERAGE_POOL = [
+    Example("It rained .", NONE),  # [4] none
+    Example("Ann met Bob .", NONE | {"PERSON": ["Ann", "Bob"]}),  # [4] PER
+    Example(  # [12] all four
+        "Ann of Acme flew to Paris for the Euro final .",
+        {
+            "PERSON": ["Ann"],
+            "ORGANIZATION": ["Acme"],
+            "LOCATION": ["Paris"],
+            "MISCELLANEOUS": ["Euro"],
+        },
+    ),
+    Example("Bob works at Acme .", NONE | {"PERSON": ["Bob"], "ORGANIZATION": ["Acme"]}),  # [6]
+    Example("Rome is big .", NONE | {"LOCATION": ["Rome"]}),  # [4] LOC
+    Example(  # [14] PER ORG
+        "Ann and Bob and Carl and Dan and Eve met at Acme .",
+        NONE | {"PERSON": ["Ann", "Bob", "Carl", "Dan", "Eve"], "ORGANIZATION": ["Acme"]},
+    ),
+]
+
+
+def test_fixed_takes_typical_texts_with_the_most_new_labels_then_the_shortest() -> None:
+    # Worked by hand: lengths 4, 4, 12, 6, 4, 14, upper median 6, so the typical texts are
+    # 2, 3 and 5. The four-type sentence (2) shows the most; then every label is shown, and
+    # the typical ones go shortest first (3, 5), then the rest (0, 1, 4, ties in pool order).
+    selector = make_selector("fixed", COVERAGE_POOL, task_types.get("ner").example_labels)
+    assert isinstance(selector, FixedSelector)
+    order = [COVERAGE_POOL.index(e) for e in selector.select(["anything"], 6)]
+    assert order == [2, 3, 5, 0, 1, 4]
+    assert texts(selector.select(["x"], 3)) == texts([COVERAGE_POOL[i] for i in (2, 3, 5)])
+
+
+def test_fixed_covers_the_labels_before_repeating_one() -> None:
+    # Typical texts each showing one type: one of each before a second PER.
+    pool = [
+        Example("Ann and Bob met Carl .", NONE | {"PERSON": ["Ann", "Bob", "Carl"]}),
+        Example("Dan and Eve met Fay .", NONE | {"PERSON": ["Dan", "Eve", "Fay"]}),
+        Example("They flew to Rome today .", NONE | {"LOCATION": ["Rome"]}),
+    ]
+    chosen = FixedSelector(pool).select(["x"], 2)
+    assert texts(chosen) == [pool[0].text, pool[2].text]
+
+
+def test_fixed_is_the_same_for_every_request_and_every_process() -> None:
+    one = FixedSelector(COVERAGE_POOL)
+    assert (
+        one.select(["a"], 3)
+        == one.select(["b", "c"], 3)
+        == FixedSelector(COVERAGE_POOL).select(["z"], 3)
+    )
+    assert one.select(["a"], 2) == one.select(["a"], 3)[:2]  # a larger K only adds
+    assert len(one.select(["a"], 50)) == len(COVERAGE_POOL)
+    assert FixedSelector([]).select(["a"], 3) == []
+
+
+def test_fixed_never_shows_a_sentence_being_labelled() -> None:
+    selector = FixedSelector(COVERAGE_POOL)
+    # "Bob works at Acme" is being labelled: the next of the order takes its place, here only.
+    chosen = selector.select([COVERAGE_POOL[3].text], 3)
+    assert texts(chosen) == texts([COVERAGE_POOL[i] for i in (2, 5, 0)])
+    assert texts(selector.select(["other"], 3)) == texts([COVERAGE_POOL[i] for i in (2, 3, 5)])
+
+
+def test_fixed_reads_a_classification_examples_labels_from_its_keys() -> None:
+    classify = task_types.get("classify")
+    pool = [
+        Example("Chelsea won the cup final again", {"Sports": ()}),  # [6]
+        Example("Oil prices fell", {"Business": ()}),  # [3]
+        Example("Stocks slid as oil fell", {"Business": ()}),
+        Example("Sports", {"Sports": ()}),  # [1]
+    ]
+    assert classify.example_labels(pool[0]) == {"Sports"}
+    assert task_types.get("ner").example_labels(COVERAGE_POOL[0]) == frozenset()
+    chosen = make_selector("fixed", pool, classify.example_labels).select(["x"], 2)
+    # Typical (at least the median length, 5): the two longer ones, shorter first on a tie.
+    assert texts(chosen) == ["Stocks slid as oil fell", "Chelsea won the cup final again"]
+
+
+def test_fixed_examples_make_one_prefix_before_the_items_for_every_task() -> None:
+    """System first, then the examples: with `fixed` all but the items' message is the same
+    for every full batch (the prompt cache's stable prefix), NER and classification alike."""
+    from workers.requests import RequestBuilder
+
+    ner_cfg = RunConfig(
+        run_id="r",
+        model="gpt-4o-mini",
+        base_url="http://127.0.0.1:9/v1",
+        few_shot=2,
+        few_shot_strategy="fixed",
+        batch_size=2,
+    )
+    ner = RequestBuilder(
+        ner_cfg, FixedSelector(COVERAGE_POOL, task_types.get("ner").example_labels)
+    )
+    a = ner.messages([rec(1, "Carl visited Oslo", None), rec(2, "Dan left", None)])
+    b = ner.messages([rec(3, "Eve met Ann", None), rec(4, "Nothing here", None)])
+    assert a[:-1] == b[:-1] and a[-1] != b[-1] and a[0]["role"] == "system"
+    assert any(COVERAGE_POOL[3].text in m["content"] for m in a[:-1])
+
+    classify = task_types.get("classify")
+    cls_cfg = RunConfig(
+        run_id="r",
+        model="gpt-4o-mini",
+        base_url="http://127.0.0.1:9/v1",
+        task="classify",
+        labels=LabelSet(
+            labels=(Label(name="Sports", tag="Sports"), Label(name="Business", tag="Business"))
+        ),
+        few_shot=1,
+        few_shot_strategy="fixed",
+        batch_size=2,
+    )
+    pool = [Example("Oil prices fell", {"Business": ()}), Example("Sports", {"Sports": ()})]
+    builder = RequestBuilder(cls_cfg, FixedSelector(pool, classify.example_labels))
+    one = [ClassifyRecord(id="a", text="Chelsea won"), ClassifyRecord(id="b", text="Oil rose")]
+    two = [ClassifyRecord(id="c", text="Rain"), ClassifyRecord(id="d", text="Snow")]
+    x, y = builder.messages(one), builder.messages(two)
+    assert x[:-1] == y[:-1] and x[-1] != y[-1] and x[0]["role"] == "system"

@@ -141,7 +141,7 @@ def test_kili_export_reads_back_through_the_sdk_label_parser(
     by_id = {r.id: r for r in rows}
     assert [line["external_id"] for line in lines] == ["t-0", "t-1", "t-2", "t-4"]  # not failed
     for line in lines:
-        assert line["model_name"] == "gpt-test@ner-v2"
+        assert line["model_name"] == "gpt-test@ner-v3"
         row = by_id[line["external_id"]]
         parsed = ParsedLabel({"jsonResponse": line["json_response"]}, interface, "TEXT")
         back = [  # the export counts code points unless told otherwise
@@ -253,7 +253,7 @@ def test_label_studio_export_matches_the_import_format_and_its_config(
             assert "predictions" not in task
             continue
         (prediction,) = task["predictions"]
-        assert prediction["model_version"] == "gpt-test@ner-v2"
+        assert prediction["model_version"] == "gpt-test@ner-v3"
         back = []
         for result in prediction["result"]:
             assert result["from_name"] == control.get("name")

@@ -151,7 +151,7 @@ def read_back(
 ) -> dict[str, list[list[Entity]]]:
     kili = connect(fake.api_key, fake.endpoint)
     return read_predictions(
-        kili, project_id, "gpt-test@ner-v2", {r.id: r.text for r in rows}, NER.kili, unit="utf16"
+        kili, project_id, "gpt-test@ner-v3", {r.id: r.text for r in rows}, NER.kili, unit="utf16"
     )
 
 
@@ -222,7 +222,7 @@ def test_upload_from_redis_reads_back_equal_to_predictions_jsonl(
     # batches of at most the size asked for, and every label a PREDICTION of the run's model
     assert max(fake.batches["appendManyAssets"]) <= 4 and max(fake.batches["appendManyLabels"]) <= 4
     assert {(lab["labelType"], lab["modelName"]) for lab in fake.labels} == {
-        ("PREDICTION", "gpt-test@ner-v2")
+        ("PREDICTION", "gpt-test@ner-v3")
     }
 
 
@@ -515,7 +515,7 @@ def test_dry_run_writes_the_payloads_and_sends_nothing(
     out = folder / "kili-dry-run"
     project = json.loads((out / "project.json").read_text())
     assert project["create_project"]["json_interface"] == kili_json_interface(ONTOLOGY)
-    assert project["offset_unit"] == "utf16" and project["model_name"] == "gpt-test@ner-v2"
+    assert project["offset_unit"] == "utf16" and project["model_name"] == "gpt-test@ner-v3"
     assets = [json.loads(line) for line in (out / "assets.jsonl").read_text().splitlines()]
     assert [(a["external_id"], a["content"]) for a in assets] == [(r.id, r.text) for r in run.rows]
     predictions = [

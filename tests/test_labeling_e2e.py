@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from prelabel.model import ITEM_IDS_HEADER
 from producer.estimate import estimate_run
 from producer.labeling import LabelingOptions
 from producer.loading import DatasetSpec
+from simulator.prompt_cache import request_tokens
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,7 @@ class Proxy:
                 "format": fmt.get("type"),
                 "schema": fmt.get("json_schema", {}).get("name"),
                 "messages": body["messages"],
+                "cache_key": body.get("prompt_cache_key"),
             }
         )
         if self.reject_schema and fmt.get("type") == "json_schema":
@@ -187,11 +190,45 @@ def test_few_shot_batches_with_a_strict_schema_label_everything_as_estimated(
     )
     figures = report["figures"]
     assert figures["requests"] == estimate.requests == 12
+    # The simulator bills the messages and the schema, as the estimate counts them.
+    assert estimate.schema_tokens > 0
     assert figures["prompt_tokens"] == estimate.prompt_tokens - 3 * estimate.requests
     assert figures["mentions_proposed"] == sum(len(r["entities"]) for r in rows)
     assert figures["unaligned_mentions"] == 0
     expected_cost = (0.15 * figures["prompt_tokens"] + 0.60 * figures["completion_tokens"]) / 1e6
     assert figures["cost_usd"] == pytest.approx(expected_cost)
+
+
+def test_fixed_examples_make_a_prefix_the_prompt_cache_serves_after_the_first_requests(
+    fleet_env: dict[str, str], proxy: Proxy, simulator_url: str, gold_path: Path, tmp_path: Path
+) -> None:
+    """`--few-shot-strategy fixed`: every request starts with the same system prompt and
+    examples (well over 1,024 tokens; JSON mode, so that no schema comes first), so the
+    simulator's prompt cache serves that prefix to every request but the first of each
+    worker, and each request carries the run's cache key."""
+    stats_url = simulator_url.removesuffix("/v1") + "/stats"
+    before = json.loads(urllib.request.urlopen(stats_url).read())
+    out = tmp_path / "out"
+    shots = ["--few-shot", "40", "--few-shot-strategy", "fixed"]
+    shots += ["--few-shot-from", str(gold_path), "--few-shot-rows", "50:"]
+    args = run_args(gold_path, out, proxy, 40, "--batch-size", "5", "--rows", ":50", *shots)
+    proc = prelabel(*args, "--response-format", "json_object", env=fleet_env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    after = json.loads(urllib.request.urlopen(stats_url).read())
+
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 40 and all(r["status"] == "labeled" for r in rows)
+    assert len(proxy.seen) == 8  # 2 shards of 20, batches of 5
+    prefixes = {json.dumps(r["messages"][:-1]) for r in proxy.seen}
+    assert len(prefixes) == 1  # one prefix: system and the same 40 examples
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    assert {r["cache_key"] for r in proxy.seen} == {"prelabel-" + run_id}
+    assert after["prompt_cache_keys"] - before["prompt_cache_keys"] == 8
+    # Two workers: at most their first requests, in flight together, miss the cache.
+    cached = after["cached_tokens"] - before["cached_tokens"]
+    prefix = len(request_tokens(proxy.seen[0]["messages"][:-1], None)) + 1  # + "user"
+    assert prefix >= 1024
+    assert cached % 128 == 0 and 6 * (prefix // 128 * 128) <= cached <= 7 * prefix, cached
 
 
 # Needs the shared split: in the 94-sentence sample, random examples often fall on the items

@@ -65,7 +65,8 @@ def run(
     env: dict[str, str], dataset: Path, base_url: str, out: Path, *extra: str, model: str = ""
 ) -> subprocess.CompletedProcess[str]:
     args = ["run", "--dataset", str(dataset), "--base-url", base_url, "--out", str(out)]
-    args += ["--model", model or "gpt-4o-mini", "--no-cache", "--shard-size", "4", *extra]
+    args += ["--model", model or "gpt-4o-mini", "--no-cache", "--shard-size", "4"]
+    args += ["--batch-size", "1", *extra]  # one item a request: the checks count calls as items
     return subprocess.run(
         [sys.executable, "-m", "prelabel", *args],
         env={**env, "COLUMNS": "200"},

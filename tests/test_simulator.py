@@ -24,11 +24,14 @@ from prelabel.errors import ConfigError, DatasetError, ItemError
 from prelabel.model import Label, LabelSet, RunConfig, Usage
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.limits import RateLimiter, TokenBucket, count_prompt_tokens, format_duration
+from simulator.oracle import answer_text
 from simulator.server import FINGERPRINT, MODELS, RunningSimulator
 from task_types import Example
 from task_types.classify.model import ClassifyRecord, ClassifyResult
 from task_types.ner.bio import mention_spans
+from task_types.ner.gold import gold_mentions
 from task_types.ner.model import CONLL_TYPES, NerRecord, Ontology
+from task_types.ner.parsing import parse_answer, parse_batch_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 O200K = bpe_openai.get_encoding("o200k_base")
@@ -54,27 +57,17 @@ RECORDS = [
     ),
     _record("none", "Nothing to see here .", "O O O O O"),
 ]
-# The gold the tests expect, written out by hand from the tags above.
-GOLD = {
-    RECORDS[0].text: {
-        "LOCATION": [],
-        "MISCELLANEOUS": ["German", "British"],
-        "ORGANIZATION": ["EU"],
-        "PERSON": [],
-    },
-    RECORDS[1].text: {
-        "LOCATION": [],
-        "MISCELLANEOUS": [],
-        "ORGANIZATION": [],
-        "PERSON": ["Peter Blackburn"],
-    },
+# The gold the tests expect, written out by hand from the tags above, in the compact wire
+# format (ner-v3): only the types that have mentions, `{}` when none.
+GOLD: dict[str, dict[str, list[str]]] = {
+    RECORDS[0].text: {"MISCELLANEOUS": ["German", "British"], "ORGANIZATION": ["EU"]},
+    RECORDS[1].text: {"PERSON": ["Peter Blackburn"]},
     RECORDS[2].text: {
         "LOCATION": ["Germany", "Germany"],
-        "MISCELLANEOUS": [],
         "ORGANIZATION": ["New York Stock Exchange"],
         "PERSON": ["Smith"],
     },
-    RECORDS[3].text: {"LOCATION": [], "MISCELLANEOUS": [], "ORGANIZATION": [], "PERSON": []},
+    RECORDS[3].text: {},
 }
 
 
@@ -281,7 +274,28 @@ def test_oracle_answers_single_and_batched_prompts() -> None:
     texts = [RECORDS[2].text, RECORDS[1].text, RECORDS[0].text]
     batch = json.loads(oracle.answer(_messages(_batch(texts))))
     assert batch == {str(i): GOLD[t] for i, t in enumerate(texts, 1)}
-    assert list(batch["1"]) == ["LOCATION", "MISCELLANEOUS", "ORGANIZATION", "PERSON"]
+    # Types in the label set's order, the empty ones left out.
+    assert list(batch["1"]) == ["LOCATION", "ORGANIZATION", "PERSON"]
+
+
+def test_oracle_answers_compact_and_they_parse_back_to_the_gold_mentions() -> None:
+    oracle = Oracle(RECORDS)
+    for record in RECORDS:
+        content = oracle.answer(_messages(record.text))
+        answer = json.loads(content)
+        assert all(answer.values())  # no type without mentions is listed
+        parsed = parse_answer(content, oracle.ontology)
+        assert list(parsed) == [t.name for t in oracle.ontology.labels]
+        by_tag = oracle.ontology.by_tag()
+        expected: dict[str, list[str]] = {t.name: [] for t in oracle.ontology.labels}
+        for tag, mention in gold_mentions(record):
+            expected[by_tag[tag].name].append(mention)
+        assert parsed == expected
+    batch = oracle.answer(_messages(_batch([r.text for r in RECORDS])))
+    assert json.loads(batch)["4"] == {}
+    assert parse_batch_answer(batch, 4, oracle.ontology)[3] == {
+        t.name: [] for t in oracle.ontology.labels
+    }
 
 
 def test_oracle_counts_unknown_sentences_and_answers_them_empty() -> None:
@@ -363,7 +377,7 @@ def test_full_noise_drops_or_relabels_every_mention() -> None:
         assert noisy is not None and exact is not None
         for name, mentions in exact.items():
             for mention in mentions:
-                assert mention not in noisy[name]
+                assert mention not in noisy.get(name, [])
                 moved = any(mention in ms for n, ms in noisy.items() if n != name)
                 relabeled += moved
                 dropped += not moved
@@ -444,7 +458,7 @@ def test_http_answer_longer_than_max_tokens_is_cut(sim: RunningSimulator) -> Non
     assert reply.usage is not None and reply.usage.completion_tokens == 5
     content = reply.choices[0].message.content
     assert content is not None
-    assert json.dumps(GOLD[RECORDS[2].text]).startswith(content)
+    assert answer_text(GOLD[RECORDS[2].text]).startswith(content)
 
 
 def test_http_models_lists_names(sim: RunningSimulator) -> None:
@@ -649,9 +663,9 @@ def test_item_ids_pick_the_gold_of_identical_sentences_that_disagree() -> None:
     other = NerRecord.from_tokens("c", ["Paris"], ["B-LOC"])
     oracle = Oracle([first, second, other], ontology=Ontology(labels=CONLL_TYPES))
     single = [{"role": "user", "content": first.text}]
-    assert json.loads(oracle.answer(single))["MISCELLANEOUS"] == []
+    assert json.loads(oracle.answer(single)) == {}
     assert json.loads(oracle.answer(single, ["b"]))["MISCELLANEOUS"] == ["CENTRAL DIVISION"]
-    assert json.loads(oracle.answer(single, ["a"]))["MISCELLANEOUS"] == []
+    assert json.loads(oracle.answer(single, ["a"])) == {}
     batch = [{"role": "user", "content": f"1: {other.text}\n2: {first.text}"}]
     answer = json.loads(oracle.answer(batch, ["c", "b"]))
     assert answer["1"]["LOCATION"] == ["Paris"]
@@ -659,7 +673,7 @@ def test_item_ids_pick_the_gold_of_identical_sentences_that_disagree() -> None:
     # An id whose text is not the line's text never lends its answer to another line.
     swapped = json.loads(oracle.answer(batch, ["b", "c"]))
     assert swapped["1"]["LOCATION"] == ["Paris"]
-    assert swapped["2"]["MISCELLANEOUS"] == []
+    assert swapped["2"] == {}
 
 
 # --- classification ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 from prelabel.model import ITEM_IDS_HEADER, Endpoint, Label, LabelSet
 from simulator import Oracle, SimulatorConfig, serve_in_thread
 from simulator.logprobs import HIGH, JITTER, LOW, marks, pieces, token_logprobs
+from simulator.oracle import answer_text
 from simulator.server import RunningSimulator
 from task_types import verification
 from task_types.classify.model import ClassifyRecord
@@ -173,18 +174,26 @@ def test_pieces_spell_any_text_and_each_decodes_cleanly(text: str) -> None:
         # A repeated gold value is right as often as gold holds it.
         ({"LOC": ["A", "A"]}, {"LOC": ["A"]}, ['"A"']),
         ({"1": {"labels": ["x"]}, "2": {"labels": []}}, {"1": {"labels": ["x"]}}, []),
+        # Compact answers (ner-v3) leave out the types without mentions: a dropped type's
+        # mentions make the `}` that closed the object early doubtful...
+        ({"LOC": ["Paris"]}, {"LOC": ["Paris"], "PER": ["Smith"]}, ["}"]),
+        ({}, {"PER": ["Smith"]}, ["}"]),
+        # ...a mention under a type gold lacks is doubtful, and so is the `}`.
+        ({"LOC": ["Smith"]}, {"PER": ["Smith"]}, ['"Smith"', "}"]),
+        ({"1": {}, "2": {"LOC": ["A"]}}, {"1": {"PER": ["B"]}, "2": {"LOC": ["A"]}}, ["}"]),
+        ({"1": {}, "2": {}}, {"1": {}}, []),
     ],
 )
 def test_marks_spell_json_and_find_what_noise_changed(
     answer: Any, gold: Any, doubtful: list[str]
 ) -> None:
     text, spans = marks(answer, gold)
-    assert text == json.dumps(answer, ensure_ascii=False)
+    assert text == answer_text(answer)
     assert [text[s:e] for s, e in spans] == doubtful
 
 
 def test_a_relabeled_mention_is_doubtful_and_the_rest_sure() -> None:
-    content = json.dumps({"LOC": ["Smith", "Paris"], "PER": []})
+    content = answer_text({"LOC": ["Smith", "Paris"], "PER": []})
     tokens = token_logprobs(content, marks(*_relabeled())[1], 3, seed=0)
     p = {t["token"]: math.exp(t["logprob"]) for t in tokens}
     assert p["Smith"] == pytest.approx(LOW, abs=JITTER)

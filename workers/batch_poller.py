@@ -51,7 +51,8 @@ flight are enqueued; a shard whose batch is being cancelled is enqueued when tha
 collected, so that the answers it holds are not paid for twice.
 
 Redis writes: the records (`RunKeys.batches`), `RunKeys.batch_answers`, the run's counters
-(`batch_polls`, `batch_requests`, `batch_prompt_tokens`, `batch_completion_tokens`,
+(`batch_polls`, `batch_requests`, `batch_prompt_tokens`, `batch_cached_prompt_tokens`,
+`batch_completion_tokens`, `cached_prompt_tokens`,
 `requests`, `prompt_tokens`, `completion_tokens`, `simulated`) and `active_at`,
 `batch_enqueued_key` (DECRBY), the run's budget (`RunKeys.budget`: the batch's reservation,
 made at submission, replaced by what its lines used at the batch price when it is collected,
@@ -452,7 +453,10 @@ class _RunPoller:
         if final.reserved_tokens or final.reserved_musd:
             used_prompt = spent[RunCounter.BATCH_PROMPT_TOKENS]
             used_completion = spent[RunCounter.BATCH_COMPLETION_TOKENS]
-            used_musd = micro_usd(self.config, used_prompt, used_completion, BATCH_DISCOUNT)
+            used_cached = spent[RunCounter.BATCH_CACHED_PROMPT_TOKENS]
+            used_musd = micro_usd(
+                self.config, used_prompt, used_completion, BATCH_DISCOUNT, used_cached
+            )
             budget_tokens = used_prompt + used_completion - final.reserved_tokens
             budget_musd = used_musd - final.reserved_musd
         keys = [
@@ -541,12 +545,15 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
     prompt = answer.prompt_tokens if answer.prompt_tokens is not None else share
     completion = answer.completion_tokens or 0
     prompt, completion = max(prompt, 0), max(completion, 0)
+    cached = min(answer.cached_tokens, prompt)  # 0 when the prompt count was missing
     simulated = isinstance(body, dict) and body.get("system_fingerprint") == SIMULATOR_FINGERPRINT
     spent.update(
         {
             RunCounter.PROMPT_TOKENS: prompt,
             RunCounter.COMPLETION_TOKENS: completion,
+            RunCounter.CACHED_PROMPT_TOKENS: cached,
             RunCounter.BATCH_PROMPT_TOKENS: prompt,
+            RunCounter.BATCH_CACHED_PROMPT_TOKENS: cached,
             RunCounter.BATCH_COMPLETION_TOKENS: completion,
             RunCounter.SIMULATED: int(simulated),
         }
@@ -563,6 +570,7 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
         finish_reason=answer.finish_reason,
         requests=1,
         choices=answer.choices,
+        cached_tokens=cached,
     )
     refusal = {"refusal": answer.refusal} if answer.refusal else {}
     return json.dumps(completion_value.to_json() | refusal)

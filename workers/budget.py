@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from prelabel.errors import BudgetReached
 from prelabel.keys import RunKeys
 from prelabel.model import RunConfig
-from prelabel.pricing import BATCH_DISCOUNT
+from prelabel.pricing import BATCH_DISCOUNT, Bill, Price, Tokens
 
 _SCRIPT = (Path(__file__).parent / "lua" / "budget.lua").read_text()
 
@@ -21,13 +21,19 @@ def budget_enabled(config: RunConfig) -> bool:
 
 
 def micro_usd(
-    config: RunConfig, prompt_tokens: int, completion_tokens: int, discount: float = 1.0
+    config: RunConfig,
+    prompt_tokens: int,
+    completion_tokens: int,
+    discount: float = 1.0,
+    cached: int = 0,
 ) -> int:
-    """Cost in micro-dollars (prices are USD per million tokens, so µ$ = tokens × price),
-    times `discount` (`prelabel.pricing.BATCH_DISCOUNT` for the Batch API), rounded up."""
-    price_in = config.spend.price_input or 0.0
-    price_out = config.spend.price_output or 0.0
-    return math.ceil((prompt_tokens * price_in + completion_tokens * price_out) * discount)
+    """Cost in micro-dollars (`prelabel.pricing.Bill`, `cached` of the prompt tokens at the
+    cached-input price), times `discount` (`BATCH_DISCOUNT` for the Batch API), rounded up."""
+    spend = config.spend
+    price = Price(spend.price_input or 0.0, spend.price_output or 0.0, spend.price_cached_input)
+    usd = Bill.of(price, Tokens(prompt_tokens, completion_tokens, cached)).total
+    # Rounded to a millionth of a µ$ first: the float noise of the division must not round up.
+    return math.ceil(round(usd * 1_000_000 * discount, 6))
 
 
 class Budget:
@@ -50,9 +56,9 @@ class Budget:
         """The run's budget, its calls priced as Batch API lines (half the list price)."""
         return cls(client, config, discount=BATCH_DISCOUNT)
 
-    def micro_usd(self, prompt_tokens: int, completion_tokens: int) -> int:
+    def micro_usd(self, prompt_tokens: int, completion_tokens: int, cached: int = 0) -> int:
         """Cost in micro-dollars, at this budget's discount."""
-        return micro_usd(self.config, prompt_tokens, completion_tokens, self.discount)
+        return micro_usd(self.config, prompt_tokens, completion_tokens, self.discount, cached)
 
     async def reserve(self, prompt_tokens: int, max_tokens: int) -> None:
         """Hold the most a call can cost; raises BudgetReached when that would overshoot."""
@@ -65,13 +71,19 @@ class Budget:
             raise BudgetReached()
 
     async def settle(
-        self, prompt_tokens: int, max_tokens: int, used_prompt: int, used_completion: int
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        used_prompt: int,
+        used_completion: int,
+        used_cached: int = 0,
     ) -> None:
-        """Replace a reservation by what the call really cost (0, 0 for a call that failed)."""
+        """Replace a reservation by what the call really cost (0, 0 for a call that failed),
+        `used_cached` of its prompt tokens at the cached-input price."""
         if not self.enabled:
             return
         tokens = used_prompt + used_completion - (prompt_tokens + max_tokens)
-        musd = self.micro_usd(used_prompt, used_completion) - self.micro_usd(
+        musd = self.micro_usd(used_prompt, used_completion, used_cached) - self.micro_usd(
             prompt_tokens, max_tokens
         )
         await self._call(tokens, musd, "settle")

@@ -65,15 +65,18 @@ class GuardedCaller:
             return Answer(await self.transport.complete(request), digest, cached=False)
         most = request.answer_tokens(cfg.endpoint.max_tokens)  # n answers of max_tokens
         await self.budget.reserve(request.prompt_tokens, most)
-        used_prompt = used_completion = 0
+        used_prompt = used_completion = used_cached = 0
         try:
             completion = await self.transport.complete(request)
             used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+            used_cached = completion.cached_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
             raise
         finally:
-            await self.budget.settle(request.prompt_tokens, most, used_prompt, used_completion)
+            await self.budget.settle(
+                request.prompt_tokens, most, used_prompt, used_completion, used_cached
+            )
         return Answer(completion, digest, cached=False)
 
     def _digest(self, request: ChatRequest) -> str:

@@ -88,7 +88,7 @@ class WorkerContext:
     def transport(self, config: RunConfig, api_key: str) -> RealtimeTransport:
         """The realtime transport for a shard of `config`'s run, on this process's client."""
         client = self.client(config.endpoint.base_url, api_key)
-        return RealtimeTransport.for_run(client, self.redis, self.settings, config)
+        return RealtimeTransport.for_run(client, self.redis, self.settings, config, self.sampling)
 
     async def transport_for(
         self, config: RunConfig, api_key: str, shard: int

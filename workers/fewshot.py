@@ -3,15 +3,23 @@
 The producer turns a train split into a pool (the task type's `examples`) and stores it with the
 run (`pool_to_json`, key `RunKeys.fewshot`); each worker process reads it once per run and
 fits its selector once (`selector_for_run`). Selectors are pluggable: anything with
-`select(texts, k)` can be registered under a name with `register_strategy`.
+`select(texts, k)` can be registered under a name with `register_strategy`; a factory gets
+the pool and how to read the labels an example shows (the task type's `example_labels`).
 
+- `fixed`: the same K examples for every request, chosen once from the pool for coverage:
+  among typical texts (at least the pool's median length: a one-word headline shows a label
+  but not how a sentence is labelled), greedily the one that shows the most labels not yet
+  shown (ties: the shorter, then the earlier in the pool); once every label is shown, the
+  shortest typical ones, then the rest. The system prompt, schema and examples are then one
+  prefix, identical in every request, which a provider's prompt cache serves.
 - `random`: one seeded shuffle of the pool, so every request of a run gets the same examples
   (the prompt prefix is identical, and providers' prompt caching applies).
 - `similar`: TF-IDF cosine nearest neighbours of the batch's sentences (scikit-learn), taken
   round-robin so that every sentence of a batch gets its closest examples first. Similar
   demonstrations are worth more than any other prompt change (GPT-NER: 72.6 → 84.4 F1).
 
-A pool sentence identical to one being labelled is never shown: it would leak the answer.
+A pool sentence identical to one being labelled is never shown: it would leak the answer
+(with `fixed`, the next example of its order takes its place in that request only).
 """
 
 from __future__ import annotations
@@ -20,17 +28,20 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from prelabel.errors import ConfigError
 from task_types import Example
+from workers.tokens import count_tokens
 
 #: The most examples one request may carry.
 MAX_EXAMPLES = 50
 _SEED = 0
 log = logging.getLogger(__name__)
 _CACHED_RUNS = 4
+#: `fixed` weighs an example by its text's tokens in this model's encoding (o200k_base).
+_TOKENS_OF = "gpt-4o"
 
 
 class ExampleSelector(Protocol):
@@ -39,7 +50,76 @@ class ExampleSelector(Protocol):
     def select(self, texts: Sequence[str], k: int) -> list[Example]: ...
 
 
-SelectorFactory = Callable[[Sequence[Example]], ExampleSelector]
+#: The label names an example's answer shows (a task type's `example_labels`).
+LabelsOf = Callable[[Example], Collection[str]]
+#: Makes a selector from the pool and how to read an example's labels.
+SelectorFactory = Callable[[Sequence[Example], LabelsOf], ExampleSelector]
+
+
+def shown_labels(example: Example) -> frozenset[str]:
+    """The names with values in an example's answer (`LabelingDefaults.example_labels`): the
+    default when no task type says otherwise."""
+    return frozenset(name for name, values in example.mentions.items() if values)
+
+
+class FixedSelector:
+    """The same examples for every request: the pool in order of coverage (see the module
+    docstring), the first `k` of them not being labelled."""
+
+    def __init__(self, pool: Sequence[Example], labels_of: LabelsOf = shown_labels) -> None:
+        self.pool = list(pool)
+        self._labels = [frozenset(labels_of(e)) for e in self.pool]
+        self._tokens = [max(1, count_tokens(e.text, _TOKENS_OF)) for e in self.pool]
+        # Typical texts: at least the pool's (upper) median length. A headline of one word
+        # shows a label cheaply but not how a sentence is labelled.
+        median = sorted(self._tokens)[len(self._tokens) // 2] if self.pool else 0
+        self._typical = [t >= median for t in self._tokens]
+        #: The greedy order, grown as far as requests need (K plus the batch at most).
+        self._order: list[int] = []
+        self._taken: set[int] = set()
+        self._covered: set[str] = set()
+        #: Set once no typical example left shows a new label: the rest go shortest first.
+        self._saturated = False
+
+    def select(self, texts: Sequence[str], k: int) -> list[Example]:
+        banned = set(texts)
+        chosen: list[Example] = []
+        position = 0
+        while len(chosen) < k:
+            if position == len(self._order) and not self._grow():
+                break
+            example = self.pool[self._order[position]]
+            position += 1
+            if example.text not in banned:
+                chosen.append(example)
+        return chosen
+
+    def _grow(self) -> bool:
+        """Append the next example of the greedy order; False when the pool is used up."""
+        best = -1 if self._saturated else self._most_new()
+        if best < 0:
+            self._saturated = True
+            left = (i for i in range(len(self.pool)) if i not in self._taken)
+            best = min(left, key=lambda i: (not self._typical[i], self._tokens[i], i), default=-1)
+            if best < 0:
+                return False
+        self._order.append(best)
+        self._taken.add(best)
+        self._covered |= self._labels[best]
+        return True
+
+    def _most_new(self) -> int:
+        """The typical example showing the most labels not yet shown (ties: shorter, then
+        earlier); -1 when none shows a new one."""
+        best, best_key = -1, (0, 0, 0)
+        for i, labels in enumerate(self._labels):
+            if i in self._taken or not self._typical[i]:
+                continue
+            new = len(labels - self._covered)
+            key = (new, -self._tokens[i], -i)
+            if new and key > best_key:
+                best, best_key = i, key
+        return best
 
 
 class RandomSelector:
@@ -113,7 +193,11 @@ class SimilarSelector:
         return [self.pool[i] for i in reversed(chosen)]
 
 
-STRATEGIES: dict[str, SelectorFactory] = {"random": RandomSelector, "similar": SimilarSelector}
+STRATEGIES: dict[str, SelectorFactory] = {
+    "similar": lambda pool, _: SimilarSelector(pool),
+    "random": lambda pool, _: RandomSelector(pool),
+    "fixed": FixedSelector,
+}
 
 
 def register_strategy(name: str, factory: SelectorFactory) -> None:
@@ -121,14 +205,17 @@ def register_strategy(name: str, factory: SelectorFactory) -> None:
     STRATEGIES[name] = factory
 
 
-def make_selector(strategy: str, pool: Sequence[Example]) -> ExampleSelector:
-    """The selector named `strategy` over `pool`; ConfigError for an unknown name."""
+def make_selector(
+    strategy: str, pool: Sequence[Example], labels_of: LabelsOf = shown_labels
+) -> ExampleSelector:
+    """The selector named `strategy` over `pool` (`labels_of`: the run's task type's
+    `example_labels`); ConfigError for an unknown name."""
     factory = STRATEGIES.get(strategy)
     if factory is None:
         raise ConfigError(
             f"--few-shot-strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}"
         )
-    return factory(pool)
+    return factory(pool, labels_of)
 
 
 def pool_to_json(pool: Sequence[Example]) -> str:
@@ -149,7 +236,10 @@ _SELECTORS: OrderedDict[tuple[str, str], ExampleSelector] = OrderedDict()
 
 
 def selector_for_run(
-    run_id: str, strategy: str, load: Callable[[], str | bytes | None]
+    run_id: str,
+    strategy: str,
+    load: Callable[[], str | bytes | None],
+    labels_of: LabelsOf = shown_labels,
 ) -> ExampleSelector:
     """This process's selector for a run: the pool is read (`load`) and fitted only once.
 
@@ -164,7 +254,7 @@ def selector_for_run(
             log.warning(
                 "run %s has no few-shot pool in Redis: requests go without examples", run_id
             )
-        selector = make_selector(strategy, pool_from_json(raw) if raw else [])
+        selector = make_selector(strategy, pool_from_json(raw) if raw else [], labels_of)
         _SELECTORS[key] = selector
         while len(_SELECTORS) > _CACHED_RUNS:
             _SELECTORS.popitem(last=False)

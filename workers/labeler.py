@@ -25,7 +25,7 @@ from workers.measure import Confidence, Reading
 from workers.requests import RequestBuilder
 from workers.results import ResultSink
 from workers.sampling import SamplingMemory
-from workers.tokens import count_message_tokens
+from workers.tokens import count_request_tokens
 from workers.transports import (
     TRUNCATED,
     CallFailed,
@@ -137,10 +137,11 @@ class ShardLabeler:
 
     async def _ask(self, batch: Sequence[Record]) -> tuple[list[ItemResult], list[Record]]:
         messages = self.requests.messages(batch)
+        response_format = self.requests.response_format(batch)
         request = ChatRequest(
             messages,
-            self.requests.response_format(batch),
-            count_message_tokens(messages, self.config.endpoint.model),
+            response_format,
+            count_request_tokens(messages, response_format, self.config.endpoint.model),
             tuple(r.id for r in batch),
         )
         too_long = await self._too_long(request)
@@ -241,6 +242,7 @@ class ShardLabeler:
             self.config.run_id,
             self.config.labeling.few_shot_strategy,
             lambda: self.store.redis.get(key),
+            self.task.example_labels,
         )
 
     async def _running(self) -> bool:

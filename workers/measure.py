@@ -37,7 +37,7 @@ from workers.calls import Answer, GuardedCaller
 from workers.confidence import Measured, logprob_confidence, verdict_confidence, vote
 from workers.json_mode import SchemaRefusals
 from workers.sampling import SamplingMemory
-from workers.tokens import count_message_tokens
+from workers.tokens import count_request_tokens
 from workers.transports import CallFailed, ChatRequest, Completion, RunStopped
 from workers.transports.base import Choice
 from workers.transports.chat import is_reasoning_model
@@ -243,7 +243,7 @@ class Confidence:
         request = ChatRequest(
             messages,
             schema,
-            count_message_tokens(messages, endpoint.model),
+            count_request_tokens(messages, schema, endpoint.model),
             (record.id,),
             logprobs=logprobs,
             # A reasoning model thinks within max_completion_tokens: a few tokens would leave

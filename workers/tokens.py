@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import bpe_openai
@@ -94,6 +94,14 @@ def _content_tokens(content: str, model: str) -> int:
     return _encoded_length(_encoding(model)[0], content)
 
 
+def count_request_tokens(
+    messages: Sequence[dict[str, str]], response_format: dict[str, object] | None, model: str
+) -> int:
+    """Prompt tokens of a chat request as the provider bills them: the messages and the
+    response format's schema (`count_schema_tokens`'s estimate)."""
+    return count_message_tokens(messages, model) + count_schema_tokens(response_format, model)
+
+
 def count_schema_tokens(response_format: dict[str, object] | None, model: str) -> int:
     """Input tokens the response format's JSON schema is billed as, estimated.
 
@@ -101,12 +109,19 @@ def count_schema_tokens(response_format: dict[str, object] | None, model: str) -
     this counts the schema's compact JSON text (`json.dumps` without spaces) in the model's
     encoding, which is probably an overestimate. JSON mode (None, or no `json_schema`) is 0.
     """
+    text = schema_text(response_format)
+    return 0 if text is None else _schema_tokens(text, model)
+
+
+def schema_text(response_format: Mapping[str, object] | None) -> str | None:
+    """The response format's JSON schema as its compact JSON text (what `count_schema_tokens`
+    counts), or None for JSON mode (None, or no `json_schema`)."""
     if not response_format:
-        return 0
+        return None
     schema = response_format.get("json_schema")
     if not isinstance(schema, dict) or "schema" not in schema:
-        return 0
-    return _schema_tokens(json.dumps(schema["schema"], separators=(",", ":")), model)
+        return None
+    return json.dumps(schema["schema"], separators=(",", ":"))
 
 
 @lru_cache(maxsize=256)

@@ -58,6 +58,10 @@ class ClassifyLabeling(LabelingDefaults):
         assert isinstance(record, ClassifyRecord)
         return frozenset(record.gold or ())
 
+    def example_labels(self, example: Example) -> frozenset[str]:
+        # A classification example names its labels only, each without values (gold.py).
+        return frozenset(example.mentions)
+
     def tags_named(self, values: Iterable[str] | None) -> frozenset[str]:
         return frozenset(values or ())
 

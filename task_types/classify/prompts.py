@@ -24,7 +24,7 @@ from typing import Any
 from prelabel.model import LabelSet
 from task_types.base import Example, PromptTemplate
 from task_types.classify.model import PROMPT_VERSION, ClassifyRecord
-from task_types.messages import numbered, user_content
+from task_types.messages import batch_schema, numbered, user_content
 from task_types.templates import read_template
 
 #: The answer's key about one text.
@@ -45,8 +45,8 @@ PLACEHOLDERS = ("{labels}", "{format}", "{texts}", "{task}")
 _REQUIRED = ("{labels}", "{format}")
 
 #: The most enum values a schema inlines (one list of label names per line of a batch);
-#: above it, the batch's lines share one definition (`$defs`/`$ref`, which OpenAI, llama.cpp's
-#: grammar conversion and vLLM's guided decoding resolve). The schema is billed as input, and
+#: above it, the batch's lines share one definition (`task_types.messages.batch_schema`).
+#: The schema is billed as input, and
 #: OpenAI caps a schema's enum values (1,000 in its current documentation, 500 before):
 #: GoEmotions' 28 labels at 10 texts a request would inline 280 names, 128 tokens an item in
 #: `bench_classify.py`, against 30 shared. AG News' 4 labels stay inlined up to 25 texts.
@@ -159,22 +159,9 @@ def response_format(labels: LabelSet, batch_size: int, *, multi_label: bool) -> 
     if batch_size == 1:
         name, schema = f"{prefix}_answer", _text_schema(names, multi_label)
     else:
-        keys = [str(i) for i in range(1, batch_size + 1)]
         name = f"{prefix}_batch_answer"
-        line: dict[str, Any]
-        if batch_size * len(names) <= MAX_INLINE_ENUM_VALUES:
-            line = _text_schema(names, multi_label)
-            defs: dict[str, Any] = {}
-        else:
-            line = {"$ref": "#/$defs/answer"}
-            defs = {"$defs": {"answer": _text_schema(names, multi_label)}}
-        schema = {
-            "type": "object",
-            "properties": {key: line for key in keys},
-            "required": keys,
-            "additionalProperties": False,
-            **defs,
-        }
+        shared = batch_size * len(names) > MAX_INLINE_ENUM_VALUES
+        schema = batch_schema(_text_schema(names, multi_label), batch_size, shared=shared)
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 

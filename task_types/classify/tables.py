@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from task_types.bootstrap import Interval
 from task_types.classify.evaluation import ClassScores, Evaluation
-from task_types.tables import confidence_fact, interval, money, pct, ratio
+from task_types.tables import confidence_fact, interval, money, pct, per_thousand_rows, ratio
 from task_types.tables import figure_rows as core_figure_rows
 
 #: The chart files written beside report.md and embedded in report.html.
@@ -189,6 +189,7 @@ def cost_rows(ev: Evaluation) -> list[tuple[str, str]]:
         ("micro F1 (points, labeled items)", f"{c.f1_points:.2f}"),
         ("tokens (prompt + completion)", f"{c.tokens:,}"),
         ("cost", money(c.cost_usd)),
+        *per_thousand_rows(ev.figures),
         ("F1 points per $", ratio(c.f1_per_dollar)),
         ("F1 points per 1k tokens", ratio(c.f1_per_1k_tokens, 4)),
     ]

@@ -14,13 +14,14 @@ from task_types.ner.model import NerRecord, Ontology
 
 
 def guessed_answer(batch: Sequence[NerRecord], ontology: Ontology) -> str:
-    """An answer of plausible length: capitalised-word runs as mentions, in the prompt's format."""
+    """An answer of plausible length: capitalised-word runs as mentions of the first type, in
+    the prompt's (compact) format."""
     first = ontology.labels[0].name if ontology.labels else "ENTITY"
 
     def one(record: NerRecord) -> dict[str, list[str]]:
-        answer: dict[str, list[str]] = {t.name: [] for t in ontology.labels}
-        answer[first] = guess_mentions(record.tokens)
-        return answer
+        # The compact wire format: only a type that has mentions is a key.
+        mentions = guess_mentions(record.tokens)
+        return {first: mentions} if mentions else {}
 
     if len(batch) == 1:
         return json.dumps(one(batch[0]), ensure_ascii=False)

@@ -169,9 +169,10 @@ class NerLabeling(LabelingDefaults):
         noise: float,
         rng: random.Random | None,
     ) -> dict[str, list[str]]:
-        """`{type name: [mention, ...]}`, every type present; a corrupted mention is dropped
-        or (as often) given another type. Gold types the label set does not list are never
-        asked for, so they are left out."""
+        """`{type name: [mention, ...]}` in the compact wire format (only the types that have
+        mentions, in label-set order); a corrupted mention is dropped or (as often) given
+        another type. Gold types the label set does not list are never asked for, so they
+        are left out."""
         names = [t.name for t in labels.labels]
         by_tag = labels.by_tag()
         answer: dict[str, list[str]] = {name: [] for name in names}
@@ -185,7 +186,7 @@ class NerLabeling(LabelingDefaults):
                     continue
                 name = rng.choice(others)
             answer[name].append(mention)
-        return answer
+        return prompts.compact(answer, labels)
 
 
 def mention_bound(batch: Sequence[Record]) -> int:

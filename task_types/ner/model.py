@@ -12,7 +12,7 @@ from prelabel.frozen import Frozen
 from prelabel.model import ItemResult, Label, LabelSet, Record, Scored
 
 #: Bumped whenever the messages change, so that cached answers are not reused.
-PROMPT_VERSION = "ner-v2"
+PROMPT_VERSION = "ner-v3"
 
 #: An entity type: what the model answers with (`name`) and what the BIO tags say (`tag`).
 EntityType = Label

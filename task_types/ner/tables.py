@@ -11,7 +11,7 @@ from task_types.bootstrap import Interval
 from task_types.ner.errors import ERROR_KINDS, Confusion, FrequentError, ItemDiff, SpanRef
 from task_types.ner.evaluation import Evaluation
 from task_types.ner.scores import LabelScores, TypeScores
-from task_types.tables import confidence_fact, interval, money, pct, ratio
+from task_types.tables import confidence_fact, interval, money, pct, per_thousand_rows, ratio
 from task_types.tables import figure_rows as core_figure_rows
 
 #: The chart files written beside report.md and embedded in report.html.
@@ -102,6 +102,7 @@ def cost_rows(ev: Evaluation) -> list[tuple[str, str]]:
         ("micro F1 (points)", f"{c.f1_points:.2f}"),
         ("tokens (prompt + completion)", f"{c.tokens:,}"),
         ("cost", money(c.cost_usd)),
+        *per_thousand_rows(ev.figures),
         ("F1 points per $", ratio(c.f1_per_dollar)),
         ("F1 points per 1k tokens", ratio(c.f1_per_1k_tokens, 4)),
     ]

@@ -71,6 +71,7 @@ from workers.budget import Budget
 from workers.cache import request_digest
 from workers.ratelimit import lua_source
 from workers.results import ResultSink
+from workers.sampling import SamplingMemory
 from workers.transports.base import (
     TRUNCATED,
     CallFailed,
@@ -82,7 +83,7 @@ from workers.transports.base import (
     choices_from_json,
     truncated_reason,
 )
-from workers.transports.chat import chat_body, request_params, sampling_params
+from workers.transports.chat import chat_body, prompt_cache_key, request_params, sampling_params
 from workers.transports.realtime import RealtimeTransport
 from workers.transports.window import context_window
 
@@ -128,13 +129,17 @@ def submission_key(custom_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(custom_ids)).encode()).hexdigest()[:16]
 
 
-def batch_line(config: RunConfig, cid: str, request: ChatRequest) -> dict[str, Any]:
-    """One line of a batch file: the realtime transport's request body, named `cid`."""
+def batch_line(
+    config: RunConfig, cid: str, request: ChatRequest, cache_key: bool = True
+) -> dict[str, Any]:
+    """One line of a batch file: the realtime transport's request body, named `cid`, with the
+    run's `prompt_cache_key` unless `cache_key` is False (an endpoint that refused it)."""
+    key = prompt_cache_key(config.run_id) if cache_key else None
     return {
         "custom_id": cid,
         "method": "POST",
         "url": ENDPOINT,
-        "body": chat_body(config.endpoint, request),
+        "body": chat_body(config.endpoint, request, key),
     }
 
 
@@ -202,6 +207,7 @@ class BatchTransport:
         limit: int | None = None,
         realtime: RealtimeTransport | None = None,
         context_tokens: int | None = None,
+        memory: SamplingMemory | None = None,
     ) -> None:
         self.client = client
         self.redis = redis_client
@@ -211,6 +217,9 @@ class BatchTransport:
         #: Set: requests without a stored answer go there instead of into a batch.
         self.realtime = realtime
         self.context_tokens = context_tokens
+        #: The process's memory of endpoints: lines go without `prompt_cache_key` to one that
+        #: refused it realtime.
+        self.memory = memory if memory is not None else SamplingMemory()
         self.keys = RunKeys(config.run_id)
         self.sink = ResultSink(redis_client, config.run_id)
         self.enqueued = EnqueuedTokens(
@@ -253,6 +262,7 @@ class BatchTransport:
             shard,
             limit=enqueued_limit(settings, config),
             realtime=realtime if use_realtime else None,
+            memory=realtime.memory,
             context_tokens=settings.context_tokens,
         )
 
@@ -298,15 +308,18 @@ class BatchTransport:
         max_tokens = request.answer_tokens(self.config.endpoint.max_tokens)
         assert self.realtime is not None
         await budget.reserve(request.prompt_tokens, max_tokens)
-        used_prompt = used_completion = 0
+        used_prompt = used_completion = used_cached = 0
         try:
             completion = await self.realtime.complete(request)
             used_prompt, used_completion = completion.prompt_tokens, completion.completion_tokens
+            used_cached = completion.cached_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
             raise
         finally:
-            await budget.settle(request.prompt_tokens, max_tokens, used_prompt, used_completion)
+            await budget.settle(
+                request.prompt_tokens, max_tokens, used_prompt, used_completion, used_cached
+            )
         return completion
 
     def _answer(self, data: dict[str, Any]) -> Completion:
@@ -328,6 +341,7 @@ class BatchTransport:
             finish_reason=str(data.get("finish_reason") or ""),
             requests=spent.requests,
             choices=choices_from_json(data.get("choices")),
+            cached_tokens=int(data.get("cached_tokens") or 0),
         )
         if not completion.content:
             if completion.finish_reason == TRUNCATED:
@@ -371,7 +385,11 @@ class BatchTransport:
                 return Submission("adopted", key, found.id, len(lines), tokens)
             held = not released
         data = "".join(
-            json.dumps(batch_line(self.config, cid, request), ensure_ascii=False) + "\n"
+            json.dumps(
+                batch_line(self.config, cid, request, self.memory.takes_cache_key(self.config)),
+                ensure_ascii=False,
+            )
+            + "\n"
             for cid, request in lines
         ).encode()
         self._check_size(len(lines), len(data), tokens)

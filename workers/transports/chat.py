@@ -60,15 +60,35 @@ def sampling_params(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-def chat_body(endpoint: Endpoint, request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema)."""
-    return {
+def prompt_cache_key(run_id: str) -> str:
+    """The run's `prompt_cache_key`: one for all its requests, so that the provider routes
+    them to the same cache (their system prompt, schema and fixed examples are one prefix)."""
+    return "prelabel-" + run_id
+
+
+def refuses_cache_key(message: str) -> bool:
+    """Whether a 400's message is the endpoint refusing `prompt_cache_key` (a strict proxy,
+    an old Azure API version: "Unrecognized request argument supplied: prompt_cache_key")."""
+    return "prompt_cache_key" in message
+
+
+def chat_body(
+    endpoint: Endpoint, request: ChatRequest, cache_key: str | None = None
+) -> dict[str, Any]:
+    """The JSON body of `request` for the endpoint's model (JSON mode when it has no schema),
+    with `cache_key` as its `prompt_cache_key` when given. The key routes the request and asks
+    nothing: the answer cache's digest (`workers.calls`) and a batch line's custom_id leave it
+    out."""
+    body = {
         "model": endpoint.model,
         "messages": request.messages,
         **request_params(endpoint),
         **sampling_params(endpoint, request),
         "response_format": request.response_format or JSON_MODE,
     }
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,9 @@ class ChatAnswer:
     problem: str = ""
     #: Every choice, in the order of their `index` (the first is `content`'s).
     choices: tuple[Choice, ...] = ()
+    #: Of the prompt tokens, those the provider served from its prompt cache
+    #: (`usage.prompt_tokens_details.cached_tokens`; 0 when absent or not a count).
+    cached_tokens: int = 0
 
 
 def read_answer(data: object) -> ChatAnswer:
@@ -96,12 +119,19 @@ def read_answer(data: object) -> ChatAnswer:
         return ChatAnswer(problem=f"JSON that is {_kind(data)}, not an object")
     usage = data.get("usage")
     prompt = completion = None
+    cached = 0
     if isinstance(usage, dict):
         prompt = _count(usage.get("prompt_tokens"))
         completion = _count(usage.get("completion_tokens"))
+        cached = _cached(usage.get("prompt_tokens_details"), prompt)
     problem = _problem(data)
     if problem:
-        return ChatAnswer(prompt_tokens=prompt, completion_tokens=completion, problem=problem)
+        return ChatAnswer(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            problem=problem,
+            cached_tokens=cached,
+        )
     choice = data["choices"][0]
     message = choice["message"]
     return ChatAnswer(
@@ -111,7 +141,17 @@ def read_answer(data: object) -> ChatAnswer:
         completion_tokens=completion,
         finish_reason=_text(choice.get("finish_reason")) or "",
         choices=_choices(data["choices"]),
+        cached_tokens=cached,
     )
+
+
+def _cached(details: object, prompt: int | None) -> int:
+    """`prompt_tokens_details.cached_tokens`, within [0, prompt_tokens] (0 when either is
+    missing or not a count: a server that does not cache says nothing)."""
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    if cached is None or prompt is None:
+        return 0
+    return min(max(cached, 0), prompt)
 
 
 def _choices(choices: list[Any]) -> tuple[Choice, ...]:

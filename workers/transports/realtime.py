@@ -21,6 +21,9 @@ How each outcome is met:
   time would otherwise hold a call, and its shard, for ever);
 - a 400 about the `json_schema` response format of a request that sent one: `SchemaRefused`
   (the items fail with the endpoint's message, unless the run falls back to JSON mode);
+- a 400 naming `prompt_cache_key` (a strict proxy, an old Azure API version): the endpoint is
+  remembered as refusing it (`SamplingMemory`, per process) and the call is sent again at once
+  without it (through the bucket: the refused one counted as a request);
 - anything else (400, other 4xx): the item fails with the endpoint's message;
 - a 200 whose body is not a chat completion (not JSON, no `choices`, a `message` that is not
   an object): the item fails with what was wrong, once (it is paid for, and retrying a server
@@ -63,6 +66,7 @@ from prelabel.model import SIMULATOR_HEADER, RunConfig, Usage
 from prelabel.settings import Settings, is_local_endpoint
 from workers.ratelimit import Admission, ProviderLimits, TokenBucket, account_id, caps_for
 from workers.results import ResultSink
+from workers.sampling import SamplingMemory
 from workers.transports.base import (
     TRUNCATED,
     CallFailed,
@@ -74,7 +78,13 @@ from workers.transports.base import (
     SchemaRefused,
     truncated_reason,
 )
-from workers.transports.chat import ChatAnswer, chat_body, read_answer
+from workers.transports.chat import (
+    ChatAnswer,
+    chat_body,
+    prompt_cache_key,
+    read_answer,
+    refuses_cache_key,
+)
 from workers.transports.window import context_window
 
 log = logging.getLogger(__name__)
@@ -142,8 +152,11 @@ class RealtimeTransport:
         max_attempts: int,
         pauses: PauseLimits = PauseLimits(),
         context_tokens: int | None = None,
+        memory: SamplingMemory | None = None,
     ) -> None:
         self.client = client
+        #: What this process learnt of endpoints (here: which refuse `prompt_cache_key`).
+        self.memory = memory if memory is not None else SamplingMemory()
         self.pauses = pauses
         #: The context window the settings give (PRELABEL_CONTEXT_TOKENS), else None.
         self.context_tokens = context_tokens
@@ -165,10 +178,16 @@ class RealtimeTransport:
 
     @classmethod
     def for_run(
-        cls, client: AsyncOpenAI, redis: aioredis.Redis, settings: Settings, config: RunConfig
+        cls,
+        client: AsyncOpenAI,
+        redis: aioredis.Redis,
+        settings: Settings,
+        config: RunConfig,
+        memory: SamplingMemory | None = None,
     ) -> RealtimeTransport:
         """The transport of one shard of `config`'s run, as the workers' settings shape it:
-        the account's shared bucket, retries, pause limits and context window."""
+        the account's shared bucket, retries, pause limits and context window; `memory` is
+        the process's (what it learnt of endpoints outlives the shard)."""
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         bucket = TokenBucket(
             redis,
@@ -183,6 +202,7 @@ class RealtimeTransport:
             settings.max_attempts,
             PauseLimits(settings.max_pause, settings.max_paused),
             settings.context_tokens,
+            memory,
         )
 
     async def context_window(self) -> ContextWindow:
@@ -277,7 +297,8 @@ class RealtimeTransport:
         admission = await self.bucket.acquire(tokens=reserved)
         # prelabel.monitor.BUCKET_WAIT_MS: `prelabel status` shows the mean wait per call.
         self._spend({RunCounter.BUCKET_WAIT_MS: round(admission.waited * 1000)})
-        body = chat_body(cfg.endpoint, request)
+        cache_key = prompt_cache_key(cfg.run_id) if self.memory.takes_cache_key(cfg) else None
+        body = chat_body(cfg.endpoint, request, cache_key)
         try:
             # `client.post` is the client's own route for requests it has no typed method for
             # (auth, base URL, Azure deployments, timeouts and errors as for any call). Here it
@@ -295,6 +316,9 @@ class RealtimeTransport:
             raise _Transient(f"no whole answer within {self._deadline:g}s") from None
         except openai.APIStatusError as exc:
             self._sent(sent)
+            if cache_key is not None and _refuses_cache_key(exc):
+                self.memory.note_refused_cache_key(cfg)
+                return await self._once(request, sent)  # without the key this time
             await self._refused(exc, reserved, schema=request.response_format is not None)
         except openai.APIConnectionError as exc:  # timeouts included
             if _left(exc):
@@ -374,9 +398,11 @@ class RealtimeTransport:
         # below. The headers are as old as the call: `admission` lets settle age them (issue 21).
         await self.bucket.settle(reserved, used_prompt + most, limits, admission)
         simulated = raw.headers.get(SIMULATOR_HEADER) == "1"
+        cached = min(answer.cached_tokens, used_prompt)  # of the prompt tokens counted
         self._spend(
             {
                 RunCounter.PROMPT_TOKENS: used_prompt,
+                RunCounter.CACHED_PROMPT_TOKENS: cached,
                 RunCounter.COMPLETION_TOKENS: used_completion,
                 RunCounter.SIMULATED: int(simulated),
             }
@@ -399,6 +425,7 @@ class RealtimeTransport:
             simulated,
             answer.finish_reason,
             choices=answer.choices,
+            cached_tokens=cached,
         )
 
     def _usage(self, answer: ChatAnswer, prompt_tokens: int, most: int) -> tuple[int, int]:
@@ -505,6 +532,10 @@ def _seconds(timeout: object) -> float | None:
     names = ("connect", "read", "write", "pool")
     parts = [p for p in (getattr(timeout, n, None) for n in names) if isinstance(p, int | float)]
     return max(parts) if parts else None
+
+
+def _refuses_cache_key(exc: openai.APIStatusError) -> bool:
+    return isinstance(exc, openai.BadRequestError) and refuses_cache_key(_message(exc))
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:
