@@ -16,20 +16,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from workers.tokens import PER_REPLY, count_message_tokens
-
-#: The shortest prefix the provider caches, and the steps it caches longer ones in.
-MIN_CACHED_TOKENS = 1024
-CACHE_STEP_TOKENS = 128
+from workers.tokens import CACHE_MIN_TOKENS, CACHE_STEP_TOKENS, PER_REPLY, count_message_tokens
 
 
 def cached_part(common_tokens: int) -> int:
     """The tokens served from the cache for a prefix of `common_tokens` seen before: the
     largest step of 128 from 1,024 within it (0 under 1,024)."""
-    if common_tokens < MIN_CACHED_TOKENS:
+    if common_tokens < CACHE_MIN_TOKENS:
         return 0
-    steps = (common_tokens - MIN_CACHED_TOKENS) // CACHE_STEP_TOKENS
-    return MIN_CACHED_TOKENS + steps * CACHE_STEP_TOKENS
+    steps = (common_tokens - CACHE_MIN_TOKENS) // CACHE_STEP_TOKENS
+    return CACHE_MIN_TOKENS + steps * CACHE_STEP_TOKENS
 
 
 class PrefixCache:

@@ -23,12 +23,12 @@ from typing import Any
 
 from simulator.limits import encoding
 from simulator.oracle import message_text
-from workers.tokens import schema_text
+from workers.tokens import CACHE_MIN_TOKENS, CACHE_STEP_TOKENS, schema_text
 
-#: The shortest prefix served from the cache.
-MIN_TOKENS = 1024
-#: The cached part grows in steps of this many tokens.
-STEP = 128
+#: The shortest prefix served from the cache, and the steps in which the cached part grows
+#: (`workers.tokens`, which prelabel's estimate follows too).
+MIN_TOKENS = CACHE_MIN_TOKENS
+STEP = CACHE_STEP_TOKENS
 #: Seconds a prefix stays cached after it was last seen.
 TTL = 600.0
 

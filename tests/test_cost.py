@@ -28,9 +28,9 @@ from prelabel.store import RunStore
 from producer.cache_estimate import PrefixCache, cached_part
 from producer.estimate import estimate_requests, render_estimate
 from task_types.ner import NER
-from task_types.ner.model import NerRecord, from_tags
 from task_types.ner.prompts import build_messages
 from task_types.tables import per_thousand_rows as report_rows
+from tests.test_estimate import CONLL, config, records
 from tests.test_llm import RECORD, RUN, Fleet, answering, counters, with_fleet
 from workers.budget import micro_usd
 from workers.requests import RequestBuilder
@@ -39,7 +39,6 @@ from workers.transports import ChatRequest, Completion
 from workers.transports.chat import read_answer
 
 MINI = BUILTIN["gpt-4o-mini"]  # $0.15 in, $0.60 out, $0.075 cached in, per million
-CONLL = from_tags(["LOC", "MISC", "ORG", "PER"])
 
 # --- prices and bills ---------------------------------------------------------------------
 
@@ -295,23 +294,9 @@ def test_the_report_shows_dollars_per_thousand_items_from_the_same_bill() -> Non
 # --- the estimate -------------------------------------------------------------------------
 
 
-def records(n: int) -> list[NerRecord]:
-    return [
-        NerRecord.from_tokens(f"r{i}", f"Ann met Bob {i} times in Rome .".split()) for i in range(n)
-    ]
-
-
 def estimate_config(**over: object) -> RunConfig:
-    base: dict[str, object] = {
-        "run_id": "estimate",
-        "model": "gpt-4o-mini",
-        "base_url": "http://127.0.0.1:1/v1",
-        "labels": CONLL,
-        "price_input": 0.15,
-        "price_output": 0.60,
-        "price_cached_input": 0.075,
-    }
-    return RunConfig.model_validate(base | over)
+    prices = {"price_input": 0.15, "price_output": 0.60, "price_cached_input": 0.075}
+    return config(**prices, **over)
 
 
 def test_cache_steps_are_128_tokens_from_1024() -> None:

@@ -94,6 +94,13 @@ def _content_tokens(content: str, model: str) -> int:
     return _encoded_length(_encoding(model)[0], content)
 
 
+#: OpenAI's prompt cache: the shortest prompt prefix it serves, and the steps in which the part
+#: it serves grows (1,024, 1,152, 1,280, ...). The estimate (producer/cache_estimate.py) and the
+#: simulator (simulator/prompt_cache.py) both follow it.
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+
+
 def count_request_tokens(
     messages: Sequence[dict[str, str]], response_format: dict[str, object] | None, model: str
 ) -> int:
