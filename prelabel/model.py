@@ -55,6 +55,16 @@ class Usage(Frozen):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    #: Of `prompt_tokens`, those the provider served from its prompt cache.
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            requests=self.requests + other.requests,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
 
 
 ItemStatus = Literal["labeled", "failed"]

@@ -20,7 +20,7 @@ from prelabel.errors import ConfigError
 from prelabel.exporter import families
 from prelabel.figures import RunFigures
 from prelabel.keys import RunKeys
-from prelabel.model import RunConfig
+from prelabel.model import RunConfig, Usage
 from prelabel.monitor import RunView, Sample, snapshot
 from prelabel.pricing import BUILTIN, Bill, Price, Tokens, load_prices, run_price, stored_price
 from prelabel.status import per_thousand_rows, render
@@ -442,3 +442,18 @@ def test_a_batch_output_lines_cached_tokens_are_counted_as_batched() -> None:
     assert bill.realtime_usd == 0.0
     assert bill.batch_cached_input == pytest.approx(0.5 * 1152 * 0.075 / 1e6)
     assert bill.batch_input == pytest.approx(0.5 * 348 * 0.15 / 1e6)
+
+
+# --- an item's usage ----------------------------------------------------------------------
+
+
+def test_a_batched_calls_usage_is_shared_out_with_its_cached_tokens() -> None:
+    from workers.labeler import _shares
+
+    spent = Usage(prompt_tokens=1300, completion_tokens=50, requests=1, cached_tokens=1024)
+    shares = _shares(spent, 3)
+    assert [s.cached_tokens for s in shares] == [342, 341, 341]
+    assert sum(shares, Usage()) == spent
+    assert Usage(prompt_tokens=1, cached_tokens=1) + Usage(requests=2) == Usage(
+        prompt_tokens=1, requests=2, cached_tokens=1
+    )

@@ -96,11 +96,7 @@ def label(
 
 
 def total(results: dict[str, NerResult]) -> Usage:
-    return Usage(
-        prompt_tokens=sum(r.usage.prompt_tokens for r in results.values()),
-        completion_tokens=sum(r.usage.completion_tokens for r in results.values()),
-        requests=sum(r.usage.requests for r in results.values()),
-    )
+    return sum((r.usage for r in results.values()), Usage())
 
 
 def test_results_are_committed_with_what_each_call_spent(

@@ -72,6 +72,7 @@ class GuardedCaller:
             used_cached = completion.cached_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
+            used_cached = exc.spent.cached_tokens
             raise
         finally:
             await self.budget.settle(

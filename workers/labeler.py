@@ -221,12 +221,7 @@ class ShardLabeler:
     def _charge(self, batch: Sequence[Record], spent: Usage) -> None:
         """Share `spent` out over `batch`: whole numbers, the remainders to the first items."""
         for record, share in zip(batch, _shares(spent, len(batch)), strict=True):
-            held = self._spent.get(record.id, Usage())
-            self._spent[record.id] = Usage(
-                prompt_tokens=held.prompt_tokens + share.prompt_tokens,
-                completion_tokens=held.completion_tokens + share.completion_tokens,
-                requests=held.requests + share.requests,
-            )
+            self._spent[record.id] = self._spent.get(record.id, Usage()) + share
 
     async def _context_window(self) -> ContextWindow:
         if self._window is None:
@@ -275,12 +270,14 @@ _RETRY = object()
 
 def _shares(spent: Usage, n: int) -> list[Usage]:
     """`spent` in `n` whole shares that add up to it (the first items take the remainders)."""
-    parts = [divmod(v, n) for v in (spent.prompt_tokens, spent.completion_tokens, spent.requests)]
+    counts = (spent.prompt_tokens, spent.completion_tokens, spent.requests, spent.cached_tokens)
+    parts = [divmod(v, n) for v in counts]
     return [
         Usage(
             prompt_tokens=parts[0][0] + (i < parts[0][1]),
             completion_tokens=parts[1][0] + (i < parts[1][1]),
             requests=parts[2][0] + (i < parts[2][1]),
+            cached_tokens=parts[3][0] + (i < parts[3][1]),
         )
         for i in range(n)
     ]

@@ -86,6 +86,7 @@ def spent(completion: Completion) -> Usage:
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
         requests=completion.requests,
+        cached_tokens=completion.cached_tokens,
     )
 
 
@@ -256,13 +257,13 @@ class Confidence:
 
         def charge(usage: Usage) -> None:
             nonlocal extra
-            extra = _add(extra, usage)
+            extra = extra + usage
 
         try:
             try:
                 reply = await self._call(request, charge)
             finally:
-                result = result.model_copy(update={"usage": _add(result.usage, extra)})
+                result = result.model_copy(update={"usage": result.usage + extra})
             choice = reply.completion.all_choices()[0]
             if logprobs is not None and choice.logprobs is None:
                 self.memory.note_no_logprobs(self.config)
@@ -305,11 +306,3 @@ def _choices(completion: Completion) -> tuple[Choice, ...]:
     stored answer's readers, and tests, edit)."""
     first, *rest = completion.all_choices()
     return (dataclasses.replace(first, content=completion.content), *rest)
-
-
-def _add(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
-        completion_tokens=a.completion_tokens + b.completion_tokens,
-        requests=a.requests + b.requests,
-    )

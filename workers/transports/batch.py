@@ -315,6 +315,7 @@ class BatchTransport:
             used_cached = completion.cached_tokens
         except CallFailed as exc:  # a 200 that could not be read was paid for all the same
             used_prompt, used_completion = exc.spent.prompt_tokens, exc.spent.completion_tokens
+            used_cached = exc.spent.cached_tokens
             raise
         finally:
             await budget.settle(
@@ -330,6 +331,7 @@ class BatchTransport:
             completion_tokens=int(data.get("completion_tokens") or 0),
             # An error says whether the API ran its line; an answer is one request.
             requests=int(data.get("requests", 0 if "error" in data else 1)),
+            cached_tokens=int(data.get("cached_tokens") or 0),
         )
         if "error" in data:
             raise CallFailed(str(data["error"]), spent)
@@ -341,7 +343,7 @@ class BatchTransport:
             finish_reason=str(data.get("finish_reason") or ""),
             requests=spent.requests,
             choices=choices_from_json(data.get("choices")),
-            cached_tokens=int(data.get("cached_tokens") or 0),
+            cached_tokens=spent.cached_tokens,
         )
         if not completion.content:
             if completion.finish_reason == TRUNCATED:

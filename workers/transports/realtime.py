@@ -407,7 +407,7 @@ class RealtimeTransport:
                 RunCounter.SIMULATED: int(simulated),
             }
         )
-        sent.update(prompt_tokens=used_prompt, completion_tokens=used_completion)
+        sent.update(prompt_tokens=used_prompt, completion_tokens=used_completion, cached=cached)
         if answer.problem:
             raise CallFailed(
                 f"{cfg.endpoint.base_url} answered HTTP {raw.status_code} with {answer.problem}: "
@@ -522,6 +522,7 @@ def _usage(sent: Counter[str]) -> Usage:
         prompt_tokens=sent["prompt_tokens"],
         completion_tokens=sent["completion_tokens"],
         requests=sent["requests"],
+        cached_tokens=sent["cached"],
     )
 
 
