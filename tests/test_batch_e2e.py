@@ -172,6 +172,22 @@ def test_expired_lines_go_into_a_new_batch_and_nothing_is_lost(
     assert stats["requests"] == 0
 
 
+def test_lines_refused_for_their_prompt_cache_key_go_again_without_it(
+    fleet: dict[str, str], simulator: Any, gold_path: Path, tmp_path: Path
+) -> None:
+    """An endpoint that refuses `prompt_cache_key` (a strict proxy, an old Azure API version)
+    answers every line of the first batches with a 400: the poller asks them again and marks
+    the run, and every later line, whichever worker writes it, leaves the key out."""
+    sim = simulator("--batch-seconds", "1", "--refuse-cache-key")
+    out = tmp_path / "out"
+    proc = prelabel(*run_args(gold_path, sim.url, out, "--transport", "batch"), env=fleet)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert all_gold(out)
+    stats = sim.stats()
+    assert stats["batch_lines"] == 16  # 8 refused, then the same 8 without the key
+    assert stats["batches_created"] == 4 and stats["requests"] == 0
+
+
 def test_a_batch_over_the_enqueued_token_limit_is_submitted_again_later(
     fleet: dict[str, str], simulator: Any, gold_path: Path, tmp_path: Path
 ) -> None:

@@ -88,7 +88,8 @@ from prelabel.queue import enqueue
 from prelabel.settings import Settings, api_key_for
 from workers.budget import micro_usd
 from workers.transports.base import Completion
-from workers.transports.chat import read_answer
+from workers.transports.batch import CACHE_KEY_REFUSED
+from workers.transports.chat import read_answer, refuses_cache_key
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +323,9 @@ class _RunPoller:
             else:
                 again[name] = _why_again(line)
         answers |= self._out_of_tries(again)
+        if any(_refuses_cache_key(line) for line in lines):
+            # Asked again (above), and without the key: every process's next lines read this.
+            self.client.hset(self.keys.meta, CACHE_KEY_REFUSED, "1")
         final = record.model_copy(
             update={
                 "status": "collected",
@@ -539,6 +543,8 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
     if status != 200:
         if not isinstance(status, int) or status >= 500 or status == 429:
             return None
+        if _refuses_cache_key(line):  # asked again without the key
+            return None
         reason = f"the endpoint rejected the request ({status}): {_message(body)}"
         return json.dumps({"error": reason, "requests": 1})
     answer = read_answer(body)
@@ -574,6 +580,14 @@ def _line_answer(line: dict[str, Any], share: int, spent: Counter[str]) -> str |
     )
     refusal = {"refusal": answer.refusal} if answer.refusal else {}
     return json.dumps(completion_value.to_json() | refusal)
+
+
+def _refuses_cache_key(line: dict[str, Any]) -> bool:
+    """Whether the endpoint answered the line with a 400 refusing `prompt_cache_key`."""
+    response = line.get("response")
+    if not isinstance(response, dict) or response.get("status_code") != 400:
+        return False
+    return refuses_cache_key(_message(response.get("body")))
 
 
 def _why_again(line: dict[str, Any]) -> str:

@@ -101,6 +101,9 @@ CLOCK_SLACK = 60.0
 DIE_AFTER_CREATE = "PRELABEL_TEST_DIE_AFTER_BATCH_CREATE"
 #: The run's meta field the poller sets to `realtime` when `auto` reaches its deadline.
 TRANSPORT_NOW = "transport_now"
+#: The run's meta field the poller sets when the endpoint refused a line's `prompt_cache_key`:
+#: every process's next lines go without it.
+CACHE_KEY_REFUSED = "cache_key_refused"
 SUBMITTING = "submitting:"
 #: Added to a `submitting:` mark whose enqueued tokens were given back (the upload or the
 #: create failed with an error, not a crash): a batch adopted from it holds them again.
@@ -248,7 +251,9 @@ class BatchTransport:
         answer when the run was switched to realtime (`auto` at its deadline), or when its
         `retry` policy is `realtime` and a batch of the shard was collected already."""
         keys = RunKeys(config.run_id)
-        now = await redis_client.hget(keys.meta, TRANSPORT_NOW)
+        now, refused = await redis_client.hmget(keys.meta, [TRANSPORT_NOW, CACHE_KEY_REFUSED])
+        if refused:
+            realtime.memory.note_refused_cache_key(config)
         use_realtime = now == b"realtime"
         if not use_realtime and config.delivery.retry == "realtime":
             records = [
