@@ -337,8 +337,8 @@ class TaskFlags:
         typer.Option(
             "--few-shot-strategy",
             help="How examples are chosen: similar (TF-IDF nearest neighbours per request), "
-            "random (one seeded set for the run) or fixed (one set for the run covering the "
-            "most labels with the fewest tokens: a stable prefix for the prompt cache).",
+            "random (one seeded set for the run) or fixed (one set for the run, typical "
+            "sentences that show every label: a stable prefix for the prompt cache).",
             rich_help_panel=TASK,
         ),
     ] = FewShotStrategy.similar
