@@ -12,10 +12,12 @@ DEFAULT_BATCH_SIZE: Final = 10
 
 
 def default_batch_size(model: str) -> int:
-    """`--batch-size` when not given: `DEFAULT_BATCH_SIZE` for OpenAI's models (those whose
-    tokenizer prelabel knows), 1 for any other. A local or self-hosted model is often small,
-    and a small model loses most of its F1 in batches: Gemma 3 270M fell from 31.5 to 8.6 at
-    batch 10 (README, "Dollars per item")."""
-    from workers.tokens import is_exact  # the encodings load on first use, not at --help
+    """`--batch-size` when not given: `DEFAULT_BATCH_SIZE` for OpenAI's models (those in the
+    built-in price table, dated snapshots and gateway names like `openai/gpt-4o-mini`
+    included), 1 for any other. A local or self-hosted model is often small, and a small
+    model loses most of its F1 in batches: Gemma 3 270M fell from 33.3 to 8.6 at batch 10
+    (README, "Dollars per item")."""
+    from prelabel.pricing import BUILTIN, price_for  # not at `prelabel --help`
 
-    return DEFAULT_BATCH_SIZE if is_exact(model) else 1
+    name = model.rsplit("/", 1)[-1]
+    return DEFAULT_BATCH_SIZE if price_for(name, BUILTIN) is not None else 1

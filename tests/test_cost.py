@@ -457,3 +457,23 @@ def test_a_batched_calls_usage_is_shared_out_with_its_cached_tokens() -> None:
     assert Usage(prompt_tokens=1, cached_tokens=1) + Usage(requests=2) == Usage(
         prompt_tokens=1, requests=2, cached_tokens=1
     )
+
+
+# --- the default batch size ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "size"),
+    [
+        ("gpt-4o-mini", 10),
+        ("gpt-4o-mini-2024-07-18", 10),  # a dated snapshot
+        ("openai/gpt-5-mini", 10),  # a gateway's name
+        ("o4-mini", 10),
+        ("/models/gemma-3-270m-q4_k_m.gguf", 1),  # a local model
+        ("llama3", 1),
+    ],
+)
+def test_openais_models_batch_10_items_and_any_other_one(model: str, size: int) -> None:
+    from prelabel.defaults import default_batch_size
+
+    assert default_batch_size(model) == size
